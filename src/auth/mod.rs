@@ -1,0 +1,8 @@
+//! Credentials: argon2id password hashing kept off the async runtime, and the JWT signing
+//! and verification keys. No HTTP here; the layers and routes call into it.
+
+pub mod jwt;
+pub mod password;
+
+pub use jwt::{AccessClaims, JwtKeys, TokenError};
+pub use password::PasswordHasher;

@@ -1,0 +1,109 @@
+//! Configuration: every setting the service reads from the environment, with its default,
+//! in one place. clap reads the variables, so `rowguard --help` lists them all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// The service's own connection (the app role). Unset: run an embedded PostgreSQL.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Bootstrap/admin connection: creates the roles and database, runs migrations, and
+    /// backs the operator CLI. Only needed with DATABASE_URL.
+    #[arg(long, env = "ROWGUARD_ADMIN_DATABASE_URL", global = true, hide_env_values = true)]
+    pub admin_database_url: Option<String>,
+
+    /// Where the embedded PostgreSQL cluster, its credentials and the development signing key live.
+    #[arg(long, env = "ROWGUARD_DATA_DIR", default_value = ".rowguard", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "ROWGUARD_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: SocketAddr,
+
+    /// `{slug}.{base_domain}` names a tenant.
+    #[arg(long, env = "ROWGUARD_BASE_DOMAIN", default_value = "localhost", global = true)]
+    pub base_domain: String,
+
+    /// Ed25519 private key (PKCS#8 PEM) that signs access tokens. Unset: a development key
+    /// is generated once and kept in the data directory.
+    #[arg(long, env = "ROWGUARD_JWT_PRIVATE_KEY", global = true, hide_env_values = true)]
+    pub jwt_private_key: Option<String>,
+
+    /// Key id (`kid`) of the signing key.
+    #[arg(long, env = "ROWGUARD_JWT_KEY_ID", global = true)]
+    pub jwt_key_id: Option<String>,
+
+    /// `iss` of issued tokens, checked on every request.
+    #[arg(long, env = "ROWGUARD_JWT_ISSUER", default_value = "rowguard", global = true)]
+    pub jwt_issuer: String,
+
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "ROWGUARD_ACCESS_TOKEN_TTL", default_value_t = 900, global = true)]
+    pub access_token_ttl_secs: u64,
+
+    /// Connections in the service's pool.
+    #[arg(long, env = "ROWGUARD_DB_POOL_SIZE", default_value_t = 16, global = true)]
+    pub db_pool_size: u32,
+
+    /// Whole-request timeout in milliseconds.
+    #[arg(long, env = "ROWGUARD_REQUEST_TIMEOUT_MS", default_value_t = 10_000, global = true)]
+    pub request_timeout_ms: u64,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "ROWGUARD_BODY_LIMIT", default_value_t = 64 * 1024, global = true)]
+    pub body_limit_bytes: usize,
+
+    /// Log filter (tracing's EnvFilter syntax).
+    #[arg(long, env = "ROWGUARD_LOG", default_value = "info,sqlx=warn", global = true)]
+    pub log: String,
+
+    /// `text` (human-readable) or `json`.
+    #[arg(long, env = "ROWGUARD_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: String,
+
+    /// Seed the demo tenants (acme, globex) on the first start of an embedded cluster.
+    #[arg(long, env = "ROWGUARD_SEED_DEMO", default_value_t = true, global = true, action = clap::ArgAction::Set)]
+    pub seed_demo: bool,
+}
+
+impl Config {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl_secs)
+    }
+
+    /// Base domain as host matching sees it: lower case, no trailing dot.
+    pub fn normalized_base_domain(&self) -> String {
+        self.base_domain.trim_end_matches('.').to_ascii_lowercase()
+    }
+
+    /// Defaults as if no variable were set, for tests and the benchmark harness.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        Config {
+            database_url: None,
+            admin_database_url: None,
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            base_domain: "localhost".into(),
+            jwt_private_key: None,
+            jwt_key_id: None,
+            jwt_issuer: "rowguard".into(),
+            access_token_ttl_secs: 900,
+            db_pool_size: 4,
+            request_timeout_ms: 10_000,
+            body_limit_bytes: 64 * 1024,
+            log: "warn".into(),
+            log_format: "text".into(),
+            seed_demo: false,
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The database: the service's pool (private to this module), the embedded cluster,
+//! bootstrap and migrations, and the tenant transaction handle — the only door to tenant
+//! data. Nothing outside `db` can reach the pool.
+
+pub mod bootstrap;
+pub mod cluster;
+pub mod platform;
+pub mod registry;
+mod tenant_tx;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+pub use tenant_tx::TenantTx;
+
+/// Role names fixed by the migrations' GRANTs (DESIGN.md invariant 5).
+pub const OWNER_ROLE: &str = "rowguard_owner";
+pub const APP_ROLE: &str = "rowguard_app";
+pub const PLATFORM_ROLE: &str = "rowguard_platform";
+
+/// Tables that carry tenant data but are not tenant-owned: read before a tenant is known,
+/// written only by the platform role. Everything else with a `tenant_id` must have RLS.
+pub const PLATFORM_TABLES: &[&str] = &["tenants", "tenant_domains"];
+
+/// The service's connection pool, as the app role. Cloning is cheap.
+#[derive(Clone)]
+pub struct Database {
+    pool: PgPool,
+}
+
+impl Database {
+    /// Connect as the app role. `test_before_acquire` is off: it costs a round trip on every
+    /// request, and a dead connection shows up as an error on first use anyway.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Database, sqlx::Error> {
+        let options: PgConnectOptions = url.parse()?;
+        let options = options.application_name("rowguard");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(3))
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
+        Ok(Database { pool })
+    }
+
+    /// Reachable at all (`/readyz`).
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+
+    /// Whether the database has every migration this binary embeds (`/readyz`).
+    pub async fn migrations_current(&self) -> Result<bool, sqlx::Error> {
+        let (schema, policies) = bootstrap::embedded_versions();
+        let applied: (Option<i32>, Option<i32>) = sqlx::query_as(
+            "SELECT (SELECT max(version) FROM rowguard_schema_history),
+                    (SELECT max(version) FROM rowguard_policy_history)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(applied == (Some(schema), Some(policies)))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,28 @@
+//! Domain newtypes that parse at the edge ("parse, don't validate"): once a value of these
+//! types exists it is valid, so nothing past the HTTP layer checks it again.
+
+mod email;
+mod ids;
+mod role;
+mod slug;
+mod text;
+
+pub use email::Email;
+pub use ids::{ContactId, TenantId, UserId};
+pub use role::Role;
+pub use slug::Slug;
+pub use text::{ContactName, NewPassword, Phone};
+
+/// Why a value was refused; the message is shown to the client as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Invalid { field, message: message.into() }
+    }
+}

@@ -1,0 +1,179 @@
+//! `ApiError`: the only error type handlers and layers return. It maps itself to an RFC 9457
+//! `application/problem+json` document with a stable `code` and the request id. A last layer
+//! (`problem_documents`) also turns any other error response — from axum or tower-http — into
+//! one, so nothing plain-text ever leaks out.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::Invalid;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+tokio::task_local! {
+    /// The request id of the request being served, for problem documents built deep inside.
+    static REQUEST_ID: String;
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type; `about:blank` plus `code` is all clients need.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, machine-readable error code (`tenant_mismatch`, `validation_failed`, …).
+    pub code: String,
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError { status, code, detail: detail.into() }
+    }
+
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    pub fn validation(invalid: Invalid) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", invalid.to_string())
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, code, detail)
+    }
+
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, code, detail)
+    }
+
+    pub fn internal(what: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %what, "internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed to handle the request")
+    }
+
+    /// A default error for a bare status some layer answered with.
+    fn for_status(status: StatusCode) -> ApiError {
+        let (code, detail) = match status {
+            StatusCode::NOT_FOUND => ("route_not_found", "no such route"),
+            StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "the route does not accept this method"),
+            StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is too large"),
+            StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
+            StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is temporarily unavailable"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "expected Content-Type: application/json"),
+            s if s.is_server_error() => ("internal", "the server failed to handle the request"),
+            _ => ("bad_request", "the request could not be handled"),
+        };
+        ApiError::new(status, code, detail)
+    }
+
+    fn problem(&self) -> Problem {
+        Problem {
+            kind: "about:blank".into(),
+            title: self.status.canonical_reason().unwrap_or("Error").into(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code.into(),
+            request_id: REQUEST_ID.try_with(Clone::clone).ok(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> ApiError {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; try again")
+            }
+            e => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        match r {
+            JsonRejection::JsonDataError(e) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.body_text())
+            }
+            JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("malformed_json", e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => ApiError::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE)
+            }
+            other => ApiError::bad_request("invalid_body", other.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> ApiError {
+        ApiError::bad_request("invalid_path", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> ApiError {
+        ApiError::bad_request("invalid_query", r.body_text())
+    }
+}
+
+/// Outermost layer after the request id: makes the request id available to `ApiError`, and
+/// rewrites any error answer that is not already a problem document into one.
+pub async fn problem_documents(request: Request, next: Next) -> Response {
+    let request_id =
+        request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    REQUEST_ID
+        .scope(request_id, async move {
+            let response = next.run(request).await;
+            let status = response.status();
+            let is_problem = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+            if (status.is_client_error() || status.is_server_error()) && !is_problem {
+                let (mut parts, _) = response.into_parts();
+                let replacement = ApiError::for_status(status).into_response();
+                let (new_parts, body) = replacement.into_parts();
+                for (name, value) in &new_parts.headers {
+                    parts.headers.insert(name, value.clone());
+                }
+                parts.headers.remove(header::CONTENT_LENGTH);
+                return Response::from_parts(parts, Body::new(body));
+            }
+            response
+        })
+        .await
+}

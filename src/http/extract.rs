@@ -1,0 +1,79 @@
+//! Extractors handlers use: JSON, path and query that reject with problem documents, the
+//! request's tenant scope (the way to a tenant transaction), and the authenticated principal.
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiContext;
+use super::error::ApiError;
+use super::layers::auth::Principal;
+use super::layers::tenant::ResolvedTenant;
+use crate::db::{Database, TenantTx};
+use crate::domain::{TenantId, UserId};
+
+/// `axum::Json`, rejecting with a problem document (400 malformed, 422 wrong types or
+/// unknown fields, 413 too large, 415 wrong content type).
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Path`, rejecting with 400 `invalid_path` (a malformed uuid, say).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// `axum::extract::Query`, rejecting with 400 `invalid_query`.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// The tenant (and user, once authenticated) this request acts for. Its `begin` is how a
+/// handler reaches tenant data: a transaction that has already set the tenant.
+pub struct TenantScope {
+    db: Database,
+    pub tenant: ResolvedTenant,
+    pub user: Option<UserId>,
+}
+
+impl TenantScope {
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant.id
+    }
+
+    pub async fn begin(&self) -> Result<TenantTx<'static>, ApiError> {
+        Ok(TenantTx::begin(&self.db, self.tenant.id, self.user).await?)
+    }
+}
+
+impl FromRequestParts<ApiContext> for TenantScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
+        let tenant = parts
+            .extensions
+            .get::<ResolvedTenant>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("tenant scope requested on a route without tenant resolution"))?;
+        let user = parts.extensions.get::<Principal>().map(|p| p.user);
+        Ok(TenantScope { db: ctx.db.clone(), tenant, user })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("principal requested on a route without authentication"))
+    }
+}

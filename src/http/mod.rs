@@ -1,0 +1,119 @@
+//! The HTTP surface: `ApiContext` (the state every handler shares) and `router()`, which
+//! lists every layer once, in request order, outermost first.
+
+pub mod error;
+pub mod extract;
+pub mod layers;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
+use tower::ServiceBuilder;
+use tower::util::MapRequestLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::{JwtKeys, PasswordHasher};
+use crate::db::Database;
+use error::ApiError;
+use layers::tenant::TenantCache;
+
+/// Shared by every handler and layer; cheap to clone.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub db: Database,
+    pub tenants: Arc<TenantCache>,
+    pub keys: Arc<JwtKeys>,
+    pub hasher: PasswordHasher,
+    pub base_domain: Arc<str>,
+}
+
+/// Limits the router enforces, from `Config`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "rowguard", description = "Multi-tenant API with tenant isolation enforced by PostgreSQL Row-Level Security. \
+        Tenant routes take the tenant from the host ({slug}.{base domain} or a custom domain) or an X-Tenant header."),
+    modifiers(&BearerAuth),
+    tags((name = "auth"), (name = "contacts"), (name = "operations"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Every route with its documentation and its route-specific layers. Tenant routes (all of
+/// `/v1`) resolve the tenant; all of them but login also authenticate.
+fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
+    let authenticated = OpenApiRouter::new()
+        .routes(routes!(routes::me::me))
+        .routes(routes!(routes::contacts::list_contacts, routes::contacts::create_contact))
+        .routes(routes!(
+            routes::contacts::get_contact,
+            routes::contacts::update_contact,
+            routes::contacts::delete_contact
+        ))
+        .route_layer(from_fn_with_state(ctx.clone(), layers::auth::authenticate));
+    let tenant_api = OpenApiRouter::new()
+        .routes(routes!(routes::auth::login))
+        .merge(authenticated)
+        .route_layer(from_fn_with_state(ctx.clone(), layers::tenant::resolve_tenant));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::health::healthz))
+        .routes(routes!(routes::health::readyz))
+        .merge(tenant_api)
+}
+
+pub fn router(ctx: ApiContext, limits: Limits) -> Router {
+    let (routes, api) = api_routes(&ctx).split_for_parts();
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(routes)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "the route does not accept this method")
+        })
+        .with_state(ctx)
+        .layer(
+            ServiceBuilder::new()
+                .layer(MapRequestLayer::new(layers::request_id::sanitize_incoming::<Body>))
+                .layer(SetRequestIdLayer::new(request_id.clone(), layers::request_id::MakeRequestUuidV7))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(),
+                        request_id = %id, tenant = tracing::field::Empty, user = tracing::field::Empty)
+                }))
+                .layer(from_fn(error::problem_documents))
+                .layer(from_fn(layers::security_headers::security_headers))
+                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
+                .layer(DefaultBodyLimit::max(limits.body_limit_bytes)),
+        )
+}

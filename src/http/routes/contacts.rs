@@ -1,0 +1,200 @@
+//! Contacts: `GET|POST /v1/contacts`, `GET|PATCH|DELETE /v1/contacts/{id}`. Every statement
+//! runs in the request's tenant transaction and also filters on `tenant_id = $1`: RLS is the
+//! guarantee, the explicit filter is the index path. Another tenant's id is simply not found.
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::{ContactId, ContactName, Email, Phone};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{Json, Path, Query, TenantScope};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct Contact {
+    pub id: ContactId,
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContactPage {
+    pub items: Vec<Contact>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Page size, 1 to 100 (default 20).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewContact {
+    name: String,
+    email: String,
+    phone: Option<String>,
+}
+
+/// Fields to change; absent fields stay as they are, `"phone": null` clears the phone.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactPatch {
+    name: Option<String>,
+    email: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    phone: Option<Option<String>>,
+}
+
+/// Distinguishes `"phone": null` (Some(None)) from an absent field (None, via `default`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// List contacts in creation order (keyset pagination on the uuid v7 id).
+#[utoipa::path(get, path = "/v1/contacts", tag = "contacts", params(ListParams), security(("bearer" = [])),
+    responses((status = 200, body = ContactPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_contacts(
+    scope: TenantScope,
+    Query(params): Query<ListParams>,
+) -> Result<Json<ContactPage>, ApiError> {
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 100"));
+    }
+    let after = match params.cursor.as_deref() {
+        Some(c) => Some(
+            uuid::Uuid::parse_str(c)
+                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API gave out"))?,
+        ),
+        None => None,
+    };
+    let mut tx = scope.begin().await?;
+    let mut items: Vec<Contact> = sqlx::query_as(
+        "SELECT id, name, email, phone, created_at, updated_at FROM contacts
+          WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2)
+          ORDER BY id LIMIT $3",
+    )
+    .bind(scope.tenant_id())
+    .bind(after)
+    .bind(i64::from(limit) + 1)
+    .fetch_all(tx.conn())
+    .await?;
+    tx.commit().await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|c| c.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(ContactPage { items, next_cursor }))
+}
+
+/// Create a contact.
+#[utoipa::path(post, path = "/v1/contacts", tag = "contacts", request_body = NewContact, security(("bearer" = [])),
+    responses((status = 201, body = Contact), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create_contact(
+    scope: TenantScope,
+    Json(body): Json<NewContact>,
+) -> Result<(StatusCode, Json<Contact>), ApiError> {
+    let name = ContactName::parse(&body.name).map_err(ApiError::validation)?;
+    let email = Email::parse(&body.email).map_err(ApiError::validation)?;
+    let phone = body.phone.as_deref().map(Phone::parse).transpose().map_err(ApiError::validation)?;
+    let mut tx = scope.begin().await?;
+    let contact: Contact = sqlx::query_as(
+        "INSERT INTO contacts (tenant_id, id, name, email, phone) VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, name, email, phone, created_at, updated_at",
+    )
+    .bind(scope.tenant_id())
+    .bind(ContactId::new_v7())
+    .bind(name.as_str())
+    .bind(email.as_str())
+    .bind(phone.as_ref().map(Phone::as_str))
+    .fetch_one(tx.conn())
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(contact)))
+}
+
+/// One contact.
+#[utoipa::path(get, path = "/v1/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Contact), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_contact(scope: TenantScope, Path(id): Path<ContactId>) -> Result<Json<Contact>, ApiError> {
+    let mut tx = scope.begin().await?;
+    let contact: Option<Contact> = sqlx::query_as(
+        "SELECT id, name, email, phone, created_at, updated_at FROM contacts WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(scope.tenant_id())
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?;
+    tx.commit().await?;
+    contact.map(Json).ok_or_else(|| ApiError::not_found("contact"))
+}
+
+/// Change some fields of a contact.
+#[utoipa::path(patch, path = "/v1/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), request_body = ContactPatch,
+    security(("bearer" = [])),
+    responses((status = 200, body = Contact), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn update_contact(
+    scope: TenantScope,
+    Path(id): Path<ContactId>,
+    Json(patch): Json<ContactPatch>,
+) -> Result<Json<Contact>, ApiError> {
+    let name = patch.name.as_deref().map(ContactName::parse).transpose().map_err(ApiError::validation)?;
+    let email = patch.email.as_deref().map(Email::parse).transpose().map_err(ApiError::validation)?;
+    let phone = match patch.phone {
+        Some(Some(raw)) => Some(Some(Phone::parse(&raw).map_err(ApiError::validation)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let mut tx = scope.begin().await?;
+    let contact: Option<Contact> = sqlx::query_as(
+        "UPDATE contacts
+            SET name = COALESCE($3, name),
+                email = COALESCE($4, email),
+                phone = CASE WHEN $5 THEN $6 ELSE phone END,
+                updated_at = now()
+          WHERE tenant_id = $1 AND id = $2
+         RETURNING id, name, email, phone, created_at, updated_at",
+    )
+    .bind(scope.tenant_id())
+    .bind(id)
+    .bind(name.as_ref().map(ContactName::as_str))
+    .bind(email.as_ref().map(Email::as_str))
+    .bind(phone.is_some())
+    .bind(phone.flatten().as_ref().map(Phone::as_str))
+    .fetch_optional(tx.conn())
+    .await?;
+    tx.commit().await?;
+    contact.map(Json).ok_or_else(|| ApiError::not_found("contact"))
+}
+
+/// Delete a contact.
+#[utoipa::path(delete, path = "/v1/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete_contact(scope: TenantScope, Path(id): Path<ContactId>) -> Result<StatusCode, ApiError> {
+    let mut tx = scope.begin().await?;
+    let deleted = sqlx::query("DELETE FROM contacts WHERE tenant_id = $1 AND id = $2")
+        .bind(scope.tenant_id())
+        .bind(id)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    if deleted == 0 {
+        return Err(ApiError::not_found("contact"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

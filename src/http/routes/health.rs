@@ -1,0 +1,35 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (the database answers and has every
+//! migration this binary carries). Neither is tenant-scoped.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::http::ApiContext;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::Json;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// Liveness: the process is serving.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the database is reachable and migrations are current.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<Health>, ApiError> {
+    let unavailable = |detail: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", detail);
+    ctx.db.ping().await.map_err(|_| unavailable("the database is unreachable"))?;
+    match ctx.db.migrations_current().await {
+        Ok(true) => Ok(Json(Health { status: "ready" })),
+        Ok(false) => Err(unavailable("the database is missing migrations; run `rowguard migrate`")),
+        Err(_) => Err(unavailable("the migration history cannot be read")),
+    }
+}

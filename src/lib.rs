@@ -1,0 +1,10 @@
+//! rowguard: a multi-tenant HTTP API whose tenant isolation is enforced by PostgreSQL
+//! Row-Level Security. The binary in `main.rs` is a thin CLI over this library.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod seed;
+pub mod startup;

@@ -1,0 +1,201 @@
+//! The `rowguard` binary: a clap CLI, one function per subcommand. `serve` is the default.
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rowguard::auth::password::hash_now;
+use rowguard::config::Config;
+use rowguard::db::platform::{NewTenant, PlatformConn};
+use rowguard::domain::{Email, NewPassword, Slug};
+use rowguard::startup::{self, DatabaseSetup};
+
+#[derive(Parser)]
+#[command(name = "rowguard", version, about = "Multi-tenant API with tenant isolation enforced by PostgreSQL RLS")]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default). Without DATABASE_URL, runs an embedded PostgreSQL.
+    Serve,
+    /// Create roles and database if needed, then apply schema and policy migrations.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Database helpers.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Create a tenant, its domains and its owner, in one transaction.
+    Create {
+        /// DNS label: a-z, 0-9 and '-', at most 63 characters.
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        owner_email: String,
+        /// 8 to 256 characters.
+        #[arg(long, env = "ROWGUARD_OWNER_PASSWORD", hide_env_values = true)]
+        owner_password: String,
+        /// A custom domain for the tenant (repeatable; the first is primary).
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Print the connection URL of the database in use (as the app role, or --admin).
+    Url {
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // The database is located on this (the main) thread: an embedded server is tied to the
+    // thread that started it, and this one lives as long as the process.
+    let result = DatabaseSetup::locate(&cli.config).and_then(|mut setup| {
+        let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve), &cli.config, &mut setup));
+        if let Some(cluster) = setup.cluster.as_mut() {
+            cluster.stop();
+        }
+        result
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config, setup).await,
+        Command::Migrate => {
+            let report = setup.bootstrap_and_migrate().await?;
+            println!("schema migrations applied: {}", list_or_none(&report.schema));
+            println!("policy migrations applied: {}", list_or_none(&report.policies));
+            Ok(())
+        }
+        Command::Tenants(TenantsCommand::Create { slug, name, owner_email, owner_password, domains }) => {
+            let slug = Slug::parse(&slug)?;
+            let owner_email = Email::parse(&owner_email)?;
+            let password = NewPassword::parse(&owner_password)?;
+            let domains = domains.iter().map(|d| normalize_domain(d)).collect::<anyhow::Result<Vec<_>>>()?;
+            setup.bootstrap_and_migrate().await?;
+            let hash = tokio::task::spawn_blocking(move || hash_now(password.expose())).await??;
+            let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+            let id = platform
+                .create_tenant(NewTenant { slug: slug.clone(), name, owner_email, owner_password_hash: hash, domains })
+                .await?;
+            println!("created tenant {slug} ({id})");
+            Ok(())
+        }
+        Command::Tenants(TenantsCommand::List { json }) => {
+            let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+            let tenants = platform.list_tenants().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tenants)?);
+            } else {
+                println!("{:<24} {:<10} {:<10} {:<36} NAME", "SLUG", "STATUS", "PLAN", "ID");
+                for t in tenants {
+                    println!("{:<24} {:<10} {:<10} {:<36} {}", t.slug, t.status, t.plan, t.id, t.name);
+                }
+            }
+            Ok(())
+        }
+        Command::Db(DbCommand::Url { admin }) => {
+            let url = if admin { setup.admin_url()?.to_string() } else { setup.app_url.clone() };
+            println!("{url}");
+            if setup.cluster.as_ref().is_some_and(|c| c.owns_server()) {
+                eprintln!("note: the embedded PostgreSQL is not running; start `rowguard serve` to use this URL");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {
+    if setup.admin_url.is_some() {
+        setup.bootstrap_and_migrate().await.context("bootstrap and migrations")?;
+    }
+    let embedded = setup.cluster.is_some();
+    let mut seeded = Vec::new();
+    if embedded && setup.fresh && config.seed_demo {
+        seeded = rowguard::seed::seed_demo(setup.admin_url()?).await.context("seeding demo tenants")?;
+    }
+    let ctx = startup::build_context(config, &setup.app_url).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    print_welcome(config, addr, &seeded);
+    startup::serve(listener, ctx, startup::limits(config), startup::shutdown_signal()).await
+}
+
+fn print_welcome(config: &Config, addr: std::net::SocketAddr, seeded: &[String]) {
+    let base = config.normalized_base_domain();
+    println!("rowguard listening on http://{addr}  (docs: http://{addr}/docs)");
+    if !seeded.is_empty() {
+        println!("demo tenants created: {} — owner@<slug>.test / {}", seeded.join(", "), rowguard::seed::DEMO_PASSWORD);
+    }
+    println!("try:");
+    println!(
+        "  curl -s http://{addr}/v1/auth/login -H 'X-Tenant: acme' -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"email\":\"owner@acme.test\",\"password\":\"{}\"}}'",
+        rowguard::seed::DEMO_PASSWORD
+    );
+    println!("  (or address a tenant by host: http://acme.{base}:{}/v1/...)", addr.port());
+}
+
+fn normalize_domain(raw: &str) -> anyhow::Result<String> {
+    let d = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.contains('.')
+        && d.split('.').all(|l| Slug::parse(l).is_ok_and(|s| s.as_str() == l));
+    anyhow::ensure!(ok, "{raw:?} is not a valid domain name");
+    Ok(d)
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() { "none pending".into() } else { names.join(", ") }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}

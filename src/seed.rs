@@ -1,0 +1,35 @@
+//! The development seed: on the first start of an embedded cluster, two demo tenants (acme and
+//! globex) with an owner each, made through the same platform path as `tenants create`.
+
+use crate::auth::password::hash_now;
+use crate::db::platform::{NewTenant, PlatformConn, PlatformError};
+use crate::domain::{Email, Slug};
+
+pub const DEMO_TENANTS: [(&str, &str); 2] = [("acme", "Acme Corporation"), ("globex", "Globex Corporation")];
+pub const DEMO_PASSWORD: &str = "rowguard-demo";
+
+/// Create whichever demo tenants do not exist yet. Returns the slugs created.
+pub async fn seed_demo(admin_url: &str) -> anyhow::Result<Vec<String>> {
+    let mut platform = PlatformConn::connect(admin_url).await?;
+    let mut created = Vec::new();
+    for (slug, name) in DEMO_TENANTS {
+        let slug = Slug::parse(slug)?;
+        if platform.tenant_exists(&slug).await? {
+            continue;
+        }
+        let owner_email = Email::parse(&format!("owner@{slug}.test"))?;
+        let hash = tokio::task::spawn_blocking(|| hash_now(DEMO_PASSWORD)).await??;
+        let new = NewTenant {
+            slug: slug.clone(),
+            name: name.into(),
+            owner_email,
+            owner_password_hash: hash,
+            domains: vec![],
+        };
+        match platform.create_tenant(new).await {
+            Ok(_) | Err(PlatformError::SlugTaken(_)) => created.push(slug.to_string()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(created)
+}

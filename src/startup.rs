@@ -1,0 +1,175 @@
+//! Startup: find or start the database, bootstrap and migrate it, build the `ApiContext`,
+//! and serve until Ctrl-C or SIGTERM, then stop what we started.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::auth::{JwtKeys, PasswordHasher};
+use crate::config::Config;
+use crate::db::cluster::{Durability, EmbeddedCluster};
+use crate::db::{APP_ROLE, Database, bootstrap};
+use crate::http::layers::tenant::TenantCache;
+use crate::http::{self, ApiContext, Limits};
+
+/// Where the database is, and the embedded cluster if we run one.
+pub struct DatabaseSetup {
+    pub app_url: String,
+    pub admin_url: Option<String>,
+    pub cluster: Option<EmbeddedCluster>,
+    /// True when this run created the cluster's database (the first start).
+    pub fresh: bool,
+}
+
+const DATABASE: &str = "rowguard";
+
+impl DatabaseSetup {
+    /// With DATABASE_URL: use that server. Without: start (or attach to) the embedded cluster.
+    /// Blocking when it starts a cluster; call it from the main thread (see `EmbeddedCluster::start`).
+    pub fn locate(config: &Config) -> anyhow::Result<DatabaseSetup> {
+        if let Some(app_url) = &config.database_url {
+            return Ok(DatabaseSetup {
+                app_url: app_url.clone(),
+                admin_url: config.admin_database_url.clone(),
+                cluster: None,
+                fresh: false,
+            });
+        }
+        let cluster = EmbeddedCluster::start(&config.data_dir, Durability::Durable)?;
+        let creds = cluster.credentials().clone();
+        Ok(DatabaseSetup {
+            app_url: cluster.url(APP_ROLE, &creds.app_password, DATABASE),
+            admin_url: Some(cluster.superuser_url(DATABASE)),
+            fresh: false,
+            cluster: Some(cluster),
+        })
+    }
+
+    /// The admin URL, or a clear error for commands that need one.
+    pub fn admin_url(&self) -> anyhow::Result<&str> {
+        self.admin_url
+            .as_deref()
+            .context("this command needs ROWGUARD_ADMIN_DATABASE_URL (the bootstrap/admin connection)")
+    }
+
+    /// Create roles and database if needed and apply pending migrations (needs the admin URL).
+    pub async fn bootstrap_and_migrate(&mut self) -> anyhow::Result<bootstrap::MigrationReport> {
+        let admin = self.admin_url()?.to_string();
+        let app_password = app_password_of(&self.app_url)?;
+        self.fresh = bootstrap::create_roles_and_database(&admin, &app_password).await?;
+        let report = bootstrap::migrate(&admin).await?;
+        Ok(report)
+    }
+}
+
+/// The app role's password, from its URL: bootstrap (re)sets it so the two always agree.
+fn app_password_of(app_url: &str) -> anyhow::Result<String> {
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(app_url).context("DATABASE_URL is not a valid URL")?;
+    anyhow::ensure!(
+        options.get_username() == APP_ROLE,
+        "DATABASE_URL must connect as the `{APP_ROLE}` role (the migrations grant to it by name)"
+    );
+    let url = url_password(app_url).context("DATABASE_URL has no password for the app role")?;
+    Ok(url)
+}
+
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.split_once('@')?.0;
+    let password = userinfo.split_once(':')?.1;
+    Some(percent_decode(password))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Build the state every request shares.
+pub async fn build_context(config: &Config, app_url: &str) -> anyhow::Result<ApiContext> {
+    let db = Database::connect(app_url, config.db_pool_size).await.context("connecting as the app role")?;
+    let keys = match &config.jwt_private_key {
+        Some(pem) => {
+            JwtKeys::from_pem(pem, config.jwt_key_id.as_deref(), &config.jwt_issuer, config.access_token_ttl())?
+        }
+        None => {
+            std::fs::create_dir_all(&config.data_dir)?;
+            JwtKeys::load_or_generate(
+                &config.data_dir.join("jwt-ed25519.pem"),
+                &config.jwt_issuer,
+                config.access_token_ttl(),
+            )?
+        }
+    };
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(cores)).await??;
+    let tenants = Arc::new(TenantCache::new(Duration::from_secs(30)));
+    let watcher = Arc::clone(&tenants);
+    let watched = db.clone();
+    tokio::spawn(async move { watched.watch_tenant_changes(move || watcher.invalidate_all()).await });
+    Ok(ApiContext { db, tenants, keys: Arc::new(keys), hasher, base_domain: config.normalized_base_domain().into() })
+}
+
+pub fn limits(config: &Config) -> Limits {
+    Limits { request_timeout: config.request_timeout(), body_limit_bytes: config.body_limit_bytes }
+}
+
+/// Serve on `listener` until `shutdown` resolves, then drain in-flight requests (bounded).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ctx: ApiContext,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = ctx.db.clone();
+    let app = http::router(ctx, limits);
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = drain_tx.send(());
+        });
+    let drained = async {
+        let _ = drain_rx.await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        _ = drained => tracing::warn!("in-flight requests did not finish within 10 s; stopping anyway"),
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
