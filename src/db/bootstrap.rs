@@ -35,8 +35,7 @@ pub enum BootstrapError {
 
 /// The newest schema and policy migration versions this binary carries.
 pub fn embedded_versions() -> (i32, i32) {
-    let newest =
-        |runner: refinery::Runner| runner.get_migrations().iter().map(|m| m.version() as i32).max().unwrap_or(0);
+    let newest = |runner: refinery::Runner| runner.get_migrations().iter().map(|m| m.version()).max().unwrap_or(0);
     (newest(embedded::schema::migrations::runner()), newest(embedded::policies::migrations::runner()))
 }
 

@@ -1,0 +1,11 @@
+//! Integration tests: one binary, so one throwaway PostgreSQL cluster serves every test;
+//! each test still gets a database of its own (see `support`).
+
+mod support;
+
+mod bad_input;
+mod catalog;
+mod contacts;
+mod isolation_http;
+mod isolation_sql;
+mod tenant_resolution;
