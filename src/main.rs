@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rowguard::auth::password::hash_now;
 use rowguard::config::Config;
+use rowguard::db::migration_status::{MigrationStatus, migration_status};
 use rowguard::db::platform::{NewTenant, PlatformConn};
+use rowguard::db::{OWNER_ROLE, verify};
 use rowguard::domain::{Email, NewPassword, Slug};
 use rowguard::startup::{self, DatabaseSetup};
 
@@ -31,6 +33,9 @@ enum Command {
     /// Database helpers.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Schema and RLS policy migrations, and proof from the live catalog that isolation holds.
+    #[command(subcommand)]
+    Policies(PoliciesCommand),
 }
 
 #[derive(Subcommand)]
@@ -64,6 +69,25 @@ enum DbCommand {
     Url {
         #[arg(long)]
         admin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PoliciesCommand {
+    /// List applied and pending migrations of sql/ (schema) and policies/ (RLS).
+    Status,
+    /// Apply pending migrations: sql/ first, then policies/. Refuses a database that has a
+    /// migration this binary does not carry.
+    Apply {
+        /// Print the SQL of each pending migration instead of running it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check the catalog against the isolation invariants; exits non-zero on any finding.
+    Verify {
+        /// Print the findings as a JSON array.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -112,10 +136,10 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
             setup.bootstrap_and_migrate().await?;
             let hash = tokio::task::spawn_blocking(move || hash_now(password.expose())).await??;
             let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
-            let id = platform
+            let created = platform
                 .create_tenant(NewTenant { slug: slug.clone(), name, owner_email, owner_password_hash: hash, domains })
                 .await?;
-            println!("created tenant {slug} ({id})");
+            println!("created tenant {slug} ({})", created.tenant);
             Ok(())
         }
         Command::Tenants(TenantsCommand::List { json }) => {
@@ -139,7 +163,90 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
             }
             Ok(())
         }
+        Command::Policies(PoliciesCommand::Status) => policies_status(setup).await,
+        Command::Policies(PoliciesCommand::Apply { dry_run }) => policies_apply(setup, dry_run).await,
+        Command::Policies(PoliciesCommand::Verify { json }) => policies_verify(setup, json).await,
     }
+}
+
+async fn policies_status(setup: &DatabaseSetup) -> anyhow::Result<()> {
+    let status = migration_status(setup.admin_url()?).await.context("reading the migration history")?;
+    if !status.database_exists {
+        println!("the database does not exist yet: every migration is pending");
+    }
+    for folder in status.folders() {
+        println!("{}/ (history table {}):", folder.folder, folder.history_table);
+        let mut rows: Vec<(i32, String)> = Vec::new();
+        rows.extend(folder.applied.iter().map(|m| (m.version, format!("applied    {m}"))));
+        rows.extend(folder.pending.iter().map(|p| (p.id.version, format!("pending    {}", p.id))));
+        rows.extend(
+            folder.unknown.iter().map(|m| (m.version, format!("UNKNOWN    {m}  (applied, not in this binary)"))),
+        );
+        rows.extend(
+            folder.divergent.iter().map(|m| (m.version, format!("DIVERGENT  {m}  (applied, file since edited)"))),
+        );
+        rows.sort();
+        if rows.is_empty() {
+            println!("  (no migrations)");
+        }
+        for (_, row) in rows {
+            println!("  {row}");
+        }
+    }
+    let pending: usize = status.folders().iter().map(|f| f.pending.len()).sum();
+    match status.check_applicable() {
+        Err(refusal) => println!("apply would refuse: {refusal}"),
+        Ok(()) if pending == 0 => println!("up to date"),
+        Ok(()) => println!("{pending} pending: `rowguard policies apply` applies them (`--dry-run` prints their SQL)"),
+    }
+    Ok(())
+}
+
+async fn policies_apply(setup: &mut DatabaseSetup, dry_run: bool) -> anyhow::Result<()> {
+    let status = migration_status(setup.admin_url()?).await.context("reading the migration history")?;
+    status.check_applicable()?;
+    if dry_run {
+        print_dry_run(&status);
+        return Ok(());
+    }
+    let report = setup.bootstrap_and_migrate().await?;
+    println!("schema migrations applied: {}", list_or_none(&report.schema));
+    println!("policy migrations applied: {}", list_or_none(&report.policies));
+    Ok(())
+}
+
+fn print_dry_run(status: &MigrationStatus) {
+    let pending: Vec<_> = status.folders().into_iter().flat_map(|f| f.pending.iter().map(move |p| (f, p))).collect();
+    if pending.is_empty() {
+        println!("-- nothing to apply: the database is up to date");
+        return;
+    }
+    println!(
+        "-- dry run, nothing was changed. `rowguard policies apply` would run these as {OWNER_ROLE}, \
+         each folder's in one transaction, sql/ first:"
+    );
+    for (folder, migration) in pending {
+        println!("\n-- {}/{}.sql (recorded in {})", folder.folder, migration.id, folder.history_table);
+        println!("{}", migration.sql.trim_end());
+    }
+}
+
+async fn policies_verify(setup: &DatabaseSetup, json: bool) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(setup.admin_url()?).await.context("connecting with the admin URL")?;
+    let findings = verify::verify(&mut conn).await.context("reading the catalog")?;
+    conn.close().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&findings)?);
+    } else if findings.is_empty() {
+        println!("no findings: every tenant table is covered, and the app role is held to it");
+    } else {
+        for f in &findings {
+            println!("{}  [{}]  {}", f.object, f.rule, f.message);
+        }
+    }
+    anyhow::ensure!(findings.is_empty(), "policies verify: {} finding(s)", findings.len());
+    Ok(())
 }
 
 async fn serve(config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {

@@ -40,6 +40,12 @@ pub struct TenantSummary {
     pub created_at: DateTime<Utc>,
 }
 
+#[derive(Debug, Clone, Copy)]
+pub struct CreatedTenant {
+    pub tenant: TenantId,
+    pub owner: UserId,
+}
+
 pub struct PlatformConn {
     conn: PgConnection,
 }
@@ -53,8 +59,9 @@ impl PlatformConn {
     }
 
     /// Create a tenant, its domains and its owner in one transaction with the tenant set.
-    pub async fn create_tenant(&mut self, new: NewTenant) -> Result<TenantId, PlatformError> {
+    pub async fn create_tenant(&mut self, new: NewTenant) -> Result<CreatedTenant, PlatformError> {
         let tenant = TenantId::new_v7();
+        let owner = UserId::new_v7();
         let mut tx = TenantTx::begin_on(&mut self.conn, tenant).await?;
         sqlx::query("INSERT INTO tenants (id, slug, name, status) VALUES ($1, $2, $3, 'active')")
             .bind(tenant)
@@ -74,14 +81,14 @@ impl PlatformConn {
         }
         sqlx::query("INSERT INTO users (tenant_id, id, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)")
             .bind(tenant)
-            .bind(UserId::new_v7())
+            .bind(owner)
             .bind(new.owner_email.as_str())
             .bind(&new.owner_password_hash)
             .bind(Role::Owner.as_str())
             .execute(tx.conn())
             .await?;
         tx.commit().await?;
-        Ok(tenant)
+        Ok(CreatedTenant { tenant, owner })
     }
 
     pub async fn list_tenants(&mut self) -> Result<Vec<TenantSummary>, PlatformError> {
@@ -100,6 +107,12 @@ impl PlatformConn {
                 created_at,
             })
             .collect())
+    }
+
+    /// A tenant transaction on this connection, as the platform role (held to RLS): for
+    /// bulk work on one tenant's rows, such as imports and benchmark fixtures.
+    pub async fn tenant_tx(&mut self, tenant: TenantId) -> Result<TenantTx<'_>, PlatformError> {
+        Ok(TenantTx::begin_on(&mut self.conn, tenant).await?)
     }
 
     pub async fn tenant_exists(&mut self, slug: &Slug) -> Result<bool, PlatformError> {

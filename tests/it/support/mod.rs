@@ -175,7 +175,8 @@ impl TestApp {
                 domains,
             })
             .await
-            .expect("create tenant");
+            .expect("create tenant")
+            .tenant;
         TestTenant { id, slug: slug.to_string(), owner_email, owner_password }
     }
 

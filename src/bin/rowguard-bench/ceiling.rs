@@ -1,0 +1,263 @@
+//! The database ceiling, measured in the same run as the HTTP workloads: clients that send
+//! exactly the SQL of one get-by-id request (through the service's own `TenantTx`), the naive
+//! four-statement form, and a bare lookup; then the cost of RLS itself, interleaved.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rowguard::db::{Database, TenantTx};
+use rowguard::domain::{TenantId, UserId};
+use rowguard::http::routes::contacts::GET_CONTACT_SQL;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::fixture::Fixture;
+
+#[derive(Clone, Copy)]
+enum Form {
+    /// `BEGIN; SET LOCAL …` (one round trip), the lookup, COMMIT: what the service sends.
+    Service,
+    /// The same transaction on a copy of contacts without RLS, with the explicit tenant filter.
+    ServiceWithoutRls,
+    /// BEGIN; SELECT set_config($1, true); the lookup; COMMIT.
+    Naive,
+    /// The lookup alone on the copy without RLS (no transaction, no setting).
+    Bare,
+}
+
+struct Clients {
+    db: Database,
+    raw: PgPool,
+    fixture: Arc<Fixture>,
+}
+
+pub struct Ceiling {
+    service: f64,
+    naive: f64,
+    bare: f64,
+    pgbench_naive: Option<f64>,
+}
+
+const PLAIN_LOOKUP: &str =
+    "SELECT id, name, email, phone, created_at, updated_at FROM contacts_plain WHERE tenant_id = $1 AND id = $2";
+
+/// The reference table for the RLS comparison: a copy of contacts without RLS, made by the
+/// superuser (it is the benchmark's yardstick, not tenant data the service ever serves).
+async fn ensure_plain_copy(admin_url: &str) -> anyhow::Result<()> {
+    let mut admin = PgConnection::connect(admin_url).await?;
+    admin
+        .execute(
+            "DROP TABLE IF EXISTS contacts_plain;
+             CREATE TABLE contacts_plain (LIKE contacts INCLUDING ALL);
+             INSERT INTO contacts_plain SELECT * FROM contacts;
+             ALTER TABLE contacts_plain OWNER TO rowguard_owner;
+             GRANT SELECT ON contacts_plain TO rowguard_app;
+             ANALYZE contacts, contacts_plain;",
+        )
+        .await?;
+    admin.close().await?;
+    Ok(())
+}
+
+impl Clients {
+    async fn new(app_url: &str, fixture: &Arc<Fixture>, connections: usize) -> anyhow::Result<Clients> {
+        let size = u32::try_from(connections)?;
+        let db = Database::connect(app_url, size).await?;
+        let raw = PgPoolOptions::new().max_connections(size).test_before_acquire(false).connect(app_url).await?;
+        Ok(Clients { db, raw, fixture: Arc::clone(fixture) })
+    }
+
+    fn pick(&self, rng: &mut impl Rng) -> (TenantId, UserId, Uuid) {
+        let t = &self.fixture.tenants[rng.random_range(0..self.fixture.tenants.len())];
+        (t.id, t.owner, t.contacts[rng.random_range(0..t.contacts.len().max(1))])
+    }
+
+    async fn once(&self, form: Form, rng: &mut impl Rng) -> anyhow::Result<()> {
+        let (tenant, user, contact) = self.pick(rng);
+        let lookup = |sql: &'static str| sqlx::query(sql).bind(tenant).bind(contact);
+        match form {
+            Form::Service | Form::ServiceWithoutRls => {
+                let mut tx = TenantTx::begin(&self.db, tenant, Some(user)).await?;
+                let sql = if matches!(form, Form::Service) { GET_CONTACT_SQL } else { PLAIN_LOOKUP };
+                let row = lookup(sql).fetch_optional(tx.conn()).await?;
+                anyhow::ensure!(row.is_some(), "lookup found nothing");
+                tx.commit().await?;
+            }
+            Form::Naive => {
+                let mut tx = self.raw.begin().await?;
+                sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+                    .bind(tenant.0.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let row = lookup(GET_CONTACT_SQL).fetch_optional(&mut *tx).await?;
+                anyhow::ensure!(row.is_some(), "lookup found nothing");
+                tx.commit().await?;
+            }
+            Form::Bare => {
+                lookup(PLAIN_LOOKUP).fetch_optional(&self.raw).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Transactions per second of `form` at `connections` concurrency.
+    async fn tps(
+        self: &Arc<Self>,
+        form: Form,
+        connections: usize,
+        warmup: Duration,
+        duration: Duration,
+    ) -> anyhow::Result<f64> {
+        let start = Instant::now() + warmup;
+        let end = start + duration;
+        let mut tasks = Vec::new();
+        for _ in 0..connections {
+            let clients = Arc::clone(self);
+            tasks.push(tokio::spawn(async move {
+                let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+                let mut done = 0u64;
+                while Instant::now() < end {
+                    clients.once(form, &mut rng).await?;
+                    if Instant::now() >= start {
+                        done += 1;
+                    }
+                }
+                anyhow::Ok(done)
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await??;
+        }
+        Ok(total as f64 / duration.as_secs_f64())
+    }
+}
+
+pub async fn measure(
+    admin_url: &str,
+    app_url: &str,
+    fixture: &Arc<Fixture>,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Ceiling> {
+    ensure_plain_copy(admin_url).await?;
+    let clients = Arc::new(Clients::new(app_url, fixture, connections).await?);
+    let service = clients.tps(Form::Service, connections, warmup, duration).await?;
+    let naive = clients.tps(Form::Naive, connections, warmup, duration).await?;
+    let bare = clients.tps(Form::Bare, connections, warmup, duration).await?;
+    let pgbench_naive = pgbench_naive(app_url, fixture, connections, duration).await;
+    Ok(Ceiling { service, naive, bare, pgbench_naive })
+}
+
+impl Ceiling {
+    pub fn print(&self, get_rps: Option<f64>, secs: f64) {
+        println!(
+            "\n## Database ceiling (same database and concurrency, {secs:.0} s each, sqlx clients in this process)"
+        );
+        println!("{:<58} {:>10}", "what the client sends", "tx/s");
+        println!("{}", "-".repeat(70));
+        println!("{:<58} {:>10.0}", "get-by-id's SQL: BEGIN; SET LOCAL (1 trip), SELECT, COMMIT", self.service);
+        println!("{:<58} {:>10.0}", "naive: BEGIN; set_config($1); SELECT; COMMIT", self.naive);
+        println!("{:<58} {:>10.0}", "bare primary-key lookup, no RLS, no transaction", self.bare);
+        match self.pgbench_naive {
+            Some(tps) => println!("{:<58} {:>10.0}", "naive, pgbench -M prepared (one row, for reference)", tps),
+            None => println!("(pgbench not found: install postgresql-contrib for its reference figure)"),
+        }
+        if let Some(rps) = get_rps {
+            println!(
+                "HTTP get-by-id / its SQL: {:.2}   / naive form: {:.2}   / bare lookup: {:.2}",
+                rps / self.service,
+                rps / self.naive,
+                rps / self.bare
+            );
+        }
+    }
+}
+
+pub struct RlsCost {
+    with_rls: Vec<f64>,
+    without: Vec<f64>,
+}
+
+/// The same transaction with RLS and the tenant setting, and on a copy of the table without
+/// RLS using only the explicit filter, in alternating rounds so drift hits both alike.
+pub async fn rls_cost(
+    app_url: &str,
+    fixture: &Arc<Fixture>,
+    connections: usize,
+    rounds: usize,
+    each: Duration,
+) -> anyhow::Result<RlsCost> {
+    let clients = Arc::new(Clients::new(app_url, fixture, connections).await?);
+    let warmup = Duration::from_millis(500);
+    let mut cost = RlsCost { with_rls: Vec::new(), without: Vec::new() };
+    for round in 0..rounds {
+        // Alternate which goes first, too.
+        let order = if round % 2 == 0 { [true, false] } else { [false, true] };
+        for rls in order {
+            let form = if rls { Form::Service } else { Form::ServiceWithoutRls };
+            let tps = clients.tps(form, connections, warmup, each).await?;
+            if rls { cost.with_rls.push(tps) } else { cost.without.push(tps) }
+        }
+    }
+    Ok(cost)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+impl RlsCost {
+    pub fn print(&self) {
+        let (with, without) = (median(&self.with_rls), median(&self.without));
+        println!("\n## Cost of RLS ({} interleaved rounds, medians)", self.with_rls.len());
+        println!("with RLS + tenant setting:      {with:>9.0} tx/s   rounds: {}", fmt_rounds(&self.with_rls));
+        println!("no RLS, explicit filter only:   {without:>9.0} tx/s   rounds: {}", fmt_rounds(&self.without));
+        let ratios: Vec<f64> = self.with_rls.iter().zip(&self.without).map(|(a, b)| a / b).collect();
+        println!(
+            "RLS throughput / no-RLS throughput: {:.3} (median of per-round ratios {:.3}; overhead {:.1}%)",
+            with / without,
+            median(&ratios),
+            (1.0 - median(&ratios)) * 100.0
+        );
+    }
+}
+
+fn fmt_rounds(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" ")
+}
+
+/// pgbench's figure for the naive form on one fixed row: a cross-check of the sqlx client's
+/// own overhead. None when pgbench is not installed.
+async fn pgbench_naive(app_url: &str, fixture: &Arc<Fixture>, connections: usize, duration: Duration) -> Option<f64> {
+    let t = fixture.tenants.first()?;
+    let script = std::env::temp_dir().join(format!("rowguard-bench-naive-{}.sql", std::process::id()));
+    let sql = "BEGIN;\nSELECT set_config('app.tenant_id', :tid, true);\n\
+               SELECT id, name, email, phone, created_at, updated_at FROM contacts WHERE tenant_id = :tid::uuid AND id = :cid::uuid;\n\
+               COMMIT;\n";
+    std::fs::write(&script, sql).ok()?;
+    let output = tokio::process::Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-j", "1", "-c", &connections.to_string()])
+        .args(["-T", &duration.as_secs().max(1).to_string()])
+        .arg("-D")
+        .arg(format!("tid={}", t.id))
+        .arg("-D")
+        .arg(format!("cid={}", t.contacts.first()?))
+        .arg("-f")
+        .arg(&script)
+        .arg(app_url)
+        .output()
+        .await
+        .ok()?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+}

@@ -1,0 +1,113 @@
+//! The fixture: T tenants, each with an owner and C contacts, made through the platform path
+//! the CLI uses (platform role, one tenant transaction per tenant, never an RLS bypass), and
+//! access tokens minted with the key the service under test is given.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use rowguard::auth::JwtKeys;
+use rowguard::auth::password::hash_now;
+use rowguard::db::platform::{NewTenant, PlatformConn};
+use rowguard::domain::{Email, Role, Slug, TenantId, UserId};
+use uuid::Uuid;
+
+pub const OWNER_PASSWORD: &str = "bench-owner-password";
+const PROVISIONING_CONNECTIONS: usize = 4;
+
+pub struct TenantFixture {
+    pub id: TenantId,
+    pub slug: String,
+    pub owner: UserId,
+    pub token: String,
+    pub contacts: Vec<Uuid>,
+}
+
+pub struct Fixture {
+    pub tenants: Vec<TenantFixture>,
+    pub signing_pem: String,
+    pub keys: JwtKeys,
+    /// One argon2id hash shared by every fixture owner (hashing 10,000 passwords would take
+    /// minutes and measure nothing the benchmark is about).
+    pub owner_hash: String,
+}
+
+pub fn slug_for(i: usize) -> String {
+    format!("t{i:05}")
+}
+
+pub async fn provision(admin_url: &str, tenants: usize, contacts: usize) -> anyhow::Result<Fixture> {
+    let started = Instant::now();
+    let mut seed = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
+    let signing_pem = SigningKey::from_bytes(&seed).to_pkcs8_pem(Default::default())?.to_string();
+    let keys = JwtKeys::from_pem(&signing_pem, Some("bench"), "rowguard", Duration::from_secs(3600))?;
+    let owner_hash = tokio::task::spawn_blocking(|| hash_now(OWNER_PASSWORD)).await??;
+
+    let shared_hash = Arc::new(owner_hash.clone());
+    let mut workers = Vec::new();
+    for worker in 0..PROVISIONING_CONNECTIONS {
+        let admin_url = admin_url.to_string();
+        let hash = Arc::clone(&shared_hash);
+        workers.push(tokio::spawn(async move {
+            let mut platform = PlatformConn::connect(&admin_url).await?;
+            let mut made = Vec::new();
+            for i in (worker..tenants).step_by(PROVISIONING_CONNECTIONS) {
+                made.push(create_one(&mut platform, i, &hash, contacts).await?);
+            }
+            anyhow::Ok(made)
+        }));
+    }
+    let mut all = Vec::with_capacity(tenants);
+    for worker in workers {
+        all.extend(worker.await??);
+    }
+    all.sort_by(|a, b| a.slug.cmp(&b.slug));
+    for t in &mut all {
+        t.token = keys.issue(t.owner, t.id, Role::Owner)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "fixture: {tenants} tenants with owners and {} contacts in {secs:.1} s ({:.0} tenants/s, {:.0} rows/s)",
+        tenants * contacts,
+        tenants as f64 / secs,
+        (tenants * (contacts + 1)) as f64 / secs
+    );
+    Ok(Fixture { tenants: all, signing_pem, keys, owner_hash })
+}
+
+/// One tenant with its owner (the platform path of `tenants create`) and its contacts (one
+/// bulk INSERT in a tenant transaction).
+pub async fn create_one(
+    platform: &mut PlatformConn,
+    i: usize,
+    owner_hash: &str,
+    contacts: usize,
+) -> anyhow::Result<TenantFixture> {
+    let slug = slug_for(i);
+    let created = platform
+        .create_tenant(NewTenant {
+            slug: Slug::parse(&slug)?,
+            name: format!("Tenant {i}"),
+            owner_email: Email::parse(&format!("owner@{slug}.test"))?,
+            owner_password_hash: owner_hash.to_string(),
+            domains: vec![],
+        })
+        .await?;
+    let ids: Vec<Uuid> = (0..contacts).map(|_| Uuid::now_v7()).collect();
+    if !ids.is_empty() {
+        let mut tx = platform.tenant_tx(created.tenant).await?;
+        sqlx::query(
+            "INSERT INTO contacts (tenant_id, id, name, email)
+             SELECT $1, id, 'Contact ' || n, 'contact' || n || '@example.com'
+               FROM unnest($2::uuid[]) WITH ORDINALITY AS u(id, n)",
+        )
+        .bind(created.tenant)
+        .bind(&ids)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(TenantFixture { id: created.tenant, slug, owner: created.owner, token: String::new(), contacts: ids })
+}

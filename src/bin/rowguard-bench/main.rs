@@ -1,0 +1,148 @@
+//! `rowguard-bench`: the benchmark harness. Starts a throwaway PostgreSQL and the real
+//! `rowguard` binary, provisions tenants through the service's own code paths, drives HTTP
+//! workloads over loopback, and measures the database ceiling side by side in the same run.
+
+mod ceiling;
+mod fixture;
+mod load;
+mod ops;
+mod service;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use rowguard::db::APP_ROLE;
+use rowguard::db::bootstrap;
+use rowguard::db::cluster::{Durability, EmbeddedCluster};
+
+#[derive(Parser, Clone)]
+#[command(name = "rowguard-bench", about = "Benchmark harness for rowguard (see BENCHMARKS.md)")]
+pub struct Args {
+    /// Tenants to provision.
+    #[arg(long, default_value_t = 1000)]
+    tenants: usize,
+    /// Contacts per tenant.
+    #[arg(long, default_value_t = 100)]
+    contacts: usize,
+    /// Concurrent connections of the load generator and of the database ceiling clients.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Seconds each workload is measured (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of warm-up before each measurement.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Workloads to run, comma-separated: get, list, create, login, mixed, get-under-login-flood.
+    #[arg(long, value_delimiter = ',', default_value = "get,list,create,login,mixed,get-under-login-flood")]
+    workloads: Vec<String>,
+    /// Skip the database ceiling and RLS-cost measurements.
+    #[arg(long)]
+    no_ceiling: bool,
+    /// Interleaved rounds for the RLS-cost measurement.
+    #[arg(long, default_value_t = 5)]
+    rls_rounds: usize,
+    /// Grow to this many tenants for the tenancy-operations phase (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    scale_tenants: usize,
+    /// Working directory of the throwaway cluster (wiped at start).
+    #[arg(long, default_value = ".rowguard-bench")]
+    dir: PathBuf,
+    /// Keep PostgreSQL's durability settings (fsync, synchronous_commit) on.
+    #[arg(long)]
+    durable: bool,
+    /// Database pool size of the service under test.
+    #[arg(long, default_value_t = 16)]
+    pool_size: u32,
+}
+
+impl Args {
+    fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration)
+    }
+    fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+    let service_bin = std::env::current_exe()?.with_file_name("rowguard");
+    anyhow::ensure!(
+        service_bin.exists(),
+        "{} not found: build both binaries with `cargo build --release`",
+        service_bin.display()
+    );
+    let _ = std::fs::remove_dir_all(&args.dir);
+    // On the main thread: the embedded server is tied to the thread that starts it.
+    let durability = if args.durable { Durability::Durable } else { Durability::Throwaway };
+    let mut cluster = EmbeddedCluster::start(&args.dir, durability).context("starting PostgreSQL")?;
+    let admin_url = cluster.superuser_url("rowguard");
+    let app_url = cluster.url(APP_ROLE, &cluster.credentials().app_password.clone(), "rowguard");
+    // One worker thread for the harness (like pgbench's default -j 1): the service and
+    // PostgreSQL get the rest of this 2-core machine.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let result = runtime.block_on(run(&args, &service_bin, &admin_url, &app_url));
+    drop(runtime);
+    cluster.stop();
+    result
+}
+
+async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_url: &str) -> anyhow::Result<()> {
+    let app_password = cluster_app_password(app_url);
+    bootstrap::create_roles_and_database(admin_url, &app_password).await?;
+    bootstrap::migrate(admin_url).await?;
+    println!("# rowguard-bench");
+    println!(
+        "machine: {} cores; tenants {} x contacts {}; {} connections; {:.0} s per workload after {:.0} s warm-up; {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        args.tenants,
+        args.contacts,
+        args.connections,
+        args.duration,
+        args.warmup,
+        if args.durable { "durable PostgreSQL" } else { "PostgreSQL with fsync=off, synchronous_commit=off" }
+    );
+
+    let fixture = std::sync::Arc::new(fixture::provision(admin_url, args.tenants, args.contacts).await?);
+    let mut svc =
+        service::Service::start(service_bin, app_url, &args.dir, &fixture.signing_pem, args.pool_size).await?;
+    println!("\n## HTTP workloads (rowguard serve, release build, pool {})", args.pool_size);
+    println!("{}", load::Stats::header());
+    let mut get_rps = None;
+    for workload in &args.workloads {
+        let kind: load::Workload = workload.parse()?;
+        let stats = load::run(svc.addr, &fixture, kind, args.connections, args.warmup(), args.duration()).await?;
+        if kind == load::Workload::Get {
+            get_rps = Some(stats.rps());
+        }
+        println!("{}", stats.row(workload));
+    }
+    println!("service RSS after the workloads: {}", svc.memory());
+
+    if !args.no_ceiling {
+        let ceiling =
+            ceiling::measure(admin_url, app_url, &fixture, args.connections, args.warmup(), args.duration()).await?;
+        ceiling.print(get_rps, args.duration);
+        let rls = ceiling::rls_cost(app_url, &fixture, args.connections, args.rls_rounds, args.duration() / 2).await?;
+        rls.print();
+    }
+    if args.scale_tenants > 0 {
+        ops::measure(admin_url, &mut svc, &fixture, args.scale_tenants, args.connections).await?;
+    }
+    svc.stop().await;
+    println!("service peak RSS over the whole run: {}", svc.peak_memory());
+    Ok(())
+}
+
+fn cluster_app_password(app_url: &str) -> String {
+    app_url
+        .split_once("://")
+        .and_then(|(_, r)| r.split_once('@'))
+        .and_then(|(u, _)| u.split_once(':'))
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default()
+}

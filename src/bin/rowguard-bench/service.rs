@@ -1,0 +1,77 @@
+//! The service under test: the real `rowguard serve` binary as a child process on a loopback
+//! port, pointed at the benchmark's database, so its memory can be read from /proc.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+pub struct Service {
+    pub addr: SocketAddr,
+    child: Child,
+    pid: u32,
+    peak_kib: u64,
+}
+
+impl Service {
+    pub async fn start(bin: &Path, app_url: &str, dir: &Path, signing_pem: &str, pool: u32) -> anyhow::Result<Service> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new(bin)
+            .arg("serve")
+            .env("DATABASE_URL", app_url)
+            .env_remove("ROWGUARD_ADMIN_DATABASE_URL")
+            .env("ROWGUARD_LISTEN", addr.to_string())
+            .env("ROWGUARD_DATA_DIR", dir.join("service"))
+            .env("ROWGUARD_JWT_PRIVATE_KEY", signing_pem)
+            .env("ROWGUARD_JWT_KEY_ID", "bench")
+            .env("ROWGUARD_DB_POOL_SIZE", pool.to_string())
+            .env("ROWGUARD_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "rowguard did not start listening on {addr}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Service { addr, child, pid, peak_kib: 0 })
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(field))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Current and peak resident memory, e.g. "RSS 21.3 MiB (peak 23.0 MiB)".
+    pub fn memory(&mut self) -> String {
+        let (now, peak) = (self.status_kib("VmRSS:"), self.status_kib("VmHWM:"));
+        self.peak_kib = self.peak_kib.max(peak);
+        format!("RSS {:.1} MiB (peak so far {:.1} MiB)", now as f64 / 1024.0, peak as f64 / 1024.0)
+    }
+
+    pub fn peak_memory(&self) -> String {
+        format!("{:.1} MiB", self.peak_kib as f64 / 1024.0)
+    }
+
+    pub async fn stop(&mut self) {
+        let _ = self.memory();
+        if let Ok(pid) = i32::try_from(self.pid) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
+    }
+}
