@@ -39,6 +39,15 @@ pub fn embedded_versions() -> (i32, i32) {
     (newest(embedded::schema::migrations::runner()), newest(embedded::policies::migrations::runner()))
 }
 
+/// The migrations this binary carries, per folder, with the folder's history table
+/// (`policies status` compares them with what a database has applied).
+pub(super) fn embedded_folders() -> [(&'static str, &'static str, Vec<refinery::Migration>); 2] {
+    [
+        ("sql", SCHEMA_HISTORY, embedded::schema::migrations::runner().get_migrations().clone()),
+        ("policies", POLICY_HISTORY, embedded::policies::migrations::runner().get_migrations().clone()),
+    ]
+}
+
 /// Create the roles (idempotent; the app role's password is set to `app_password` each
 /// time) and the database named in `admin_url` if it does not exist. True when it created it.
 pub async fn create_roles_and_database(admin_url: &str, app_password: &str) -> Result<bool, BootstrapError> {

@@ -4,6 +4,7 @@
 
 pub mod bootstrap;
 pub mod cluster;
+pub mod migration_status;
 pub mod platform;
 pub mod registry;
 mod tenant_tx;
