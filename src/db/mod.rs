@@ -8,6 +8,7 @@ pub mod migration_status;
 pub mod platform;
 pub mod registry;
 mod tenant_tx;
+pub mod verify;
 
 use std::time::Duration;
 

@@ -9,3 +9,4 @@ mod contacts;
 mod isolation_http;
 mod isolation_sql;
 mod tenant_resolution;
+mod verify;
