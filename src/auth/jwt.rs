@@ -7,6 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
@@ -16,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{Role, TenantId, UserId};
+
+/// Bound on remembered verified tokens (about 0.5 KiB each).
+const VERIFIED_CACHE_ENTRIES: usize = 20_000;
 
 /// Audience of tokens that act inside one tenant. Platform (operator) tokens get another.
 pub const TENANT_AUDIENCE: &str = "rowguard:tenant";
@@ -53,6 +57,10 @@ pub enum KeyError {
 }
 
 pub struct JwtKeys {
+    /// Tokens whose signature and claims were already checked, keyed by the whole token
+    /// (signature included), so a hit is the very same bytes. Ed25519 verification is the
+    /// largest CPU cost of a read request; a client reuses its token for many requests.
+    verified: RwLock<HashMap<String, AccessClaims>>,
     signing_kid: String,
     signing: EncodingKey,
     verifying: HashMap<String, DecodingKey>,
@@ -96,6 +104,7 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
         Ok(JwtKeys {
+            verified: RwLock::new(HashMap::new()),
             verifying: HashMap::from([(kid.clone(), DecodingKey::from_ed_der(&public))]),
             signing_kid: kid,
             signing: EncodingKey::from_ed_der(der.as_bytes()),
@@ -132,6 +141,29 @@ impl JwtKeys {
         if token.len() > 4096 {
             return Err(TokenError::Malformed);
         }
+        let now = unix_now();
+        if let Ok(cache) = self.verified.read()
+            && let Some(claims) = cache.get(token)
+            && claims.exp > now
+        {
+            return Ok(claims.clone());
+        }
+        let claims = self.verify_uncached(token)?;
+        if claims.exp > now
+            && let Ok(mut cache) = self.verified.write()
+        {
+            if cache.len() >= VERIFIED_CACHE_ENTRIES {
+                cache.retain(|_, c| c.exp > now);
+                if cache.len() >= VERIFIED_CACHE_ENTRIES {
+                    cache.clear();
+                }
+            }
+            cache.insert(token.to_string(), claims.clone());
+        }
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);

@@ -15,7 +15,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-pub use tenant_tx::TenantTx;
+pub use tenant_tx::{Literal, TenantTx};
 
 /// Role names fixed by the migrations' GRANTs (DESIGN.md invariant 5).
 pub const OWNER_ROLE: &str = "rowguard_owner";

@@ -9,7 +9,7 @@ use super::ApiContext;
 use super::error::ApiError;
 use super::layers::auth::Principal;
 use super::layers::tenant::ResolvedTenant;
-use crate::db::{Database, TenantTx};
+use crate::db::{Database, Literal, TenantTx};
 use crate::domain::{TenantId, UserId};
 
 /// `axum::Json`, rejecting with a problem document (400 malformed, 422 wrong types or
@@ -49,6 +49,15 @@ impl TenantScope {
 
     pub async fn begin(&self) -> Result<TenantTx<'static>, ApiError> {
         Ok(TenantTx::begin(&self.db, self.tenant.id, self.user).await?)
+    }
+
+    /// A read whose parameters are all ids or numbers, in one round trip (`TenantTx::read_once`).
+    pub async fn read_once<T>(&self, select: &'static str, args: &[Literal]) -> Result<Vec<T>, ApiError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        let rows = TenantTx::read_once(&self.db, self.tenant.id, self.user, select, args).await?;
+        rows.iter().map(|r| T::from_row(r).map_err(ApiError::from)).collect()
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rowguard::db::{Database, TenantTx};
+use rowguard::db::{Database, Literal, TenantTx};
 use rowguard::domain::{TenantId, UserId};
 use rowguard::http::routes::contacts::GET_CONTACT_SQL;
 use sqlx::postgres::PgPoolOptions;
@@ -17,7 +17,7 @@ use crate::fixture::Fixture;
 
 #[derive(Clone, Copy)]
 enum Form {
-    /// `BEGIN; SET LOCAL …` (one round trip), the lookup, COMMIT: what the service sends.
+    /// `BEGIN; SET LOCAL …; <lookup>; COMMIT` in one round trip: what the service sends.
     Service,
     /// The same transaction on a copy of contacts without RLS, with the explicit tenant filter.
     ServiceWithoutRls,
@@ -79,11 +79,10 @@ impl Clients {
         let lookup = |sql: &'static str| sqlx::query(sql).bind(tenant).bind(contact);
         match form {
             Form::Service | Form::ServiceWithoutRls => {
-                let mut tx = TenantTx::begin(&self.db, tenant, Some(user)).await?;
                 let sql = if matches!(form, Form::Service) { GET_CONTACT_SQL } else { PLAIN_LOOKUP };
-                let row = lookup(sql).fetch_optional(tx.conn()).await?;
-                anyhow::ensure!(row.is_some(), "lookup found nothing");
-                tx.commit().await?;
+                let args = [Literal::Uuid(tenant.0), Literal::Uuid(contact)];
+                let rows = TenantTx::read_once(&self.db, tenant, Some(user), sql, &args).await?;
+                anyhow::ensure!(rows.len() == 1, "lookup found nothing");
             }
             Form::Naive => {
                 let mut tx = self.raw.begin().await?;
@@ -159,7 +158,7 @@ impl Ceiling {
         );
         println!("{:<58} {:>10}", "what the client sends", "tx/s");
         println!("{}", "-".repeat(70));
-        println!("{:<58} {:>10.0}", "get-by-id's SQL: BEGIN; SET LOCAL (1 trip), SELECT, COMMIT", self.service);
+        println!("{:<58} {:>10.0}", "get-by-id's SQL: BEGIN; SET LOCAL; SELECT; COMMIT (1 trip)", self.service);
         println!("{:<58} {:>10.0}", "naive: BEGIN; set_config($1); SELECT; COMMIT", self.naive);
         println!("{:<58} {:>10.0}", "bare primary-key lookup, no RLS, no transaction", self.bare);
         match self.pgbench_naive {
