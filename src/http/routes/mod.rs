@@ -4,4 +4,6 @@
 pub mod auth;
 pub mod contacts;
 pub mod health;
+pub mod jwks;
 pub mod me;
+pub mod platform;
