@@ -53,6 +53,16 @@ enum OperatorsCommand {
     },
     /// List operators.
     List,
+    /// Disable an operator: its tokens are refused from the next request on.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Re-enable a disabled operator.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -210,6 +220,8 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
             println!("created operator {email} ({id})");
             Ok(())
         }
+        Command::Operators(OperatorsCommand::Disable { email }) => operators_set_active(setup, &email, false).await,
+        Command::Operators(OperatorsCommand::Enable { email }) => operators_set_active(setup, &email, true).await,
         Command::Operators(OperatorsCommand::List) => {
             let operators = PlatformConn::connect(setup.admin_url()?).await?.list_operators().await?;
             println!("{:<36} {:<10} EMAIL", "ID", "STATUS");
@@ -222,6 +234,13 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
         Command::Policies(PoliciesCommand::Apply { dry_run }) => policies_apply(setup, dry_run).await,
         Command::Policies(PoliciesCommand::Verify { json }) => policies_verify(setup, json).await,
     }
+}
+
+async fn operators_set_active(setup: &DatabaseSetup, email: &str, active: bool) -> anyhow::Result<()> {
+    let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+    anyhow::ensure!(platform.set_operator_active(email, active).await?, "no operator with e-mail {email:?}");
+    println!("operator {email} is now {}", if active { "active" } else { "disabled" });
+    Ok(())
 }
 
 async fn tenants_show(setup: &DatabaseSetup, slug: &str) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ pub mod platform;
 pub mod purge;
 pub mod registry;
 mod tenant_tx;
+pub mod user_changes;
 pub mod verify;
 
 use std::time::Duration;

@@ -4,6 +4,7 @@
 mod email;
 mod ids;
 mod platform;
+pub mod permissions;
 mod role;
 mod slug;
 mod text;
@@ -13,7 +14,8 @@ pub use ids::{ContactId, TenantId, UserId};
 pub use platform::{
     DomainName, OperatorId, PlanName, RESERVED_SLUGS, TenantLifecycle, TenantName, parse_unreserved_slug,
 };
-pub use role::Role;
+pub use permissions::Permission;
+pub use role::{Role, UserStatus};
 pub use slug::Slug;
 pub use text::{ContactName, NewPassword, Phone};
 

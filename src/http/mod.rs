@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 pub mod layers;
+pub mod pagination;
 pub mod routes;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::user_state::UserStateCache;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::db::Database;
 use error::ApiError;
@@ -35,6 +37,8 @@ use layers::tenant::TenantCache;
 pub struct ApiContext {
     pub db: Database,
     pub tenants: Arc<TenantCache>,
+    /// Current role, status and session cut-off per user, for the auth layer (ASVS 8.3.2).
+    pub users: Arc<UserStateCache>,
     pub keys: Arc<JwtKeys>,
     pub hasher: PasswordHasher,
     pub base_domain: Arc<str>,
@@ -56,7 +60,7 @@ pub struct Limits {
     info(title = "rowguard", description = "Multi-tenant API with tenant isolation enforced by PostgreSQL Row-Level Security. \
         Tenant routes take the tenant from the host ({slug}.{base domain} or a custom domain) or an X-Tenant header."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "contacts"), (name = "operations"),
+    tags((name = "auth"), (name = "users"), (name = "contacts"), (name = "organizations"), (name = "deals"), (name = "operations"),
         (name = "platform", description = "Operators (not tenant-scoped): tenants, their lifecycle and domains. \
             Bare host only; tokens from /platform/v1/auth/login, refused on tenant routes."))
 )]
@@ -79,6 +83,10 @@ impl utoipa::Modify for BearerAuth {
 fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     let authenticated = OpenApiRouter::new()
         .routes(routes!(routes::me::me))
+        .routes(routes!(routes::me::change_password))
+        .routes(routes!(routes::auth::logout_all))
+        .routes(routes!(routes::users::list_users, routes::users::create_user))
+        .routes(routes!(routes::users::get_user, routes::users::update_user, routes::users::delete_user))
         .routes(routes!(routes::contacts::list_contacts, routes::contacts::create_contact))
         .routes(routes!(
             routes::contacts::get_contact,
@@ -86,8 +94,12 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
             routes::contacts::delete_contact
         ))
         .route_layer(from_fn_with_state(ctx.clone(), layers::auth::authenticate));
+    // Refresh and logout present a refresh token in the body, not a bearer token (the access
+    // token has usually expired by then); the tenant still comes from resolution.
+    let sessions = OpenApiRouter::new().routes(routes!(routes::auth::refresh)).routes(routes!(routes::auth::logout));
     let tenant_api = OpenApiRouter::new()
         .routes(routes!(routes::auth::login))
+        .merge(sessions)
         .merge(authenticated)
         .route_layer(from_fn_with_state(ctx.clone(), layers::tenant::resolve_tenant));
     OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -9,5 +9,7 @@ mod contacts;
 mod isolation_http;
 mod isolation_sql;
 mod platform;
+mod sessions;
 mod tenant_resolution;
+mod users;
 mod verify;

@@ -7,3 +7,4 @@ pub mod health;
 pub mod jwks;
 pub mod me;
 pub mod platform;
+pub mod users;
