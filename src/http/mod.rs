@@ -87,6 +87,14 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .routes(routes!(routes::auth::logout_all))
         .routes(routes!(routes::users::list_users, routes::users::create_user))
         .routes(routes!(routes::users::get_user, routes::users::update_user, routes::users::delete_user))
+        .routes(routes!(routes::organizations::list_organizations, routes::organizations::create_organization))
+        .routes(routes!(
+            routes::organizations::get_organization,
+            routes::organizations::update_organization,
+            routes::organizations::delete_organization
+        ))
+        .routes(routes!(routes::deals::list_deals, routes::deals::create_deal))
+        .routes(routes!(routes::deals::get_deal, routes::deals::update_deal, routes::deals::delete_deal))
         .routes(routes!(routes::contacts::list_contacts, routes::contacts::create_contact))
         .routes(routes!(
             routes::contacts::get_contact,
