@@ -246,7 +246,7 @@ async fn operators_set_active(setup: &DatabaseSetup, email: &str, active: bool) 
 async fn tenants_show(setup: &DatabaseSetup, slug: &str) -> anyhow::Result<()> {
     let slug = Slug::parse(slug)?;
     let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
-    let tenant = platform.tenant(&slug).await?.with_context(|| format!("no tenant with slug {slug:?}"))?;
+    let tenant = platform.tenant(&slug).await?.with_context(|| format!("no tenant with slug {:?}", slug.as_str()))?;
     let domains = platform.domains(tenant.id).await?;
     println!("slug     {}\nname     {}\nid       {}", tenant.slug, tenant.name, tenant.id);
     println!("status   {}\nplan     {}\ncreated  {}", tenant.status, tenant.plan, tenant.created_at);

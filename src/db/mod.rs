@@ -33,6 +33,10 @@ pub const PLATFORM_LOGIN_ROLE: &str = "rowguard_platform_login";
 /// written only by the platform role. Everything else with a `tenant_id` must have RLS.
 pub const PLATFORM_TABLES: &[&str] = &["tenants", "tenant_domains"];
 
+/// Platform tables without `tenant_id` that the app role may not touch at all, not even read
+/// (operators' password hashes). `policies verify` reports any grant on them to the app role.
+pub const PLATFORM_PRIVATE_TABLES: &[&str] = &["operators"];
+
 /// The service's connection pool, as the app role. Cloning is cheap.
 #[derive(Clone)]
 pub struct Database {
