@@ -691,7 +691,8 @@ async fn the_jwk_set_lists_the_signing_key_and_rotated_keys_keep_old_tokens_vali
     .await;
     let r = retired.call_as(&old_token, "acme", Method::GET, "/v1/me", None).await;
     r.assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
-    assert_eq!(retired.call_as(&new_token, "acme", Method::GET, "/v1/me", None).await.status, StatusCode::OK);
+    let r = retired.call_as(&new_token, "acme", Method::GET, "/v1/me", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = before.call_as(&new_token, "acme", Method::GET, "/v1/me", None).await;
     r.assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
 }
