@@ -152,3 +152,33 @@ async fn every_cell_of_the_permission_matrix_is_enforced_over_http() {
     assert_eq!(untested, vec![Permission::ReadAuditLog], "only the audit log has no route yet");
     assert_eq!(cells, (Permission::ALL.len() - 1) * Role::ALL.len());
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_new_routes_with_the_right_credentials() {
+    let app = spawn_app().await;
+    let spec = app.call(Method::GET, "/openapi.json", &[], None).await.body;
+    let bearer = |path: &str, method: &str| {
+        let operation = &spec["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} missing from the OpenAPI document");
+        operation["security"].as_array().is_some_and(|s| !s.is_empty())
+    };
+    // Refresh and logout take the refresh token in the body: no bearer scheme on them.
+    for (path, method) in [("/v1/auth/refresh", "post"), ("/v1/auth/logout", "post")] {
+        assert!(!bearer(path, method), "{method} {path} must not ask for a bearer token");
+    }
+    let authenticated = [
+        ("/v1/auth/logout-all", "post"),
+        ("/v1/me/password", "post"),
+        ("/v1/users", "get"),
+        ("/v1/users", "post"),
+        ("/v1/users/{id}", "patch"),
+        ("/v1/users/{id}", "delete"),
+        ("/v1/organizations", "get"),
+        ("/v1/organizations/{id}", "patch"),
+        ("/v1/deals", "post"),
+        ("/v1/deals/{id}", "delete"),
+    ];
+    for (path, method) in authenticated {
+        assert!(bearer(path, method), "{method} {path} must ask for a bearer token");
+    }
+}

@@ -189,3 +189,24 @@ async fn tenant_b_cannot_read_change_or_remove_tenant_a_users() {
     assert_eq!(list.body["items"].as_array().map(Vec::len), Some(1), "only bravo's owner: {}", list.body);
     assert_eq!(app.login("alpha", &alpha_member.email, &alpha_member.password).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn reactivating_a_user_does_not_revive_the_tokens_it_had() {
+    let app = spawn_app().await;
+    let t = app.create_tenant("alpha").await;
+    let owner = app.owner_token(&t).await;
+    let member = app.create_user(&t, "member").await;
+    let path = format!("/v1/users/{}", member.id);
+    for status in ["deactivated", "active"] {
+        let r = app.call_as(&owner, "alpha", Method::PATCH, &path, Some(json!({"status": status}))).await;
+        assert_eq!((r.status, &r.body["status"]), (StatusCode::OK, &json!(status)), "{}", r.body);
+    }
+    let me = app.call_as(&member.access_token, "alpha", Method::GET, "/v1/me", None).await;
+    me.assert_problem(StatusCode::UNAUTHORIZED, "session_revoked");
+    let refresh = json!({"refresh_token": member.refresh_token});
+    let r = app.call(Method::POST, "/v1/auth/refresh", &[("x-tenant", "alpha")], Some(refresh)).await;
+    r.assert_problem(StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+    let again = app.login("alpha", &member.email, &member.password).await;
+    let token = again.body["access_token"].as_str().expect("a reactivated user logs in again");
+    assert_eq!(app.call_as(token, "alpha", Method::GET, "/v1/me", None).await.status, StatusCode::OK);
+}

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{Revoke, revoke};
+use super::auth::end_all_sessions;
 use crate::db::TenantTx;
 use crate::db::user_changes::UserChange;
 use crate::domain::{Email, NewPassword, Permission, Role, TenantId, UserId, UserStatus};
@@ -193,8 +193,10 @@ pub async fn update_user(
     .bind(patch.status.map(UserStatus::as_str))
     .fetch_one(tx.conn())
     .await?;
-    if user.status == UserStatus::Deactivated {
-        revoke(&mut tx, tenant, Revoke::User(id), "user_deactivated").await?;
+    if patch.status == Some(UserStatus::Deactivated) {
+        // Also cut off the access tokens issued so far, so that reactivating the account
+        // later does not bring them back to life.
+        end_all_sessions(&mut tx, tenant, id, "user_deactivated").await?;
     }
     tx.commit().await?;
     ctx.users.forget(UserChange::One(tenant, id));
