@@ -252,3 +252,28 @@ async fn a_demotion_counts_on_the_next_request_whatever_role_the_token_names() {
     let me = me(&first, "alpha", &admin.access_token).await;
     assert_eq!(me.body["role"], "member", "GET /v1/me reports the current role");
 }
+
+#[tokio::test]
+async fn a_cached_user_costs_the_hot_path_no_read_of_the_users_table() {
+    let app = spawn_app().await;
+    let t = app.create_tenant("alpha").await;
+    let member = app.create_user(&t, "member").await;
+    let cold = app.another_instance().await;
+    let token = member.access_token.as_str();
+    assert_eq!(list_contacts(&app, token).await.status, StatusCode::OK, "warms this instance's cache");
+
+    // Hold the users table so that any read of it waits.
+    let mut blocker = app.superuser_connection().await;
+    sqlx::query("BEGIN").execute(&mut blocker).await.expect("begin");
+    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE").execute(&mut blocker).await.expect("lock");
+    let warm = tokio::time::timeout(Duration::from_secs(2), list_contacts(&app, token)).await;
+    assert_eq!(warm.map(|r| r.status).ok(), Some(StatusCode::OK), "a cache hit must not read users");
+    // The lock does bite: an instance that has not cached the user has to wait for it.
+    let uncached = tokio::time::timeout(Duration::from_millis(500), list_contacts(&cold, token)).await;
+    assert!(uncached.is_err(), "the other instance should have had to read users");
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.expect("rollback");
+}
+
+async fn list_contacts(instance: &TestApp, token: &str) -> TestResponse {
+    instance.call_as(token, "alpha", Method::GET, "/v1/contacts", None).await
+}
