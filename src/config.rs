@@ -85,6 +85,20 @@ pub struct Config {
     /// Seed the demo tenants (acme, globex) on the first start of an embedded cluster.
     #[arg(long, env = "ROWGUARD_SEED_DEMO", default_value_t = true, global = true, action = clap::ArgAction::Set)]
     pub seed_demo: bool,
+
+    /// Proxies (addresses or networks, comma-separated) whose X-Forwarded-For / Forwarded
+    /// headers name the client. Default: none, so the socket peer is the client.
+    #[arg(long, env = "ROWGUARD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::http::client_ip::parse_trusted_proxy, global = true)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Send Strict-Transport-Security. Default: on, except in development (the embedded
+    /// PostgreSQL, i.e. no DATABASE_URL), which is served over plain http://localhost.
+    #[arg(long, env = "ROWGUARD_HSTS", global = true, action = clap::ArgAction::Set)]
+    pub hsts: Option<bool>,
+
+    /// Per-tenant, per-address and login rate limits. Turn off only to measure raw throughput.
+    #[arg(long, env = "ROWGUARD_RATE_LIMITS", default_value_t = true, global = true, action = clap::ArgAction::Set)]
+    pub rate_limits: bool,
 }
 
 impl Config {
@@ -94,6 +108,11 @@ impl Config {
 
     pub fn access_token_ttl(&self) -> Duration {
         Duration::from_secs(self.access_token_ttl_secs)
+    }
+
+    /// HSTS unless told otherwise, or in development (the embedded database).
+    pub fn hsts_enabled(&self) -> bool {
+        self.hsts.unwrap_or(self.database_url.is_some())
     }
 
     /// Base domain as host matching sees it: lower case, no trailing dot.
@@ -122,6 +141,9 @@ impl Config {
             log: "warn".into(),
             log_format: "text".into(),
             seed_demo: false,
+            trusted_proxies: Vec::new(),
+            hsts: None,
+            rate_limits: true,
         }
     }
 }

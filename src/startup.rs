@@ -12,6 +12,8 @@ use crate::config::Config;
 use crate::db::cluster::{Durability, EmbeddedCluster};
 use crate::db::platform::PlatformDb;
 use crate::db::{APP_ROLE, Database, PLATFORM_LOGIN_ROLE, bootstrap};
+use crate::http::client_ip::TrustedProxies;
+use crate::http::layers::rate_limit::RateLimits;
 use crate::http::layers::tenant::TenantCache;
 use crate::http::{self, ApiContext, Limits};
 
@@ -167,6 +169,9 @@ pub async fn build_context_with_platform(
     let user_watcher = Arc::clone(&users);
     let user_feed = db.clone();
     tokio::spawn(async move { user_feed.watch_user_changes(move |change| user_watcher.forget(change)).await });
+    let rate_limits = Arc::new(RateLimits::new(config.rate_limits));
+    rate_limits.spawn_pruning();
+    let trusted_proxies = Arc::new(TrustedProxies::new(config.trusted_proxies.clone()));
     Ok(ApiContext {
         db,
         tenants,
@@ -174,6 +179,9 @@ pub async fn build_context_with_platform(
         keys: Arc::new(keys),
         hasher,
         base_domain: config.normalized_base_domain().into(),
+        rate_limits,
+        trusted_proxies,
+        hsts: config.hsts_enabled(),
         platform,
         signup: config.signup,
     })

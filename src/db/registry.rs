@@ -12,6 +12,37 @@ pub struct TenantRecord {
     pub id: TenantId,
     pub slug: String,
     pub status: TenantStatus,
+    pub plan: Plan,
+    /// Overrides the plan's quota when set (V4__tenant_rate_limits.sql).
+    pub rate_limit: Option<RateLimitOverride>,
+    /// Origins a browser may call this tenant from (CORS), exact `scheme://host[:port]`.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// The commercial plan; it picks the default rate-limit quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Plan {
+    Free,
+    Pro,
+    Enterprise,
+}
+
+impl Plan {
+    fn from_db(s: &str) -> Plan {
+        match s {
+            "pro" => Plan::Pro,
+            "enterprise" => Plan::Enterprise,
+            // The CHECK constraint admits nothing else; anything unexpected gets the smallest quota.
+            _ => Plan::Free,
+        }
+    }
+}
+
+/// A per-tenant quota stored on the registry row: sustained requests per second and burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitOverride {
+    pub per_second: u32,
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,24 +65,42 @@ impl TenantStatus {
     }
 }
 
-type Row = (TenantId, String, String);
+type Row = (TenantId, String, String, String, Option<i32>, Option<i32>, Vec<String>);
 
-fn record((id, slug, status): Row) -> TenantRecord {
-    TenantRecord { id, slug, status: TenantStatus::from_db(&status) }
+fn record((id, slug, status, plan, per_second, burst, cors_allowed_origins): Row) -> TenantRecord {
+    // The CHECK constraints keep both positive and set together; anything else means "no override".
+    let rate_limit = match (per_second.map(u32::try_from), burst.map(u32::try_from)) {
+        (Some(Ok(per_second)), Some(Ok(burst))) if per_second > 0 && burst > 0 => {
+            Some(RateLimitOverride { per_second, burst })
+        }
+        _ => None,
+    };
+    TenantRecord {
+        id,
+        slug,
+        status: TenantStatus::from_db(&status),
+        plan: Plan::from_db(&plan),
+        rate_limit,
+        cors_allowed_origins,
+    }
 }
 
 impl Database {
     pub async fn tenant_by_slug(&self, slug: &str) -> Result<Option<TenantRecord>, sqlx::Error> {
-        let row: Option<Row> = sqlx::query_as("SELECT id, slug, status FROM tenants WHERE slug = $1")
-            .bind(slug)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT id, slug, status, plan, rate_limit_per_second, rate_limit_burst, cors_allowed_origins
+               FROM tenants WHERE slug = $1",
+        )
+        .bind(slug)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(record))
     }
 
     pub async fn tenant_by_domain(&self, domain: &str) -> Result<Option<TenantRecord>, sqlx::Error> {
         let row: Option<Row> = sqlx::query_as(
-            "SELECT t.id, t.slug, t.status
+            "SELECT t.id, t.slug, t.status, t.plan, t.rate_limit_per_second, t.rate_limit_burst,
+                    t.cors_allowed_origins
                FROM tenant_domains d JOIN tenants t ON t.id = d.tenant_id
               WHERE d.domain = $1",
         )

@@ -117,6 +117,17 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; try again")
             }
+            // The server is there but cannot serve now: shutting down or starting (57P0x), out
+            // of connections (53xxx), a statement or lock timeout (57014, 55P03), a lost
+            // connection (08xxx). Retrying later is the right answer, not a 500.
+            sqlx::Error::Database(ref db)
+                if db.code().is_some_and(|c| {
+                    c.starts_with("57") || c.starts_with("53") || c.starts_with("08") || c == "55P03"
+                }) =>
+            {
+                tracing::warn!(error = %e, "database cannot serve now");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; try again")
+            }
             e => ApiError::internal(e),
         }
     }

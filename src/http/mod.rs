@@ -1,6 +1,7 @@
 //! The HTTP surface: `ApiContext` (the state every handler shares) and `router()`, which
 //! lists every layer once, in request order, outermost first.
 
+pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod layers;
@@ -42,6 +43,12 @@ pub struct ApiContext {
     pub keys: Arc<JwtKeys>,
     pub hasher: PasswordHasher,
     pub base_domain: Arc<str>,
+    /// Per-tenant, per-address and login rate limits (per instance).
+    pub rate_limits: Arc<layers::rate_limit::RateLimits>,
+    /// Proxies whose forwarding headers name the client (`client_ip`).
+    pub trusted_proxies: Arc<client_ip::TrustedProxies>,
+    /// Send Strict-Transport-Security (off in development: the embedded database).
+    pub hsts: bool,
     /// The platform login's pool (`rowguard_platform_login`) for `/platform/v1`; None: 503.
     pub platform: Option<crate::db::platform::PlatformDb>,
     /// Self-service signup (`POST /platform/v1/signup`) is on.
@@ -105,11 +112,18 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     // Refresh and logout present a refresh token in the body, not a bearer token (the access
     // token has usually expired by then); the tenant still comes from resolution.
     let sessions = OpenApiRouter::new().routes(routes!(routes::auth::refresh)).routes(routes!(routes::auth::logout));
-    let tenant_api = OpenApiRouter::new()
+    let login = OpenApiRouter::new()
         .routes(routes!(routes::auth::login))
+        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_login));
+    let tenant_api = OpenApiRouter::new()
+        .merge(login)
         .merge(sessions)
         .merge(authenticated)
-        .route_layer(from_fn_with_state(ctx.clone(), layers::tenant::resolve_tenant));
+        // route_layer: the last one added runs first. Unresolved requests are limited per client
+        // address before resolution; resolved ones per tenant right after it.
+        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_tenant))
+        .route_layer(from_fn_with_state(ctx.clone(), layers::tenant::resolve_tenant))
+        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_unresolved));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
@@ -139,6 +153,7 @@ fn platform_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
 pub fn router(ctx: ApiContext, limits: Limits) -> Router {
     let (routes, api) = api_routes(&ctx).split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
+    let hsts = layers::security_headers::Hsts(ctx.hsts);
     Router::new()
         .merge(routes)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
@@ -158,7 +173,7 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
                         request_id = %id, tenant = tracing::field::Empty, user = tracing::field::Empty)
                 }))
                 .layer(from_fn(error::problem_documents))
-                .layer(from_fn(layers::security_headers::security_headers))
+                .layer(from_fn_with_state(hsts, layers::security_headers::security_headers))
                 .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
                 .layer(DefaultBodyLimit::max(limits.body_limit_bytes)),
         )

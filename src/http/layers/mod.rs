@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod platform_auth;
+pub mod rate_limit;
 pub mod request_id;
 pub mod security_headers;
 pub mod tenant;

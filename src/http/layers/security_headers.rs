@@ -1,7 +1,7 @@
 //! Baseline security headers on every answer, errors included. An API serves no documents,
 //! so the content security policy forbids everything; the docs page gets just enough.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -10,7 +10,15 @@ const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const DOCS_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
                         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
 
-pub async fn security_headers(request: Request, next: Next) -> Response {
+/// Whether to send Strict-Transport-Security: a browser that saw it will only use HTTPS for
+/// the host (and its subdomains, which are the tenants) for a year. Off in development, where
+/// the service is reached over plain http://localhost (see `Config::hsts_enabled`).
+#[derive(Debug, Clone, Copy)]
+pub struct Hsts(pub bool);
+
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+pub async fn security_headers(State(hsts): State<Hsts>, request: Request, next: Next) -> Response {
     let docs = request.uri().path().starts_with("/docs");
     // Tenant data and operator tokens must never sit in a shared cache.
     let tenant_api = request.uri().path().starts_with("/v1/") || request.uri().path().starts_with("/platform/");
@@ -20,6 +28,9 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
         h.insert(name, HeaderValue::from_static(value));
     };
     set(h, header::CONTENT_SECURITY_POLICY, if docs { DOCS_CSP } else { API_CSP });
+    if hsts.0 {
+        set(h, header::STRICT_TRANSPORT_SECURITY, HSTS);
+    }
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::REFERRER_POLICY, "no-referrer");

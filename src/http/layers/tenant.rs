@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::db::Database;
-use crate::db::registry::{TenantRecord, TenantStatus};
+use crate::db::registry::{Plan, RateLimitOverride, TenantRecord, TenantStatus};
 use crate::domain::{Slug, TenantId};
 use crate::http::ApiContext;
 use crate::http::error::ApiError;
@@ -24,6 +24,10 @@ use crate::http::error::ApiError;
 pub struct ResolvedTenant {
     pub id: TenantId,
     pub slug: String,
+    /// Read by the rate-limit layer: the plan's quota unless the tenant has an override.
+    pub plan: Plan,
+    pub rate_limit: Option<RateLimitOverride>,
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// What the Host header says about the tenant.
@@ -158,7 +162,13 @@ pub async fn resolve(ctx: &ApiContext, host: Option<&str>, header: Option<&str>)
     match record.status {
         TenantStatus::Deleted => Err(unknown_tenant()),
         TenantStatus::Suspended => Err(ApiError::forbidden("tenant_suspended", "this tenant is suspended")),
-        TenantStatus::Trial | TenantStatus::Active => Ok(ResolvedTenant { id: record.id, slug: record.slug }),
+        TenantStatus::Trial | TenantStatus::Active => Ok(ResolvedTenant {
+            id: record.id,
+            slug: record.slug,
+            plan: record.plan,
+            rate_limit: record.rate_limit,
+            cors_allowed_origins: record.cors_allowed_origins,
+        }),
     }
 }
 

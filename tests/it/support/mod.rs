@@ -93,6 +93,12 @@ fn remove_leftovers() {
     }
 }
 
+/// The PEM of the key every test app signs access tokens with (hostile-input tests forge
+/// tokens that are validly signed but wrong in some other way).
+pub fn signing_key_pem() -> String {
+    std::fs::read_to_string(cluster().keys_dir.join("jwt-ed25519.pem")).expect("the test signing key")
+}
+
 /// One test's world: its own database and the real router over it.
 pub struct TestApp {
     pub router: Router,
@@ -129,6 +135,11 @@ impl TestResponse {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// As `spawn_app`, with some settings changed from the test defaults.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let cluster = cluster();
     let db_name = format!("t_{}", uuid::Uuid::now_v7().simple());
     let mut admin = PgConnection::connect(&(cluster.superuser_url)("postgres")).await.expect("admin connection");
@@ -137,7 +148,8 @@ pub async fn spawn_app() -> TestApp {
         .await
         .expect("clone the template");
     admin.close().await.expect("close");
-    let config = Config::for_tests(cluster.keys_dir.clone());
+    let mut config = Config::for_tests(cluster.keys_dir.clone());
+    configure(&mut config);
     let platform_url = (cluster.platform_url)(&db_name);
     let ctx =
         rowguard::startup::build_context_with_platform(&config, &(cluster.app_url)(&db_name), Some(&platform_url))
@@ -257,7 +269,12 @@ impl TestApp {
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
-        let response = self.router.clone().oneshot(request.body(body).expect("request")).await.expect("infallible");
+        self.send(request.body(body).expect("request")).await
+    }
+
+    /// Send a request built by the test (one with a `ConnectInfo` peer address, say).
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.expect("body").to_bytes();

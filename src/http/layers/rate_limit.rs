@@ -1,0 +1,454 @@
+//! Rate limits: per tenant right after tenant resolution (the plan's quota, or the override on
+//! the tenant's registry row), per client IP for requests that name no tenant or an unknown one,
+//! and stricter limits on login per (tenant, client IP) and per account. State is in-process.
+//!
+//! Why governor's keyed limiters and not tower_governor: tower_governor holds ONE quota per
+//! layer (per-key quotas are governor issue #193), answers 500 when it cannot key a request,
+//! and truncates Retry-After to whole seconds (so it can say 0). Here every distinct quota
+//! (each plan's, each override's) gets its own keyed limiter, keyed by tenant id; the per-IP
+//! limits use the same machinery so every refusal is the same 429 problem document with a
+//! rounded-up Retry-After and RateLimit headers. A request we cannot key is keyed by a stand-in
+//! (never refused with a 500). `prune` (run every minute) drops state that has fully recovered,
+//! so many tenants or many client addresses do not grow memory without bound.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::{StateInformationMiddleware, StateSnapshot};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use super::tenant::ResolvedTenant;
+use crate::db::registry::Plan;
+use crate::domain::TenantId;
+use crate::http::ApiContext;
+use crate::http::client_ip::ClientIp;
+use crate::http::error::ApiError;
+
+/// A quota: one request's worth of capacity comes back every `replenish_every`, up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Limit {
+    pub replenish_every: Duration,
+    pub burst: NonZeroU32,
+}
+
+impl Limit {
+    pub fn per_second(per_second: u32, burst: u32) -> Limit {
+        Limit {
+            replenish_every: Duration::from_secs(1) / per_second.max(1),
+            burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN),
+        }
+    }
+
+    fn one_per(period: Duration, burst: u32) -> Limit {
+        Limit { replenish_every: period, burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN) }
+    }
+
+    fn quota(self) -> Quota {
+        Quota::with_period(self.replenish_every).unwrap_or(Quota::per_second(NonZeroU32::MAX)).allow_burst(self.burst)
+    }
+
+    /// Seconds for an empty bucket to fill up again: the window of `RateLimit-Policy`.
+    fn window_secs(self) -> u64 {
+        ceil_secs(self.replenish_every * self.burst.get())
+    }
+
+    /// The plan's quota, per instance (README, Rate limits).
+    pub fn for_plan(plan: Plan) -> Limit {
+        match plan {
+            Plan::Free => Limit::per_second(20, 100),
+            Plan::Pro => Limit::per_second(100, 500),
+            Plan::Enterprise => Limit::per_second(500, 2000),
+        }
+    }
+}
+
+/// Requests that fail tenant resolution (no tenant, unknown, suspended): after this many from
+/// one address, one more per second. Only failures count, so a client whose tenant resolves
+/// is never held to it.
+const UNRESOLVED: Limit = Limit { replenish_every: Duration::from_secs(1), burst: NonZeroU32::new(30).unwrap() };
+/// Login attempts from one address to one tenant, successful or not: a burst, then one per 3 s.
+const LOGIN_PER_CLIENT: (Duration, u32) = (Duration::from_secs(3), 20);
+/// Failed logins per account (whatever the address): five, then one per 20 s — guessing a
+/// password gets slow, while the account's owner can still log in between attempts.
+const LOGIN_FAILURES_PER_ACCOUNT: (Duration, u32) = (Duration::from_secs(20), 5);
+/// Login bodies are small; a larger one is refused before it is read further.
+const LOGIN_BODY_LIMIT: usize = 16 * 1024;
+/// Past this many keys in one limiter, prune at once rather than wait for the next minute.
+const PRUNE_EARLY_AT: usize = 100_000;
+
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+
+fn keyed<K: Clone + Hash + Eq>(limit: Limit) -> Keyed<K> {
+    RateLimiter::keyed(limit.quota()).with_middleware::<StateInformationMiddleware>()
+}
+
+/// A refusal: how long to wait and under which quota.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal {
+    pub wait: Duration,
+    pub limit: Limit,
+}
+
+/// A limiter charged only when something failed, with a note of who must wait: governor
+/// cannot look at a key's state without spending from it, and a request must be refused
+/// before it costs anything (a database lookup, an argon2 hash).
+struct FailureLimiter<K: Clone + Hash + Eq> {
+    limit: Limit,
+    failures: Keyed<K>,
+    blocked: Mutex<HashMap<K, Instant>>,
+}
+
+impl<K: Clone + Hash + Eq> FailureLimiter<K> {
+    fn new(limit: Limit) -> Self {
+        FailureLimiter { limit, failures: keyed(limit), blocked: Mutex::new(HashMap::new()) }
+    }
+
+    fn refused(&self, key: &K) -> Option<Refusal> {
+        let blocked = self.blocked.lock().ok()?;
+        let until = blocked.get(key)?;
+        let wait = until.checked_duration_since(Instant::now())?;
+        Some(Refusal { wait, limit: self.limit })
+    }
+
+    fn record_failure(&self, key: K, clock: &DefaultClock) {
+        // Blocked as soon as the burst is used up, so the next request is refused before it
+        // costs anything; for at most one replenish period, or as long as governor says.
+        let wait = match self.failures.check_key(&key) {
+            Ok(snapshot) if snapshot.remaining_burst_capacity() == 0 => Some(self.limit.replenish_every),
+            Ok(_) => None,
+            Err(not_until) => Some(not_until.wait_time_from(clock.now())),
+        };
+        if let Some(wait) = wait
+            && let Ok(mut blocked) = self.blocked.lock()
+        {
+            if blocked.len() >= PRUNE_EARLY_AT {
+                let now = Instant::now();
+                blocked.retain(|_, until| *until > now);
+            }
+            blocked.insert(key, Instant::now() + wait);
+        }
+        if self.failures.len() >= PRUNE_EARLY_AT {
+            self.failures.retain_recent();
+        }
+    }
+
+    fn prune(&self) {
+        self.failures.retain_recent();
+        self.failures.shrink_to_fit();
+        if let Ok(mut blocked) = self.blocked.lock() {
+            let now = Instant::now();
+            blocked.retain(|_, until| *until > now);
+            blocked.shrink_to_fit();
+        }
+    }
+}
+
+/// Every limiter of one instance.
+pub struct RateLimits {
+    enabled: bool,
+    clock: DefaultClock,
+    /// One keyed limiter per distinct quota in use: the three plans', and each override's.
+    /// A tenant whose quota changes is simply keyed in another limiter from then on.
+    tenants: RwLock<HashMap<Limit, Arc<Keyed<TenantId>>>>,
+    unresolved: FailureLimiter<IpAddr>,
+    login_per_client: Keyed<(TenantId, IpAddr)>,
+    login_failures: FailureLimiter<(TenantId, String)>,
+}
+
+/// Set on responses by `limit_tenant`: the request resolved to a tenant, so the per-IP limit
+/// for unresolved requests must not count it.
+#[derive(Debug, Clone, Copy)]
+struct TenantAdmitted;
+
+impl RateLimits {
+    pub fn new(enabled: bool) -> RateLimits {
+        let plans = [Plan::Free, Plan::Pro, Plan::Enterprise]
+            .map(|plan| (Limit::for_plan(plan), Arc::new(keyed(Limit::for_plan(plan)))));
+        let (client_period, client_burst) = LOGIN_PER_CLIENT;
+        let (account_period, account_burst) = LOGIN_FAILURES_PER_ACCOUNT;
+        RateLimits {
+            enabled,
+            clock: DefaultClock::default(),
+            tenants: RwLock::new(plans.into_iter().collect()),
+            unresolved: FailureLimiter::new(UNRESOLVED),
+            login_per_client: keyed(Limit::one_per(client_period, client_burst)),
+            login_failures: FailureLimiter::new(Limit::one_per(account_period, account_burst)),
+        }
+    }
+
+    /// Prune every minute for as long as the limits are in use (a weak reference, so a
+    /// dropped context — a finished test — ends the task).
+    pub fn spawn_pruning(self: &Arc<Self>) {
+        let weak: Weak<RateLimits> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                match weak.upgrade() {
+                    Some(limits) => limits.prune(),
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// Forget keys whose state is indistinguishable from fresh, and limiters of overrides no
+    /// tenant uses any more.
+    pub fn prune(&self) {
+        if let Ok(mut tenants) = self.tenants.write() {
+            let plans = [Plan::Free, Plan::Pro, Plan::Enterprise].map(Limit::for_plan);
+            tenants.retain(|limit, limiter| {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+                plans.contains(limit) || !limiter.is_empty()
+            });
+        }
+        self.unresolved.prune();
+        self.login_per_client.retain_recent();
+        self.login_per_client.shrink_to_fit();
+        self.login_failures.prune();
+    }
+
+    /// Keys held across all limiters (for tests and metrics).
+    pub fn tracked_keys(&self) -> usize {
+        let tenants = self.tenants.read().map(|t| t.values().map(|l| l.len()).sum()).unwrap_or(0);
+        tenants + self.unresolved.failures.len() + self.login_per_client.len() + self.login_failures.failures.len()
+    }
+
+    fn tenant_limiter(&self, limit: Limit) -> Arc<Keyed<TenantId>> {
+        if let Some(limiter) = self.tenants.read().ok().and_then(|t| t.get(&limit).cloned()) {
+            return limiter;
+        }
+        match self.tenants.write() {
+            Ok(mut tenants) => Arc::clone(tenants.entry(limit).or_insert_with(|| Arc::new(keyed(limit)))),
+            // A poisoned map still must not fail the request: a private limiter admits it.
+            Err(_) => Arc::new(keyed(limit)),
+        }
+    }
+
+    /// Spend one request of `tenant`'s quota.
+    pub fn check_tenant(&self, tenant: &ResolvedTenant) -> Result<Allowance, Refusal> {
+        let limit = match tenant.rate_limit {
+            Some(o) => Limit::per_second(o.per_second, o.burst),
+            None => Limit::for_plan(tenant.plan),
+        };
+        let limiter = self.tenant_limiter(limit);
+        let outcome = limiter.check_key(&tenant.id);
+        if limiter.len() >= PRUNE_EARLY_AT {
+            limiter.retain_recent();
+        }
+        self.outcome(outcome, limit)
+    }
+
+    fn outcome(
+        &self,
+        outcome: Result<StateSnapshot, governor::NotUntil<<DefaultClock as Clock>::Instant>>,
+        limit: Limit,
+    ) -> Result<Allowance, Refusal> {
+        match outcome {
+            Ok(snapshot) => Ok(Allowance { remaining: snapshot.remaining_burst_capacity(), limit }),
+            Err(not_until) => Err(Refusal { wait: not_until.wait_time_from(self.clock.now()), limit }),
+        }
+    }
+}
+
+/// What is left of a quota after an admitted request.
+#[derive(Debug, Clone, Copy)]
+pub struct Allowance {
+    pub remaining: u32,
+    pub limit: Limit,
+}
+
+/// Whole seconds, rounded up: a client told "0" would retry at once and be refused again.
+fn ceil_secs(d: Duration) -> u64 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+fn set_number(headers: &mut HeaderMap, name: &'static str, value: u64) {
+    headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+}
+
+/// RateLimit headers (draft-ietf-httpapi-ratelimit-headers): the burst, what is left of it,
+/// seconds until it is full again, and the policy as `burst;w=window`.
+fn rate_limit_headers(headers: &mut HeaderMap, limit: Limit, remaining: u32, reset_secs: u64) {
+    set_number(headers, "ratelimit-limit", u64::from(limit.burst.get()));
+    set_number(headers, "ratelimit-remaining", u64::from(remaining));
+    set_number(headers, "ratelimit-reset", reset_secs);
+    let policy = format!("{};w={}", limit.burst.get(), limit.window_secs());
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        headers.insert(HeaderName::from_static("ratelimit-policy"), value);
+    }
+}
+
+/// The 429 problem document, with Retry-After in whole seconds (never 0) and RateLimit headers.
+pub fn too_many_requests(refusal: Refusal, detail: &str) -> Response {
+    let retry_after = ceil_secs(refusal.wait);
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail).into_response();
+    let headers = response.headers_mut();
+    set_number(headers, "retry-after", retry_after);
+    rate_limit_headers(headers, refusal.limit, 0, retry_after);
+    response
+}
+
+fn client_ip(ctx: &ApiContext, request: &Request) -> IpAddr {
+    key_ip(ClientIp::of(request.extensions(), request.headers(), &ctx.trusted_proxies).0)
+}
+
+/// The address a per-IP limit keys on: IPv6 clients get a /64 each (one subscriber's usual
+/// allocation), so walking through addresses of one network does not mint fresh quotas.
+fn key_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & (u128::MAX << 64);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// The layer right after tenant resolution: spend one request of the tenant's quota.
+pub async fn limit_tenant(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+    if !ctx.rate_limits.enabled {
+        return next.run(request).await;
+    }
+    let Some(tenant) = request.extensions().get::<ResolvedTenant>() else {
+        // Mis-ordered layers would land here; never a 500 for it, so key by address instead.
+        return limit_unresolved(State(ctx), request, next).await;
+    };
+    let mut response = match ctx.rate_limits.check_tenant(tenant) {
+        Ok(allowance) => {
+            let mut response = next.run(request).await;
+            if response.headers().contains_key("ratelimit-limit") {
+                // An inner, stricter limit (login) answered: its headers are the ones that matter.
+                response.extensions_mut().insert(TenantAdmitted);
+                return response;
+            }
+            let reset = ceil_secs(
+                allowance.limit.replenish_every * (allowance.limit.burst.get().saturating_sub(allowance.remaining)),
+            );
+            rate_limit_headers(response.headers_mut(), allowance.limit, allowance.remaining, reset);
+            response
+        }
+        Err(refusal) => too_many_requests(refusal, "this tenant has used its request quota; retry later"),
+    };
+    response.extensions_mut().insert(TenantAdmitted);
+    response
+}
+
+/// The layer in front of tenant resolution: an address whose requests keep failing to name a
+/// tenant (random hosts, unknown slugs) is refused before resolution looks anything up.
+pub async fn limit_unresolved(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+    if !ctx.rate_limits.enabled {
+        return next.run(request).await;
+    }
+    let ip = client_ip(&ctx, &request);
+    let limits = &ctx.rate_limits;
+    if let Some(refusal) = limits.unresolved.refused(&ip) {
+        return too_many_requests(refusal, "too many requests naming no known tenant from this address; retry later");
+    }
+    let response = next.run(request).await;
+    if response.extensions().get::<TenantAdmitted>().is_none() && response.status().is_client_error() {
+        limits.unresolved.record_failure(ip, &limits.clock);
+    }
+    response
+}
+
+/// Login only, after the tenant limit: per (tenant, client address) on every attempt, and
+/// per account on failed attempts. Reads the (small) body for the e-mail, then hands it on.
+pub async fn limit_login(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+    if !ctx.rate_limits.enabled {
+        return next.run(request).await;
+    }
+    let limits = &ctx.rate_limits;
+    let ip = client_ip(&ctx, &request);
+    let Some(tenant) = request.extensions().get::<ResolvedTenant>().map(|t| t.id) else {
+        return next.run(request).await; // no tenant, no account: the tenant layers answer that
+    };
+    let (client_period, client_burst) = LOGIN_PER_CLIENT;
+    let per_client = Limit::one_per(client_period, client_burst);
+    if let Err(refusal) = limits.outcome(limits.login_per_client.check_key(&(tenant, ip)), per_client) {
+        return too_many_requests(refusal, "too many login attempts from this address; retry later");
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, LOGIN_BODY_LIMIT).await else {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large")
+            .into_response();
+    };
+    // Only a well-formed body names an account; anything else is the handler's to refuse.
+    let account = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("email").and_then(|e| e.as_str()).map(|e| e.trim().to_lowercase()))
+        .filter(|e| !e.is_empty() && e.len() <= 254)
+        .map(|email| (tenant, email));
+    if let Some(refusal) = account.as_ref().and_then(|a| limits.login_failures.refused(a)) {
+        return too_many_requests(refusal, "too many failed logins for this account; retry later");
+    }
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    if response.status() == StatusCode::UNAUTHORIZED
+        && let Some(account) = account
+    {
+        limits.login_failures.record_failure(account, &limits.clock);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_and_is_never_zero() {
+        assert_eq!(ceil_secs(Duration::ZERO), 1);
+        assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
+        assert_eq!(ceil_secs(Duration::from_millis(999)), 1);
+        assert_eq!(ceil_secs(Duration::from_secs(1)), 1);
+        assert_eq!(ceil_secs(Duration::from_millis(1001)), 2);
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(key_ip(a), key_ip(b));
+        assert_ne!(key_ip(a), key_ip(c));
+        let v4: IpAddr = "192.0.2.1".parse().expect("ip");
+        assert_eq!(key_ip(v4), v4);
+    }
+
+    #[test]
+    fn a_tenant_over_its_quota_is_refused_and_pruning_forgets_recovered_state() {
+        let limits = RateLimits::new(true);
+        let tenant = ResolvedTenant {
+            id: TenantId::new_v7(),
+            slug: "t".into(),
+            plan: Plan::Free,
+            rate_limit: Some(crate::db::registry::RateLimitOverride { per_second: 1000, burst: 3 }),
+            cors_allowed_origins: vec![],
+        };
+        for _ in 0..3 {
+            assert!(limits.check_tenant(&tenant).is_ok());
+        }
+        let refusal = limits.check_tenant(&tenant).expect_err("over quota");
+        assert!(refusal.wait <= Duration::from_millis(1));
+        assert_eq!(limits.tracked_keys(), 1);
+        std::thread::sleep(Duration::from_millis(10)); // 1000/s: the bucket is full again
+        limits.prune();
+        assert_eq!(limits.tracked_keys(), 0);
+        // The override's limiter went with it; the plans' stay.
+        assert_eq!(limits.tenants.read().map(|t| t.len()).unwrap_or(0), 3);
+    }
+}
