@@ -19,14 +19,22 @@ type Case<'a> = (&'a str, Method, &'a str, Option<Value>, StatusCode, &'a str);
 /// Another instance of the service over `app`'s database (platform login included), with some
 /// settings changed from the test defaults.
 async fn instance(app: &TestApp, configure: impl FnOnce(&mut rowguard::config::Config)) -> TestApp {
-    let keys_dir = std::env::temp_dir().join(format!("rowguard-instance-{}", uuid::Uuid::now_v7().simple()));
-    let mut config = rowguard::config::Config::for_tests(keys_dir);
+    let mut config = test_config();
     configure(&mut config);
     let platform_url = app.platform_url();
     let ctx = rowguard::startup::build_context_with_platform(&config, &app.app_url(), Some(&platform_url))
         .await
         .expect("context");
     TestApp { router: rowguard::http::router(ctx, rowguard::startup::limits(&config)), db_name: app.db_name.clone() }
+}
+
+/// Test defaults with a fixed signing key, so nothing is generated into a data directory.
+fn test_config() -> rowguard::config::Config {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let mut config = rowguard::config::Config::for_tests(std::env::temp_dir().join("rowguard-unused-data-dir"));
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).to_pkcs8_pem(Default::default()).expect("pem");
+    config.jwt_private_key = Some(key.to_string());
+    config
 }
 
 struct TestOperator {
@@ -598,9 +606,7 @@ async fn the_platform_api_is_not_served_on_a_tenant_host() {
 #[tokio::test]
 async fn without_a_platform_login_the_platform_api_answers_503() {
     let app = spawn_app().await;
-    let config = rowguard::config::Config::for_tests(
-        std::env::temp_dir().join(format!("rowguard-no-platform-{}", uuid::Uuid::now_v7().simple())),
-    );
+    let config = test_config();
     let ctx = rowguard::startup::build_context(&config, &app.app_url()).await.expect("context");
     let bare = TestApp {
         router: rowguard::http::router(ctx, rowguard::startup::limits(&config)),

@@ -25,9 +25,15 @@ impl FromRequestParts<ApiContext> for Platform {
     type Rejection = ApiError;
 
     async fn from_request_parts(_: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
-        let db = ctx.platform.as_ref().ok_or_else(platform_unavailable)?;
-        Ok(Platform(db.acquire().await?))
+        Ok(Platform(platform_conn(ctx).await?))
     }
+}
+
+/// A platform-role connection, for handlers that take one only after slow work (an argon2
+/// hash), so a burst of such requests does not hold the small platform pool meanwhile.
+pub async fn platform_conn(ctx: &ApiContext) -> Result<PlatformConn, ApiError> {
+    let db = ctx.platform.as_ref().ok_or_else(platform_unavailable)?;
+    Ok(db.acquire().await?)
 }
 
 impl From<PlatformError> for ApiError {

@@ -49,8 +49,7 @@ pub async fn signup(
     let password = NewPassword::parse(&body.owner_password).map_err(ApiError::validation)?;
     let hash = ctx.hasher.hash(password.expose().to_string()).await.map_err(ApiError::internal)?;
     // The connection only after the slow hash, so a signup flood does not hold the pool.
-    let db = ctx.platform.as_ref().ok_or_else(crate::http::layers::platform_auth::platform_unavailable)?;
-    let mut platform = db.acquire().await?;
+    let mut platform = super::platform_conn(&ctx).await?;
     let new = NewTenant {
         slug: slug.clone(),
         name: name.into_string(),

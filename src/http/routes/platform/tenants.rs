@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Platform, path_slug};
+use super::{Platform, path_slug, platform_conn};
 use crate::db::platform::{NewTenant, PlatformConn, TenantChange, TenantDomain, TenantSummary};
 use crate::domain::{
     DomainName, Email, NewPassword, PlanName, Slug, TenantId, TenantLifecycle, TenantName, parse_unreserved_slug,
@@ -113,7 +113,6 @@ pub async fn list_tenants(
 pub async fn create_tenant(
     State(ctx): State<ApiContext>,
     _: Operator,
-    Platform(mut platform): Platform,
     Json(body): Json<NewTenantRequest>,
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
     let slug = parse_unreserved_slug(&body.slug).map_err(ApiError::validation)?;
@@ -131,6 +130,7 @@ pub async fn create_tenant(
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::validation)?;
     let hash = ctx.hasher.hash(password.expose().to_string()).await.map_err(ApiError::internal)?;
+    let mut platform = platform_conn(&ctx).await?;
     let new =
         NewTenant { slug: slug.clone(), name: name.into_string(), owner_email, owner_password_hash: hash, domains };
     platform.create_tenant_with(new, status, body.plan.unwrap_or(PlanName::Free)).await?;
