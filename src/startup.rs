@@ -136,7 +136,9 @@ pub async fn build_context_with_platform(
     app_url: &str,
     platform_url: Option<&str>,
 ) -> anyhow::Result<ApiContext> {
-    let db = Database::connect(app_url, config.db_pool_size).await.context("connecting as the app role")?;
+    let db = Database::connect(app_url, config.db_pool_size, http::routes::HOT_STATEMENTS)
+        .await
+        .context("connecting as the app role")?;
     let keys = match &config.jwt_private_key {
         Some(pem) => {
             JwtKeys::from_pem(pem, config.jwt_key_id.as_deref(), &config.jwt_issuer, config.access_token_ttl())?

@@ -18,7 +18,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-pub use tenant_tx::{Literal, TenantTx};
+pub use tenant_tx::{HotStatement, Literal, TenantTx};
 
 /// Role names fixed by the migrations' GRANTs (DESIGN.md invariant 5).
 pub const OWNER_ROLE: &str = "rowguard_owner";
@@ -45,15 +45,32 @@ pub struct Database {
 
 impl Database {
     /// Connect as the app role. `test_before_acquire` is off: it costs a round trip on every
-    /// request, and a dead connection shows up as an error on first use anyway.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Database, sqlx::Error> {
+    /// request, and a dead connection shows up as an error on first use anyway. Every new
+    /// connection prepares the `hot` statements (session-level PREPARE: a plan cache, not
+    /// tenant state), so `TenantTx::read_once` can EXECUTE them inside its one round trip.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        hot: &'static [HotStatement],
+    ) -> Result<Database, sqlx::Error> {
         let options: PgConnectOptions = url.parse()?;
         let options = options.application_name("rowguard");
+        let prepare: String = hot.iter().map(HotStatement::prepare_sql).collect::<Vec<_>>().join("; ");
+        let prepare: std::sync::Arc<str> = prepare.into();
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(3))
             .test_before_acquire(false)
+            .after_connect(move |conn, _| {
+                let prepare = std::sync::Arc::clone(&prepare);
+                Box::pin(async move {
+                    if !prepare.is_empty() {
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(prepare)).execute(conn).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
         Ok(Database { pool })

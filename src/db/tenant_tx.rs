@@ -69,21 +69,21 @@ pub enum Literal {
 }
 
 impl TenantTx<'static> {
-    /// A read-only statement in ONE round trip: `BEGIN; SET LOCAL …; <select>; COMMIT` sent as
-    /// a single simple-protocol message, with `$n` in `select` replaced by `args[n-1]`
-    /// rendered as literals. The tenant is still set transaction-locally by the same
-    /// statement text as `begin`; only the round trips differ (1 instead of 3).
-    ///
-    /// For statements whose every parameter is an id or a number (get by id, list pages).
-    /// Anything carrying request text must use `begin` and bind parameters.
+    /// A read-only statement in ONE round trip: `BEGIN; SET LOCAL …; EXECUTE <hot>(…);
+    /// COMMIT` sent as a single simple-protocol message. The tenant is set transaction-locally
+    /// by the same statement text as `begin`; only the round trips differ (1 instead of 3).
+    /// The statement was PREPAREd when the connection opened, so its plan is cached as with
+    /// the extended protocol; the arguments are rendered as literals, which is why only
+    /// `Literal`s (ids, numbers, NULL) can be passed. Anything carrying request text must
+    /// use `begin` and bind parameters.
     pub async fn read_once(
         db: &Database,
         tenant: TenantId,
         user: Option<UserId>,
-        select: &'static str,
+        statement: &HotStatement,
         args: &[Literal],
     ) -> Result<Vec<PgRow>, sqlx::Error> {
-        let text = format!("{}; {}; COMMIT", begin_statement(tenant, user), render(select, args)?);
+        let text = format!("{}; {}; COMMIT", begin_statement(tenant, user), statement.execute_sql(args));
         let mut conn = db.pool.acquire().await?;
         let result = sqlx::raw_sql(AssertSqlSafe(text)).fetch_all(&mut *conn).await;
         if result.is_err() {
@@ -95,29 +95,31 @@ impl TenantTx<'static> {
     }
 }
 
-/// Replace `$1`…`$9` in `sql` with the literals.
-fn render(sql: &str, args: &[Literal]) -> Result<String, sqlx::Error> {
-    let mut out = String::with_capacity(sql.len() + args.len() * 40);
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        let digit = chars.peek().and_then(|d| d.to_digit(10));
-        match (c, digit) {
-            ('$', Some(n)) => {
-                chars.next();
-                let arg = (n as usize)
-                    .checked_sub(1)
-                    .and_then(|i| args.get(i))
-                    .ok_or_else(|| sqlx::Error::Protocol(format!("read_once: no argument for ${n}")))?;
-                match arg {
-                    Literal::Uuid(u) => out.push_str(&format!("'{u}'::uuid")),
-                    Literal::Int(i) => out.push_str(&i.to_string()),
-                    Literal::Null => out.push_str("NULL"),
-                }
-            }
-            _ => out.push(c),
-        }
+/// A read on the hot path, prepared on every pooled connection (see `Database::connect`).
+/// `params` are the PostgreSQL types of `$1`, `$2`, … in `sql`.
+#[derive(Debug)]
+pub struct HotStatement {
+    pub name: &'static str,
+    pub params: &'static str,
+    pub sql: &'static str,
+}
+
+impl HotStatement {
+    pub(crate) fn prepare_sql(&self) -> String {
+        format!("PREPARE {}({}) AS {}", self.name, self.params, self.sql)
     }
-    Ok(out)
+
+    fn execute_sql(&self, args: &[Literal]) -> String {
+        let rendered: Vec<String> = args
+            .iter()
+            .map(|a| match a {
+                Literal::Uuid(u) => format!("'{u}'"),
+                Literal::Int(i) => i.to_string(),
+                Literal::Null => "NULL".to_string(),
+            })
+            .collect();
+        format!("EXECUTE {}({})", self.name, rendered.join(", "))
+    }
 }
 
 fn begin_statement(tenant: TenantId, user: Option<UserId>) -> String {
@@ -133,18 +135,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_only_ids_numbers_and_null() {
-        let id = Uuid::nil();
-        let sql = render(
-            "SELECT 1 WHERE a = $1 AND ($2::uuid IS NULL OR b > $2) LIMIT $3",
-            &[Literal::Uuid(id), Literal::Null, Literal::Int(21)],
-        );
-        assert_eq!(
-            sql.ok().as_deref(),
-            Some(
-                "SELECT 1 WHERE a = '00000000-0000-0000-0000-000000000000'::uuid AND (NULL::uuid IS NULL OR b > NULL) LIMIT 21"
-            )
-        );
-        assert!(render("SELECT $2", &[Literal::Int(1)]).is_err());
+    fn hot_statements_render_only_ids_numbers_and_null() {
+        let hot = HotStatement { name: "rg_x", params: "uuid, uuid, bigint", sql: "SELECT $1, $2, $3" };
+        assert_eq!(hot.prepare_sql(), "PREPARE rg_x(uuid, uuid, bigint) AS SELECT $1, $2, $3");
+        let sql = hot.execute_sql(&[Literal::Uuid(Uuid::nil()), Literal::Null, Literal::Int(21)]);
+        assert_eq!(sql, "EXECUTE rg_x('00000000-0000-0000-0000-000000000000', NULL, 21)");
     }
 }

@@ -9,7 +9,7 @@ use super::ApiContext;
 use super::error::ApiError;
 use super::layers::auth::Principal;
 use super::layers::tenant::ResolvedTenant;
-use crate::db::{Database, Literal, TenantTx};
+use crate::db::{Database, HotStatement, Literal, TenantTx};
 use crate::domain::{TenantId, UserId};
 
 /// `axum::Json`, rejecting with a problem document (400 malformed, 422 wrong types or
@@ -52,11 +52,11 @@ impl TenantScope {
     }
 
     /// A read whose parameters are all ids or numbers, in one round trip (`TenantTx::read_once`).
-    pub async fn read_once<T>(&self, select: &'static str, args: &[Literal]) -> Result<Vec<T>, ApiError>
+    pub async fn read_once<T>(&self, statement: &HotStatement, args: &[Literal]) -> Result<Vec<T>, ApiError>
     where
         T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     {
-        let rows = TenantTx::read_once(&self.db, self.tenant.id, self.user, select, args).await?;
+        let rows = TenantTx::read_once(&self.db, self.tenant.id, self.user, statement, args).await?;
         rows.iter().map(|r| T::from_row(r).map_err(ApiError::from)).collect()
     }
 }

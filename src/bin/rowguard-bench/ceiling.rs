@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rowguard::db::{Database, Literal, TenantTx};
+use rowguard::db::{Database, HotStatement, Literal, TenantTx};
 use rowguard::domain::{TenantId, UserId};
-use rowguard::http::routes::contacts::GET_CONTACT_SQL;
+use rowguard::http::routes::contacts::GET_CONTACT;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
@@ -40,8 +40,15 @@ pub struct Ceiling {
     pgbench_naive: Option<f64>,
 }
 
+/// The get-by-id statement on the copy without RLS, prepared the same way as the real one.
+const PLAIN_GET: HotStatement = HotStatement {
+    name: "rg_bench_plain_get",
+    params: "uuid, uuid",
+    sql: "SELECT id, name, email, phone, created_at, updated_at FROM contacts_plain WHERE tenant_id = $1 AND id = $2",
+};
 const PLAIN_LOOKUP: &str =
     "SELECT id, name, email, phone, created_at, updated_at FROM contacts_plain WHERE tenant_id = $1 AND id = $2";
+static BENCH_STATEMENTS: [HotStatement; 2] = [GET_CONTACT, PLAIN_GET];
 
 /// The reference table for the RLS comparison: a copy of contacts without RLS, made by the
 /// superuser (it is the benchmark's yardstick, not tenant data the service ever serves).
@@ -64,7 +71,7 @@ async fn ensure_plain_copy(admin_url: &str) -> anyhow::Result<()> {
 impl Clients {
     async fn new(app_url: &str, fixture: &Arc<Fixture>, connections: usize) -> anyhow::Result<Clients> {
         let size = u32::try_from(connections)?;
-        let db = Database::connect(app_url, size).await?;
+        let db = Database::connect(app_url, size, &BENCH_STATEMENTS).await?;
         let raw = PgPoolOptions::new().max_connections(size).test_before_acquire(false).connect(app_url).await?;
         Ok(Clients { db, raw, fixture: Arc::clone(fixture) })
     }
@@ -79,9 +86,9 @@ impl Clients {
         let lookup = |sql: &'static str| sqlx::query(sql).bind(tenant).bind(contact);
         match form {
             Form::Service | Form::ServiceWithoutRls => {
-                let sql = if matches!(form, Form::Service) { GET_CONTACT_SQL } else { PLAIN_LOOKUP };
+                let statement = if matches!(form, Form::Service) { &GET_CONTACT } else { &PLAIN_GET };
                 let args = [Literal::Uuid(tenant.0), Literal::Uuid(contact)];
-                let rows = TenantTx::read_once(&self.db, tenant, Some(user), sql, &args).await?;
+                let rows = TenantTx::read_once(&self.db, tenant, Some(user), statement, &args).await?;
                 anyhow::ensure!(rows.len() == 1, "lookup found nothing");
             }
             Form::Naive => {
@@ -90,7 +97,7 @@ impl Clients {
                     .bind(tenant.0.to_string())
                     .execute(&mut *tx)
                     .await?;
-                let row = lookup(GET_CONTACT_SQL).fetch_optional(&mut *tx).await?;
+                let row = lookup(GET_CONTACT.sql).fetch_optional(&mut *tx).await?;
                 anyhow::ensure!(row.is_some(), "lookup found nothing");
                 tx.commit().await?;
             }
@@ -158,7 +165,7 @@ impl Ceiling {
         );
         println!("{:<58} {:>10}", "what the client sends", "tx/s");
         println!("{}", "-".repeat(70));
-        println!("{:<58} {:>10.0}", "get-by-id's SQL: BEGIN; SET LOCAL; SELECT; COMMIT (1 trip)", self.service);
+        println!("{:<58} {:>10.0}", "get-by-id's SQL: BEGIN; SET LOCAL; EXECUTE; COMMIT (1 trip)", self.service);
         println!("{:<58} {:>10.0}", "naive: BEGIN; set_config($1); SELECT; COMMIT", self.naive);
         println!("{:<58} {:>10.0}", "bare primary-key lookup, no RLS, no transaction", self.bare);
         match self.pgbench_naive {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::db::Literal;
+use crate::db::{HotStatement, Literal};
 use crate::domain::{ContactId, ContactName, Email, OrganizationId, Permission, Phone};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query, TenantScope};
@@ -96,7 +96,7 @@ pub async fn list_contacts(
     }
     let mut items: Vec<Contact> = scope
         .read_once(
-            LIST_CONTACTS_SQL,
+            &LIST_CONTACTS,
             &[
                 Literal::Uuid(scope.tenant_id().0),
                 after.map_or(Literal::Null, Literal::Uuid),
@@ -144,12 +144,20 @@ pub async fn create_contact(
 }
 
 /// Keyset page: `$2` is the last id of the previous page or NULL, `$3` the limit plus one.
-const LIST_CONTACTS_SQL: &str = "SELECT id, name, email, phone, organization_id, created_at, updated_at FROM contacts
-  WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3";
+pub const LIST_CONTACTS: HotStatement = HotStatement {
+    name: "rg_list_contacts",
+    params: "uuid, uuid, bigint",
+    sql: "SELECT id, name, email, phone, organization_id, created_at, updated_at FROM contacts
+           WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+};
 
 /// The hot path's one statement (sent with `read_once`); the benchmark's database ceiling
 /// sends exactly this.
-pub const GET_CONTACT_SQL: &str = "SELECT id, name, email, phone, organization_id, created_at, updated_at FROM contacts WHERE tenant_id = $1 AND id = $2";
+pub const GET_CONTACT: HotStatement = HotStatement {
+    name: "rg_get_contact",
+    params: "uuid, uuid",
+    sql: "SELECT id, name, email, phone, organization_id, created_at, updated_at FROM contacts WHERE tenant_id = $1 AND id = $2",
+};
 
 /// One contact.
 #[utoipa::path(get, path = "/v1/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), security(("bearer" = [])),
@@ -161,7 +169,7 @@ pub async fn get_contact(
 ) -> Result<Json<Contact>, ApiError> {
     principal.require(Permission::ReadContacts)?;
     let args = [Literal::Uuid(scope.tenant_id().0), Literal::Uuid(id.0)];
-    let contact = scope.read_once::<Contact>(GET_CONTACT_SQL, &args).await?.into_iter().next();
+    let contact = scope.read_once::<Contact>(&GET_CONTACT, &args).await?.into_iter().next();
     contact.map(Json).ok_or_else(|| ApiError::not_found("contact"))
 }
 

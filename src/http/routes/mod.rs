@@ -10,3 +10,6 @@ pub mod me;
 pub mod organizations;
 pub mod platform;
 pub mod users;
+
+/// Reads every pooled connection prepares when it opens (`Database::connect`).
+pub const HOT_STATEMENTS: &[crate::db::HotStatement] = &[contacts::GET_CONTACT, contacts::LIST_CONTACTS];
