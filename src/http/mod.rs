@@ -154,6 +154,7 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
     let (routes, api) = api_routes(&ctx).split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
     let hsts = layers::security_headers::Hsts(ctx.hsts);
+    let cors = ctx.clone();
     Router::new()
         .merge(routes)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
@@ -174,6 +175,7 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
                 }))
                 .layer(from_fn(error::problem_documents))
                 .layer(from_fn_with_state(hsts, layers::security_headers::security_headers))
+                .layer(from_fn_with_state(cors, layers::cors::per_tenant_cors))
                 .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
                 .layer(DefaultBodyLimit::max(limits.body_limit_bytes)),
         )

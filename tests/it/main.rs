@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod catalog;
 mod contacts;
+mod cors;
 mod crm;
 mod database_faults;
 mod hostile_input;

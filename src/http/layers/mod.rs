@@ -1,6 +1,7 @@
 //! The request path's layers, one concern each. `http::router` lists them in order.
 
 pub mod auth;
+pub mod cors;
 pub mod platform_auth;
 pub mod rate_limit;
 pub mod request_id;

@@ -221,6 +221,22 @@ impl RateLimits {
         self.login_failures.prune();
     }
 
+    /// For what answers before routing (CORS preflights): the refusal an address has earned by
+    /// failing to name a tenant, if any.
+    pub fn unresolved_refusal(&self, ip: IpAddr) -> Option<Refusal> {
+        if !self.enabled {
+            return None;
+        }
+        self.unresolved.refused(&key_ip(ip))
+    }
+
+    /// Count one request from `ip` that named no known tenant.
+    pub fn record_unresolved(&self, ip: IpAddr) {
+        if self.enabled {
+            self.unresolved.record_failure(key_ip(ip), &self.clock);
+        }
+    }
+
     /// Keys held across all limiters (for tests and metrics).
     pub fn tracked_keys(&self) -> usize {
         let tenants = self.tenants.read().map(|t| t.values().map(|l| l.len()).sum()).unwrap_or(0);
