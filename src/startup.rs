@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::audit::AuditSigner;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::config::Config;
 use crate::db::cluster::{Durability, EmbeddedCluster};
@@ -123,7 +124,37 @@ pub async fn build_context(config: &Config, app_url: &str) -> anyhow::Result<Api
     let watcher = Arc::clone(&tenants);
     let watched = db.clone();
     tokio::spawn(async move { watched.watch_tenant_changes(move || watcher.invalidate_all()).await });
-    Ok(ApiContext { db, tenants, keys: Arc::new(keys), hasher, base_domain: config.normalized_base_domain().into() })
+    let audit =
+        Arc::new(AuditSigner::load(config.audit_signing_key.as_deref(), &config.data_dir.join("audit-ed25519.pem"))?);
+    spawn_checkpoints(db.clone(), Arc::clone(&audit), Duration::from_secs(config.audit_checkpoint_secs));
+    Ok(ApiContext {
+        db,
+        tenants,
+        keys: Arc::new(keys),
+        hasher,
+        base_domain: config.normalized_base_domain().into(),
+        audit,
+        access_sampler: Arc::default(),
+    })
+}
+
+/// Sign a checkpoint of every tenant's audit chain that moved, every `every`.
+fn spawn_checkpoints(db: Database, signer: Arc<AuditSigner>, every: Duration) {
+    if every.is_zero() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await; // the first tick is immediate; start one period in
+        loop {
+            ticks.tick().await;
+            match db.checkpoint_all(&signer).await {
+                Ok(n) if n > 0 => tracing::info!(checkpoints = n, "signed audit checkpoints"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "audit checkpoints failed"),
+            }
+        }
+    });
 }
 
 pub fn limits(config: &Config) -> Limits {

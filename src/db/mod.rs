@@ -15,7 +15,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-pub use tenant_tx::{Literal, TenantTx};
+pub use tenant_tx::{Actor, Literal, TenantTx};
 
 /// Role names fixed by the migrations' GRANTs (DESIGN.md invariant 5).
 pub const OWNER_ROLE: &str = "rowguard_owner";
@@ -25,6 +25,12 @@ pub const PLATFORM_ROLE: &str = "rowguard_platform";
 /// Tables that carry tenant data but are not tenant-owned: read before a tenant is known,
 /// written only by the platform role. Everything else with a `tenant_id` must have RLS.
 pub const PLATFORM_TABLES: &[&str] = &["tenants", "tenant_domains"];
+
+/// Tenant tables whose rows are not audited as data changes: the audit trail itself, and
+/// session bookkeeping whose every use would otherwise flood the log (logins and refresh
+/// reuse are recorded as access events instead). Every other tenant table must carry the
+/// `audit_row_change` trigger; `policies verify` reports one that does not.
+pub const AUDIT_EXEMPT_TABLES: &[&str] = &["audit_events", "audit_chain_heads", "audit_checkpoints", "refresh_tokens"];
 
 /// The service's connection pool, as the app role. Cloning is cheap.
 #[derive(Clone)]

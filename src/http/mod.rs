@@ -25,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::audit::AuditSigner;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::db::Database;
 use error::ApiError;
@@ -38,6 +39,9 @@ pub struct ApiContext {
     pub keys: Arc<JwtKeys>,
     pub hasher: PasswordHasher,
     pub base_domain: Arc<str>,
+    /// Signs audit checkpoints.
+    pub audit: Arc<AuditSigner>,
+    pub access_sampler: Arc<layers::audit::AccessSampler>,
 }
 
 /// Limits the router enforces, from `Config`.
@@ -52,7 +56,7 @@ pub struct Limits {
     info(title = "rowguard", description = "Multi-tenant API with tenant isolation enforced by PostgreSQL Row-Level Security. \
         Tenant routes take the tenant from the host ({slug}.{base domain} or a custom domain) or an X-Tenant header."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "contacts"), (name = "operations"))
+    tags((name = "auth"), (name = "contacts"), (name = "audit"), (name = "operations"))
 )]
 struct ApiDoc;
 
@@ -79,7 +83,13 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
             routes::contacts::update_contact,
             routes::contacts::delete_contact
         ))
-        .route_layer(from_fn_with_state(ctx.clone(), layers::auth::authenticate));
+        .routes(routes!(routes::audit::list_events))
+        .routes(routes!(routes::audit::export_events))
+        .routes(routes!(routes::audit::verify_events))
+        .routes(routes!(routes::audit::list_checkpoints, routes::audit::create_checkpoint))
+        .route_layer(from_fn_with_state(ctx.clone(), layers::auth::authenticate))
+        // Outside authentication, so that what authentication refuses is recorded too.
+        .route_layer(from_fn_with_state(ctx.clone(), layers::audit::record_refusals));
     let tenant_api = OpenApiRouter::new()
         .routes(routes!(routes::auth::login))
         .merge(authenticated)

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::audit::{self, AccessEvent};
 use crate::domain::{Role, UserId};
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
@@ -59,12 +60,20 @@ pub async fn login(
 
     let stored_hash = account.as_ref().map(|(_, hash, _, _)| hash.clone());
     let password_ok = ctx.hasher.verify(body.password, stored_hash).await;
-    let Some((user, _, role, status)) = account.filter(|_| password_ok) else {
+    let accepted = account.filter(|(_, _, _, status)| password_ok && status == "active");
+    let mut actor = scope.actor.clone();
+    actor.user = accepted.as_ref().map(|(user, _, _, _)| *user);
+    let event = AccessEvent {
+        action: if accepted.is_some() { "auth.login" } else { "auth.login_failed" },
+        resource_type: Some("user"),
+        resource_id: accepted.as_ref().map(|(user, _, _, _)| user.to_string()),
+        outcome: if accepted.is_some() { "success" } else { "failure" },
+        details: serde_json::json!({ "email": body.email.trim() }),
+    };
+    audit::record(&ctx.db, scope.tenant_id(), &actor, event).await?;
+    let Some((user, _, role, _)) = accepted else {
         return Err(bad_credentials());
     };
-    if status != "active" {
-        return Err(bad_credentials());
-    }
     let role = Role::parse(&role).map_err(ApiError::internal)?;
     let access_token = ctx.keys.issue(user, scope.tenant_id(), role).map_err(ApiError::internal)?;
     Ok(Json(TokenResponse { access_token, token_type: "Bearer".into(), expires_in: ctx.keys.ttl().as_secs() }))
