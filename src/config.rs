@@ -18,6 +18,15 @@ pub struct Config {
     #[arg(long, env = "ROWGUARD_ADMIN_DATABASE_URL", global = true, hide_env_values = true)]
     pub admin_database_url: Option<String>,
 
+    /// The platform API's connection, as `rowguard_platform_login` (with DATABASE_URL; the
+    /// embedded cluster makes its own). Unset: the platform API answers 503.
+    #[arg(long, env = "ROWGUARD_PLATFORM_DATABASE_URL", global = true, hide_env_values = true)]
+    pub platform_database_url: Option<String>,
+
+    /// Self-service signup (`POST /platform/v1/signup`): creates a trial tenant and its owner.
+    #[arg(long, env = "ROWGUARD_SIGNUP", default_value_t = false, global = true, action = clap::ArgAction::Set)]
+    pub signup: bool,
+
     /// Where the embedded PostgreSQL cluster, its credentials and the development signing key live.
     #[arg(long, env = "ROWGUARD_DATA_DIR", default_value = ".rowguard", global = true)]
     pub data_dir: PathBuf,
@@ -38,6 +47,12 @@ pub struct Config {
     /// Key id (`kid`) of the signing key.
     #[arg(long, env = "ROWGUARD_JWT_KEY_ID", global = true)]
     pub jwt_key_id: Option<String>,
+
+    /// More public keys that verify tokens (not sign them), for key rotation: one or more
+    /// Ed25519 SPKI PEM blocks, each optionally preceded by a line `kid=<key id>` (default: the
+    /// id derived from the key, as for the signing key).
+    #[arg(long, env = "ROWGUARD_JWT_VERIFY_KEYS", global = true)]
+    pub jwt_verify_keys: Option<String>,
 
     /// `iss` of issued tokens, checked on every request.
     #[arg(long, env = "ROWGUARD_JWT_ISSUER", default_value = "rowguard", global = true)]
@@ -105,6 +120,9 @@ impl Config {
             base_domain: "localhost".into(),
             jwt_private_key: None,
             jwt_key_id: None,
+            jwt_verify_keys: None,
+            platform_database_url: None,
+            signup: false,
             jwt_issuer: "rowguard".into(),
             access_token_ttl_secs: 900,
             db_pool_size: 4,

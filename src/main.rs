@@ -7,9 +7,9 @@ use clap::{Parser, Subcommand};
 use rowguard::auth::password::hash_now;
 use rowguard::config::Config;
 use rowguard::db::migration_status::{MigrationStatus, migration_status};
-use rowguard::db::platform::{NewTenant, PlatformConn};
+use rowguard::db::platform::{NewTenant, PlatformConn, TenantChange};
 use rowguard::db::{OWNER_ROLE, verify};
-use rowguard::domain::{Email, NewPassword, Slug};
+use rowguard::domain::{Email, NewPassword, Slug, TenantLifecycle};
 use rowguard::startup::{self, DatabaseSetup};
 
 #[derive(Parser)]
@@ -39,6 +39,23 @@ enum Command {
     /// Schema and RLS policy migrations, and proof from the live catalog that isolation holds.
     #[command(subcommand)]
     Policies(PoliciesCommand),
+    /// Operator accounts for the platform API (`/platform/v1`).
+    #[command(subcommand)]
+    Operators(OperatorsCommand),
+}
+
+#[derive(Subcommand)]
+enum OperatorsCommand {
+    /// Create an operator (how the first one is made).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// 8 to 256 characters.
+        #[arg(long, env = "ROWGUARD_OPERATOR_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// List operators.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -64,6 +81,17 @@ enum TenantsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One tenant and its custom domains.
+    Show { slug: String },
+    /// Suspend a tenant: its routes answer 403 at once; operators can still manage it.
+    Suspend { slug: String },
+    /// Make a suspended (or trial) tenant active again.
+    Resume { slug: String },
+    /// Mark a tenant deleted (404 like an unknown tenant) and purge its rows from every table
+    /// with a tenant_id, in one transaction. Final.
+    Delete { slug: String },
+    /// For a deleted tenant: purge again and remove its registry entry, freeing the slug.
+    Purge { slug: String },
 }
 
 #[derive(Subcommand)]
@@ -181,10 +209,75 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
             }
             Ok(())
         }
+        Command::Tenants(TenantsCommand::Show { slug }) => tenants_show(setup, &slug).await,
+        Command::Tenants(TenantsCommand::Suspend { slug }) => {
+            tenants_set_status(setup, &slug, TenantLifecycle::Suspended).await
+        }
+        Command::Tenants(TenantsCommand::Resume { slug }) => {
+            tenants_set_status(setup, &slug, TenantLifecycle::Active).await
+        }
+        Command::Tenants(TenantsCommand::Delete { slug }) => tenants_delete(setup, &slug, false).await,
+        Command::Tenants(TenantsCommand::Purge { slug }) => tenants_delete(setup, &slug, true).await,
+        Command::Operators(OperatorsCommand::Create { email, password }) => {
+            let email = Email::parse(&email)?;
+            let password = NewPassword::parse(&password)?;
+            setup.bootstrap_and_migrate().await?;
+            let hash = tokio::task::spawn_blocking(move || hash_now(password.expose())).await??;
+            let id = PlatformConn::connect(setup.admin_url()?).await?.create_operator(&email, &hash).await?;
+            println!("created operator {email} ({id})");
+            Ok(())
+        }
+        Command::Operators(OperatorsCommand::List) => {
+            let operators = PlatformConn::connect(setup.admin_url()?).await?.list_operators().await?;
+            println!("{:<36} {:<10} EMAIL", "ID", "STATUS");
+            for o in operators {
+                println!("{:<36} {:<10} {}", o.id, o.status, o.email);
+            }
+            Ok(())
+        }
         Command::Policies(PoliciesCommand::Status) => policies_status(setup).await,
         Command::Policies(PoliciesCommand::Apply { dry_run }) => policies_apply(setup, dry_run).await,
         Command::Policies(PoliciesCommand::Verify { json }) => policies_verify(setup, json).await,
     }
+}
+
+async fn tenants_show(setup: &DatabaseSetup, slug: &str) -> anyhow::Result<()> {
+    let slug = Slug::parse(slug)?;
+    let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+    let tenant = platform.tenant(&slug).await?.with_context(|| format!("no tenant with slug {slug:?}"))?;
+    let domains = platform.domains(tenant.id).await?;
+    println!("slug     {}\nname     {}\nid       {}", tenant.slug, tenant.name, tenant.id);
+    println!("status   {}\nplan     {}\ncreated  {}", tenant.status, tenant.plan, tenant.created_at);
+    for d in domains {
+        println!("domain   {}{}", d.domain, if d.is_primary { " (primary)" } else { "" });
+    }
+    Ok(())
+}
+
+async fn tenants_set_status(setup: &DatabaseSetup, slug: &str, status: TenantLifecycle) -> anyhow::Result<()> {
+    let slug = Slug::parse(slug)?;
+    let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+    let change = TenantChange { status: Some(status), ..TenantChange::default() };
+    let tenant = platform.change_tenant(&slug, change).await?;
+    println!("tenant {} is now {}", tenant.slug, tenant.status);
+    Ok(())
+}
+
+/// `delete` (mark deleted and purge rows) or, with `registry_too`, `purge` (also remove the
+/// deleted tenant's registry entry).
+async fn tenants_delete(setup: &DatabaseSetup, slug: &str, registry_too: bool) -> anyhow::Result<()> {
+    let slug = Slug::parse(slug)?;
+    let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+    let purged = if registry_too { platform.purge_tenant(&slug).await? } else { platform.delete_tenant(&slug).await? };
+    for (table, rows) in &purged {
+        println!("{rows:>10}  {table}");
+    }
+    if registry_too {
+        println!("tenant {slug} purged; its slug is free again");
+    } else {
+        println!("tenant {slug} deleted and its rows purged");
+    }
+    Ok(())
 }
 
 async fn policies_status(setup: &DatabaseSetup) -> anyhow::Result<()> {
@@ -328,7 +421,7 @@ async fn serve(config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()>
     if embedded && setup.fresh && config.seed_demo {
         seeded = rowguard::seed::seed_demo(setup.admin_url()?).await.context("seeding demo tenants")?;
     }
-    let ctx = startup::build_context(config, &setup.app_url).await?;
+    let ctx = startup::build_context_with_platform(config, &setup.app_url, setup.platform_url.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -10,7 +10,8 @@ use crate::audit::AuditSigner;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::config::Config;
 use crate::db::cluster::{Durability, EmbeddedCluster};
-use crate::db::{APP_ROLE, Database, bootstrap};
+use crate::db::platform::PlatformDb;
+use crate::db::{APP_ROLE, Database, PLATFORM_LOGIN_ROLE, bootstrap};
 use crate::http::layers::tenant::TenantCache;
 use crate::http::{self, ApiContext, Limits};
 
@@ -18,6 +19,9 @@ use crate::http::{self, ApiContext, Limits};
 pub struct DatabaseSetup {
     pub app_url: String,
     pub admin_url: Option<String>,
+    /// The platform API's login (`rowguard_platform_login`): generated for the embedded
+    /// cluster, ROWGUARD_PLATFORM_DATABASE_URL otherwise. None: the platform API answers 503.
+    pub platform_url: Option<String>,
     pub cluster: Option<EmbeddedCluster>,
     /// True when this run created the cluster's database (the first start).
     pub fresh: bool,
@@ -33,6 +37,7 @@ impl DatabaseSetup {
             return Ok(DatabaseSetup {
                 app_url: app_url.clone(),
                 admin_url: config.admin_database_url.clone(),
+                platform_url: config.platform_database_url.clone(),
                 cluster: None,
                 fresh: false,
             });
@@ -42,6 +47,7 @@ impl DatabaseSetup {
         Ok(DatabaseSetup {
             app_url: cluster.url(APP_ROLE, &creds.app_password, DATABASE),
             admin_url: Some(cluster.superuser_url(DATABASE)),
+            platform_url: Some(cluster.url(PLATFORM_LOGIN_ROLE, &creds.platform_password, DATABASE)),
             fresh: false,
             cluster: Some(cluster),
         })
@@ -59,6 +65,9 @@ impl DatabaseSetup {
         let admin = self.admin_url()?.to_string();
         let app_password = app_password_of(&self.app_url)?;
         self.fresh = bootstrap::create_roles_and_database(&admin, &app_password).await?;
+        if let Some(platform_url) = &self.platform_url {
+            bootstrap::create_platform_login(&admin, &platform_password_of(platform_url)?).await?;
+        }
         let report = bootstrap::migrate(&admin).await?;
         Ok(report)
     }
@@ -74,6 +83,18 @@ fn app_password_of(app_url: &str) -> anyhow::Result<String> {
     );
     let url = url_password(app_url).context("DATABASE_URL has no password for the app role")?;
     Ok(url)
+}
+
+/// The platform login's password, from its URL, which must name that role: bootstrap (re)sets it.
+fn platform_password_of(platform_url: &str) -> anyhow::Result<String> {
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(platform_url)
+        .context("ROWGUARD_PLATFORM_DATABASE_URL is not a valid URL")?;
+    anyhow::ensure!(
+        options.get_username() == PLATFORM_LOGIN_ROLE,
+        "ROWGUARD_PLATFORM_DATABASE_URL must connect as the `{PLATFORM_LOGIN_ROLE}` role"
+    );
+    url_password(platform_url).context("ROWGUARD_PLATFORM_DATABASE_URL has no password")
 }
 
 fn url_password(url: &str) -> Option<String> {
@@ -102,8 +123,17 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Build the state every request shares.
+/// Build the state every request shares; the platform API gets ROWGUARD_PLATFORM_DATABASE_URL.
 pub async fn build_context(config: &Config, app_url: &str) -> anyhow::Result<ApiContext> {
+    build_context_with_platform(config, app_url, config.platform_database_url.as_deref()).await
+}
+
+/// As `build_context`, with the platform login's URL (the embedded cluster's, in `serve`).
+pub async fn build_context_with_platform(
+    config: &Config,
+    app_url: &str,
+    platform_url: Option<&str>,
+) -> anyhow::Result<ApiContext> {
     let db = Database::connect(app_url, config.db_pool_size).await.context("connecting as the app role")?;
     let keys = match &config.jwt_private_key {
         Some(pem) => {
@@ -117,6 +147,14 @@ pub async fn build_context(config: &Config, app_url: &str) -> anyhow::Result<Api
                 config.access_token_ttl(),
             )?
         }
+    };
+    let keys = match &config.jwt_verify_keys {
+        Some(text) => keys.with_verify_keys(text)?,
+        None => keys,
+    };
+    let platform = match platform_url {
+        Some(url) => Some(PlatformDb::connect(url, 4).await.context("connecting as the platform login")?),
+        None => None,
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(cores)).await??;
@@ -135,6 +173,8 @@ pub async fn build_context(config: &Config, app_url: &str) -> anyhow::Result<Api
         base_domain: config.normalized_base_domain().into(),
         audit,
         access_sampler: Arc::default(),
+        platform,
+        signup: config.signup,
     })
 }
 

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
-use super::{APP_ROLE, OWNER_ROLE, PLATFORM_ROLE};
+use super::{APP_ROLE, OWNER_ROLE, PLATFORM_LOGIN_ROLE, PLATFORM_ROLE};
 
 mod embedded {
     pub mod schema {
@@ -88,6 +88,34 @@ pub async fn create_roles_and_database(admin_url: &str, app_password: &str) -> R
     }
     conn.close().await?;
     Ok(!exists)
+}
+
+/// Create (or update) the service's platform login, `rowguard_platform_login`: LOGIN, with
+/// `password`, NOSUPERUSER NOBYPASSRLS, a member of `rowguard_platform` and nothing else, and
+/// allowed to connect to the database in `admin_url`. A role of its own rather than giving
+/// the app role platform rights: no tenant request can then write the registry or read
+/// operators' password hashes. Run after `create_roles_and_database` (idempotent).
+pub async fn create_platform_login(admin_url: &str, password: &str) -> Result<(), BootstrapError> {
+    let target = PgConnectOptions::from_str(admin_url)?;
+    let db_name = target.get_database().unwrap_or("rowguard").to_string();
+    let mut conn = PgConnection::connect_with(&target.clone().database("postgres")).await?;
+    let sql = format!(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PLATFORM_LOGIN_ROLE}') THEN
+             CREATE ROLE {PLATFORM_LOGIN_ROLE} LOGIN;
+           END IF;
+         END $$;
+         ALTER ROLE {PLATFORM_LOGIN_ROLE} WITH LOGIN INHERIT NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE
+           NOREPLICATION PASSWORD '{password}';
+         ALTER ROLE {PLATFORM_LOGIN_ROLE} SET statement_timeout = '60s';
+         GRANT {PLATFORM_ROLE} TO {PLATFORM_LOGIN_ROLE};
+         GRANT CONNECT ON DATABASE {db} TO {PLATFORM_LOGIN_ROLE};",
+        password = password.replace('\'', "''"),
+        db = quote_ident(&db_name),
+    );
+    conn.execute(AssertSqlSafe(sql)).await?;
+    conn.close().await?;
+    Ok(())
 }
 
 /// Apply pending schema migrations, then pending policy migrations, as the owner role.

@@ -54,6 +54,8 @@ pub enum ClusterError {
 pub struct Credentials {
     pub superuser_password: String,
     pub app_password: String,
+    /// The platform login's (`rowguard_platform_login`); added later, so generated when missing.
+    pub platform_password: String,
 }
 
 /// A running (or attached) cluster. Dropping it stops the server if this process started it.
@@ -374,13 +376,32 @@ fn load_or_create_credentials(root: &Path) -> Result<Credentials, ClusterError> 
             text.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('='))).map(str::to_string)
         };
         if let (Some(superuser_password), Some(app_password)) = (get("superuser"), get("app")) {
-            return Ok(Credentials { superuser_password, app_password });
+            // A data directory from before the platform login: keep its passwords, add one.
+            let Some(platform_password) = get("platform") else {
+                let creds = Credentials { superuser_password, app_password, platform_password: random_secret() };
+                write_credentials(&path, &creds)?;
+                return Ok(creds);
+            };
+            return Ok(Credentials { superuser_password, app_password, platform_password });
         }
     }
-    let creds = Credentials { superuser_password: random_secret(), app_password: random_secret() };
-    let mut f = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&path)?;
-    writeln!(f, "superuser={}\napp={}", creds.superuser_password, creds.app_password)?;
+    let creds = Credentials {
+        superuser_password: random_secret(),
+        app_password: random_secret(),
+        platform_password: random_secret(),
+    };
+    write_credentials(&path, &creds)?;
     Ok(creds)
+}
+
+fn write_credentials(path: &Path, creds: &Credentials) -> Result<(), ClusterError> {
+    let mut f = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?;
+    writeln!(
+        f,
+        "superuser={}\napp={}\nplatform={}",
+        creds.superuser_password, creds.app_password, creds.platform_password
+    )?;
+    Ok(())
 }
 
 /// 32 random hex characters: safe inside a URL and a SQL string literal alike.

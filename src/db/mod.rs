@@ -5,7 +5,9 @@
 pub mod bootstrap;
 pub mod cluster;
 pub mod migration_status;
+pub mod operators;
 pub mod platform;
+pub mod purge;
 pub mod registry;
 mod tenant_tx;
 pub mod verify;
@@ -21,6 +23,10 @@ pub use tenant_tx::{Actor, Literal, TenantTx};
 pub const OWNER_ROLE: &str = "rowguard_owner";
 pub const APP_ROLE: &str = "rowguard_app";
 pub const PLATFORM_ROLE: &str = "rowguard_platform";
+/// The service's own login for the platform API: a NOSUPERUSER NOBYPASSRLS member of
+/// `rowguard_platform`, so the service can write the registry without holding the admin URL,
+/// and the app role that serves tenant requests never can.
+pub const PLATFORM_LOGIN_ROLE: &str = "rowguard_platform_login";
 
 /// Tables that carry tenant data but are not tenant-owned: read before a tenant is known,
 /// written only by the platform role. Everything else with a `tenant_id` must have RLS.

@@ -1,15 +1,24 @@
-//! Platform writes (the operator CLI now, the platform API later): a dedicated connection over
-//! the admin URL that switches to the platform role, which is held to RLS like any other.
-//! Creating a tenant writes its owner inside a tenant transaction — never an RLS bypass.
+//! Platform writes (the operator CLI and the platform API) as the platform role, which is held
+//! to RLS like any other: tenant rows are only ever written inside that tenant's transaction.
+//!
+//! Two doors lead here, both ending in a `PlatformConn`:
+//! - the CLI's dedicated connection over the admin URL, which switches to `rowguard_platform`
+//!   (`PlatformConn::connect`);
+//! - the service's own pool (`PlatformDb`), logged in as `rowguard_platform_login`, a
+//!   NOSUPERUSER NOBYPASSRLS member of `rowguard_platform`. The service never holds the admin
+//!   URL, and the app role that serves tenant requests cannot write the registry or read
+//!   operators, so no tenant request can change either (DESIGN.md, Platform tables).
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool, Postgres};
 
-use super::{PLATFORM_ROLE, TenantTx};
-use crate::domain::{Email, Role, Slug, TenantId, UserId};
+use super::{PLATFORM_ROLE, TenantTx, purge};
+use crate::domain::{DomainName, Email, PlanName, Role, Slug, TenantId, TenantLifecycle, UserId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
@@ -17,6 +26,16 @@ pub enum PlatformError {
     SlugTaken(String),
     #[error("domain {0:?} already belongs to a tenant")]
     DomainTaken(String),
+    #[error("no tenant with slug {0:?}")]
+    TenantNotFound(String),
+    #[error("tenant {0:?} is deleted; its data is gone and it cannot change any more")]
+    TenantDeleted(String),
+    #[error("tenant {0:?} is not deleted; delete it before purging its registry entry")]
+    TenantNotDeleted(String),
+    #[error("an operator with e-mail {0:?} already exists")]
+    OperatorEmailTaken(String),
+    #[error("the platform login {0} may bypass row-level security (superuser or BYPASSRLS); refusing it")]
+    PrivilegedLogin(String),
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
 }
@@ -30,7 +49,7 @@ pub struct NewTenant {
     pub domains: Vec<String>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TenantSummary {
     pub id: TenantId,
     pub slug: String,
@@ -40,33 +59,114 @@ pub struct TenantSummary {
     pub created_at: DateTime<Utc>,
 }
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct TenantDomain {
+    pub domain: String,
+    pub is_primary: bool,
+    pub created_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct CreatedTenant {
     pub tenant: TenantId,
     pub owner: UserId,
 }
 
+/// What changes about a tenant; `None` leaves a field as it is. Deletion is not a status
+/// change here: it purges, see `delete_tenant`.
+#[derive(Debug, Default, Clone)]
+pub struct TenantChange {
+    pub status: Option<TenantLifecycle>,
+    pub plan: Option<PlanName>,
+    pub name: Option<String>,
+}
+
+/// The service's pool of platform-role connections. Cloning is cheap.
+#[derive(Clone)]
+pub struct PlatformDb {
+    pool: PgPool,
+}
+
+impl PlatformDb {
+    /// Connect as the platform login and make sure it cannot bypass RLS: a superuser URL
+    /// configured here by mistake would make every purge and every owner insert unchecked.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<PlatformDb, PlatformError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("rowguard-platform");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(options)
+            .await?;
+        let (user, privileged): (String, bool) = sqlx::query_as(
+            "SELECT current_user::text, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if privileged {
+            pool.close().await;
+            return Err(PlatformError::PrivilegedLogin(user));
+        }
+        Ok(PlatformDb { pool })
+    }
+
+    pub async fn acquire(&self) -> Result<PlatformConn, PlatformError> {
+        Ok(PlatformConn { link: Link::Pooled(self.pool.acquire().await?) })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+enum Link {
+    Dedicated(PgConnection),
+    Pooled(PoolConnection<Postgres>),
+}
+
+/// One platform-role connection; every registry, domain, operator and lifecycle operation is
+/// a method here.
 pub struct PlatformConn {
-    conn: PgConnection,
+    link: Link,
 }
 
 impl PlatformConn {
+    /// A dedicated connection over the admin URL that switches to the platform role (the CLI).
     pub async fn connect(admin_url: &str) -> Result<PlatformConn, PlatformError> {
         let options = PgConnectOptions::from_str(admin_url)?.application_name("rowguard-platform");
         let mut conn = PgConnection::connect_with(&options).await?;
         conn.execute(AssertSqlSafe(format!("SET ROLE {PLATFORM_ROLE}"))).await?;
-        Ok(PlatformConn { conn })
+        Ok(PlatformConn { link: Link::Dedicated(conn) })
+    }
+
+    pub(super) fn conn(&mut self) -> &mut PgConnection {
+        match &mut self.link {
+            Link::Dedicated(conn) => conn,
+            Link::Pooled(conn) => conn,
+        }
     }
 
     /// Create a tenant, its domains and its owner in one transaction with the tenant set.
     pub async fn create_tenant(&mut self, new: NewTenant) -> Result<CreatedTenant, PlatformError> {
+        self.create_tenant_with(new, TenantLifecycle::Active, PlanName::Free).await
+    }
+
+    /// As `create_tenant`, with the initial status (`trial` for self-service signups) and plan.
+    pub async fn create_tenant_with(
+        &mut self,
+        new: NewTenant,
+        status: TenantLifecycle,
+        plan: PlanName,
+    ) -> Result<CreatedTenant, PlatformError> {
         let tenant = TenantId::new_v7();
         let owner = UserId::new_v7();
-        let mut tx = TenantTx::begin_on(&mut self.conn, tenant).await?;
-        sqlx::query("INSERT INTO tenants (id, slug, name, status) VALUES ($1, $2, $3, 'active')")
+        let mut tx = TenantTx::begin_on(self.conn(), tenant).await?;
+        sqlx::query("INSERT INTO tenants (id, slug, name, status, plan) VALUES ($1, $2, $3, $4, $5)")
             .bind(tenant)
             .bind(new.slug.as_str())
             .bind(&new.name)
+            .bind(status.as_str())
+            .bind(plan.as_str())
             .execute(tx.conn())
             .await
             .map_err(|e| on_unique(e, || PlatformError::SlugTaken(new.slug.to_string())))?;
@@ -92,38 +192,207 @@ impl PlatformConn {
     }
 
     pub async fn list_tenants(&mut self) -> Result<Vec<TenantSummary>, PlatformError> {
-        let rows: Vec<(TenantId, String, String, String, String, DateTime<Utc>)> =
-            sqlx::query_as("SELECT id, slug, name, status, plan, created_at FROM tenants ORDER BY slug")
-                .fetch_all(&mut self.conn)
+        Ok(sqlx::query_as("SELECT id, slug, name, status, plan, created_at FROM tenants ORDER BY slug")
+            .fetch_all(self.conn())
+            .await?)
+    }
+
+    /// One keyset page in slug order: the tenants after `after` (a slug), at most `limit`.
+    pub async fn list_tenants_page(
+        &mut self,
+        after: Option<&Slug>,
+        limit: i64,
+        status: Option<TenantLifecycle>,
+    ) -> Result<Vec<TenantSummary>, PlatformError> {
+        Ok(sqlx::query_as(
+            "SELECT id, slug, name, status, plan, created_at FROM tenants
+              WHERE ($1::text IS NULL OR slug > $1) AND ($2::text IS NULL OR status = $2)
+              ORDER BY slug LIMIT $3",
+        )
+        .bind(after.map(Slug::as_str))
+        .bind(status.map(TenantLifecycle::as_str))
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?)
+    }
+
+    pub async fn tenant(&mut self, slug: &Slug) -> Result<Option<TenantSummary>, PlatformError> {
+        Ok(sqlx::query_as("SELECT id, slug, name, status, plan, created_at FROM tenants WHERE slug = $1")
+            .bind(slug.as_str())
+            .fetch_optional(self.conn())
+            .await?)
+    }
+
+    async fn existing(&mut self, slug: &Slug) -> Result<TenantSummary, PlatformError> {
+        self.tenant(slug).await?.ok_or_else(|| PlatformError::TenantNotFound(slug.to_string()))
+    }
+
+    pub async fn domains(&mut self, tenant: TenantId) -> Result<Vec<TenantDomain>, PlatformError> {
+        Ok(sqlx::query_as(
+            "SELECT domain, is_primary, created_at FROM tenant_domains WHERE tenant_id = $1 ORDER BY domain",
+        )
+        .bind(tenant)
+        .fetch_all(self.conn())
+        .await?)
+    }
+
+    /// Change status, plan or name. A deleted tenant cannot come back: its rows are gone, and
+    /// reviving it would hand its old subdomain an empty tenant.
+    pub async fn change_tenant(&mut self, slug: &Slug, change: TenantChange) -> Result<TenantSummary, PlatformError> {
+        if change.status == Some(TenantLifecycle::Deleted) {
+            self.delete_tenant(slug).await?;
+            return self.existing(slug).await;
+        }
+        let current = self.existing(slug).await?;
+        if current.status == TenantLifecycle::Deleted.as_str() {
+            return Err(PlatformError::TenantDeleted(slug.to_string()));
+        }
+        let changed: Option<TenantSummary> = sqlx::query_as(
+            "UPDATE tenants
+                SET status = COALESCE($2, status), plan = COALESCE($3, plan), name = COALESCE($4, name),
+                    updated_at = now()
+              WHERE slug = $1 AND status <> 'deleted'
+             RETURNING id, slug, name, status, plan, created_at",
+        )
+        .bind(slug.as_str())
+        .bind(change.status.map(TenantLifecycle::as_str))
+        .bind(change.plan.map(PlanName::as_str))
+        .bind(change.name.as_deref())
+        .fetch_optional(self.conn())
+        .await?;
+        // Deleted between the two statements: say so rather than pretend it changed.
+        changed.ok_or_else(|| PlatformError::TenantDeleted(slug.to_string()))
+    }
+
+    /// Mark the tenant deleted and purge its rows from every table with a `tenant_id`, in ONE
+    /// transaction with that tenant set (the platform role is held to RLS: this cannot touch
+    /// another tenant's rows). Tenant resolution answers 404 from the moment it commits.
+    /// Safe to repeat. Returns rows deleted per table.
+    pub async fn delete_tenant(&mut self, slug: &Slug) -> Result<Vec<(String, u64)>, PlatformError> {
+        let tenant = self.existing(slug).await?;
+        let mut tx = TenantTx::begin_on(self.conn(), tenant.id).await?;
+        sqlx::query("UPDATE tenants SET status = 'deleted', updated_at = now() WHERE id = $1")
+            .bind(tenant.id)
+            .execute(tx.conn())
+            .await?;
+        let report = purge::purge_tenant_rows(&mut tx).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Remove a deleted tenant's registry entry too, which frees its slug for a new tenant.
+    /// Only after `delete_tenant`: the purge runs again first, in the same transaction.
+    pub async fn purge_tenant(&mut self, slug: &Slug) -> Result<Vec<(String, u64)>, PlatformError> {
+        let tenant = self.existing(slug).await?;
+        if tenant.status != TenantLifecycle::Deleted.as_str() {
+            return Err(PlatformError::TenantNotDeleted(slug.to_string()));
+        }
+        let mut tx = TenantTx::begin_on(self.conn(), tenant.id).await?;
+        let report = purge::purge_tenant_rows(&mut tx).await?;
+        sqlx::query("DELETE FROM tenants WHERE id = $1 AND status = 'deleted'")
+            .bind(tenant.id)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Add a custom domain; it becomes the primary one if asked or if it is the first.
+    pub async fn add_domain(
+        &mut self,
+        slug: &Slug,
+        domain: &DomainName,
+        primary: bool,
+    ) -> Result<TenantDomain, PlatformError> {
+        let tenant = self.live(slug).await?;
+        let mut tx = self.conn().begin().await?;
+        let has_primary: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT FROM tenant_domains WHERE tenant_id = $1 AND is_primary)")
+                .bind(tenant)
+                .fetch_one(&mut *tx)
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, slug, name, status, plan, created_at)| TenantSummary {
-                id,
-                slug,
-                name,
-                status,
-                plan,
-                created_at,
-            })
-            .collect())
+        let primary = primary || !has_primary;
+        if primary {
+            sqlx::query("UPDATE tenant_domains SET is_primary = false WHERE tenant_id = $1 AND is_primary")
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let added: TenantDomain = sqlx::query_as(
+            "INSERT INTO tenant_domains (domain, tenant_id, is_primary) VALUES ($1, $2, $3)
+             RETURNING domain, is_primary, created_at",
+        )
+        .bind(domain.as_str())
+        .bind(tenant)
+        .bind(primary)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| on_unique(e, || PlatformError::DomainTaken(domain.to_string())))?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Remove one of the tenant's domains. False when the tenant has no such domain.
+    pub async fn remove_domain(&mut self, slug: &Slug, domain: &DomainName) -> Result<bool, PlatformError> {
+        let tenant = self.live(slug).await?;
+        let removed = sqlx::query("DELETE FROM tenant_domains WHERE tenant_id = $1 AND domain = $2")
+            .bind(tenant)
+            .bind(domain.as_str())
+            .execute(self.conn())
+            .await?
+            .rows_affected();
+        Ok(removed > 0)
+    }
+
+    /// Make one of the tenant's domains its primary one. False when it has no such domain.
+    pub async fn set_primary_domain(&mut self, slug: &Slug, domain: &DomainName) -> Result<bool, PlatformError> {
+        let tenant = self.live(slug).await?;
+        let mut tx = self.conn().begin().await?;
+        // Clear first: the partial unique index allows one primary per tenant at any moment.
+        sqlx::query(
+            "UPDATE tenant_domains SET is_primary = false WHERE tenant_id = $1 AND is_primary AND domain <> $2",
+        )
+        .bind(tenant)
+        .bind(domain.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let set = sqlx::query("UPDATE tenant_domains SET is_primary = true WHERE tenant_id = $1 AND domain = $2")
+            .bind(tenant)
+            .bind(domain.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if set == 0 {
+            return Ok(false); // dropping `tx` rolls the clearing back
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The id of a tenant that exists and is not deleted.
+    async fn live(&mut self, slug: &Slug) -> Result<TenantId, PlatformError> {
+        let tenant = self.existing(slug).await?;
+        if tenant.status == TenantLifecycle::Deleted.as_str() {
+            return Err(PlatformError::TenantDeleted(slug.to_string()));
+        }
+        Ok(tenant.id)
     }
 
     /// A tenant transaction on this connection, as the platform role (held to RLS): for
     /// bulk work on one tenant's rows, such as imports and benchmark fixtures.
     pub async fn tenant_tx(&mut self, tenant: TenantId) -> Result<TenantTx<'_>, PlatformError> {
-        Ok(TenantTx::begin_on(&mut self.conn, tenant).await?)
+        Ok(TenantTx::begin_on(self.conn(), tenant).await?)
     }
 
     pub async fn tenant_exists(&mut self, slug: &Slug) -> Result<bool, PlatformError> {
         Ok(sqlx::query_scalar("SELECT EXISTS (SELECT FROM tenants WHERE slug = $1)")
             .bind(slug.as_str())
-            .fetch_one(&mut self.conn)
+            .fetch_one(self.conn())
             .await?)
     }
 }
 
-fn on_unique(e: sqlx::Error, err: impl FnOnce() -> PlatformError) -> PlatformError {
+pub(super) fn on_unique(e: sqlx::Error, err: impl FnOnce() -> PlatformError) -> PlatformError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => err(),
         _ => PlatformError::Sql(e),

@@ -3,12 +3,16 @@
 
 mod email;
 mod ids;
+mod platform;
 mod role;
 mod slug;
 mod text;
 
 pub use email::Email;
 pub use ids::{ContactId, TenantId, UserId};
+pub use platform::{
+    DomainName, OperatorId, PlanName, RESERVED_SLUGS, TenantLifecycle, TenantName, parse_unreserved_slug,
+};
 pub use role::Role;
 pub use slug::Slug;
 pub use text::{ContactName, NewPassword, Phone};

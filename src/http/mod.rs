@@ -42,6 +42,10 @@ pub struct ApiContext {
     /// Signs audit checkpoints.
     pub audit: Arc<AuditSigner>,
     pub access_sampler: Arc<layers::audit::AccessSampler>,
+    /// The platform login's pool (`rowguard_platform_login`) for `/platform/v1`; None: 503.
+    pub platform: Option<crate::db::platform::PlatformDb>,
+    /// Self-service signup (`POST /platform/v1/signup`) is on.
+    pub signup: bool,
 }
 
 /// Limits the router enforces, from `Config`.
@@ -56,7 +60,9 @@ pub struct Limits {
     info(title = "rowguard", description = "Multi-tenant API with tenant isolation enforced by PostgreSQL Row-Level Security. \
         Tenant routes take the tenant from the host ({slug}.{base domain} or a custom domain) or an X-Tenant header."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "contacts"), (name = "audit"), (name = "operations"))
+    tags((name = "auth"), (name = "contacts"), (name = "audit"), (name = "operations"),
+        (name = "platform", description = "Operators (not tenant-scoped): tenants, their lifecycle and domains. \
+            Bare host only; tokens from /platform/v1/auth/login, refused on tenant routes."))
 )]
 struct ApiDoc;
 
@@ -97,7 +103,27 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
+        .routes(routes!(routes::jwks::jwks))
         .merge(tenant_api)
+        .merge(platform_routes(ctx))
+}
+
+/// `/platform/v1`: no tenant resolution, the bare host only; all but login and signup need an
+/// operator's platform token.
+fn platform_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
+    use routes::platform::{auth, domains, signup, tenants};
+    let operators = OpenApiRouter::new()
+        .routes(routes!(tenants::list_tenants, tenants::create_tenant))
+        .routes(routes!(tenants::get_tenant, tenants::update_tenant, tenants::delete_tenant))
+        .routes(routes!(domains::add_domain))
+        .routes(routes!(domains::remove_domain))
+        .routes(routes!(domains::set_primary_domain))
+        .route_layer(from_fn_with_state(ctx.clone(), layers::platform_auth::authenticate_operator));
+    OpenApiRouter::new()
+        .routes(routes!(auth::operator_login))
+        .routes(routes!(signup::signup))
+        .merge(operators)
+        .route_layer(from_fn_with_state(ctx.clone(), layers::platform_auth::bare_host_only))
 }
 
 pub fn router(ctx: ApiContext, limits: Limits) -> Router {

@@ -9,5 +9,6 @@ mod catalog;
 mod contacts;
 mod isolation_http;
 mod isolation_sql;
+mod platform;
 mod tenant_resolution;
 mod verify;

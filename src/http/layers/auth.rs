@@ -44,7 +44,7 @@ pub async fn authenticate(
     Ok(next.run(request).await)
 }
 
-fn bearer_token(request: &Request) -> Result<&str, ApiError> {
+pub(crate) fn bearer_token(request: &Request) -> Result<&str, ApiError> {
     let value = request
         .headers()
         .get(header::AUTHORIZATION)

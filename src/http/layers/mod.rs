@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod platform_auth;
 pub mod request_id;
 pub mod security_headers;
 pub mod tenant;

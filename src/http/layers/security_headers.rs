@@ -12,7 +12,8 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; s
 
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let docs = request.uri().path().starts_with("/docs");
-    let tenant_api = request.uri().path().starts_with("/v1/");
+    // Tenant data and operator tokens must never sit in a shared cache.
+    let tenant_api = request.uri().path().starts_with("/v1/") || request.uri().path().starts_with("/platform/");
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {

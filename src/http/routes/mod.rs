@@ -5,4 +5,6 @@ pub mod audit;
 pub mod auth;
 pub mod contacts;
 pub mod health;
+pub mod jwks;
 pub mod me;
+pub mod platform;

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use rowguard::config::Config;
 use rowguard::db::cluster::{Durability, EmbeddedCluster, random_secret};
 use rowguard::db::platform::{NewTenant, PlatformConn};
-use rowguard::db::{APP_ROLE, bootstrap};
+use rowguard::db::{APP_ROLE, PLATFORM_LOGIN_ROLE, bootstrap};
 use rowguard::domain::{Email, Slug, TenantId};
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
@@ -26,6 +26,8 @@ const TEMPLATE: &str = "rowguard_template";
 struct TestCluster {
     superuser_url: Box<dyn Fn(&str) -> String + Send + Sync>,
     app_url: Box<dyn Fn(&str) -> String + Send + Sync>,
+    /// As the platform login (`rowguard_platform_login`), which the platform API uses.
+    platform_url: Box<dyn Fn(&str) -> String + Send + Sync>,
     keys_dir: PathBuf,
 }
 
@@ -48,15 +50,27 @@ fn cluster() -> &'static TestCluster {
                 let c = cluster.url(APP_ROLE, &creds.app_password, "X");
                 move |db: &str| c.replacen("/X?", &format!("/{db}?"), 1)
             };
+            let platform = {
+                let c = cluster.url(PLATFORM_LOGIN_ROLE, &creds.platform_password, "X");
+                move |db: &str| c.replacen("/X?", &format!("/{db}?"), 1)
+            };
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async {
                 bootstrap::create_roles_and_database(&su(TEMPLATE), &creds.app_password).await.expect("bootstrap");
                 bootstrap::migrate(&su(TEMPLATE)).await.expect("migrate the template");
+                bootstrap::create_platform_login(&su(TEMPLATE), &creds.platform_password)
+                    .await
+                    .expect("platform login");
             });
             drop(rt);
             let keys_dir = dir.join("keys");
             std::fs::create_dir_all(&keys_dir).expect("keys dir");
-            let _ = tx.send(TestCluster { superuser_url: Box::new(su), app_url: Box::new(app), keys_dir });
+            let _ = tx.send(TestCluster {
+                superuser_url: Box::new(su),
+                app_url: Box::new(app),
+                platform_url: Box::new(platform),
+                keys_dir,
+            });
             let _cluster = cluster;
             loop {
                 std::thread::park();
@@ -124,7 +138,11 @@ pub async fn spawn_app() -> TestApp {
         .expect("clone the template");
     admin.close().await.expect("close");
     let config = Config::for_tests(cluster.keys_dir.clone());
-    let ctx = rowguard::startup::build_context(&config, &(cluster.app_url)(&db_name)).await.expect("context");
+    let platform_url = (cluster.platform_url)(&db_name);
+    let ctx =
+        rowguard::startup::build_context_with_platform(&config, &(cluster.app_url)(&db_name), Some(&platform_url))
+            .await
+            .expect("context");
     let router = rowguard::http::router(ctx, rowguard::startup::limits(&config));
     TestApp { router, db_name }
 }
@@ -136,6 +154,11 @@ impl TestApp {
 
     pub fn app_url(&self) -> String {
         (cluster().app_url)(&self.db_name)
+    }
+
+    /// As the platform login, the role behind `/platform/v1`.
+    pub fn platform_url(&self) -> String {
+        (cluster().platform_url)(&self.db_name)
     }
 
     /// A connection as the service's app role — the role RLS has to hold.

@@ -1,0 +1,62 @@
+//! Operator accounts (sql/V8__operators.sql): created by the CLI, read at platform login and on
+//! every platform request, always as the platform role — the app role cannot see this table.
+
+use chrono::{DateTime, Utc};
+
+use super::platform::{PlatformConn, PlatformError, on_unique};
+use crate::domain::{Email, OperatorId};
+
+/// What a login needs to decide: the stored hash and whether the account may act.
+pub struct OperatorCredentials {
+    pub id: OperatorId,
+    pub password_hash: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct OperatorSummary {
+    pub id: OperatorId,
+    pub email: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl PlatformConn {
+    /// A new, active operator. `password_hash` is already argon2id.
+    pub async fn create_operator(&mut self, email: &Email, password_hash: &str) -> Result<OperatorId, PlatformError> {
+        let id = OperatorId::new_v7();
+        sqlx::query("INSERT INTO operators (id, email, password_hash) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(email.as_str())
+            .bind(password_hash)
+            .execute(self.conn())
+            .await
+            .map_err(|e| on_unique(e, || PlatformError::OperatorEmailTaken(email.to_string())))?;
+        Ok(id)
+    }
+
+    /// Case-insensitive, like the unique index.
+    pub async fn operator_credentials(&mut self, email: &str) -> Result<Option<OperatorCredentials>, PlatformError> {
+        let row: Option<(OperatorId, String, String)> =
+            sqlx::query_as("SELECT id, password_hash, status FROM operators WHERE lower(email) = lower($1)")
+                .bind(email)
+                .fetch_optional(self.conn())
+                .await?;
+        Ok(row.map(|(id, password_hash, status)| OperatorCredentials { id, password_hash, active: status == "active" }))
+    }
+
+    /// Checked on every platform request, so a disabled operator is refused at once, not when
+    /// its token expires (OWASP ASVS 8.3.2).
+    pub async fn operator_is_active(&mut self, id: OperatorId) -> Result<bool, PlatformError> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT FROM operators WHERE id = $1 AND status = 'active')")
+            .bind(id)
+            .fetch_one(self.conn())
+            .await?)
+    }
+
+    pub async fn list_operators(&mut self) -> Result<Vec<OperatorSummary>, PlatformError> {
+        Ok(sqlx::query_as("SELECT id, email, status, created_at FROM operators ORDER BY lower(email)")
+            .fetch_all(self.conn())
+            .await?)
+    }
+}

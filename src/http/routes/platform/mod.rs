@@ -1,0 +1,52 @@
+//! The platform API under `/platform/v1`, for operators: their login, the tenant registry and
+//! lifecycle, custom domains and optional self-service signup. No tenant resolution here; all
+//! of it goes through the platform role's pool (`PlatformDb`), never the app role's.
+
+pub mod auth;
+pub mod domains;
+pub mod signup;
+pub mod tenants;
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+
+use crate::db::platform::{PlatformConn, PlatformError};
+use crate::domain::Slug;
+use crate::http::ApiContext;
+use crate::http::error::ApiError;
+use crate::http::layers::platform_auth::platform_unavailable;
+
+/// A platform-role connection for this request; 503 `platform_unavailable` when the instance
+/// has no platform login configured.
+pub struct Platform(pub PlatformConn);
+
+impl FromRequestParts<ApiContext> for Platform {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
+        let db = ctx.platform.as_ref().ok_or_else(platform_unavailable)?;
+        Ok(Platform(db.acquire().await?))
+    }
+}
+
+impl From<PlatformError> for ApiError {
+    fn from(e: PlatformError) -> ApiError {
+        let conflict = |code, e: &PlatformError| ApiError::new(StatusCode::CONFLICT, code, e.to_string());
+        match e {
+            PlatformError::SlugTaken(_) => conflict("slug_taken", &e),
+            PlatformError::DomainTaken(_) => conflict("domain_taken", &e),
+            PlatformError::TenantDeleted(_) => conflict("tenant_deleted", &e),
+            PlatformError::TenantNotDeleted(_) => conflict("tenant_not_deleted", &e),
+            PlatformError::OperatorEmailTaken(_) => conflict("email_taken", &e),
+            PlatformError::TenantNotFound(_) => ApiError::not_found("tenant"),
+            PlatformError::PrivilegedLogin(_) => ApiError::internal(e),
+            PlatformError::Sql(e) => ApiError::from(e),
+        }
+    }
+}
+
+/// A slug from the path. One that cannot exist is simply not found.
+fn path_slug(raw: &str) -> Result<Slug, ApiError> {
+    Slug::parse(raw).map_err(|_| ApiError::not_found("tenant"))
+}

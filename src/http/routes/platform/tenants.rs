@@ -1,0 +1,199 @@
+//! Tenants as operators see them: `GET|POST /platform/v1/tenants`,
+//! `GET|PATCH|DELETE /platform/v1/tenants/{slug}`. Deleting marks the tenant deleted and
+//! purges its rows from every tenant table in one transaction; there is no way back.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{Platform, path_slug};
+use crate::db::platform::{NewTenant, PlatformConn, TenantChange, TenantDomain, TenantSummary};
+use crate::domain::{
+    DomainName, Email, NewPassword, PlanName, Slug, TenantId, TenantLifecycle, TenantName, parse_unreserved_slug,
+};
+use crate::http::ApiContext;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::layers::platform_auth::Operator;
+
+/// A tenant with its custom domains.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantView {
+    pub id: TenantId,
+    pub slug: String,
+    pub name: String,
+    #[schema(value_type = TenantLifecycle)]
+    pub status: String,
+    #[schema(value_type = PlanName)]
+    pub plan: String,
+    pub created_at: DateTime<Utc>,
+    pub domains: Vec<TenantDomain>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantPage {
+    pub items: Vec<TenantSummary>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TenantListParams {
+    /// Page size, 1 to 100 (default 20).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page (tenants are listed in slug order).
+    cursor: Option<String>,
+    /// Only tenants in this status.
+    status: Option<TenantLifecycle>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenantRequest {
+    slug: String,
+    name: String,
+    owner_email: String,
+    owner_password: String,
+    /// `active` (default) or `trial`.
+    status: Option<TenantLifecycle>,
+    /// Default `free`.
+    plan: Option<PlanName>,
+    /// Custom domains; the first is primary.
+    #[serde(default)]
+    domains: Vec<String>,
+}
+
+/// Fields to change; absent fields stay as they are. `"status": "deleted"` deletes and purges,
+/// exactly like DELETE.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    status: Option<TenantLifecycle>,
+    plan: Option<PlanName>,
+    name: Option<String>,
+}
+
+/// List tenants in slug order (keyset pagination on the slug).
+#[utoipa::path(get, path = "/platform/v1/tenants", tag = "platform", params(TenantListParams), security(("bearer" = [])),
+    responses((status = 200, body = TenantPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_tenants(
+    _: Operator,
+    Platform(mut platform): Platform,
+    Query(params): Query<TenantListParams>,
+) -> Result<Json<TenantPage>, ApiError> {
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 100"));
+    }
+    let after = match params.cursor.as_deref() {
+        Some(c) => Some(
+            Slug::parse(c)
+                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API gave out"))?,
+        ),
+        None => None,
+    };
+    let mut items = platform.list_tenants_page(after.as_ref(), i64::from(limit) + 1, params.status).await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|t| t.slug.clone())
+    } else {
+        None
+    };
+    Ok(Json(TenantPage { items, next_cursor }))
+}
+
+/// Create a tenant, its custom domains and its owner, in one transaction.
+#[utoipa::path(post, path = "/platform/v1/tenants", tag = "platform", request_body = NewTenantRequest, security(("bearer" = [])),
+    responses((status = 201, body = TenantView),
+              (status = 409, description = "slug or domain taken", body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create_tenant(
+    State(ctx): State<ApiContext>,
+    _: Operator,
+    Platform(mut platform): Platform,
+    Json(body): Json<NewTenantRequest>,
+) -> Result<(StatusCode, Json<TenantView>), ApiError> {
+    let slug = parse_unreserved_slug(&body.slug).map_err(ApiError::validation)?;
+    let name = TenantName::parse(&body.name).map_err(ApiError::validation)?;
+    let owner_email = Email::parse(&body.owner_email).map_err(ApiError::validation)?;
+    let password = NewPassword::parse(&body.owner_password).map_err(ApiError::validation)?;
+    let status = body.status.unwrap_or(TenantLifecycle::Active);
+    if !matches!(status, TenantLifecycle::Active | TenantLifecycle::Trial) {
+        return Err(ApiError::validation(crate::domain::Invalid::new("status", "a new tenant is active or trial")));
+    }
+    let domains = body
+        .domains
+        .iter()
+        .map(|d| DomainName::parse(d).and_then(|d| d.outside_base(&ctx.base_domain)).map(|d| d.as_str().to_string()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::validation)?;
+    let hash = ctx.hasher.hash(password.expose().to_string()).await.map_err(ApiError::internal)?;
+    let new =
+        NewTenant { slug: slug.clone(), name: name.into_string(), owner_email, owner_password_hash: hash, domains };
+    platform.create_tenant_with(new, status, body.plan.unwrap_or(PlanName::Free)).await?;
+    Ok((StatusCode::CREATED, Json(view(&mut platform, &slug).await?)))
+}
+
+/// One tenant, deleted ones included (operators see the tombstone).
+#[utoipa::path(get, path = "/platform/v1/tenants/{slug}", tag = "platform", params(("slug" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = TenantView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_tenant(
+    _: Operator,
+    Platform(mut platform): Platform,
+    Path(slug): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    Ok(Json(view(&mut platform, &path_slug(&slug)?).await?))
+}
+
+/// Change a tenant's status (trial, active, suspended, deleted), plan or name. A suspended
+/// tenant's routes answer 403 at once on every instance; deleted purges and is final.
+#[utoipa::path(patch, path = "/platform/v1/tenants/{slug}", tag = "platform", params(("slug" = String, Path)),
+    request_body = TenantPatch, security(("bearer" = [])),
+    responses((status = 200, body = TenantView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "the tenant is deleted", body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn update_tenant(
+    _: Operator,
+    Platform(mut platform): Platform,
+    Path(slug): Path<String>,
+    Json(patch): Json<TenantPatch>,
+) -> Result<Json<TenantView>, ApiError> {
+    let slug = path_slug(&slug)?;
+    let name = patch.name.as_deref().map(TenantName::parse).transpose().map_err(ApiError::validation)?;
+    let change = TenantChange { status: patch.status, plan: patch.plan, name: name.map(TenantName::into_string) };
+    platform.change_tenant(&slug, change).await?;
+    Ok(Json(view(&mut platform, &slug).await?))
+}
+
+/// Delete a tenant: mark it deleted (its hosts answer 404 like an unknown tenant) and purge
+/// its rows from every table with a `tenant_id`, in one transaction. Repeating it is harmless.
+#[utoipa::path(delete, path = "/platform/v1/tenants/{slug}", tag = "platform", params(("slug" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete_tenant(
+    Operator { id }: Operator,
+    Platform(mut platform): Platform,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let slug = path_slug(&slug)?;
+    let purged = platform.delete_tenant(&slug).await?;
+    let rows: u64 = purged.iter().map(|(_, n)| n).sum();
+    tracing::info!(tenant = %slug, operator = %id, rows, "tenant deleted and purged");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn view(platform: &mut PlatformConn, slug: &Slug) -> Result<TenantView, ApiError> {
+    let t = platform.tenant(slug).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
+    let domains = platform.domains(t.id).await?;
+    Ok(TenantView {
+        id: t.id,
+        slug: t.slug,
+        name: t.name,
+        status: t.status,
+        plan: t.plan,
+        created_at: t.created_at,
+        domains,
+    })
+}
