@@ -113,6 +113,32 @@ BEGIN
     UPDATE audit_chain_heads SET seq = ev.seq, head = ev.hash WHERE tenant_id = t;
 END $$;
 
+-- Import one exported event into the current tenant's chain (`rowguard tenants import`):
+-- every field is kept but the tenant, and the event is re-linked and re-hashed onto this
+-- tenant's chain — the import re-bases the chain explicitly and says so in a final event.
+CREATE FUNCTION audit_import(p_event jsonb) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    t        uuid := current_tenant();
+    ev       audit_events := jsonb_populate_record(NULL::audit_events, p_event);
+    head_seq bigint;
+    prev     bytea;
+BEGIN
+    IF t IS NULL THEN
+        RAISE EXCEPTION 'audit: no tenant is set for this transaction';
+    END IF;
+    INSERT INTO audit_chain_heads (tenant_id, seq, head)
+        VALUES (t, 0, '\x0000000000000000000000000000000000000000000000000000000000000000')
+        ON CONFLICT (tenant_id) DO NOTHING;
+    SELECT h.seq, h.head INTO head_seq, prev FROM audit_chain_heads h WHERE h.tenant_id = t FOR UPDATE;
+    ev.tenant_id   := t;
+    ev.seq         := head_seq + 1;
+    ev.occurred_at := date_trunc('microseconds', ev.occurred_at);
+    ev.prev_hash   := prev;
+    ev.hash        := sha256(prev || audit_canonical(ev));
+    INSERT INTO audit_events VALUES (ev.*);
+    UPDATE audit_chain_heads SET seq = ev.seq, head = ev.hash WHERE tenant_id = t;
+END $$;
+
 -- Secrets never reach the log: any column whose name mentions a hash, secret or token.
 CREATE FUNCTION audit_redact(j jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     SELECT coalesce(jsonb_object_agg(key, value), '{}') FROM jsonb_each(j)
@@ -129,8 +155,9 @@ DECLARE
     action   text;
     details  jsonb;
 BEGIN
-    -- Purging a deleted tenant removes its log too (see `purge`); nothing to record then.
-    IF current_setting('app.audit_purge', true) = 'on' THEN
+    -- Purging a deleted tenant removes its log too (see `purge`), and an imported tenant
+    -- brings its own log (see `audit_import`): nothing to record for either.
+    IF current_setting('app.audit_purge', true) = 'on' OR current_setting('app.audit_import', true) = 'on' THEN
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' THEN
@@ -184,3 +211,5 @@ GRANT DELETE ON audit_chain_heads TO rowguard_platform;
 GRANT SELECT, INSERT ON audit_checkpoints TO rowguard_app, rowguard_platform;
 GRANT DELETE ON audit_checkpoints TO rowguard_platform;
 GRANT EXECUTE ON FUNCTION audit_append(text, text, text, text, jsonb, text) TO rowguard_app, rowguard_platform;
+REVOKE EXECUTE ON FUNCTION audit_import(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_import(jsonb) TO rowguard_platform;

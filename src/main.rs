@@ -92,6 +92,18 @@ enum TenantsCommand {
     Delete { slug: String },
     /// For a deleted tenant: purge again and remove its registry entry, freeing the slug.
     Purge { slug: String },
+    /// Write every row of a tenant, from every tenant table, to a JSON Lines file.
+    Export {
+        slug: String,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Read an export into a NEW tenant (new id, all references kept, audit chain re-based).
+    Import {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        slug: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -218,6 +230,29 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
         }
         Command::Tenants(TenantsCommand::Delete { slug }) => tenants_delete(setup, &slug, false).await,
         Command::Tenants(TenantsCommand::Purge { slug }) => tenants_delete(setup, &slug, true).await,
+        Command::Tenants(TenantsCommand::Export { slug, out }) => {
+            let slug = Slug::parse(&slug)?;
+            let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
+            let header = rowguard::db::transfer::export(&mut platform, &slug, &mut file).await?;
+            let rows: u64 = header.tables.values().sum();
+            println!("exported {slug}: {rows} rows from {} tables to {}", header.tables.len(), out.display());
+            for (table, n) in &header.tables {
+                println!("  {table:<24} {n}");
+            }
+            Ok(())
+        }
+        Command::Tenants(TenantsCommand::Import { file, slug }) => {
+            let slug = Slug::parse(&slug)?;
+            let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+            let input = std::io::BufReader::new(std::fs::File::open(&file)?);
+            let (id, counts) = rowguard::db::transfer::import(&mut platform, input, &slug).await?;
+            println!("imported {} into new tenant {slug} ({id})", file.display());
+            for (table, n) in &counts {
+                println!("  {table:<24} {n}");
+            }
+            Ok(())
+        }
         Command::Operators(OperatorsCommand::Create { email, password }) => {
             let email = Email::parse(&email)?;
             let password = NewPassword::parse(&password)?;

@@ -10,6 +10,7 @@ pub mod platform;
 pub mod purge;
 pub mod registry;
 mod tenant_tx;
+pub mod transfer;
 pub mod verify;
 
 use std::time::Duration;

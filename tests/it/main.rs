@@ -11,4 +11,5 @@ mod isolation_http;
 mod isolation_sql;
 mod platform;
 mod tenant_resolution;
+mod transfer;
 mod verify;
