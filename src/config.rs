@@ -125,7 +125,7 @@ impl Config {
             signup: false,
             jwt_issuer: "rowguard".into(),
             access_token_ttl_secs: 900,
-            db_pool_size: 4,
+            db_pool_size: 8,
             request_timeout_ms: 10_000,
             body_limit_bytes: 64 * 1024,
             audit_signing_key: None,

@@ -56,6 +56,16 @@ enum OperatorsCommand {
     },
     /// List operators.
     List,
+    /// Disable an operator: its tokens are refused from the next request on.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Re-enable a disabled operator.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -262,6 +272,8 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
             println!("created operator {email} ({id})");
             Ok(())
         }
+        Command::Operators(OperatorsCommand::Disable { email }) => operators_set_active(setup, &email, false).await,
+        Command::Operators(OperatorsCommand::Enable { email }) => operators_set_active(setup, &email, true).await,
         Command::Operators(OperatorsCommand::List) => {
             let operators = PlatformConn::connect(setup.admin_url()?).await?.list_operators().await?;
             println!("{:<36} {:<10} EMAIL", "ID", "STATUS");
@@ -276,10 +288,17 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
     }
 }
 
+async fn operators_set_active(setup: &DatabaseSetup, email: &str, active: bool) -> anyhow::Result<()> {
+    let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+    anyhow::ensure!(platform.set_operator_active(email, active).await?, "no operator with e-mail {email:?}");
+    println!("operator {email} is now {}", if active { "active" } else { "disabled" });
+    Ok(())
+}
+
 async fn tenants_show(setup: &DatabaseSetup, slug: &str) -> anyhow::Result<()> {
     let slug = Slug::parse(slug)?;
     let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
-    let tenant = platform.tenant(&slug).await?.with_context(|| format!("no tenant with slug {slug:?}"))?;
+    let tenant = platform.tenant(&slug).await?.with_context(|| format!("no tenant with slug {:?}", slug.as_str()))?;
     let domains = platform.domains(tenant.id).await?;
     println!("slug     {}\nname     {}\nid       {}", tenant.slug, tenant.name, tenant.id);
     println!("status   {}\nplan     {}\ncreated  {}", tenant.status, tenant.plan, tenant.created_at);

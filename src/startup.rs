@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::audit::AuditSigner;
+use crate::auth::user_state::UserStateCache;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::config::Config;
 use crate::db::cluster::{Durability, EmbeddedCluster};
@@ -165,9 +166,15 @@ pub async fn build_context_with_platform(
     let audit =
         Arc::new(AuditSigner::load(config.audit_signing_key.as_deref(), &config.data_dir.join("audit-ed25519.pem"))?);
     spawn_checkpoints(db.clone(), Arc::clone(&audit), Duration::from_secs(config.audit_checkpoint_secs));
+    // A minute's backstop only: the users trigger's NOTIFY drops an entry within milliseconds.
+    let users = Arc::new(UserStateCache::new(Duration::from_secs(60)));
+    let user_watcher = Arc::clone(&users);
+    let user_feed = db.clone();
+    tokio::spawn(async move { user_feed.watch_user_changes(move |change| user_watcher.forget(change)).await });
     Ok(ApiContext {
         db,
         tenants,
+        users,
         keys: Arc::new(keys),
         hasher,
         base_domain: config.normalized_base_domain().into(),

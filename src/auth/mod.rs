@@ -3,6 +3,8 @@
 
 pub mod jwt;
 pub mod password;
+pub mod refresh;
+pub mod user_state;
 
 pub use jwt::{AccessClaims, JwtKeys, TokenError};
 pub use password::PasswordHasher;

@@ -11,6 +11,7 @@ pub mod purge;
 pub mod registry;
 mod tenant_tx;
 pub mod transfer;
+pub mod user_changes;
 pub mod verify;
 
 use std::time::Duration;
@@ -38,6 +39,9 @@ pub const PLATFORM_TABLES: &[&str] = &["tenants", "tenant_domains"];
 /// reuse are recorded as access events instead). Every other tenant table must carry the
 /// `audit_row_change` trigger; `policies verify` reports one that does not.
 pub const AUDIT_EXEMPT_TABLES: &[&str] = &["audit_events", "audit_chain_heads", "audit_checkpoints", "refresh_tokens"];
+/// Platform tables without `tenant_id` that the app role may not touch at all, not even read
+/// (operators' password hashes). `policies verify` reports any grant on them to the app role.
+pub const PLATFORM_PRIVATE_TABLES: &[&str] = &["operators"];
 
 /// The service's connection pool, as the app role. Cloning is cheap.
 #[derive(Clone)]

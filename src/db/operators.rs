@@ -54,6 +54,18 @@ impl PlatformConn {
             .await?)
     }
 
+    /// Disable (or re-enable) an operator by e-mail; false when there is no such operator. A
+    /// disabled operator's tokens are refused from the next request on.
+    pub async fn set_operator_active(&mut self, email: &str, active: bool) -> Result<bool, PlatformError> {
+        let changed = sqlx::query("UPDATE operators SET status = $2 WHERE lower(email) = lower($1)")
+            .bind(email)
+            .bind(if active { "active" } else { "disabled" })
+            .execute(self.conn())
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
     pub async fn list_operators(&mut self) -> Result<Vec<OperatorSummary>, PlatformError> {
         Ok(sqlx::query_as("SELECT id, email, status, created_at FROM operators ORDER BY lower(email)")
             .fetch_all(self.conn())

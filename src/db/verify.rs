@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use super::{APP_ROLE, AUDIT_EXEMPT_TABLES, PLATFORM_TABLES};
+use super::{APP_ROLE, AUDIT_EXEMPT_TABLES, PLATFORM_PRIVATE_TABLES, PLATFORM_TABLES};
 
 /// What a finding breaks. The kebab-case id (`rls-not-forced`) is stable: scripts match on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -796,6 +796,8 @@ async fn check_app_role_privileges(
                 "TRIGGER" => Some("TRIGGER lets it run code on every tenant's writes"),
                 _ => None,
             }
+        } else if PLATFORM_PRIVATE_TABLES.contains(&table.as_str()) {
+            Some("it holds operators' credentials, for the platform role only")
         } else if privilege == "SELECT" {
             (platform && !on_columns_only).then_some(
                 "it may read every column of a platform table; grant SELECT on the columns tenant resolution \

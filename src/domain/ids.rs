@@ -39,3 +39,11 @@ uuid_id!(
     /// A contact inside one tenant.
     ContactId
 );
+uuid_id!(
+    /// An organization inside one tenant.
+    OrganizationId
+);
+uuid_id!(
+    /// A deal inside one tenant.
+    DealId
+);

@@ -1,19 +1,23 @@
 //! Domain newtypes that parse at the edge ("parse, don't validate"): once a value of these
 //! types exists it is valid, so nothing past the HTTP layer checks it again.
 
+mod crm;
 mod email;
 mod ids;
+pub mod permissions;
 mod platform;
 mod role;
 mod slug;
 mod text;
 
+pub use crm::{Amount, Currency, DealStage, DealTitle, OrganizationName, WebDomain};
 pub use email::Email;
-pub use ids::{ContactId, TenantId, UserId};
+pub use ids::{ContactId, DealId, OrganizationId, TenantId, UserId};
+pub use permissions::Permission;
 pub use platform::{
     DomainName, OperatorId, PlanName, RESERVED_SLUGS, TenantLifecycle, TenantName, parse_unreserved_slug,
 };
-pub use role::Role;
+pub use role::{Role, UserStatus};
 pub use slug::Slug;
 pub use text::{ContactName, NewPassword, Phone};
 

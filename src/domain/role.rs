@@ -1,4 +1,4 @@
-//! Roles a user holds inside one tenant.
+//! Roles a user holds inside one tenant, and whether the account may act at all.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,5 +32,48 @@ impl Role {
             .into_iter()
             .find(|r| r.as_str() == raw)
             .ok_or_else(|| Invalid::new("role", "must be one of owner, admin, manager, member, auditor"))
+    }
+}
+
+/// Whether an account may log in and act. A deactivated user keeps its rows (and its place
+/// in history) but every request and refresh it makes is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    Active,
+    Deactivated,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Deactivated => "deactivated",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<UserStatus, Invalid> {
+        match raw {
+            "active" => Ok(UserStatus::Active),
+            "deactivated" => Ok(UserStatus::Deactivated),
+            _ => Err(Invalid::new("status", "must be active or deactivated")),
+        }
+    }
+}
+
+/// For reading the text columns with `#[sqlx(try_from = "String")]`.
+impl TryFrom<String> for Role {
+    type Error = Invalid;
+
+    fn try_from(raw: String) -> Result<Role, Invalid> {
+        Role::parse(&raw)
+    }
+}
+
+impl TryFrom<String> for UserStatus {
+    type Error = Invalid;
+
+    fn try_from(raw: String) -> Result<UserStatus, Invalid> {
+        UserStatus::parse(&raw)
     }
 }

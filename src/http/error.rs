@@ -122,6 +122,31 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl ApiError {
+    /// A write refused by a constraint the request itself can break. A foreign key → 422
+    /// `invalid_reference`: keys are composite `(tenant_id, x_id)`, so another tenant's id fails
+    /// exactly like a missing one and the answer cannot tell them apart. A unique index →
+    /// `on_unique` with the index name. Anything else is the server's fault.
+    pub fn from_write(e: sqlx::Error, on_unique: impl FnOnce(&str) -> Option<ApiError>) -> ApiError {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_foreign_key_violation() {
+                let detail = match db.constraint().unwrap_or_default() {
+                    c if c.contains("organization") => "organization_id does not name an organization of this tenant",
+                    c if c.contains("contact") => "contact_id does not name a contact of this tenant",
+                    _ => "a referenced id does not name a record of this tenant",
+                };
+                return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reference", detail);
+            }
+            if db.is_unique_violation()
+                && let Some(mapped) = on_unique(db.constraint().unwrap_or_default())
+            {
+                return mapped;
+            }
+        }
+        ApiError::from(e)
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
         match r {

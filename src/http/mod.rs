@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 pub mod layers;
+pub mod pagination;
 pub mod routes;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::audit::AuditSigner;
+use crate::auth::user_state::UserStateCache;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::db::Database;
 use error::ApiError;
@@ -36,6 +38,8 @@ use layers::tenant::TenantCache;
 pub struct ApiContext {
     pub db: Database,
     pub tenants: Arc<TenantCache>,
+    /// Current role, status and session cut-off per user, for the auth layer (ASVS 8.3.2).
+    pub users: Arc<UserStateCache>,
     pub keys: Arc<JwtKeys>,
     pub hasher: PasswordHasher,
     pub base_domain: Arc<str>,
@@ -60,7 +64,7 @@ pub struct Limits {
     info(title = "rowguard", description = "Multi-tenant API with tenant isolation enforced by PostgreSQL Row-Level Security. \
         Tenant routes take the tenant from the host ({slug}.{base domain} or a custom domain) or an X-Tenant header."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "contacts"), (name = "audit"), (name = "operations"),
+    tags((name = "auth"), (name = "users"), (name = "contacts"), (name = "organizations"), (name = "deals"), (name = "audit"), (name = "operations"),
         (name = "platform", description = "Operators (not tenant-scoped): tenants, their lifecycle and domains. \
             Bare host only; tokens from /platform/v1/auth/login, refused on tenant routes."))
 )]
@@ -83,6 +87,18 @@ impl utoipa::Modify for BearerAuth {
 fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     let authenticated = OpenApiRouter::new()
         .routes(routes!(routes::me::me))
+        .routes(routes!(routes::me::change_password))
+        .routes(routes!(routes::auth::logout_all))
+        .routes(routes!(routes::users::list_users, routes::users::create_user))
+        .routes(routes!(routes::users::get_user, routes::users::update_user, routes::users::delete_user))
+        .routes(routes!(routes::organizations::list_organizations, routes::organizations::create_organization))
+        .routes(routes!(
+            routes::organizations::get_organization,
+            routes::organizations::update_organization,
+            routes::organizations::delete_organization
+        ))
+        .routes(routes!(routes::deals::list_deals, routes::deals::create_deal))
+        .routes(routes!(routes::deals::get_deal, routes::deals::update_deal, routes::deals::delete_deal))
         .routes(routes!(routes::contacts::list_contacts, routes::contacts::create_contact))
         .routes(routes!(
             routes::contacts::get_contact,
@@ -96,8 +112,12 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .route_layer(from_fn_with_state(ctx.clone(), layers::auth::authenticate))
         // Outside authentication, so that what authentication refuses is recorded too.
         .route_layer(from_fn_with_state(ctx.clone(), layers::audit::record_refusals));
+    // Refresh and logout present a refresh token in the body, not a bearer token (the access
+    // token has usually expired by then); the tenant still comes from resolution.
+    let sessions = OpenApiRouter::new().routes(routes!(routes::auth::refresh)).routes(routes!(routes::auth::logout));
     let tenant_api = OpenApiRouter::new()
         .routes(routes!(routes::auth::login))
+        .merge(sessions)
         .merge(authenticated)
         .route_layer(from_fn_with_state(ctx.clone(), layers::tenant::resolve_tenant));
     OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -163,10 +163,16 @@ async fn a_disabled_operator_is_refused_on_the_next_request() {
     let token =
         operator_login(&app, &op.email, &op.password).await.body["access_token"].as_str().expect("t").to_string();
     assert_eq!(platform(&app, &token, Method::GET, "/platform/v1/tenants", None).await.status, StatusCode::OK);
-    let mut su = app.superuser_connection().await;
-    su.execute("UPDATE operators SET status = 'disabled'").await.expect("disable");
+    // As `rowguard operators disable --email` does it.
+    let mut cli = PlatformConn::connect(&app.superuser_url()).await.expect("platform connection");
+    assert!(cli.set_operator_active("SOON-GONE@rowguard.test", false).await.expect("disable"));
+    assert!(!cli.set_operator_active("nobody@rowguard.test", false).await.expect("no one"));
     let r = platform(&app, &token, Method::GET, "/platform/v1/tenants", None).await;
     r.assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
+    let r = operator_login(&app, &op.email, &op.password).await;
+    r.assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    assert!(cli.set_operator_active(&op.email, true).await.expect("enable"));
+    assert_eq!(platform(&app, &token, Method::GET, "/platform/v1/tenants", None).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -382,8 +388,26 @@ async fn deleting_a_tenant_purges_its_rows_from_every_tenant_table_and_spares_th
     }
     let [(doomed, doomed_token), (spared, spared_token)] = <[_; 2]>::try_from(tenants).ok().expect("two tenants");
     let mut su = app.superuser_connection().await;
+    // A tenant table the purge code has never heard of, added the way the README says, whose
+    // rows reference contacts: found from the catalog, and purged before the contacts it needs.
+    su.execute(
+        "CREATE TABLE invoices (
+             tenant_id uuid NOT NULL REFERENCES tenants (id),
+             id uuid NOT NULL,
+             contact_id uuid NOT NULL,
+             PRIMARY KEY (tenant_id, id),
+             FOREIGN KEY (tenant_id, contact_id) REFERENCES contacts (tenant_id, id));
+         GRANT SELECT, INSERT, UPDATE, DELETE ON invoices TO rowguard_app, rowguard_platform;
+         ALTER TABLE invoices ENABLE ROW LEVEL SECURITY;
+         ALTER TABLE invoices FORCE ROW LEVEL SECURITY;
+         CREATE POLICY tenant_isolation ON invoices
+             USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+         INSERT INTO invoices SELECT tenant_id, gen_random_uuid(), id FROM contacts;",
+    )
+    .await
+    .expect("a later tenant table");
     let before = rows_per_tenant_table(&mut su, doomed.id.0).await;
-    for table in ["public.users", "public.contacts", "public.tenant_domains"] {
+    for table in ["public.users", "public.contacts", "public.tenant_domains", "public.invoices"] {
         assert!(before.get(table).is_some_and(|n| *n > 0), "{table} should hold doomed's rows first: {before:?}");
     }
     let spared_before = rows_per_tenant_table(&mut su, spared.id.0).await;

@@ -225,6 +225,12 @@ const BREAKS: &[Break] = &[
         expect: &[("tenant_domains", Rule::AppRoleExcessPrivilege), ("tenants", Rule::AppRoleExcessPrivilege)],
     },
     Break {
+        name: "reading operators is app-role-excess-privilege",
+        role: false,
+        sql: "GRANT SELECT (email, password_hash) ON operators TO rowguard_app",
+        expect: &[("operators", Rule::AppRoleExcessPrivilege)],
+    },
+    Break {
         name: "a BYPASSRLS app role is app-role-bypassrls",
         role: true,
         sql: "ALTER ROLE {role} BYPASSRLS",

@@ -8,8 +8,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::tenant::ResolvedTenant;
-use crate::auth::TokenError;
-use crate::domain::{Role, TenantId, UserId};
+use crate::auth::{AccessClaims, TokenError};
+use crate::domain::{Permission, Role, TenantId, UserId, UserStatus};
 use crate::http::ApiContext;
 use crate::http::error::ApiError;
 
@@ -40,8 +40,43 @@ pub async fn authenticate(
         return Err(ApiError::forbidden("tenant_mismatch", "the token was issued for another tenant"));
     }
     tracing::Span::current().record("user", tracing::field::display(claims.sub));
-    request.extensions_mut().insert(Principal { user: claims.sub, tenant, role: claims.role });
+    // Authorization changes count on the next request (ASVS 8.3.2): the user's current state,
+    // from the per-instance cache, decides — not what the token said when it was issued.
+    let state = ctx.users.get(&ctx.db, tenant, claims.sub).await?;
+    let revoked = || ApiError::unauthorized("session_revoked", "this session has ended; log in again");
+    let state = state.filter(|s| s.status == UserStatus::Active).ok_or_else(revoked)?;
+    if issued_at_ms(&claims) < state.sessions_valid_after_ms {
+        return Err(revoked());
+    }
+    // The current role, never the token's: a demotion must not wait for the token to expire.
+    request.extensions_mut().insert(Principal { user: claims.sub, tenant, role: state.role });
     Ok(next.run(request).await)
+}
+
+impl Principal {
+    /// The one permission check (the matrix is `domain::permissions`): 403 `forbidden` when
+    /// the principal's current role does not hold `permission`.
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.role.can(permission) {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(
+            "forbidden",
+            format!("the {} role does not have the {} permission", self.role.as_str(), permission.as_str()),
+        ))
+    }
+}
+
+/// When the token was issued, to the millisecond: `iat` is whole seconds, too coarse to order
+/// a token against a logout-all in the same second, but the `jti` is a uuid v7 minted at the
+/// same moment and carries a millisecond timestamp. Without one, the start of `iat`'s second
+/// (the earliest it can have been issued) — which fails closed.
+fn issued_at_ms(claims: &AccessClaims) -> i64 {
+    let from_jti = claims.jti.get_timestamp().map(|t| {
+        let (secs, nanos) = t.to_unix();
+        i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000) + i64::from(nanos / 1_000_000)
+    });
+    from_jti.unwrap_or_else(|| i64::try_from(claims.iat).unwrap_or(i64::MAX).saturating_mul(1000))
 }
 
 pub(crate) fn bearer_token(request: &Request) -> Result<&str, ApiError> {

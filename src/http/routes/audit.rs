@@ -13,7 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::audit::{self, ChainReport, Checkpoint};
-use crate::domain::{Role, TenantId};
+use crate::domain::TenantId;
+use crate::domain::permissions::Permission;
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Query, TenantScope};
@@ -83,10 +84,7 @@ const SELECT_EVENTS: &str =
   LIMIT $10";
 
 fn require_reader(principal: &Principal) -> Result<(), ApiError> {
-    match principal.role {
-        Role::Owner | Role::Admin | Role::Auditor => Ok(()),
-        _ => Err(ApiError::forbidden("forbidden", "reading the audit log needs the owner, admin or auditor role")),
-    }
+    principal.require(Permission::ReadAuditLog)
 }
 
 fn bind_filter<'q>(

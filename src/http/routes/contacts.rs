@@ -8,9 +8,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::Literal;
-use crate::domain::{ContactId, ContactName, Email, Phone};
+use crate::domain::{ContactId, ContactName, Email, OrganizationId, Permission, Phone};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query, TenantScope};
+use crate::http::layers::auth::Principal;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Contact {
@@ -18,6 +19,7 @@ pub struct Contact {
     pub name: String,
     pub email: String,
     pub phone: Option<String>,
+    pub organization_id: Option<OrganizationId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -36,6 +38,8 @@ pub struct ListParams {
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only the contacts of this organization.
+    organization_id: Option<OrganizationId>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -44,6 +48,7 @@ pub struct NewContact {
     name: String,
     email: String,
     phone: Option<String>,
+    organization_id: Option<OrganizationId>,
 }
 
 /// Fields to change; absent fields stay as they are, `"phone": null` clears the phone.
@@ -55,6 +60,10 @@ pub struct ContactPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     phone: Option<Option<String>>,
+    /// `null` detaches the contact from its organization.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<OrganizationId>)]
+    organization_id: Option<Option<OrganizationId>>,
 }
 
 /// Distinguishes `"phone": null` (Some(None)) from an absent field (None, via `default`).
@@ -67,8 +76,10 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     responses((status = 200, body = ContactPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_contacts(
     scope: TenantScope,
+    principal: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<ContactPage>, ApiError> {
+    principal.require(Permission::ReadContacts)?;
     let limit = params.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 100"));
@@ -80,6 +91,9 @@ pub async fn list_contacts(
         ),
         None => None,
     };
+    if let Some(organization) = params.organization_id {
+        return list_of_organization(&scope, organization, limit, after).await.map(Json);
+    }
     let mut items: Vec<Contact> = scope
         .read_once(
             LIST_CONTACTS_SQL,
@@ -104,40 +118,48 @@ pub async fn list_contacts(
     responses((status = 201, body = Contact), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_contact(
     scope: TenantScope,
+    principal: Principal,
     Json(body): Json<NewContact>,
 ) -> Result<(StatusCode, Json<Contact>), ApiError> {
+    principal.require(Permission::WriteContacts)?;
     let name = ContactName::parse(&body.name).map_err(ApiError::validation)?;
     let email = Email::parse(&body.email).map_err(ApiError::validation)?;
     let phone = body.phone.as_deref().map(Phone::parse).transpose().map_err(ApiError::validation)?;
     let mut tx = scope.begin().await?;
     let contact: Contact = sqlx::query_as(
-        "INSERT INTO contacts (tenant_id, id, name, email, phone) VALUES ($1, $2, $3, $4, $5)
-         RETURNING id, name, email, phone, created_at, updated_at",
+        "INSERT INTO contacts (tenant_id, id, name, email, phone, organization_id) VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING id, name, email, phone, organization_id, created_at, updated_at",
     )
     .bind(scope.tenant_id())
     .bind(ContactId::new_v7())
     .bind(name.as_str())
     .bind(email.as_str())
     .bind(phone.as_ref().map(Phone::as_str))
+    .bind(body.organization_id)
     .fetch_one(tx.conn())
-    .await?;
+    .await
+    .map_err(|e| ApiError::from_write(e, |_| None))?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(contact)))
 }
 
 /// Keyset page: `$2` is the last id of the previous page or NULL, `$3` the limit plus one.
-const LIST_CONTACTS_SQL: &str = "SELECT id, name, email, phone, created_at, updated_at FROM contacts
+const LIST_CONTACTS_SQL: &str = "SELECT id, name, email, phone, organization_id, created_at, updated_at FROM contacts
   WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3";
 
 /// The hot path's one statement (sent with `read_once`); the benchmark's database ceiling
 /// sends exactly this.
-pub const GET_CONTACT_SQL: &str =
-    "SELECT id, name, email, phone, created_at, updated_at FROM contacts WHERE tenant_id = $1 AND id = $2";
+pub const GET_CONTACT_SQL: &str = "SELECT id, name, email, phone, organization_id, created_at, updated_at FROM contacts WHERE tenant_id = $1 AND id = $2";
 
 /// One contact.
 #[utoipa::path(get, path = "/v1/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), security(("bearer" = [])),
     responses((status = 200, body = Contact), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_contact(scope: TenantScope, Path(id): Path<ContactId>) -> Result<Json<Contact>, ApiError> {
+pub async fn get_contact(
+    scope: TenantScope,
+    principal: Principal,
+    Path(id): Path<ContactId>,
+) -> Result<Json<Contact>, ApiError> {
+    principal.require(Permission::ReadContacts)?;
     let args = [Literal::Uuid(scope.tenant_id().0), Literal::Uuid(id.0)];
     let contact = scope.read_once::<Contact>(GET_CONTACT_SQL, &args).await?.into_iter().next();
     contact.map(Json).ok_or_else(|| ApiError::not_found("contact"))
@@ -150,9 +172,11 @@ pub async fn get_contact(scope: TenantScope, Path(id): Path<ContactId>) -> Resul
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn update_contact(
     scope: TenantScope,
+    principal: Principal,
     Path(id): Path<ContactId>,
     Json(patch): Json<ContactPatch>,
 ) -> Result<Json<Contact>, ApiError> {
+    principal.require(Permission::WriteContacts)?;
     let name = patch.name.as_deref().map(ContactName::parse).transpose().map_err(ApiError::validation)?;
     let email = patch.email.as_deref().map(Email::parse).transpose().map_err(ApiError::validation)?;
     let phone = match patch.phone {
@@ -166,9 +190,10 @@ pub async fn update_contact(
             SET name = COALESCE($3, name),
                 email = COALESCE($4, email),
                 phone = CASE WHEN $5 THEN $6 ELSE phone END,
+                organization_id = CASE WHEN $7 THEN $8 ELSE organization_id END,
                 updated_at = now()
           WHERE tenant_id = $1 AND id = $2
-         RETURNING id, name, email, phone, created_at, updated_at",
+         RETURNING id, name, email, phone, organization_id, created_at, updated_at",
     )
     .bind(scope.tenant_id())
     .bind(id)
@@ -176,26 +201,72 @@ pub async fn update_contact(
     .bind(email.as_ref().map(Email::as_str))
     .bind(phone.is_some())
     .bind(phone.flatten().as_ref().map(Phone::as_str))
+    .bind(patch.organization_id.is_some())
+    .bind(patch.organization_id.flatten())
     .fetch_optional(tx.conn())
-    .await?;
+    .await
+    .map_err(|e| ApiError::from_write(e, |_| None))?;
     tx.commit().await?;
     contact.map(Json).ok_or_else(|| ApiError::not_found("contact"))
 }
 
 /// Delete a contact.
 #[utoipa::path(delete, path = "/v1/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), security(("bearer" = [])),
-    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn delete_contact(scope: TenantScope, Path(id): Path<ContactId>) -> Result<StatusCode, ApiError> {
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`contact_in_use`: deals name this contact", body = Problem, content_type = "application/problem+json")))]
+pub async fn delete_contact(
+    scope: TenantScope,
+    principal: Principal,
+    Path(id): Path<ContactId>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Permission::WriteContacts)?;
     let mut tx = scope.begin().await?;
     let deleted = sqlx::query("DELETE FROM contacts WHERE tenant_id = $1 AND id = $2")
         .bind(scope.tenant_id())
         .bind(id)
         .execute(tx.conn())
-        .await?
+        .await
+        .map_err(|e| match &e {
+            // Deals name their contact; deleting it would orphan them.
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => ApiError::new(
+                StatusCode::CONFLICT,
+                "contact_in_use",
+                "the contact still has deals; delete or move them first",
+            ),
+            _ => ApiError::from(e),
+        })?
         .rows_affected();
     tx.commit().await?;
     if deleted == 0 {
         return Err(ApiError::not_found("contact"));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `?organization_id=` page: bound parameters on the (tenant_id, organization_id, id) index.
+async fn list_of_organization(
+    scope: &TenantScope,
+    organization: OrganizationId,
+    limit: u32,
+    after: Option<uuid::Uuid>,
+) -> Result<ContactPage, ApiError> {
+    let mut tx = scope.begin().await?;
+    let mut items: Vec<Contact> = sqlx::query_as(
+        "SELECT id, name, email, phone, organization_id, created_at, updated_at FROM contacts
+          WHERE tenant_id = $1 AND organization_id = $2 AND ($3::uuid IS NULL OR id > $3) ORDER BY id LIMIT $4",
+    )
+    .bind(scope.tenant_id())
+    .bind(organization)
+    .bind(after)
+    .bind(i64::from(limit) + 1)
+    .fetch_all(tx.conn())
+    .await?;
+    tx.commit().await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|c| c.id.to_string())
+    } else {
+        None
+    };
+    Ok(ContactPage { items, next_cursor })
 }

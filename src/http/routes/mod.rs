@@ -4,7 +4,10 @@
 pub mod audit;
 pub mod auth;
 pub mod contacts;
+pub mod deals;
 pub mod health;
 pub mod jwks;
 pub mod me;
+pub mod organizations;
 pub mod platform;
+pub mod users;

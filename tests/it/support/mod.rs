@@ -270,3 +270,48 @@ impl TestApp {
         TestResponse { status, headers, body }
     }
 }
+
+/// A user of some role in a test tenant, logged in.
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl TestApp {
+    /// Another instance of the service over this test's database: its own pool, caches and
+    /// change listeners, as a second process behind a load balancer would have.
+    pub async fn another_instance(&self) -> TestApp {
+        let config = Config::for_tests(cluster().keys_dir.clone());
+        let ctx = rowguard::startup::build_context(&config, &self.app_url()).await.expect("context");
+        let router = rowguard::http::router(ctx, rowguard::startup::limits(&config));
+        TestApp { router, db_name: self.db_name.clone() }
+    }
+
+    /// `POST /v1/auth/login` on `tenant`.
+    pub async fn login(&self, tenant: &str, email: &str, password: &str) -> TestResponse {
+        let body = serde_json::json!({"email": email, "password": password});
+        self.call(Method::POST, "/v1/auth/login", &[("x-tenant", tenant)], Some(body)).await
+    }
+
+    /// Create a user with `role` through the API as the tenant's owner, and log it in.
+    pub async fn create_user(&self, tenant: &TestTenant, role: &str) -> TestUser {
+        let owner = self.owner_token(tenant).await;
+        let email = format!("{role}-{}@{}.test", uuid::Uuid::now_v7().simple(), tenant.slug);
+        let password = format!("{role}-password-{}", random_secret());
+        let body = serde_json::json!({"email": email, "password": password, "role": role});
+        let created = self.call_as(&owner, &tenant.slug, Method::POST, "/v1/users", Some(body)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "create {role}: {}", created.body);
+        let login = self.login(&tenant.slug, &email, &password).await;
+        assert_eq!(login.status, StatusCode::OK, "login {role}: {}", login.body);
+        TestUser {
+            id: created.body["id"].as_str().expect("id").to_string(),
+            email,
+            password,
+            access_token: login.body["access_token"].as_str().expect("access token").to_string(),
+            refresh_token: login.body["refresh_token"].as_str().expect("refresh token").to_string(),
+        }
+    }
+}

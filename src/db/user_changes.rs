@@ -1,0 +1,60 @@
+//! The change feed of users: a trigger NOTIFYs `rowguard_user_changed` with `tenant:user`
+//! after a role, status or sessions change commits; every instance LISTENs and drops its cache entry.
+
+use futures_util::StreamExt;
+use sqlx::postgres::PgListener;
+
+use super::Database;
+use crate::domain::{TenantId, UserId};
+
+/// What a notification says should be forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserChange {
+    One(TenantId, UserId),
+    /// The listener (re)connected or could not read a payload: changes may have been missed.
+    All,
+}
+
+impl Database {
+    /// Calls `on_change` for every changed user, and with `All` whenever notifications may
+    /// have been missed (first connect, reconnect). Runs until the pool closes.
+    pub async fn watch_user_changes(&self, on_change: impl Fn(UserChange) + Send + 'static) {
+        loop {
+            if self.pool.is_closed() {
+                return;
+            }
+            match PgListener::connect_with(&self.pool).await {
+                Ok(mut listener) => {
+                    if listener.listen("rowguard_user_changed").await.is_ok() {
+                        on_change(UserChange::All);
+                        let mut stream = listener.into_stream();
+                        while let Some(note) = stream.next().await {
+                            let Ok(note) = note else { break };
+                            on_change(parse_payload(note.payload()).unwrap_or(UserChange::All));
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "user change listener cannot connect; retrying"),
+            }
+            on_change(UserChange::All);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+}
+
+fn parse_payload(payload: &str) -> Option<UserChange> {
+    let (tenant, user) = payload.split_once(':')?;
+    Some(UserChange::One(TenantId(tenant.parse().ok()?), UserId(user.parse().ok()?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_tenant_and_user() {
+        let (t, u) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        assert_eq!(parse_payload(&format!("{t}:{u}")), Some(UserChange::One(TenantId(t), UserId(u))));
+        assert_eq!(parse_payload("garbage"), None);
+    }
+}

@@ -1,0 +1,44 @@
+//! Keyset pagination shared by every list route: `limit` (1–100, default 20) and an opaque
+//! `cursor` (the last id of the previous page; ids are uuid v7, so id order is creation order).
+
+use uuid::Uuid;
+
+use super::error::ApiError;
+
+/// A parsed page request: fetch `fetch_limit()` rows with `id > after`, ordered by id.
+#[derive(Debug, Clone, Copy)]
+pub struct Keyset {
+    pub limit: u32,
+    pub after: Option<Uuid>,
+}
+
+impl Keyset {
+    pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> Result<Keyset, ApiError> {
+        let limit = limit.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 100"));
+        }
+        let after = cursor
+            .map(|c| {
+                Uuid::parse_str(c)
+                    .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API gave out"))
+            })
+            .transpose()?;
+        Ok(Keyset { limit, after })
+    }
+
+    /// One row more than the page, to know whether another page follows.
+    pub fn fetch_limit(&self) -> i64 {
+        i64::from(self.limit) + 1
+    }
+
+    /// Trim the extra row; the cursor of the next page, if there is one.
+    pub fn finish<T>(&self, items: &mut Vec<T>, id: impl Fn(&T) -> Uuid) -> Option<String> {
+        if items.len() > self.limit as usize {
+            items.truncate(self.limit as usize);
+            items.last().map(|item| id(item).to_string())
+        } else {
+            None
+        }
+    }
+}
