@@ -74,6 +74,15 @@ pub struct Config {
     #[arg(long, env = "ROWGUARD_BODY_LIMIT", default_value_t = 64 * 1024, global = true)]
     pub body_limit_bytes: usize,
 
+    /// Ed25519 private key (PKCS#8 PEM) that signs audit checkpoints. Unset: a development
+    /// key is generated once and kept in the data directory.
+    #[arg(long, env = "ROWGUARD_AUDIT_SIGNING_KEY", global = true, hide_env_values = true)]
+    pub audit_signing_key: Option<String>,
+
+    /// Seconds between scheduled audit checkpoints (0: only on demand).
+    #[arg(long, env = "ROWGUARD_AUDIT_CHECKPOINT_SECS", default_value_t = 3600, global = true)]
+    pub audit_checkpoint_secs: u64,
+
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "ROWGUARD_LOG", default_value = "info,sqlx=warn", global = true)]
     pub log: String,
@@ -135,9 +144,11 @@ impl Config {
             signup: false,
             jwt_issuer: "rowguard".into(),
             access_token_ttl_secs: 900,
-            db_pool_size: 4,
+            db_pool_size: 8,
             request_timeout_ms: 10_000,
             body_limit_bytes: 64 * 1024,
+            audit_signing_key: None,
+            audit_checkpoint_secs: 0,
             log: "warn".into(),
             log_format: "text".into(),
             seed_demo: false,

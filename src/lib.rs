@@ -1,6 +1,7 @@
 //! rowguard: a multi-tenant HTTP API whose tenant isolation is enforced by PostgreSQL
 //! Row-Level Security. The binary in `main.rs` is a thin CLI over this library.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod db;

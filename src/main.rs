@@ -33,6 +33,9 @@ enum Command {
     /// Database helpers.
     #[command(subcommand)]
     Db(DbCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Schema and RLS policy migrations, and proof from the live catalog that isolation holds.
     #[command(subcommand)]
     Policies(PoliciesCommand),
@@ -99,6 +102,31 @@ enum TenantsCommand {
     Delete { slug: String },
     /// For a deleted tenant: purge again and remove its registry entry, freeing the slug.
     Purge { slug: String },
+    /// Write every row of a tenant, from every tenant table, to a JSON Lines file.
+    Export {
+        slug: String,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Read an export into a NEW tenant (new id, all references kept, audit chain re-based).
+    Import {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        slug: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify tenants' hash chains and signed checkpoints; exits non-zero on a broken link.
+    Verify {
+        /// The tenant to verify.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        tenant: Option<String>,
+        /// Verify every tenant.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -194,6 +222,7 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
             }
             Ok(())
         }
+        Command::Audit(AuditCommand::Verify { tenant, all: _ }) => audit_verify(config, setup, tenant).await,
         Command::Db(DbCommand::Url { admin }) => {
             let url = if admin { setup.admin_url()?.to_string() } else { setup.app_url.clone() };
             println!("{url}");
@@ -211,6 +240,29 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
         }
         Command::Tenants(TenantsCommand::Delete { slug }) => tenants_delete(setup, &slug, false).await,
         Command::Tenants(TenantsCommand::Purge { slug }) => tenants_delete(setup, &slug, true).await,
+        Command::Tenants(TenantsCommand::Export { slug, out }) => {
+            let slug = Slug::parse(&slug)?;
+            let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
+            let header = rowguard::db::transfer::export(&mut platform, &slug, &mut file).await?;
+            let rows: u64 = header.tables.values().sum();
+            println!("exported {slug}: {rows} rows from {} tables to {}", header.tables.len(), out.display());
+            for (table, n) in &header.tables {
+                println!("  {table:<24} {n}");
+            }
+            Ok(())
+        }
+        Command::Tenants(TenantsCommand::Import { file, slug }) => {
+            let slug = Slug::parse(&slug)?;
+            let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+            let input = std::io::BufReader::new(std::fs::File::open(&file)?);
+            let (id, counts) = rowguard::db::transfer::import(&mut platform, input, &slug).await?;
+            println!("imported {} into new tenant {slug} ({id})", file.display());
+            for (table, n) in &counts {
+                println!("  {table:<24} {n}");
+            }
+            Ok(())
+        }
         Command::Operators(OperatorsCommand::Create { email, password }) => {
             let email = Email::parse(&email)?;
             let password = NewPassword::parse(&password)?;
@@ -359,6 +411,58 @@ async fn policies_verify(setup: &DatabaseSetup, json: bool) -> anyhow::Result<()
         }
     }
     anyhow::ensure!(findings.is_empty(), "policies verify: {} finding(s)", findings.len());
+    Ok(())
+}
+
+/// Walk each chosen tenant's chain as the platform role (in the tenant's own transaction),
+/// confirming the checkpoints signed with this installation's audit key.
+async fn audit_verify(config: &Config, setup: &mut DatabaseSetup, only: Option<String>) -> anyhow::Result<()> {
+    let signer = rowguard::audit::AuditSigner::load(
+        config.audit_signing_key.as_deref(),
+        &config.data_dir.join("audit-ed25519.pem"),
+    )?;
+    let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+    let tenants: Vec<_> = platform
+        .list_tenants()
+        .await?
+        .into_iter()
+        .filter(|t| only.as_deref().is_none_or(|slug| t.slug == slug))
+        .collect();
+    if let Some(slug) = &only {
+        anyhow::ensure!(!tenants.is_empty(), "no tenant {slug:?}");
+    }
+    let mut broken = 0;
+    for t in tenants {
+        let mut tx = platform.tenant_tx(t.id).await?;
+        let checkpoints = rowguard::audit::checkpoint::list(tx.conn(), t.id).await?;
+        let mut expected = Vec::new();
+        let mut bad = Vec::new();
+        for c in &checkpoints {
+            if c.key_id == signer.key_id() && !signer.verifies(c) {
+                bad.push(c.seq);
+            } else {
+                expected.push((c.seq, c.head.clone()));
+            }
+        }
+        let report = rowguard::audit::verify_chain(tx.conn(), t.id, &expected).await?;
+        tx.commit().await?;
+        match &report.first_broken {
+            None if bad.is_empty() => println!(
+                "{}: {} events, chain intact, {} checkpoint(s) confirmed, head {}",
+                t.slug, report.events, report.checkpoints_checked, report.head_hash
+            ),
+            first => {
+                broken += 1;
+                if let Some(link) = first {
+                    println!("{}: BROKEN at event {}: {}", t.slug, link.seq, link.reason);
+                }
+                if !bad.is_empty() {
+                    println!("{}: checkpoint signatures do not verify at events {bad:?}", t.slug);
+                }
+            }
+        }
+    }
+    anyhow::ensure!(broken == 0, "{broken} tenant(s) with a broken audit chain");
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::audit::AuditSigner;
 use crate::auth::user_state::UserStateCache;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::config::Config;
@@ -166,6 +167,9 @@ pub async fn build_context_with_platform(
     let watcher = Arc::clone(&tenants);
     let watched = db.clone();
     tokio::spawn(async move { watched.watch_tenant_changes(move || watcher.invalidate_all()).await });
+    let audit =
+        Arc::new(AuditSigner::load(config.audit_signing_key.as_deref(), &config.data_dir.join("audit-ed25519.pem"))?);
+    spawn_checkpoints(db.clone(), Arc::clone(&audit), Duration::from_secs(config.audit_checkpoint_secs));
     // A minute's backstop only: the users trigger's NOTIFY drops an entry within milliseconds.
     let users = Arc::new(UserStateCache::new(Duration::from_secs(60)));
     let user_watcher = Arc::clone(&users);
@@ -184,9 +188,30 @@ pub async fn build_context_with_platform(
         rate_limits,
         trusted_proxies,
         hsts: config.hsts_enabled(),
+        audit,
+        access_sampler: Arc::default(),
         platform,
         signup: config.signup,
     })
+}
+
+/// Sign a checkpoint of every tenant's audit chain that moved, every `every`.
+fn spawn_checkpoints(db: Database, signer: Arc<AuditSigner>, every: Duration) {
+    if every.is_zero() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await; // the first tick is immediate; start one period in
+        loop {
+            ticks.tick().await;
+            match db.checkpoint_all(&signer).await {
+                Ok(n) if n > 0 => tracing::info!(checkpoints = n, "signed audit checkpoints"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "audit checkpoints failed"),
+            }
+        }
+    });
 }
 
 pub fn limits(config: &Config) -> Limits {

@@ -10,6 +10,7 @@ pub mod platform;
 pub mod purge;
 pub mod registry;
 mod tenant_tx;
+pub mod transfer;
 pub mod user_changes;
 pub mod verify;
 
@@ -18,7 +19,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-pub use tenant_tx::{HotStatement, Literal, TenantTx};
+pub use tenant_tx::{Actor, HotStatement, Literal, TenantTx};
 
 /// Role names fixed by the migrations' GRANTs (DESIGN.md invariant 5).
 pub const OWNER_ROLE: &str = "rowguard_owner";
@@ -33,6 +34,11 @@ pub const PLATFORM_LOGIN_ROLE: &str = "rowguard_platform_login";
 /// written only by the platform role. Everything else with a `tenant_id` must have RLS.
 pub const PLATFORM_TABLES: &[&str] = &["tenants", "tenant_domains"];
 
+/// Tenant tables whose rows are not audited as data changes: the audit trail itself, and
+/// session bookkeeping whose every use would otherwise flood the log (logins and refresh
+/// reuse are recorded as access events instead). Every other tenant table must carry the
+/// `audit_row_change` trigger; `policies verify` reports one that does not.
+pub const AUDIT_EXEMPT_TABLES: &[&str] = &["audit_events", "audit_chain_heads", "audit_checkpoints", "refresh_tokens"];
 /// Platform tables without `tenant_id` that the app role may not touch at all, not even read
 /// (operators' password hashes). `policies verify` reports any grant on them to the app role.
 pub const PLATFORM_PRIVATE_TABLES: &[&str] = &["operators"];

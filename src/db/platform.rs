@@ -247,6 +247,8 @@ impl PlatformConn {
         if current.status == TenantLifecycle::Deleted.as_str() {
             return Err(PlatformError::TenantDeleted(slug.to_string()));
         }
+        // In the tenant's own transaction, so the change lands in its audit trail with it.
+        let mut tx = TenantTx::begin_on(self.conn(), current.id).await?;
         let changed: Option<TenantSummary> = sqlx::query_as(
             "UPDATE tenants
                 SET status = COALESCE($2, status), plan = COALESCE($3, plan), name = COALESCE($4, name),
@@ -258,10 +260,28 @@ impl PlatformConn {
         .bind(change.status.map(TenantLifecycle::as_str))
         .bind(change.plan.map(PlanName::as_str))
         .bind(change.name.as_deref())
-        .fetch_optional(self.conn())
+        .fetch_optional(tx.conn())
         .await?;
         // Deleted between the two statements: say so rather than pretend it changed.
-        changed.ok_or_else(|| PlatformError::TenantDeleted(slug.to_string()))
+        let changed = changed.ok_or_else(|| PlatformError::TenantDeleted(slug.to_string()))?;
+        let action = match (current.status.as_str(), changed.status.as_str()) {
+            (before, "suspended") if before != "suspended" => "tenant.suspend",
+            ("suspended", after) if after != "suspended" => "tenant.resume",
+            _ if current.plan != changed.plan => "tenant.plan_change",
+            _ => "tenant.update",
+        };
+        let details = serde_json::json!({
+            "before": {"status": current.status, "plan": current.plan, "name": current.name},
+            "after": {"status": changed.status, "plan": changed.plan, "name": changed.name},
+        });
+        sqlx::query("SELECT audit_append($1, 'tenant', $2, 'success', $3, 'operator')")
+            .bind(action)
+            .bind(changed.id.to_string())
+            .bind(details)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(changed)
     }
 
     /// Mark the tenant deleted and purge its rows from every table with a `tenant_id`, in ONE

@@ -86,6 +86,11 @@ fn record((id, slug, status, plan, per_second, burst, cors_allowed_origins): Row
 }
 
 impl Database {
+    /// Every tenant that is not deleted (for scheduled work such as audit checkpoints).
+    pub async fn live_tenant_ids(&self) -> Result<Vec<TenantId>, sqlx::Error> {
+        sqlx::query_scalar("SELECT id FROM tenants WHERE status <> 'deleted' ORDER BY id").fetch_all(&self.pool).await
+    }
+
     pub async fn tenant_by_slug(&self, slug: &str) -> Result<Option<TenantRecord>, sqlx::Error> {
         let row: Option<Row> = sqlx::query_as(
             "SELECT id, slug, status, plan, rate_limit_per_second, rate_limit_burst, cors_allowed_origins

@@ -3,10 +3,12 @@
 
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{AssertSqlSafe, Postgres, Transaction};
+use std::net::IpAddr;
+
 use uuid::Uuid;
 
 use super::Database;
-use crate::domain::{TenantId, UserId};
+use crate::domain::{Role, TenantId, UserId};
 
 /// A transaction that has already set `app.tenant_id` (and `app.user_id` when a user acts).
 ///
@@ -33,6 +35,48 @@ impl TenantTx<'static> {
     ) -> Result<TenantTx<'static>, sqlx::Error> {
         let tx = db.pool.begin_with(AssertSqlSafe(begin_statement(tenant, user))).await?;
         Ok(TenantTx { tx, tenant })
+    }
+}
+
+impl TenantTx<'static> {
+    /// Open a tenant transaction that also records who acts, for the audit trail's triggers:
+    /// the same single statement as `begin`, with more transaction-local settings.
+    pub async fn begin_as(db: &Database, tenant: TenantId, actor: &Actor) -> Result<TenantTx<'static>, sqlx::Error> {
+        let statement = format!("{}{}", begin_statement(tenant, actor.user), actor.settings());
+        let tx = db.pool.begin_with(AssertSqlSafe(statement)).await?;
+        Ok(TenantTx { tx, tenant })
+    }
+}
+
+/// Who acts in a tenant transaction, as the audit trail records it. Each field is of a type
+/// whose rendering cannot carry SQL: ids and addresses print only hex digits, dots, colons
+/// and dashes; the role is one of five fixed words; the user agent is rendered hex-encoded.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub user: Option<UserId>,
+    pub role: Option<Role>,
+    pub request_id: Option<Uuid>,
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl Actor {
+    fn settings(&self) -> String {
+        let mut out = String::new();
+        if let Some(role) = self.role {
+            out.push_str(&format!("; SET LOCAL app.role = '{}'", role.as_str()));
+        }
+        if let Some(id) = self.request_id {
+            out.push_str(&format!("; SET LOCAL app.request_id = '{id}'"));
+        }
+        if let Some(ip) = self.client_ip {
+            out.push_str(&format!("; SET LOCAL app.client_ip = '{ip}'"));
+        }
+        if let Some(ua) = &self.user_agent {
+            let hex: String = ua.bytes().take(256).map(|b| format!("{b:02x}")).collect();
+            out.push_str(&format!("; SET LOCAL app.user_agent_hex = '{hex}'"));
+        }
+        out
     }
 }
 

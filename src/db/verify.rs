@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use super::{APP_ROLE, PLATFORM_PRIVATE_TABLES, PLATFORM_TABLES};
+use super::{APP_ROLE, AUDIT_EXEMPT_TABLES, PLATFORM_PRIVATE_TABLES, PLATFORM_TABLES};
 
 /// What a finding breaks. The kebab-case id (`rls-not-forced`) is stable: scripts match on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -80,6 +80,9 @@ pub enum Rule {
     /// foreign-key checks ignore RLS, so it lets one tenant point at (and probe for)
     /// another tenant's rows, and Citus cannot co-locate it.
     ForeignKeyWithoutTenantId,
+    /// A tenant table without the enabled `audit_row_change` trigger (and not named in
+    /// `AUDIT_EXEMPT_TABLES`): its changes would escape the audit trail.
+    AuditTriggerMissing,
 }
 
 impl Rule {
@@ -116,6 +119,7 @@ impl Rule {
             Rule::UniqueKeyNotLeadingTenantId => "unique-key-not-leading-tenant-id",
             Rule::NoTenantIdIndex => "no-tenant-id-index",
             Rule::ForeignKeyWithoutTenantId => "foreign-key-without-tenant-id",
+            Rule::AuditTriggerMissing => "audit-trigger-missing",
         }
     }
 }
@@ -164,8 +168,37 @@ pub async fn verify_for_role(conn: &mut PgConnection, app_role: &str) -> Result<
     check_app_role(&mut tx, app_role, &tables, &mut out).await?;
     check_views(&mut tx, &tables, &mut out).await?;
     check_keys(&mut tx, &tables, &mut out).await?;
+    check_audit_triggers(&mut tx, &tables, &mut out).await?;
     tx.rollback().await?;
     Ok(out.0.into_iter().collect())
+}
+
+/// Every tenant table but the exempt ones records its changes (invariant 6).
+async fn check_audit_triggers(tx: &mut Tx<'_>, tables: &[Table], out: &mut Findings) -> Result<(), sqlx::Error> {
+    let audited: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT c.relname::text FROM pg_trigger t
+           JOIN pg_class c ON c.oid = t.tgrelid
+           JOIN pg_proc p ON p.oid = t.tgfoid
+          WHERE p.proname = 'audit_row_change' AND t.tgenabled <> 'D' AND NOT t.tgisinternal",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    for t in tables.iter().filter(|t| t.is_tenant()) {
+        if !AUDIT_EXEMPT_TABLES.contains(&t.name.as_str()) && !audited.contains(&t.name) {
+            let name = &t.name;
+            out.add(
+                name,
+                Rule::AuditTriggerMissing,
+                format!(
+                    "{name} has no enabled audit_row_change trigger, so its changes are not audited; add \
+                     `CREATE TRIGGER audit_row_change AFTER INSERT OR UPDATE OR DELETE ON {name} FOR EACH ROW \
+                     EXECUTE FUNCTION audit_row_change('<resource>')` to its schema migration, or name it in \
+                     AUDIT_EXEMPT_TABLES"
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Sorted and free of duplicates (a function called from USING and WITH CHECK is one finding).

@@ -6,10 +6,11 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiContext;
+use super::client_ip::{ClientIp, TrustedProxies};
 use super::error::ApiError;
 use super::layers::auth::Principal;
 use super::layers::tenant::ResolvedTenant;
-use crate::db::{Database, HotStatement, Literal, TenantTx};
+use crate::db::{Actor, Database, HotStatement, Literal, TenantTx};
 use crate::domain::{TenantId, UserId};
 
 /// `axum::Json`, rejecting with a problem document (400 malformed, 422 wrong types or
@@ -40,6 +41,8 @@ pub struct TenantScope {
     db: Database,
     pub tenant: ResolvedTenant,
     pub user: Option<UserId>,
+    /// Who acts, as the audit trail records it (user, role, request id, address, agent).
+    pub actor: Actor,
 }
 
 impl TenantScope {
@@ -48,7 +51,7 @@ impl TenantScope {
     }
 
     pub async fn begin(&self) -> Result<TenantTx<'static>, ApiError> {
-        Ok(TenantTx::begin(&self.db, self.tenant.id, self.user).await?)
+        Ok(TenantTx::begin_as(&self.db, self.tenant.id, &self.actor).await?)
     }
 
     /// A read whose parameters are all ids or numbers, in one round trip (`TenantTx::read_once`).
@@ -70,9 +73,24 @@ impl FromRequestParts<ApiContext> for TenantScope {
             .get::<ResolvedTenant>()
             .cloned()
             .ok_or_else(|| ApiError::internal("tenant scope requested on a route without tenant resolution"))?;
-        let user = parts.extensions.get::<Principal>().map(|p| p.user);
-        Ok(TenantScope { db: ctx.db.clone(), tenant, user })
+        let principal = parts.extensions.get::<Principal>();
+        let user = principal.map(|p| p.user);
+        let mut actor = request_actor(parts, &ctx.trusted_proxies);
+        actor.user = user;
+        actor.role = principal.map(|p| p.role);
+        Ok(TenantScope { db: ctx.db.clone(), tenant, user, actor })
     }
+}
+
+/// What the request says about who sends it: its id (ours are uuids; any other is not
+/// recorded), the client address (forwarding headers believed only from trusted proxies), and a printable user agent of bounded length.
+pub fn request_actor(parts: &Parts, proxies: &TrustedProxies) -> Actor {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let request_id = header("x-request-id").and_then(|v| uuid::Uuid::parse_str(v).ok());
+    let client_ip =
+        Some(ClientIp::of(&parts.extensions, &parts.headers, proxies).0).filter(|ip| *ip != ClientIp::UNKNOWN);
+    let user_agent = header("user-agent").map(|ua| ua.chars().filter(|c| !c.is_control()).take(256).collect());
+    Actor { user: None, role: None, request_id, client_ip, user_agent }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {

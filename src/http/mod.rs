@@ -27,6 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::audit::AuditSigner;
 use crate::auth::user_state::UserStateCache;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::db::Database;
@@ -49,6 +50,9 @@ pub struct ApiContext {
     pub trusted_proxies: Arc<client_ip::TrustedProxies>,
     /// Send Strict-Transport-Security (off in development: the embedded database).
     pub hsts: bool,
+    /// Signs audit checkpoints.
+    pub audit: Arc<AuditSigner>,
+    pub access_sampler: Arc<layers::audit::AccessSampler>,
     /// The platform login's pool (`rowguard_platform_login`) for `/platform/v1`; None: 503.
     pub platform: Option<crate::db::platform::PlatformDb>,
     /// Self-service signup (`POST /platform/v1/signup`) is on.
@@ -67,7 +71,7 @@ pub struct Limits {
     info(title = "rowguard", description = "Multi-tenant API with tenant isolation enforced by PostgreSQL Row-Level Security. \
         Tenant routes take the tenant from the host ({slug}.{base domain} or a custom domain) or an X-Tenant header."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "contacts"), (name = "organizations"), (name = "deals"), (name = "operations"),
+    tags((name = "auth"), (name = "users"), (name = "contacts"), (name = "organizations"), (name = "deals"), (name = "audit"), (name = "operations"),
         (name = "platform", description = "Operators (not tenant-scoped): tenants, their lifecycle and domains. \
             Bare host only; tokens from /platform/v1/auth/login, refused on tenant routes."))
 )]
@@ -108,7 +112,13 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
             routes::contacts::update_contact,
             routes::contacts::delete_contact
         ))
-        .route_layer(from_fn_with_state(ctx.clone(), layers::auth::authenticate));
+        .routes(routes!(routes::audit::list_events))
+        .routes(routes!(routes::audit::export_events))
+        .routes(routes!(routes::audit::verify_events))
+        .routes(routes!(routes::audit::list_checkpoints, routes::audit::create_checkpoint))
+        .route_layer(from_fn_with_state(ctx.clone(), layers::auth::authenticate))
+        // Outside authentication, so that what authentication refuses is recorded too.
+        .route_layer(from_fn_with_state(ctx.clone(), layers::audit::record_refusals));
     // Refresh and logout present a refresh token in the body, not a bearer token (the access
     // token has usually expired by then); the tenant still comes from resolution.
     let sessions = OpenApiRouter::new().routes(routes!(routes::auth::refresh)).routes(routes!(routes::auth::logout));

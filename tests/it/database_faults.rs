@@ -29,16 +29,46 @@ enum Command {
 /// that started it ends), driven by commands. Dropping the handle stops and removes it.
 struct FaultCluster {
     commands: mpsc::Sender<(Command, mpsc::Sender<()>)>,
+    thread: Option<std::thread::JoinHandle<()>>,
     superuser_url: String,
     app_url: String,
+}
+
+impl Drop for FaultCluster {
+    /// Close the command channel and wait: the thread stops the server and removes its data.
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.commands, mpsc::channel().0));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Data of fault clusters whose test process is gone (killed before it could clean up).
+fn remove_leftovers() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let pid = name.strip_prefix("rowguard-faults-").and_then(|rest| rest.split('-').next());
+        if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok())
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 impl FaultCluster {
     fn start() -> FaultCluster {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (commands, command_rx) = mpsc::channel::<(Command, mpsc::Sender<()>)>();
-        std::thread::spawn(move || {
-            let dir = std::env::temp_dir().join(format!("rowguard-faults-{}", uuid::Uuid::now_v7().simple()));
+        remove_leftovers();
+        let thread = std::thread::spawn(move || {
+            let dir = std::env::temp_dir().join(format!(
+                "rowguard-faults-{}-{}",
+                std::process::id(),
+                uuid::Uuid::now_v7().simple()
+            ));
             let mut cluster = EmbeddedCluster::start(&dir, Durability::Throwaway).expect("start the fault cluster");
             let creds = cluster.credentials().clone();
             let superuser_url = cluster.superuser_url("faults");
@@ -64,7 +94,7 @@ impl FaultCluster {
             let _ = std::fs::remove_dir_all(&dir);
         });
         let (superuser_url, app_url) = ready_rx.recv().expect("the fault cluster failed to start (see above)");
-        FaultCluster { commands, superuser_url, app_url }
+        FaultCluster { commands, thread: Some(thread), superuser_url, app_url }
     }
 
     async fn run(&self, command: Command) {
@@ -109,34 +139,35 @@ struct Ledger {
 #[tokio::test]
 async fn a_database_restart_under_load_gives_fast_503s_recovers_and_loses_no_acknowledged_write() {
     let cluster = FaultCluster::start();
-    let keys = std::env::temp_dir().join(format!("rowguard-faults-keys-{}", uuid::Uuid::now_v7().simple()));
+    let keys = std::env::temp_dir().join(format!(
+        "rowguard-faults-{}-keys-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    ));
     std::fs::create_dir_all(&keys).expect("keys dir");
     let config = Config::for_tests(keys.clone());
     let ctx = rowguard::startup::build_context(&config, &cluster.app_url).await.expect("context");
     let router = rowguard::http::router(ctx, rowguard::startup::limits(&config));
 
-    // A tenant and its owner, written directly as the superuser.
     let password = format!("steady-{}", random_secret());
     let pw = password.clone();
     let hash = tokio::task::spawn_blocking(move || rowguard::auth::password::hash_now(&pw))
         .await
         .expect("join")
         .expect("hash");
-    let mut su = PgConnection::connect(&cluster.superuser_url).await.expect("superuser");
-    let tenant = uuid::Uuid::now_v7();
-    sqlx::query("INSERT INTO tenants (id, slug, name) VALUES ($1, 'steady', 'Steady')")
-        .bind(tenant)
-        .execute(&mut su)
+    // A tenant and its owner, through the platform path (the audit trigger needs the tenant set).
+    let mut platform = rowguard::db::platform::PlatformConn::connect(&cluster.superuser_url).await.expect("platform");
+    platform
+        .create_tenant(rowguard::db::platform::NewTenant {
+            slug: rowguard::domain::Slug::parse("steady").expect("slug"),
+            name: "Steady".into(),
+            owner_email: rowguard::domain::Email::parse("owner@steady.test").expect("email"),
+            owner_password_hash: hash,
+            domains: vec![],
+        })
         .await
         .expect("tenant");
-    sqlx::query("INSERT INTO users (tenant_id, id, email, password_hash, role) VALUES ($1, $2, 'owner@steady.test', $3, 'owner')")
-        .bind(tenant)
-        .bind(uuid::Uuid::now_v7())
-        .bind(&hash)
-        .execute(&mut su)
-        .await
-        .expect("owner");
-    su.close().await.expect("close");
+    drop(platform);
     let (status, body) = send(
         &router,
         Method::POST,

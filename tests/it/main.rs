@@ -3,6 +3,7 @@
 
 mod support;
 
+mod audit;
 mod bad_input;
 mod catalog;
 mod contacts;
@@ -19,5 +20,6 @@ mod rate_limits;
 mod service_limits;
 mod sessions;
 mod tenant_resolution;
+mod transfer;
 mod users;
 mod verify;

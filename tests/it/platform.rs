@@ -338,6 +338,19 @@ async fn a_suspended_tenant_gets_403_on_tenant_routes_while_operators_still_mana
     let r = platform(&app, &token, Method::PATCH, "/platform/v1/tenants/acme", Some(json!({"status": "active"}))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     eventually(&app, &owner, "acme", StatusCode::OK, None).await;
+
+    // Each lifecycle change is in the tenant's own audit trail, by an operator.
+    let log = app.call_as(&owner, "acme", Method::GET, "/v1/audit-events?resource_type=tenant", None).await;
+    let actions: Vec<(&str, &str)> = log.body["items"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|e| Some((e["action"].as_str()?, e["actor_type"].as_str()?))).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        actions,
+        vec![("tenant.resume", "operator"), ("tenant.plan_change", "operator"), ("tenant.suspend", "operator")],
+        "{}",
+        log.body
+    );
 }
 
 /// Rows per table with a `tenant_id` column, for one tenant, read as the superuser from every

@@ -72,6 +72,7 @@ const BREAKS: &[Break] = &[
             ("invoices", Rule::RlsNotEnabled),
             ("invoices", Rule::RlsNotForced),
             ("invoices", Rule::CommandNotCovered),
+            ("invoices", Rule::AuditTriggerMissing),
         ],
     },
     Break {
@@ -86,7 +87,14 @@ const BREAKS: &[Break] = &[
             ("notes", Rule::TenantIdNullable),
             ("notes", Rule::NoTenantIdIndex),
             ("notes", Rule::UniqueKeyNotLeadingTenantId),
+            ("notes", Rule::AuditTriggerMissing),
         ],
+    },
+    Break {
+        name: "a tenant table whose audit trigger was dropped is audit-trigger-missing",
+        role: false,
+        sql: "DROP TRIGGER audit_row_change ON contacts",
+        expect: &[("contacts", Rule::AuditTriggerMissing)],
     },
     Break {
         name: "a USING (true) policy is policy-always-true and a second permissive policy",

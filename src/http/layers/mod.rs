@@ -1,5 +1,6 @@
 //! The request path's layers, one concern each. `http::router` lists them in order.
 
+pub mod audit;
 pub mod auth;
 pub mod cors;
 pub mod platform_auth;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::audit::{self, AccessEvent};
 use crate::auth::refresh::{NewRefreshToken, REFRESH_TOKEN_TTL, hash_presented};
 use crate::db::TenantTx;
 use crate::db::user_changes::UserChange;
@@ -83,12 +84,20 @@ pub async fn login(
 
     let stored_hash = account.as_ref().map(|(_, hash, _, _)| hash.clone());
     let password_ok = ctx.hasher.verify(body.password, stored_hash).await;
-    let Some((user, _, role, status)) = account.filter(|_| password_ok) else {
+    let accepted = account.filter(|(_, _, _, status)| password_ok && status == "active");
+    let mut actor = scope.actor.clone();
+    actor.user = accepted.as_ref().map(|(user, _, _, _)| *user);
+    let event = AccessEvent {
+        action: if accepted.is_some() { "auth.login" } else { "auth.login_failed" },
+        resource_type: Some("user"),
+        resource_id: accepted.as_ref().map(|(user, _, _, _)| user.to_string()),
+        outcome: if accepted.is_some() { "success" } else { "failure" },
+        details: serde_json::json!({ "email": body.email.trim() }),
+    };
+    audit::record(&ctx.db, scope.tenant_id(), &actor, event).await?;
+    let Some((user, _, role, _)) = accepted else {
         return Err(bad_credentials());
     };
-    if status != "active" {
-        return Err(bad_credentials());
-    }
     let role = Role::parse(&role).map_err(ApiError::internal)?;
     // A login starts a new token family: the unit that logout and reuse detection end.
     let mut tx = scope.begin().await?;
@@ -149,8 +158,17 @@ pub async fn refresh(
             .execute(tx.conn())
             .await?;
         revoke(&mut tx, tenant, Revoke::Family(token.family_id), "reuse_detected").await?;
+        let mut actor = scope.actor.clone();
+        actor.user = Some(token.user_id);
+        let event = AccessEvent {
+            action: "auth.refresh_reuse",
+            resource_type: Some("user"),
+            resource_id: Some(token.user_id.to_string()),
+            outcome: "denied",
+            details: serde_json::json!({ "family": token.family_id, "revoked": "family" }),
+        };
+        audit::append(&mut tx, &actor, event).await?;
         tx.commit().await?;
-        // Until the audit log exists this line is the event; the rows keep the facts too.
         tracing::warn!(tenant = %tenant, user = %token.user_id, family = %token.family_id,
             "refresh token reused after rotation: the whole token family is revoked");
         return Err(ApiError::unauthorized(

@@ -1,6 +1,7 @@
 //! One file per resource. Each handler parses its input into domain types, does its work in
 //! one tenant transaction with the SQL in plain sight, and maps the result.
 
+pub mod audit;
 pub mod auth;
 pub mod contacts;
 pub mod deals;

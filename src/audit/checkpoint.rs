@@ -1,0 +1,141 @@
+//! Signed checkpoints: the service signs (tenant, last event, head hash, time) with an Ed25519
+//! key the database never sees, so even someone who can rewrite the whole chain cannot make
+//! an old checkpoint agree with a rewritten log.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use super::chain::hex;
+use crate::domain::TenantId;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Checkpoint {
+    pub tenant_id: TenantId,
+    pub seq: i64,
+    #[serde(serialize_with = "as_hex")]
+    pub head: Vec<u8>,
+    pub signed_at: DateTime<Utc>,
+    pub key_id: String,
+    #[serde(serialize_with = "as_hex")]
+    pub signature: Vec<u8>,
+}
+
+fn as_hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex(bytes))
+}
+
+pub struct AuditSigner {
+    key: SigningKey,
+    key_id: String,
+}
+
+impl AuditSigner {
+    /// From a PKCS#8 PEM (production), or generated once into `path` (development).
+    pub fn load(pem: Option<&str>, path: &Path) -> anyhow::Result<AuditSigner> {
+        let key = match pem {
+            Some(pem) => SigningKey::from_pkcs8_pem(pem).map_err(|e| anyhow::anyhow!("audit signing key: {e}"))?,
+            None => match fs::read_to_string(path) {
+                Ok(pem) => SigningKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("audit signing key: {e}"))?,
+                Err(_) => {
+                    let mut seed = [0u8; 32];
+                    rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
+                    let key = SigningKey::from_bytes(&seed);
+                    let pem = key.to_pkcs8_pem(Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    if let Some(dir) = path.parent() {
+                        fs::create_dir_all(dir)?;
+                    }
+                    let mut f = fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(path)?;
+                    f.write_all(pem.as_bytes())?;
+                    key
+                }
+            },
+        };
+        let key_id = format!("audit-ed25519-{}", &hex(&key.verifying_key().to_bytes())[..16]);
+        Ok(AuditSigner { key, key_id })
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The public key auditors verify checkpoints with (hex, 32 bytes).
+    pub fn public_key_hex(&self) -> String {
+        hex(&self.key.verifying_key().to_bytes())
+    }
+
+    fn message(tenant: TenantId, seq: i64, head: &[u8], signed_at: DateTime<Utc>) -> Vec<u8> {
+        format!("rowguard-audit-checkpoint-v1|{tenant}|{seq}|{}|{}", hex(head), signed_at.timestamp_micros())
+            .into_bytes()
+    }
+
+    pub fn verifies(&self, c: &Checkpoint) -> bool {
+        verify_with(&self.key.verifying_key(), c)
+    }
+
+    /// Sign the tenant's current head (if it moved since the last checkpoint) and store it.
+    /// Runs inside a transaction that has set the tenant.
+    pub async fn checkpoint(
+        &self,
+        conn: &mut PgConnection,
+        tenant: TenantId,
+    ) -> Result<Option<Checkpoint>, sqlx::Error> {
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, head FROM audit_chain_heads WHERE tenant_id = $1 FOR SHARE")
+                .bind(tenant)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some((seq, head)) = head.filter(|(seq, _)| *seq > 0) else { return Ok(None) };
+        let done: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM audit_checkpoints WHERE tenant_id = $1 AND seq = $2 AND key_id = $3)",
+        )
+        .bind(tenant)
+        .bind(seq)
+        .bind(&self.key_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        if done {
+            return Ok(None);
+        }
+        // Microseconds, as the signed message and the database keep them.
+        let signed_at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
+        let signature = self.key.sign(&Self::message(tenant, seq, &head, signed_at)).to_bytes().to_vec();
+        let checkpoint = Checkpoint { tenant_id: tenant, seq, head, signed_at, key_id: self.key_id.clone(), signature };
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (tenant_id, seq, head, signed_at, key_id, signature)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(checkpoint.tenant_id)
+        .bind(checkpoint.seq)
+        .bind(&checkpoint.head)
+        .bind(checkpoint.signed_at)
+        .bind(&checkpoint.key_id)
+        .bind(&checkpoint.signature)
+        .execute(&mut *conn)
+        .await?;
+        Ok(Some(checkpoint))
+    }
+}
+
+/// Whether `c` carries a valid signature by `key`.
+pub fn verify_with(key: &VerifyingKey, c: &Checkpoint) -> bool {
+    let Ok(signature) = Signature::from_slice(&c.signature) else { return false };
+    key.verify(&AuditSigner::message(c.tenant_id, c.seq, &c.head, c.signed_at), &signature).is_ok()
+}
+
+pub async fn list(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<Checkpoint>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT tenant_id, seq, head, signed_at, key_id, signature FROM audit_checkpoints
+          WHERE tenant_id = $1 ORDER BY seq DESC",
+    )
+    .bind(tenant)
+    .fetch_all(conn)
+    .await
+}

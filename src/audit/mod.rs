@@ -1,0 +1,61 @@
+//! The audit trail's Rust side: appending access events, verifying a tenant's hash chain,
+//! and signing checkpoints. Data-change events are written by database triggers
+//! (sql/V10__audit.sql); everything here runs inside tenant transactions.
+
+pub mod chain;
+pub mod checkpoint;
+
+pub use chain::{BrokenLink, ChainReport, verify_chain};
+pub use checkpoint::{AuditSigner, Checkpoint};
+
+use serde_json::Value;
+
+use crate::db::{Actor, Database, TenantTx};
+use crate::domain::TenantId;
+
+/// An event that is not a row change: a login, a refusal, a checkpoint.
+pub struct AccessEvent<'a> {
+    pub action: &'a str,
+    pub resource_type: Option<&'a str>,
+    pub resource_id: Option<String>,
+    pub outcome: &'a str,
+    pub details: Value,
+}
+
+/// Append `event` to `tenant`'s chain in a transaction of its own (so a refused request,
+/// which commits nothing else, still leaves its trace).
+pub async fn record(db: &Database, tenant: TenantId, actor: &Actor, event: AccessEvent<'_>) -> Result<(), sqlx::Error> {
+    let mut tx = TenantTx::begin_as(db, tenant, actor).await?;
+    append(&mut tx, actor, event).await?;
+    tx.commit().await
+}
+
+/// Append `event` inside an open tenant transaction.
+pub async fn append(tx: &mut TenantTx<'_>, actor: &Actor, event: AccessEvent<'_>) -> Result<(), sqlx::Error> {
+    let actor_type = if actor.user.is_some() { "user" } else { "anonymous" };
+    sqlx::query("SELECT audit_append($1, $2, $3, $4, $5, $6)")
+        .bind(event.action)
+        .bind(event.resource_type)
+        .bind(event.resource_id)
+        .bind(event.outcome)
+        .bind(event.details)
+        .bind(actor_type)
+        .execute(tx.conn())
+        .await
+        .map(|_| ())
+}
+
+impl Database {
+    /// Sign a checkpoint for every live tenant whose chain moved since its last one.
+    pub async fn checkpoint_all(&self, signer: &AuditSigner) -> Result<usize, sqlx::Error> {
+        let mut signed = 0;
+        for tenant in self.live_tenant_ids().await? {
+            let mut tx = TenantTx::begin(self, tenant, None).await?;
+            if signer.checkpoint(tx.conn(), tenant).await?.is_some() {
+                signed += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(signed)
+    }
+}

@@ -1,0 +1,214 @@
+//! Tenant export and import — what `pg_dump -n` is to a schema-per-tenant database: every
+//! row of one tenant from every table with a `tenant_id` (found from the catalog, so a table
+//! added later is included with no code change), written as JSON Lines, and read back into a
+//! NEW tenant. Both run as the platform role inside the tenant's own transaction.
+//!
+//! The format (version 1): a header line `{"format": "rowguard-tenant-export", "version": 1,
+//! "tenant": {...}, "domains": [...], "tables": {"contacts": 3, ...}}`, then one line per row,
+//! `{"table": "contacts", "row": {...}}`, parents before children, audit events in chain
+//! order. Row ids are kept: keys are `(tenant_id, id)`, so every reference between imported
+//! rows stays intact under the new tenant id. Domains are listed but not imported (a domain
+//! names one tenant); the audit chain is re-based onto the new tenant (`audit_import`) and a
+//! final `tenant.import` event records where it came from and the source chain's head.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::AssertSqlSafe;
+
+use super::platform::{PlatformConn, PlatformError};
+use super::purge::tables_children_first;
+use crate::domain::{Slug, TenantId};
+
+pub const FORMAT: &str = "rowguard-tenant-export";
+
+/// Not exported as rows: domains belong to one tenant (listed in the header instead), and the
+/// chain head and checkpoints are rebuilt on import (checkpoints sign the old tenant's chain).
+const SKIPPED: &[&str] = &["tenant_domains", "audit_chain_heads", "audit_checkpoints"];
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub version: u32,
+    pub exported_at: chrono::DateTime<chrono::Utc>,
+    pub tenant: ExportedTenant,
+    pub domains: Vec<String>,
+    pub tables: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportedTenant {
+    pub id: TenantId,
+    pub slug: String,
+    pub name: String,
+    pub plan: String,
+    /// Hex head of the source audit chain at export time, when it has one.
+    pub audit_head: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    table: String,
+    row: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("line {line}: {message}")]
+    Format { line: usize, message: String },
+    #[error("no tenant {0:?}")]
+    NoTenant(String),
+}
+
+/// Names of the exported tables, parents first (the reverse of the purge order), without the
+/// schema prefix the catalog query adds.
+fn unqualified(table: &str) -> String {
+    table.rsplit('.').next().unwrap_or(table).trim_matches('"').to_string()
+}
+
+/// Write every row of `slug` to `out`. Returns the header written.
+pub async fn export(platform: &mut PlatformConn, slug: &Slug, out: &mut impl Write) -> Result<Header, TransferError> {
+    let summary = platform
+        .list_tenants()
+        .await?
+        .into_iter()
+        .find(|t| t.slug == slug.as_str())
+        .ok_or_else(|| TransferError::NoTenant(slug.to_string()))?;
+    let tenant = summary.id;
+    let mut tx = platform.tenant_tx(tenant).await?;
+    let mut tables = tables_children_first(&mut tx).await?;
+    tables.reverse();
+    let tables: Vec<(String, String)> = tables
+        .into_iter()
+        .map(|q| (unqualified(&q), q))
+        .filter(|(name, _)| !SKIPPED.contains(&name.as_str()))
+        .collect();
+    let domains: Vec<String> =
+        sqlx::query_scalar("SELECT domain FROM tenant_domains WHERE tenant_id = $1 ORDER BY domain")
+            .bind(tenant)
+            .fetch_all(tx.conn())
+            .await?;
+    let audit_head: Option<Vec<u8>> = sqlx::query_scalar("SELECT head FROM audit_chain_heads WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_optional(tx.conn())
+        .await?;
+    let mut counts = BTreeMap::new();
+    let mut body = Vec::new();
+    for (name, qualified) in &tables {
+        // Catalog names, quoted by PostgreSQL's format('%I.%I'); the audit log in chain order.
+        let order = if name == "audit_events" { "ORDER BY t.seq" } else { "" };
+        let sql = format!("SELECT to_jsonb(t) FROM {qualified} t WHERE t.tenant_id = $1 {order}");
+        let rows: Vec<Value> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(tenant).fetch_all(tx.conn()).await?;
+        counts.insert(name.clone(), rows.len() as u64);
+        for row in rows {
+            serde_json::to_writer(&mut body, &Line { table: name.clone(), row }).map_err(std::io::Error::from)?;
+            body.push(b'\n');
+        }
+    }
+    tx.commit().await?;
+    let header = Header {
+        format: FORMAT.into(),
+        version: 1,
+        exported_at: chrono::Utc::now(),
+        tenant: ExportedTenant {
+            id: tenant,
+            slug: summary.slug,
+            name: summary.name,
+            plan: summary.plan,
+            audit_head: audit_head.map(|h| crate::audit::chain::hex(&h)),
+        },
+        domains,
+        tables: counts,
+    };
+    serde_json::to_writer(&mut *out, &header).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")?;
+    out.write_all(&body)?;
+    out.flush()?;
+    Ok(header)
+}
+
+/// Read an export into a new tenant `slug`, in one transaction: all of it or nothing.
+/// Returns the new tenant's id and the rows imported per table.
+pub async fn import(
+    platform: &mut PlatformConn,
+    input: impl BufRead,
+    slug: &Slug,
+) -> Result<(TenantId, BTreeMap<String, u64>), TransferError> {
+    let mut lines = input.lines().enumerate();
+    let bad = |line: usize, message: String| TransferError::Format { line: line + 1, message };
+    let (n, first) = lines.next().ok_or_else(|| bad(0, "the file is empty".into()))?;
+    let header: Header = serde_json::from_str(&first?).map_err(|e| bad(n, format!("not an export header: {e}")))?;
+    if header.format != FORMAT || header.version != 1 {
+        return Err(bad(n, format!("unsupported format {} version {}", header.format, header.version)));
+    }
+    let tenant = TenantId::new_v7();
+    let mut tx = platform.tenant_tx(tenant).await?;
+    // The imported rows bring their own history: the row-change triggers stay quiet.
+    sqlx::query("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
+    sqlx::query("INSERT INTO tenants (id, slug, name, status, plan) VALUES ($1, $2, $3, 'active', $4)")
+        .bind(tenant)
+        .bind(slug.as_str())
+        .bind(&header.tenant.name)
+        .bind(&header.tenant.plan)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                TransferError::Platform(PlatformError::SlugTaken(slug.to_string()))
+            }
+            _ => TransferError::Sql(e),
+        })?;
+    let known: Vec<String> = tables_children_first(&mut tx).await?.iter().map(|q| unqualified(q)).collect();
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (n, line) in lines {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Line { table, mut row } = serde_json::from_str(&line).map_err(|e| bad(n, e.to_string()))?;
+        if !known.contains(&table) || SKIPPED.contains(&table.as_str()) {
+            return Err(bad(n, format!("table {table:?} is not a tenant table of this database")));
+        }
+        if let Some(obj) = row.as_object_mut() {
+            obj.insert("tenant_id".into(), Value::String(tenant.to_string()));
+        }
+        let result = if table == "audit_events" {
+            sqlx::query("SELECT audit_import($1)").bind(&row).execute(tx.conn()).await
+        } else {
+            // The table name was checked against the catalog's list above; quote it anyway.
+            let ident = format!("\"{}\"", table.replace('"', "\"\""));
+            let sql = format!("INSERT INTO {ident} SELECT * FROM jsonb_populate_record(NULL::{ident}, $1)");
+            sqlx::query(AssertSqlSafe(sql)).bind(&row).execute(tx.conn()).await
+        };
+        result.map_err(|e| bad(n, format!("{table}: {e}")))?;
+        *counts.entry(table).or_default() += 1;
+    }
+    for (table, expected) in &header.tables {
+        let got = counts.get(table).copied().unwrap_or(0);
+        if got != *expected {
+            return Err(bad(0, format!("{table}: the header promises {expected} rows, the file has {got}")));
+        }
+    }
+    sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
+    let details = serde_json::json!({
+        "source_tenant": header.tenant.id,
+        "source_slug": header.tenant.slug,
+        "source_audit_head": header.tenant.audit_head,
+        "rows": counts,
+    });
+    sqlx::query("SELECT audit_append('tenant.import', 'tenant', $1, 'success', $2, 'operator')")
+        .bind(tenant.to_string())
+        .bind(details)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok((tenant, counts))
+}

@@ -1,0 +1,78 @@
+//! The audit layer: records refusals (401 and 403 answers on tenant routes) as
+//! `access.denied` events in a transaction of their own. Sampled per tenant — at most
+//! `PER_MINUTE` events a minute, with a count of those left out — so a flood of bad tokens
+//! cannot flood the log. It wraps authentication so it sees what authentication refuses.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+use serde_json::json;
+
+use super::tenant::ResolvedTenant;
+use crate::audit::{self, AccessEvent};
+use crate::domain::TenantId;
+use crate::http::ApiContext;
+use crate::http::extract::request_actor;
+
+const PER_MINUTE: u32 = 20;
+const MAX_TENANTS_TRACKED: usize = 100_000;
+
+/// Per-tenant sampling windows: (window start, recorded in it, left out since last record).
+#[derive(Default)]
+pub struct AccessSampler {
+    windows: Mutex<HashMap<TenantId, (Instant, u32, u64)>>,
+}
+
+impl AccessSampler {
+    /// Whether to record this refusal; if so, how many were left out before it.
+    fn admit(&self, tenant: TenantId) -> Option<u64> {
+        let mut windows = self.windows.lock().ok()?;
+        if windows.len() >= MAX_TENANTS_TRACKED {
+            windows.retain(|_, (start, _, _)| start.elapsed() < Duration::from_secs(60));
+        }
+        let entry = windows.entry(tenant).or_insert((Instant::now(), 0, 0));
+        if entry.0.elapsed() >= Duration::from_secs(60) {
+            entry.0 = Instant::now();
+            entry.1 = 0;
+        }
+        if entry.1 < PER_MINUTE {
+            entry.1 += 1;
+            let skipped = entry.2;
+            entry.2 = 0;
+            Some(skipped)
+        } else {
+            entry.2 += 1;
+            None
+        }
+    }
+}
+
+pub async fn record_refusals(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+    let tenant = request.extensions().get::<ResolvedTenant>().map(|t| t.id);
+    let (parts, body) = request.into_parts();
+    let actor = request_actor(&parts, &ctx.trusted_proxies);
+    let (method, path) = (parts.method.to_string(), parts.uri.path().to_string());
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let status = response.status();
+    if let Some(tenant) = tenant
+        && (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
+        && let Some(skipped) = ctx.access_sampler.admit(tenant)
+    {
+        let event = AccessEvent {
+            action: "access.denied",
+            resource_type: None,
+            resource_id: None,
+            outcome: "denied",
+            details: json!({"method": method, "path": path, "status": status.as_u16(), "not_recorded_before": skipped}),
+        };
+        if let Err(e) = audit::record(&ctx.db, tenant, &actor, event).await {
+            tracing::warn!(error = %e, "could not record a refusal in the audit log");
+        }
+    }
+    response
+}
