@@ -19,17 +19,20 @@ use crate::fixture::Fixture;
 enum Form {
     /// `BEGIN; SET LOCAL …; <lookup>; COMMIT` in one round trip: what the service sends.
     Service,
-    /// The same transaction on a copy of contacts without RLS, with the explicit tenant filter.
+    /// The same transaction and statement as a role that bypasses RLS (explicit filter only).
     ServiceWithoutRls,
     /// BEGIN; SELECT set_config($1, true); the lookup; COMMIT.
     Naive,
-    /// The lookup alone on the copy without RLS (no transaction, no setting).
+    /// The lookup alone, bypassing RLS (no transaction, no setting).
     Bare,
 }
 
 struct Clients {
     db: Database,
+    /// The same, as a role that bypasses RLS.
+    no_rls: Database,
     raw: PgPool,
+    no_rls_raw: PgPool,
     fixture: Arc<Fixture>,
 }
 
@@ -40,40 +43,49 @@ pub struct Ceiling {
     pgbench_naive: Option<f64>,
 }
 
-/// The get-by-id statement on the copy without RLS, prepared the same way as the real one.
-const PLAIN_GET: HotStatement = HotStatement {
-    name: "rg_bench_plain_get",
-    params: "uuid, uuid",
-    sql: "SELECT id, name, email, phone, created_at, updated_at FROM contacts_plain WHERE tenant_id = $1 AND id = $2",
-};
-const PLAIN_LOOKUP: &str =
-    "SELECT id, name, email, phone, created_at, updated_at FROM contacts_plain WHERE tenant_id = $1 AND id = $2";
-static BENCH_STATEMENTS: [HotStatement; 2] = [GET_CONTACT, PLAIN_GET];
+static BENCH_STATEMENTS: [HotStatement; 1] = [GET_CONTACT];
 
-/// The reference table for the RLS comparison: a copy of contacts without RLS, made by the
-/// superuser (it is the benchmark's yardstick, not tenant data the service ever serves).
-async fn ensure_plain_copy(admin_url: &str) -> anyhow::Result<()> {
+/// The yardstick for "without RLS": the same statement on the same table, read by a role
+/// that bypasses RLS. Same rows, same pages, same plan shape — only the policy differs. The
+/// role exists only in the benchmark's throwaway cluster (never give the service such a role).
+const NO_RLS_ROLE: &str = "rowguard_bench_norls";
+
+async fn no_rls_url(admin_url: &str, app_url: &str) -> anyhow::Result<String> {
+    let password = rowguard::db::cluster::random_secret();
     let mut admin = PgConnection::connect(admin_url).await?;
     admin
-        .execute(
-            "DROP TABLE IF EXISTS contacts_plain;
-             CREATE TABLE contacts_plain (LIKE contacts INCLUDING ALL);
-             INSERT INTO contacts_plain SELECT * FROM contacts;
-             ALTER TABLE contacts_plain OWNER TO rowguard_owner;
-             GRANT SELECT ON contacts_plain TO rowguard_app;
-             ANALYZE contacts, contacts_plain;",
-        )
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{NO_RLS_ROLE}') THEN
+                 CREATE ROLE {NO_RLS_ROLE} LOGIN BYPASSRLS;
+               END IF;
+             END $$;
+             ALTER ROLE {NO_RLS_ROLE} PASSWORD '{password}';
+             GRANT CONNECT ON DATABASE rowguard TO {NO_RLS_ROLE};
+             GRANT USAGE ON SCHEMA public TO {NO_RLS_ROLE};
+             GRANT SELECT ON contacts TO {NO_RLS_ROLE};"
+        )))
         .await?;
     admin.close().await?;
-    Ok(())
+    let (scheme, rest) = app_url.split_once("://").ok_or_else(|| anyhow::anyhow!("app URL"))?;
+    let (_, host) = rest.split_once('@').ok_or_else(|| anyhow::anyhow!("app URL"))?;
+    Ok(format!("{scheme}://{NO_RLS_ROLE}:{password}@{host}"))
 }
 
 impl Clients {
-    async fn new(app_url: &str, fixture: &Arc<Fixture>, connections: usize) -> anyhow::Result<Clients> {
+    async fn new(
+        app_url: &str,
+        no_rls_url: &str,
+        fixture: &Arc<Fixture>,
+        connections: usize,
+    ) -> anyhow::Result<Clients> {
         let size = u32::try_from(connections)?;
         let db = Database::connect(app_url, size, &BENCH_STATEMENTS).await?;
+        let no_rls = Database::connect(no_rls_url, size, &BENCH_STATEMENTS).await?;
+        let no_rls_raw =
+            PgPoolOptions::new().max_connections(size).test_before_acquire(false).connect(no_rls_url).await?;
         let raw = PgPoolOptions::new().max_connections(size).test_before_acquire(false).connect(app_url).await?;
-        Ok(Clients { db, raw, fixture: Arc::clone(fixture) })
+        Ok(Clients { db, no_rls, raw, no_rls_raw, fixture: Arc::clone(fixture) })
     }
 
     fn pick(&self, rng: &mut impl Rng) -> (TenantId, UserId, Uuid) {
@@ -86,9 +98,9 @@ impl Clients {
         let lookup = |sql: &'static str| sqlx::query(sql).bind(tenant).bind(contact);
         match form {
             Form::Service | Form::ServiceWithoutRls => {
-                let statement = if matches!(form, Form::Service) { &GET_CONTACT } else { &PLAIN_GET };
+                let db = if matches!(form, Form::Service) { &self.db } else { &self.no_rls };
                 let args = [Literal::Uuid(tenant.0), Literal::Uuid(contact)];
-                let rows = TenantTx::read_once(&self.db, tenant, Some(user), statement, &args).await?;
+                let rows = TenantTx::read_once(db, tenant, Some(user), &GET_CONTACT, &args).await?;
                 anyhow::ensure!(rows.len() == 1, "lookup found nothing");
             }
             Form::Naive => {
@@ -102,7 +114,7 @@ impl Clients {
                 tx.commit().await?;
             }
             Form::Bare => {
-                lookup(PLAIN_LOOKUP).fetch_optional(&self.raw).await?;
+                lookup(GET_CONTACT.sql).fetch_optional(&self.no_rls_raw).await?;
             }
         }
         Ok(())
@@ -149,8 +161,8 @@ pub async fn measure(
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<Ceiling> {
-    ensure_plain_copy(admin_url).await?;
-    let clients = Arc::new(Clients::new(app_url, fixture, connections).await?);
+    let no_rls = no_rls_url(admin_url, app_url).await?;
+    let clients = Arc::new(Clients::new(app_url, &no_rls, fixture, connections).await?);
     let service = clients.tps(Form::Service, connections, warmup, duration).await?;
     let naive = clients.tps(Form::Naive, connections, warmup, duration).await?;
     let bare = clients.tps(Form::Bare, connections, warmup, duration).await?;
@@ -191,13 +203,15 @@ pub struct RlsCost {
 /// The same transaction with RLS and the tenant setting, and on a copy of the table without
 /// RLS using only the explicit filter, in alternating rounds so drift hits both alike.
 pub async fn rls_cost(
+    admin_url: &str,
     app_url: &str,
     fixture: &Arc<Fixture>,
     connections: usize,
     rounds: usize,
     each: Duration,
 ) -> anyhow::Result<RlsCost> {
-    let clients = Arc::new(Clients::new(app_url, fixture, connections).await?);
+    let no_rls = no_rls_url(admin_url, app_url).await?;
+    let clients = Arc::new(Clients::new(app_url, &no_rls, fixture, connections).await?);
     let warmup = Duration::from_millis(500);
     let mut cost = RlsCost { with_rls: Vec::new(), without: Vec::new() };
     for round in 0..rounds {
@@ -223,7 +237,7 @@ impl RlsCost {
         let (with, without) = (median(&self.with_rls), median(&self.without));
         println!("\n## Cost of RLS ({} interleaved rounds, medians)", self.with_rls.len());
         println!("with RLS + tenant setting:      {with:>9.0} tx/s   rounds: {}", fmt_rounds(&self.with_rls));
-        println!("no RLS, explicit filter only:   {without:>9.0} tx/s   rounds: {}", fmt_rounds(&self.without));
+        println!("same SQL, role bypassing RLS:   {without:>9.0} tx/s   rounds: {}", fmt_rounds(&self.without));
         let ratios: Vec<f64> = self.with_rls.iter().zip(&self.without).map(|(a, b)| a / b).collect();
         println!(
             "RLS throughput / no-RLS throughput: {:.3} (median of per-round ratios {:.3}; overhead {:.1}%)",

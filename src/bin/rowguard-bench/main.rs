@@ -127,7 +127,9 @@ async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_ur
         let ceiling =
             ceiling::measure(admin_url, app_url, &fixture, args.connections, args.warmup(), args.duration()).await?;
         ceiling.print(get_rps, args.duration);
-        let rls = ceiling::rls_cost(app_url, &fixture, args.connections, args.rls_rounds, args.duration() / 2).await?;
+        let rls =
+            ceiling::rls_cost(admin_url, app_url, &fixture, args.connections, args.rls_rounds, args.duration() / 2)
+                .await?;
         rls.print();
     }
     if args.scale_tenants > 0 {
