@@ -8,6 +8,7 @@ mod bad_input;
 mod catalog;
 mod contacts;
 mod crm;
+mod import;
 mod isolation_http;
 mod isolation_sql;
 mod isolation_tables;
