@@ -82,11 +82,12 @@ impl Source {
 
     /// Tables (and views) of one schema with their columns.
     pub async fn catalog(&mut self, schema: &str) -> Result<Catalog, SourceError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        // LEFT JOIN: a table without columns is still a table (and then "has no column X").
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
             "SELECT c.relname::text, a.attname::text
                FROM pg_class c
                JOIN pg_namespace n ON n.oid = c.relnamespace
-               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+               LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
               WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
         )
         .bind(schema)
@@ -94,7 +95,8 @@ impl Source {
         .await?;
         let mut catalog = Catalog::new();
         for (table, column) in rows {
-            catalog.entry(table).or_default().insert(column);
+            let columns = catalog.entry(table).or_default();
+            columns.extend(column);
         }
         Ok(catalog)
     }
