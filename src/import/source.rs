@@ -80,6 +80,14 @@ impl Source {
         Ok(Source { conn, database })
     }
 
+    /// Whether the server would refuse a write on this connection: what the import relies on
+    /// to promise it never changes the source.
+    pub async fn refuses_writes(&mut self) -> Result<bool, SourceError> {
+        let setting: String =
+            sqlx::query_scalar("SELECT current_setting('transaction_read_only')").fetch_one(&mut self.conn).await?;
+        Ok(setting == "on")
+    }
+
     /// Tables (and views) of one schema with their columns.
     pub async fn catalog(&mut self, schema: &str) -> Result<Catalog, SourceError> {
         // LEFT JOIN: a table without columns is still a table (and then "has no column X").

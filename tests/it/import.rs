@@ -85,13 +85,13 @@ async fn django_source(app: &TestApp) -> SourceDb {
                  ('{member}', false, 'member', 'member@{schema}.example', false, true),
                  ('!unusable', false, 'gone', 'gone@{schema}.example', false, false);
              INSERT INTO crm_organization (name, website_domain) VALUES
-                 ('{display} HQ', '{dom}'), ('{display} Partners', NULL);
+                 ('{display} HQ', '{dom}.com'), ('{display} Partners', NULL);
              RESET search_path;
              INSERT INTO public.customers_client (schema_name, name) VALUES ('{schema}', '{display}');",
             owner = django_hash(&format!("{schema}-owner-pw"), "salt1"),
             staff = django_hash(&format!("{schema}-staff-pw"), "salt2"),
             member = django_hash(&format!("{schema}-member-pw"), "salt3"),
-            dom = format!("{}.com", schema.replace('_', "")),
+            dom = schema.replace('_', ""),
         );
         for (i, domain) in domains.iter().enumerate() {
             sql.push_str(&format!(
@@ -425,4 +425,19 @@ async fn a_dry_run_writes_nothing_and_bad_mappings_and_clashes_are_named() {
     let report = run(&app, &source, &renamed, &options(&["alpha"], false)).await;
     let alpha = report.tenants.iter().find(|t| t.schema == "alpha").expect("alpha");
     assert_eq!((alpha.outcome, alpha.slug.as_deref()), (Outcome::Imported, Some("alpha-ltd")), "{alpha:?}");
+}
+
+#[tokio::test]
+async fn the_source_connection_refuses_writes() {
+    let app = spawn_app().await;
+    let source = django_source(&app).await;
+    let mut opened = rowguard::import::source::Source::connect(&source.url).await.expect("connect");
+    assert!(opened.refuses_writes().await.expect("read the setting"));
+    // The same URL opened plainly can write, so the guarantee comes from how the importer connects.
+    let mut plain = PgConnection::connect(&source.url).await.expect("connect");
+    let plain_ro: String = sqlx::query_scalar("SELECT current_setting('transaction_read_only')")
+        .fetch_one(&mut plain)
+        .await
+        .expect("read");
+    assert_eq!(plain_ro, "off");
 }
