@@ -327,17 +327,35 @@ async fn import_schemas(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    use rowguard::import::{ImportOptions, Outcome, import_schemas, mapping::Mapping};
+    use rowguard::import::{ImportOptions, Outcome, Progress, import_schemas, mapping::Mapping};
     let mapping = Mapping::load(mapping)?;
     if !dry_run {
         setup.bootstrap_and_migrate().await?;
     }
     let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
     let options = ImportOptions { only, dry_run, base_domain: config.normalized_base_domain() };
-    // Progress on stderr, one plain line per tenant, so stdout stays the report (or JSON).
-    let mut progress = |t: &rowguard::import::TenantReport| {
+    // Progress goes to stderr, so stdout stays the report (or JSON): a bar on a terminal, with
+    // only failures and notes printed above it; one plain line per tenant otherwise.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tenants  {elapsed}  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar
+    });
+    let mut rows = 0u64;
+    let mut progress = |event: Progress<'_>| {
+        let t = match event {
+            Progress::Started { tenants } => {
+                if let Some(bar) = &bar {
+                    bar.set_length(tenants as u64);
+                }
+                return;
+            }
+            Progress::Tenant(t) => t,
+        };
         let slug = t.slug.as_deref().unwrap_or("-");
-        eprintln!(
+        let mut lines = vec![format!(
             "{:<12} {} → {slug}: {} users, {} organizations, {} contacts, {} deals ({:.2} s)",
             t.outcome.as_str(),
             t.schema,
@@ -346,16 +364,30 @@ async fn import_schemas(
             t.rows.contacts,
             t.rows.deals,
             t.seconds
-        );
+        )];
         for p in &t.problems {
             let row = p.row.as_deref().map(|r| format!(" row {r}")).unwrap_or_default();
-            eprintln!("    tenant {}, table {}{row}: {}", t.schema, p.table, p.message);
+            lines.push(format!("    tenant {}, table {}{row}: {}", t.schema, p.table, p.message));
         }
         for note in &t.notes {
-            eprintln!("    note: {note}");
+            lines.push(format!("    note: {note}"));
+        }
+        match &bar {
+            Some(bar) => {
+                if t.outcome == Outcome::Failed || !t.notes.is_empty() {
+                    lines.iter().for_each(|l| bar.println(l));
+                }
+                rows += t.rows.total();
+                bar.set_message(format!("{rows} rows"));
+                bar.inc(1);
+            }
+            None => lines.iter().for_each(|l| eprintln!("{l}")),
         }
     };
     let report = import_schemas(&mut platform, source, &mapping, &options, &mut progress).await?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -158,13 +158,21 @@ pub enum ImportError {
     Platform(#[from] crate::db::platform::PlatformError),
 }
 
+/// What `import_schemas` tells its caller while it runs (the CLI's progress bar or lines).
+pub enum Progress<'a> {
+    /// The registry is read: this many tenants will be looked at.
+    Started { tenants: usize },
+    /// One tenant is done, whatever its outcome.
+    Tenant(&'a TenantReport),
+}
+
 /// Import the chosen tenants. `progress` sees each tenant's report as soon as it is done.
 pub async fn import_schemas(
     platform: &mut PlatformConn,
     source_url: &str,
     mapping: &Mapping,
     options: &ImportOptions,
-    progress: &mut dyn FnMut(&TenantReport),
+    progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
     let mut source = Source::connect(source_url).await?;
@@ -181,12 +189,13 @@ pub async fn import_schemas(
                     None,
                     format!("no tenant with schema {wanted:?} in the registry (or it is in skip_schemas)"),
                 )]);
-                progress(&report);
+                progress(Progress::Tenant(&report));
                 reports.push(report);
             }
         }
         chosen.retain(|t| options.only.contains(&t.schema));
     }
+    progress(Progress::Started { tenants: chosen.len() + reports.len() });
 
     // Decided over the whole registry, not just the chosen few: two schemas that map to one
     // slug or share a domain clash whichever of them is imported first.
@@ -226,7 +235,7 @@ pub async fn import_schemas(
             Err(problems) => report.fail(problems),
         };
         report.seconds = clock.elapsed().as_secs_f64();
-        progress(&report);
+        progress(Progress::Tenant(&report));
         reports.push(report);
     }
 
