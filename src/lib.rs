@@ -7,5 +7,6 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod import;
 pub mod seed;
 pub mod startup;

@@ -1,10 +1,16 @@
 //! argon2id with the crate defaults (m = 19 MiB, t = 2, p = 1: OWASP's minimum). Hashing runs
 //! on the blocking pool behind a semaphore, so a login flood neither stalls request threads
 //! nor allocates 19 MiB per attempt without bound.
+//!
+//! Users imported from Django (`rowguard import schemas`) arrive with Django's hashes:
+//! `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>` and `argon2$argon2id$…`. They verify
+//! here too, and the caller re-hashes them with argon2id on the first successful login.
 
 use std::sync::Arc;
 
 use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
+use base64::Engine as _;
+use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
 
 #[derive(Clone)]
@@ -33,18 +39,98 @@ impl PasswordHasher {
     /// Whether `password` matches `stored`. With no stored hash (unknown account) it checks
     /// against the decoy and answers false, in the same time as a wrong password.
     pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
+        self.verify_detailed(password, stored).await != Verified::No
+    }
+
+    /// As `verify`, telling a match on an argon2id hash of ours apart from a match on an
+    /// imported legacy hash, which the caller should replace (`Verified::NeedsRehash`).
+    ///
+    /// Timing: an unknown account costs one argon2id verification, as does a wrong password
+    /// for an argon2id hash. A legacy hash costs its own work (PBKDF2 at the iterations it was
+    /// made with) PLUS the decoy argon2id verification, so it is never cheaper than an
+    /// unknown e-mail; it can be slower, which tells a timing attacker that an account with a
+    /// not yet migrated hash exists. That window closes as users log in once.
+    pub async fn verify_detailed(&self, password: String, stored: Option<String>) -> Verified {
         let Ok(_permit) = self.permits.acquire().await else {
-            return false;
+            return Verified::No;
         };
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.decoy_hash.to_string());
-        let matched = tokio::task::spawn_blocking(move || {
-            Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok()
+        let decoy = self.decoy_hash.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let outcome = verify_now(&password, &hash);
+            if is_legacy(&hash) {
+                // Pay the cost of an unknown e-mail too (see above); the answer is ignored.
+                let _ = Argon2::default().verify_password(password.as_bytes(), &*decoy);
+            }
+            outcome
         })
         .await
-        .unwrap_or(false);
-        matched && known
+        .unwrap_or(Verified::No);
+        if known { outcome } else { Verified::No }
     }
+}
+
+/// How a password matched its stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    No,
+    /// An argon2id hash made by this service.
+    Yes,
+    /// An imported (Django) hash: correct, but it should be replaced with argon2id now.
+    NeedsRehash,
+}
+
+/// Above this, a PBKDF2 hash is refused rather than computed: Django's default is around a
+/// million (5.2), and a damaged or hostile hash must not tie up a blocking thread for minutes.
+const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+
+fn is_legacy(stored: &str) -> bool {
+    stored.starts_with("pbkdf2_sha256$") || stored.starts_with("argon2$")
+}
+
+/// Verify synchronously against any hash format we accept. Never on a request thread.
+pub fn verify_now(password: &str, stored: &str) -> Verified {
+    if let Some(rest) = stored.strip_prefix("pbkdf2_sha256$") {
+        return if verify_django_pbkdf2(password, rest) { Verified::NeedsRehash } else { Verified::No };
+    }
+    // Django's Argon2PasswordHasher stores "argon2" followed by argon2-cffi's PHC string
+    // (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), which the argon2 crate reads as is.
+    if let Some(phc) = stored.strip_prefix("argon2$") {
+        let phc = format!("${phc}");
+        return match Argon2::default().verify_password(password.as_bytes(), phc.as_str()) {
+            Ok(()) => Verified::NeedsRehash,
+            Err(_) => Verified::No,
+        };
+    }
+    match Argon2::default().verify_password(password.as_bytes(), stored) {
+        Ok(()) => Verified::Yes,
+        Err(_) => Verified::No,
+    }
+}
+
+/// `<iterations>$<salt>$<base64(pbkdf2_hmac_sha256(password, salt, iterations))>`, as
+/// Django's PBKDF2PasswordHasher writes it. Anything malformed simply does not match.
+fn verify_django_pbkdf2(password: &str, rest: &str) -> bool {
+    let mut parts = rest.splitn(3, '$');
+    let (Some(iterations), Some(salt), Some(encoded)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(iterations) = iterations.parse::<u32>() else {
+        return false;
+    };
+    if iterations == 0 || iterations > MAX_PBKDF2_ITERATIONS {
+        return false;
+    }
+    let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+        return false;
+    };
+    if expected.is_empty() || expected.len() > 64 {
+        return false;
+    }
+    let mut derived = vec![0u8; expected.len()];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), iterations, &mut derived);
+    bool::from(derived.ct_eq(&expected))
 }
 
 /// Hash synchronously: for the CLI and for startup, never on a request thread.
@@ -64,5 +150,35 @@ mod tests {
         assert!(hasher.verify("correct horse".into(), Some(hash.clone())).await);
         assert!(!hasher.verify("wrong horse".into(), Some(hash)).await);
         assert!(!hasher.verify("decoy password that no account has".into(), None).await);
+    }
+
+    /// A hash in Django's format, computed outside Rust the way Django's PBKDF2PasswordHasher
+    /// does: `base64(hashlib.pbkdf2_hmac("sha256", b"correct horse", b"seasalt", 1000))`.
+    const DJANGO_PBKDF2: &str = "pbkdf2_sha256$1000$seasalt$mQnueSakb748zqBAC1tmWVZsZbi2zPGZarEzTGdfmso=";
+
+    #[test]
+    fn django_pbkdf2_hashes_verify_and_ask_for_a_rehash() {
+        assert_eq!(verify_now("correct horse", DJANGO_PBKDF2), Verified::NeedsRehash);
+        assert_eq!(verify_now("wrong horse", DJANGO_PBKDF2), Verified::No);
+        for broken in [
+            "pbkdf2_sha256$1000$seasalt",
+            "pbkdf2_sha256$x$seasalt$mQnueSakb748zqBAC1tmWVZsZbi2zPGZarEzTGdfmso=",
+            "pbkdf2_sha256$0$seasalt$mQnueSakb748zqBAC1tmWVZsZbi2zPGZarEzTGdfmso=",
+            "pbkdf2_sha256$1000$seasalt$not base64",
+            "pbkdf2_sha256$99999999999$seasalt$mQnueSakb748zqBAC1tmWVZsZbi2zPGZarEzTGdfmso=",
+            "!unusable",
+            "",
+        ] {
+            assert_eq!(verify_now("correct horse", broken), Verified::No, "{broken}");
+        }
+    }
+
+    #[test]
+    fn django_argon2_hashes_verify_and_ask_for_a_rehash() {
+        let ours = hash_now("correct horse").expect("hash");
+        let django = format!("argon2{ours}");
+        assert_eq!(verify_now("correct horse", &django), Verified::NeedsRehash);
+        assert_eq!(verify_now("wrong horse", &django), Verified::No);
+        assert_eq!(verify_now("correct horse", &ours), Verified::Yes);
     }
 }

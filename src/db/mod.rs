@@ -37,8 +37,12 @@ pub const PLATFORM_TABLES: &[&str] = &["tenants", "tenant_domains"];
 /// Tenant tables whose rows are not audited as data changes: the audit trail itself, and
 /// session bookkeeping whose every use would otherwise flood the log (logins and refresh
 /// reuse are recorded as access events instead). Every other tenant table must carry the
-/// `audit_row_change` trigger; `policies verify` reports one that does not.
-pub const AUDIT_EXEMPT_TABLES: &[&str] = &["audit_events", "audit_chain_heads", "audit_checkpoints", "refresh_tokens"];
+/// `audit_row_change` trigger; `policies verify` reports one that does not. `import_id_map`
+/// is written once, by the importer, in the transaction whose single `tenant.import` event
+/// records the whole import (a row-change event per mapped id would double the log for no
+/// information).
+pub const AUDIT_EXEMPT_TABLES: &[&str] =
+    &["audit_events", "audit_chain_heads", "audit_checkpoints", "refresh_tokens", "import_id_map"];
 /// Platform tables without `tenant_id` that the app role may not touch at all, not even read
 /// (operators' password hashes). `policies verify` reports any grant on them to the app role.
 pub const PLATFORM_PRIVATE_TABLES: &[&str] = &["operators"];

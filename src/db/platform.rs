@@ -404,6 +404,22 @@ impl PlatformConn {
         Ok(TenantTx::begin_on(self.conn(), tenant).await?)
     }
 
+    /// The tenant an earlier `rowguard import schemas` made from `source` (`<database>/<schema>`).
+    pub async fn tenant_imported_from(&mut self, source: &str) -> Result<Option<(String, TenantId)>, PlatformError> {
+        Ok(sqlx::query_as("SELECT slug, id FROM tenants WHERE import_source = $1")
+            .bind(source)
+            .fetch_optional(self.conn())
+            .await?)
+    }
+
+    /// Which of `domains` already belong to a tenant.
+    pub async fn domains_taken(&mut self, domains: &[String]) -> Result<Vec<String>, PlatformError> {
+        Ok(sqlx::query_scalar("SELECT domain FROM tenant_domains WHERE domain = ANY($1) ORDER BY domain")
+            .bind(domains)
+            .fetch_all(self.conn())
+            .await?)
+    }
+
     pub async fn tenant_exists(&mut self, slug: &Slug) -> Result<bool, PlatformError> {
         Ok(sqlx::query_scalar("SELECT EXISTS (SELECT FROM tenants WHERE slug = $1)")
             .bind(slug.as_str())

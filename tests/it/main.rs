@@ -11,6 +11,7 @@ mod cors;
 mod crm;
 mod database_faults;
 mod hostile_input;
+mod import;
 mod isolation_http;
 mod isolation_sql;
 mod isolation_tables;

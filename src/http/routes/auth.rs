@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit::{self, AccessEvent};
+use crate::auth::password::Verified;
 use crate::auth::refresh::{NewRefreshToken, REFRESH_TOKEN_TTL, hash_presented};
 use crate::db::TenantTx;
 use crate::db::user_changes::UserChange;
@@ -83,8 +84,16 @@ pub async fn login(
     tx.commit().await?;
 
     let stored_hash = account.as_ref().map(|(_, hash, _, _)| hash.clone());
-    let password_ok = ctx.hasher.verify(body.password, stored_hash).await;
+    // Kept only if an imported (Django) hash matched: it is re-hashed below.
+    let password = body.password.clone();
+    let verified = ctx.hasher.verify_detailed(body.password, stored_hash).await;
+    let password_ok = verified != Verified::No;
     let accepted = account.filter(|(_, _, _, status)| password_ok && status == "active");
+    if verified == Verified::NeedsRehash
+        && let Some((user, old_hash, _, _)) = &accepted
+    {
+        replace_legacy_hash(&ctx, &scope, *user, old_hash, password).await?;
+    }
     let mut actor = scope.actor.clone();
     actor.user = accepted.as_ref().map(|(user, _, _, _)| *user);
     let event = AccessEvent {
@@ -104,6 +113,32 @@ pub async fn login(
     let refresh_token = store_refresh_token(&mut tx, scope.tenant_id(), user, Uuid::now_v7()).await?;
     tx.commit().await?;
     token_pair(&ctx, scope.tenant_id(), user, role, refresh_token).map(Json)
+}
+
+/// The first login of a user imported with a Django hash: store an argon2id hash of the
+/// password that just verified, so the legacy hash is never needed again. Only if the stored
+/// hash is still the one that was checked: a password change racing with this login wins.
+async fn replace_legacy_hash(
+    ctx: &ApiContext,
+    scope: &TenantScope,
+    user: UserId,
+    old_hash: &str,
+    password: String,
+) -> Result<(), ApiError> {
+    let new_hash = ctx.hasher.hash(password).await.map_err(ApiError::internal)?;
+    let mut tx = scope.begin().await?;
+    sqlx::query(
+        "UPDATE users SET password_hash = $3, updated_at = now()
+          WHERE tenant_id = $1 AND id = $2 AND password_hash = $4",
+    )
+    .bind(scope.tenant_id())
+    .bind(user)
+    .bind(&new_hash)
+    .bind(old_hash)
+    .execute(tx.conn())
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Who a presented refresh token belongs to, and whether it may still be exchanged.

@@ -1,0 +1,271 @@
+//! The source side of an import: a schema-per-tenant PostgreSQL database, read only. Every
+//! identifier from the mapping is checked against the source catalog, then quoted, before use.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use super::mapping::{Columns, Mapping};
+
+/// A read-only connection to the source. `default_transaction_read_only` is set at connect
+/// time, so even a statement of ours that tried to write would be refused by the server.
+pub struct Source {
+    conn: PgConnection,
+    /// `current_database()`: with the schema name, the identity of an imported tenant.
+    pub database: String,
+}
+
+/// One registry row.
+#[derive(Debug, Clone)]
+pub struct SourceTenant {
+    pub key: String,
+    pub schema: String,
+    pub name: Option<String>,
+    pub domains: Vec<SourceDomain>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceDomain {
+    pub domain: String,
+    pub is_primary: bool,
+}
+
+/// A resource's rows as read: for each row, the mapped fields in the order `fields` lists.
+#[derive(Debug, Default, Clone)]
+pub struct SourceRows {
+    pub table: String,
+    pub rows: Vec<Vec<Option<String>>>,
+    /// `count(*)` of the table in the same snapshot: what the target must end up with.
+    pub count: i64,
+}
+
+/// Everything read from one tenant schema.
+#[derive(Debug, Default, Clone)]
+pub struct SourceData {
+    pub users: Option<SourceRows>,
+    pub organizations: Option<SourceRows>,
+    pub contacts: Option<SourceRows>,
+    pub deals: Option<SourceRows>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("the source database is not reachable: {0}")]
+    Unreachable(sqlx::Error),
+    #[error("source: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("{0}")]
+    Mapping(String),
+}
+
+/// PostgreSQL's quote_ident for names that were already found in the catalog: always quoted,
+/// so case and any character survive, and a `"` inside is doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Columns of every table in `schema`, from the catalog.
+pub type Catalog = BTreeMap<String, BTreeSet<String>>;
+
+impl Source {
+    pub async fn connect(url: &str) -> Result<Source, SourceError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(SourceError::Unreachable)?
+            .application_name("rowguard-import")
+            .options([("default_transaction_read_only", "on")]);
+        let mut conn = PgConnection::connect_with(&options).await.map_err(SourceError::Unreachable)?;
+        let database: String = sqlx::query_scalar("SELECT current_database()::text").fetch_one(&mut conn).await?;
+        Ok(Source { conn, database })
+    }
+
+    /// Whether the server would refuse a write on this connection: what the import relies on
+    /// to promise it never changes the source.
+    pub async fn refuses_writes(&mut self) -> Result<bool, SourceError> {
+        let setting: String =
+            sqlx::query_scalar("SELECT current_setting('transaction_read_only')").fetch_one(&mut self.conn).await?;
+        Ok(setting == "on")
+    }
+
+    /// Tables (and views) of one schema with their columns.
+    pub async fn catalog(&mut self, schema: &str) -> Result<Catalog, SourceError> {
+        // LEFT JOIN: a table without columns is still a table (and then "has no column X").
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT c.relname::text, a.attname::text
+               FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+              WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+        )
+        .bind(schema)
+        .fetch_all(&mut self.conn)
+        .await?;
+        let mut catalog = Catalog::new();
+        for (table, column) in rows {
+            let columns = catalog.entry(table).or_default();
+            columns.extend(column);
+        }
+        Ok(catalog)
+    }
+
+    /// The registry and its domains, after checking their tables and columns exist.
+    pub async fn tenants(&mut self, mapping: &Mapping) -> Result<Vec<SourceTenant>, SourceError> {
+        let t = &mapping.tenants;
+        let d = &mapping.domains;
+        let registry = self.catalog(&t.schema).await?;
+        require(&registry, &t.schema, &t.table, &[&t.id, &t.schema_name, &t.name]).map_err(SourceError::Mapping)?;
+        let domains = if d.schema == t.schema { registry } else { self.catalog(&d.schema).await? };
+        require(&domains, &d.schema, &d.table, &[&d.domain, &d.tenant, &d.is_primary]).map_err(SourceError::Mapping)?;
+
+        let q = quote_ident;
+        let sql = format!(
+            "SELECT ({id})::text, ({schema})::text, ({name})::text FROM {s}.{t} ORDER BY 2",
+            id = q(&t.id),
+            schema = q(&t.schema_name),
+            name = q(&t.name),
+            s = q(&t.schema),
+            t = q(&t.table),
+        );
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
+            sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&mut self.conn).await?;
+        let sql = format!(
+            "SELECT ({tenant})::text, ({domain})::text, coalesce(({primary})::boolean, false)
+               FROM {s}.{t} ORDER BY 1, 2",
+            tenant = q(&d.tenant),
+            domain = q(&d.domain),
+            primary = q(&d.is_primary),
+            s = q(&d.schema),
+            t = q(&d.table),
+        );
+        let domain_rows: Vec<(Option<String>, Option<String>, bool)> =
+            sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&mut self.conn).await?;
+        let mut by_tenant: BTreeMap<String, Vec<SourceDomain>> = BTreeMap::new();
+        for (tenant, domain, is_primary) in domain_rows {
+            if let (Some(tenant), Some(domain)) = (tenant, domain) {
+                by_tenant.entry(tenant).or_default().push(SourceDomain { domain, is_primary });
+            }
+        }
+        let mut tenants = Vec::new();
+        for (key, schema, name) in rows {
+            let (Some(key), Some(schema)) = (key, schema) else {
+                return Err(SourceError::Mapping(format!(
+                    "{}.{}: a row has no {} or no {}",
+                    t.schema, t.table, t.id, t.schema_name
+                )));
+            };
+            let domains = by_tenant.remove(&key).unwrap_or_default();
+            tenants.push(SourceTenant { key, schema, name, domains });
+        }
+        Ok(tenants)
+    }
+
+    /// Read every mapped resource of one tenant schema in one READ ONLY, REPEATABLE READ
+    /// transaction, so the rows and their counts come from one snapshot. A missing table or
+    /// column is an error naming it.
+    pub async fn read_tenant(&mut self, mapping: &Mapping, schema: &str) -> Result<SourceData, SourceError> {
+        let catalog = self.catalog(schema).await?;
+        if catalog.is_empty() {
+            return Err(SourceError::Mapping(format!(
+                "schema {schema} does not exist in the source, or has no tables"
+            )));
+        }
+        for (table, columns) in mapping.resource_columns() {
+            require(&catalog, schema, table, &columns).map_err(SourceError::Mapping)?;
+        }
+        let mut tx = self.conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let mut data = SourceData::default();
+        if let Some(u) = &mapping.users {
+            let fields = [
+                Some(Columns::One(u.id.clone())),
+                Some(Columns::One(u.email.clone())),
+                Some(Columns::One(u.password.clone())),
+                u.is_active.clone().map(Columns::One),
+                u.owner_if.clone().map(Columns::One),
+                u.admin_if.clone().map(Columns::One),
+            ];
+            data.users = Some(read_rows(&mut tx, schema, &u.table, &u.id, &fields).await?);
+        }
+        if let Some(o) = &mapping.organizations {
+            let fields = [Some(Columns::One(o.id.clone())), Some(o.name.clone()), o.domain.clone().map(Columns::One)];
+            data.organizations = Some(read_rows(&mut tx, schema, &o.table, &o.id, &fields).await?);
+        }
+        if let Some(c) = &mapping.contacts {
+            let fields = [
+                Some(Columns::One(c.id.clone())),
+                Some(c.name.clone()),
+                Some(Columns::One(c.email.clone())),
+                c.phone.clone().map(Columns::One),
+                c.organization.clone().map(Columns::One),
+            ];
+            data.contacts = Some(read_rows(&mut tx, schema, &c.table, &c.id, &fields).await?);
+        }
+        if let Some(d) = &mapping.deals {
+            let fields = [
+                Some(Columns::One(d.id.clone())),
+                Some(d.title.clone()),
+                Some(Columns::One(d.contact.clone())),
+                d.organization.clone().map(Columns::One),
+                d.stage.clone().map(Columns::One),
+                Some(Columns::One(d.amount.clone())),
+                d.currency.clone().map(Columns::One),
+            ];
+            data.deals = Some(read_rows(&mut tx, schema, &d.table, &d.id, &fields).await?);
+        }
+        tx.commit().await?;
+        Ok(data)
+    }
+}
+
+/// The table exists in `catalog` and has every column.
+fn require(catalog: &Catalog, schema: &str, table: &str, columns: &[&str]) -> Result<(), String> {
+    let Some(have) = catalog.get(table) else {
+        return Err(format!("table {schema}.{table} does not exist in the source (named in the mapping)"));
+    };
+    let missing: Vec<&str> = columns.iter().copied().filter(|c| !have.contains(*c)).collect();
+    if !missing.is_empty() {
+        return Err(format!("table {schema}.{table} has no column {} (named in the mapping)", missing.join(", ")));
+    }
+    Ok(())
+}
+
+/// `SELECT ARRAY[field::text, …] FROM schema.table`: one text array per row, a NULL for a
+/// field the mapping leaves out. Several columns for one field are joined with a space.
+async fn read_rows(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    id: &str,
+    fields: &[Option<Columns>],
+) -> Result<SourceRows, SourceError> {
+    let exprs: Vec<String> = fields
+        .iter()
+        .map(|f| match f {
+            None => "NULL::text".to_string(),
+            Some(Columns::One(c)) => format!("({})::text", quote_ident(c)),
+            Some(Columns::Many(cs)) => {
+                let parts: Vec<String> =
+                    cs.iter().map(|c| format!("NULLIF(btrim(({})::text), '')", quote_ident(c))).collect();
+                format!("NULLIF(concat_ws(' ', {}), '')", parts.join(", "))
+            }
+        })
+        .collect();
+    let from = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    let sql = format!("SELECT ARRAY[{}] FROM {from} ORDER BY {}", exprs.join(", "), quote_ident(id));
+    let rows: Vec<Vec<Option<String>>> = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(&mut *conn).await?;
+    let count: i64 =
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {from}"))).fetch_one(&mut *conn).await?;
+    Ok(SourceRows { table: table.to_string(), rows, count })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_always_quoted_and_quotes_doubled() {
+        assert_eq!(quote_ident("auth_user"), "\"auth_user\"");
+        assert_eq!(quote_ident("Mixed Case"), "\"Mixed Case\"");
+        assert_eq!(quote_ident("x\"; DROP TABLE t; --"), "\"x\"\"; DROP TABLE t; --\"");
+    }
+}

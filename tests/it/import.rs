@@ -1,0 +1,443 @@
+//! `rowguard import schemas`: a django-tenants-style source built in the test cluster (registry
+//! and domains in `public`, one schema per tenant) imported tenant by tenant, checked row by row.
+
+use std::collections::BTreeSet;
+
+use axum::http::{Method, StatusCode};
+use base64::Engine as _;
+use rowguard::db::platform::PlatformConn;
+use rowguard::import::mapping::Mapping;
+use rowguard::import::{ImportError, ImportOptions, ImportReport, Outcome, import_schemas};
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use crate::support::{TestApp, spawn_app};
+
+const EXAMPLE: &str = include_str!("../../examples/django-tenants.toml");
+
+/// What Django's PBKDF2PasswordHasher stores, with few iterations so the test stays fast.
+fn django_hash(password: &str, salt: &str) -> String {
+    let iterations = 1_000;
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), iterations, &mut out);
+    format!("pbkdf2_sha256${iterations}${salt}${}", base64::engine::general_purpose::STANDARD.encode(out))
+}
+
+struct SourceDb {
+    url: String,
+    conn: PgConnection,
+}
+
+/// The tenants of the source: schema, display name, domains (first primary), contacts.
+const TENANTS: &[(&str, &str, &[&str], usize)] = &[
+    ("alpha", "Alpha Ltd", &["alpha.example.com", "crm.alpha-corp.com"], 5),
+    ("bravo", "Bravo GmbH", &["bravo.example.com"], 3),
+    ("charlie_co", "Charlie & Co", &["charlie.localhost"], 4),
+];
+
+/// A new database laid out as django-tenants makes it, with `TENANTS` in it.
+async fn django_source(app: &TestApp) -> SourceDb {
+    let name = format!("src_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = app.superuser_connection().await;
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE template0")))
+        .execute(&mut admin)
+        .await
+        .expect("create db");
+    let url = app.superuser_url().replacen(&format!("/{}?", app.db_name), &format!("/{name}?"), 1);
+    assert_ne!(url, app.superuser_url(), "the source URL must name the source database");
+    let mut conn = PgConnection::connect(&url).await.expect("source connection");
+    sqlx::raw_sql(
+        "CREATE TABLE customers_client (
+             id serial PRIMARY KEY, schema_name varchar(63) NOT NULL UNIQUE, name varchar(100) NOT NULL,
+             paid_until date, on_trial boolean NOT NULL DEFAULT false, created_on date NOT NULL DEFAULT now());
+         CREATE TABLE customers_domain (
+             id serial PRIMARY KEY, domain varchar(253) NOT NULL UNIQUE, is_primary boolean NOT NULL,
+             tenant_id integer NOT NULL REFERENCES customers_client (id));
+         INSERT INTO customers_client (schema_name, name) VALUES ('public', 'Public');
+         INSERT INTO customers_domain (domain, is_primary, tenant_id) VALUES ('localhost', true, 1);",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("registry");
+    for (schema, display, domains, contacts) in TENANTS {
+        let mut sql = format!(
+            "CREATE SCHEMA {schema};
+             SET search_path = {schema};
+             CREATE TABLE auth_user (
+                 id serial PRIMARY KEY, password varchar(128) NOT NULL, last_login timestamptz,
+                 is_superuser boolean NOT NULL, username varchar(150) NOT NULL UNIQUE,
+                 first_name varchar(150) NOT NULL DEFAULT '', last_name varchar(150) NOT NULL DEFAULT '',
+                 email varchar(254) NOT NULL, is_staff boolean NOT NULL, is_active boolean NOT NULL,
+                 date_joined timestamptz NOT NULL DEFAULT now());
+             CREATE TABLE crm_organization (id bigserial PRIMARY KEY, name varchar(200) NOT NULL, website_domain varchar(200));
+             CREATE TABLE crm_contact (
+                 id uuid PRIMARY KEY DEFAULT gen_random_uuid(), first_name varchar(100) NOT NULL,
+                 last_name varchar(100) NOT NULL, email varchar(254) NOT NULL, phone varchar(40),
+                 organization_id bigint REFERENCES crm_organization (id));
+             CREATE TABLE crm_deal (
+                 id bigserial PRIMARY KEY, title varchar(200) NOT NULL,
+                 contact_id uuid NOT NULL REFERENCES crm_contact (id),
+                 organization_id bigint REFERENCES crm_organization (id),
+                 stage varchar(20) NOT NULL, amount numeric(12, 2) NOT NULL, currency varchar(3));
+             INSERT INTO auth_user (password, is_superuser, username, email, is_staff, is_active) VALUES
+                 ('{owner}', true, 'boss', 'boss@{schema}.example', true, true),
+                 ('{staff}', false, 'staff', 'Staff@{schema}.example', true, true),
+                 ('{member}', false, 'member', 'member@{schema}.example', false, true),
+                 ('!unusable', false, 'gone', 'gone@{schema}.example', false, false);
+             INSERT INTO crm_organization (name, website_domain) VALUES
+                 ('{display} HQ', '{dom}.com'), ('{display} Partners', NULL);
+             RESET search_path;
+             INSERT INTO public.customers_client (schema_name, name) VALUES ('{schema}', '{display}');",
+            owner = django_hash(&format!("{schema}-owner-pw"), "salt1"),
+            staff = django_hash(&format!("{schema}-staff-pw"), "salt2"),
+            member = django_hash(&format!("{schema}-member-pw"), "salt3"),
+            dom = schema.replace('_', ""),
+        );
+        for (i, domain) in domains.iter().enumerate() {
+            sql.push_str(&format!(
+                "INSERT INTO public.customers_domain (domain, is_primary, tenant_id)
+                 SELECT '{domain}', {}, id FROM public.customers_client WHERE schema_name = '{schema}';",
+                i == 0
+            ));
+        }
+        for c in 0..*contacts {
+            // Every other contact works for the first organization; the rest for none.
+            let org =
+                if c % 2 == 0 { format!("(SELECT min(id) FROM {schema}.crm_organization)") } else { "NULL".into() };
+            sql.push_str(&format!(
+                "INSERT INTO {schema}.crm_contact (first_name, last_name, email, phone, organization_id)
+                 VALUES ('Person{c}', '{schema}', 'p{c}@{schema}.example', '+1 555 010{c}', {org});"
+            ));
+        }
+        // Two deals on the first contact, one with the second organization and no currency.
+        sql.push_str(&format!(
+            "INSERT INTO {schema}.crm_deal (title, contact_id, organization_id, stage, amount, currency)
+             SELECT 'Big deal', id, (SELECT min(id) FROM {schema}.crm_organization), 'negotiation', 1250.50, 'USD'
+               FROM {schema}.crm_contact WHERE first_name = 'Person0';
+             INSERT INTO {schema}.crm_deal (title, contact_id, organization_id, stage, amount, currency)
+             SELECT 'Small deal', id, (SELECT max(id) FROM {schema}.crm_organization), 'won', 10, NULL
+               FROM {schema}.crm_contact WHERE first_name = 'Person1';"
+        ));
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.expect("tenant schema");
+    }
+    SourceDb { url, conn }
+}
+
+fn mapping() -> Mapping {
+    Mapping::parse(EXAMPLE).expect("the example mapping")
+}
+
+fn options(only: &[&str], dry_run: bool) -> ImportOptions {
+    ImportOptions { only: only.iter().map(|s| s.to_string()).collect(), dry_run, base_domain: "localhost".into() }
+}
+
+async fn run(app: &TestApp, source: &SourceDb, mapping: &Mapping, options: &ImportOptions) -> ImportReport {
+    let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform");
+    import_schemas(&mut platform, &source.url, mapping, options, &mut |_| {}).await.expect("import runs")
+}
+
+fn outcome(report: &ImportReport, schema: &str) -> Outcome {
+    report.tenants.iter().find(|t| t.schema == schema).map(|t| t.outcome).expect("a report for the schema")
+}
+
+/// Rows per tenant-scoped table over the whole target database (as the superuser).
+async fn target_rows(app: &TestApp) -> Vec<(String, i64)> {
+    let mut conn = app.superuser_connection().await;
+    let mut out = Vec::new();
+    for table in
+        ["tenants", "tenant_domains", "users", "organizations", "contacts", "deals", "import_id_map", "audit_events"]
+    {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+        out.push((table.to_string(), n));
+    }
+    out
+}
+
+/// (deal, its contact, its organization) by SOURCE ids, as the source has them …
+async fn source_deal_links(source: &mut SourceDb, schema: &str) -> BTreeSet<(String, String, Option<String>)> {
+    let sql = format!("SELECT id::text, contact_id::text, organization_id::text FROM {schema}.crm_deal");
+    sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&mut source.conn).await.expect("source deals").into_iter().collect()
+}
+
+/// … and as rowguard has them, translated back through import_id_map.
+async fn target_deal_links(app: &TestApp, slug: &str) -> BTreeSet<(String, String, Option<String>)> {
+    let mut conn = app.superuser_connection().await;
+    sqlx::query_as(
+        "SELECT md.source_id, mc.source_id, mo.source_id
+           FROM deals d JOIN tenants t ON t.id = d.tenant_id
+           JOIN import_id_map md ON md.tenant_id = d.tenant_id AND md.resource = 'deal' AND md.target_id = d.id
+           JOIN import_id_map mc ON mc.tenant_id = d.tenant_id AND mc.resource = 'contact' AND mc.target_id = d.contact_id
+           LEFT JOIN import_id_map mo
+             ON mo.tenant_id = d.tenant_id AND mo.resource = 'organization' AND mo.target_id = d.organization_id
+          WHERE t.slug = $1",
+    )
+    .bind(slug)
+    .fetch_all(&mut conn)
+    .await
+    .expect("target deals")
+    .into_iter()
+    .collect()
+}
+
+#[tokio::test]
+async fn a_django_tenants_database_comes_across_whole_with_references_and_logins() {
+    let app = spawn_app().await;
+    let mut source = django_source(&app).await;
+    let report = run(&app, &source, &mapping(), &options(&[], false)).await;
+    assert_eq!(report.failed(), 0, "{report:#?}");
+    assert_eq!(report.tenants.len(), 3, "the public tenant is skipped: {report:#?}");
+    let charlie = report.tenants.iter().find(|t| t.schema == "charlie_co").expect("charlie");
+    assert_eq!(charlie.slug.as_deref(), Some("charlie-co"), "schema rule: lower case, '_' → '-'");
+    assert!(charlie.notes.iter().any(|n| n.contains("charlie.localhost")), "{:?}", charlie.notes);
+
+    // Counts, source against target, per tenant and resource.
+    let mut su = app.superuser_connection().await;
+    for (schema, _, _, contacts) in TENANTS {
+        let slug = schema.replace('_', "-");
+        let t = report.tenants.iter().find(|t| t.schema == *schema).expect("report");
+        assert_eq!((t.rows.users, t.rows.organizations, t.rows.contacts, t.rows.deals), (4, 2, *contacts as u64, 2));
+        for (table, source_table) in [
+            ("users", "auth_user"),
+            ("organizations", "crm_organization"),
+            ("contacts", "crm_contact"),
+            ("deals", "crm_deal"),
+        ] {
+            let want: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {schema}.{source_table}")))
+                .fetch_one(&mut source.conn)
+                .await
+                .expect("source count");
+            let got: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table} x JOIN tenants t ON t.id = x.tenant_id WHERE t.slug = $1"
+            )))
+            .bind(&slug)
+            .fetch_one(&mut su)
+            .await
+            .expect("target count");
+            assert_eq!(got, want, "{schema}.{source_table} → {slug}.{table}");
+        }
+        // References intact: every deal names the same contact and organization as before.
+        let before = source_deal_links(&mut source, schema).await;
+        assert_eq!(before.len(), 2);
+        assert_eq!(target_deal_links(&app, &slug).await, before, "{schema}");
+    }
+    // Contacts keep their organization, by source id.
+    let contact_orgs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM contacts c JOIN import_id_map m
+             ON m.tenant_id = c.tenant_id AND m.resource = 'organization' AND m.target_id = c.organization_id",
+    )
+    .fetch_one(&mut su)
+    .await
+    .expect("contact orgs");
+    assert_eq!(contact_orgs, 3 + 2 + 2, "contacts 0, 2, 4 of alpha; 0, 2 of bravo and charlie");
+
+    // Nothing crosses tenants: no reference from one tenant's row to another tenant's row ...
+    let crossing: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM deals d JOIN contacts c ON c.id = d.contact_id AND c.tenant_id <> d.tenant_id)
+              + (SELECT count(*) FROM contacts c JOIN organizations o ON o.id = c.organization_id AND o.tenant_id <> c.tenant_id)
+              + (SELECT count(*) FROM import_id_map m WHERE m.resource = 'contact'
+                   AND NOT EXISTS (SELECT FROM contacts c WHERE c.tenant_id = m.tenant_id AND c.id = m.target_id))",
+    )
+    .fetch_one(&mut su)
+    .await
+    .expect("crossing");
+    assert_eq!(crossing, 0);
+    // ... and bravo's own owner, over HTTP, sees only bravo's contacts.
+    let bravo = app.login("bravo", "boss@bravo.example", "bravo-owner-pw").await;
+    assert_eq!(bravo.status, StatusCode::OK, "{}", bravo.body);
+    let token = bravo.body["access_token"].as_str().expect("token").to_string();
+    let listed = app.call_as(&token, "bravo", Method::GET, "/v1/contacts?limit=100", None).await;
+    let emails: Vec<&str> =
+        listed.body["items"].as_array().expect("items").iter().filter_map(|c| c["email"].as_str()).collect();
+    assert_eq!(emails.len(), 3, "{}", listed.body);
+    assert!(emails.iter().all(|e| e.ends_with("@bravo.example")), "{emails:?}");
+
+    // A migrated user logs in with the old password; the hash is then argon2id, and still works.
+    let hash_of = |email: &'static str| {
+        sqlx::query_scalar::<_, String>("SELECT password_hash FROM users WHERE email = $1").bind(email)
+    };
+    let before = hash_of("member@alpha.example").fetch_one(&mut su).await.expect("hash");
+    assert!(before.starts_with("pbkdf2_sha256$"), "{before}");
+    let wrong = app.login("alpha", "member@alpha.example", "not-the-password").await;
+    wrong.assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let ok = app.login("alpha", "member@alpha.example", "alpha-member-pw").await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let after = hash_of("member@alpha.example").fetch_one(&mut su).await.expect("hash");
+    assert!(after.starts_with("$argon2id$"), "{after}");
+    let again = app.login("alpha", "member@alpha.example", "alpha-member-pw").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    // Roles and status came from is_superuser, is_staff and is_active.
+    let roles: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT u.email, u.role, u.status FROM users u JOIN tenants t ON t.id = u.tenant_id
+          WHERE t.slug = 'alpha' ORDER BY u.email",
+    )
+    .fetch_all(&mut su)
+    .await
+    .expect("roles");
+    let roles: Vec<(&str, &str, &str)> = roles.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+    assert_eq!(
+        roles,
+        [
+            ("Staff@alpha.example", "admin", "active"),
+            ("boss@alpha.example", "owner", "active"),
+            ("gone@alpha.example", "member", "deactivated"),
+            ("member@alpha.example", "member", "active"),
+        ]
+    );
+    // The custom domain resolves to the imported tenant.
+    let by_host = app
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            &[("host", "crm.alpha-corp.com")],
+            Some(json!({"email": "boss@alpha.example", "password": "alpha-owner-pw"})),
+        )
+        .await;
+    assert_eq!(by_host.status, StatusCode::OK, "{}", by_host.body);
+
+    // Re-running changes nothing and says why.
+    let before = target_rows(&app).await;
+    let rerun = run(&app, &source, &mapping(), &options(&[], false)).await;
+    assert!(rerun.tenants.iter().all(|t| t.outcome == Outcome::Skipped), "{rerun:#?}");
+    assert!(rerun.tenants.iter().all(|t| t.notes.iter().any(|n| n.contains("already imported"))));
+    assert_eq!(target_rows(&app).await, before);
+    // The source was only read: its data is as it was.
+    let source_users: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM alpha.auth_user WHERE password LIKE 'pbkdf2_sha256$%'")
+            .fetch_one(&mut source.conn)
+            .await
+            .expect("source");
+    assert_eq!(source_users, 3);
+}
+
+#[tokio::test]
+async fn a_broken_row_rolls_back_only_its_tenant() {
+    let app = spawn_app().await;
+    let mut source = django_source(&app).await;
+    // bravo: a contact with a bad e-mail. charlie_co: a deal naming a contact that does not
+    // exist (a source without the foreign key, as `db_constraint=False` makes).
+    sqlx::raw_sql(
+        "UPDATE bravo.crm_contact SET email = 'not-an-email' WHERE first_name = 'Person1';
+         ALTER TABLE charlie_co.crm_deal DROP CONSTRAINT crm_deal_contact_id_fkey;
+         UPDATE charlie_co.crm_deal SET contact_id = gen_random_uuid() WHERE title = 'Small deal';",
+    )
+    .execute(&mut source.conn)
+    .await
+    .expect("break rows");
+    let before = target_rows(&app).await;
+    let report = run(&app, &source, &mapping(), &options(&[], false)).await;
+    assert_eq!(outcome(&report, "alpha"), Outcome::Imported, "{report:#?}");
+    assert_eq!(outcome(&report, "bravo"), Outcome::Failed);
+    assert_eq!(outcome(&report, "charlie_co"), Outcome::Failed);
+    let problems = |schema: &str| report.tenants.iter().find(|t| t.schema == schema).expect("report").problems.clone();
+    let bad_email: String = sqlx::query_scalar("SELECT id::text FROM bravo.crm_contact WHERE first_name = 'Person1'")
+        .fetch_one(&mut source.conn)
+        .await
+        .expect("id");
+    assert!(
+        problems("bravo").iter().any(|p| p.table == "crm_contact"
+            && p.row.as_deref() == Some(bad_email.as_str())
+            && p.message.contains("email")),
+        "{:?}",
+        problems("bravo")
+    );
+    assert!(
+        problems("charlie_co").iter().any(|p| p.table == "crm_deal" && p.message.contains("references contact")),
+        "{:?}",
+        problems("charlie_co")
+    );
+    // Only alpha arrived: one tenant more, and no row of bravo or charlie anywhere.
+    let after = target_rows(&app).await;
+    assert_eq!(after[0].1, before[0].1 + 1, "tenants: {after:?}");
+    let mut su = app.superuser_connection().await;
+    let strays: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM tenants WHERE slug IN ('bravo', 'charlie-co'))
+              + (SELECT count(*) FROM contacts WHERE email NOT LIKE '%@alpha.example')
+              + (SELECT count(*) FROM users WHERE email NOT LIKE '%@alpha.example')
+              + (SELECT count(*) FROM tenant_domains WHERE domain LIKE 'bravo%')",
+    )
+    .fetch_one(&mut su)
+    .await
+    .expect("strays");
+    assert_eq!(strays, 0);
+
+    // Fixed at the source, bravo alone comes across on the next run.
+    sqlx::raw_sql("UPDATE bravo.crm_contact SET email = 'fixed@bravo.example' WHERE first_name = 'Person1'")
+        .execute(&mut source.conn)
+        .await
+        .expect("fix");
+    let report = run(&app, &source, &mapping(), &options(&["bravo"], false)).await;
+    assert_eq!(report.tenants.len(), 1);
+    assert_eq!(outcome(&report, "bravo"), Outcome::Imported, "{report:#?}");
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_nothing_and_bad_mappings_and_clashes_are_named() {
+    let app = spawn_app().await;
+    let source = django_source(&app).await;
+    let before = target_rows(&app).await;
+    let report = run(&app, &source, &mapping(), &options(&[], true)).await;
+    assert!(report.tenants.iter().all(|t| t.outcome == Outcome::WouldImport), "{report:#?}");
+    assert_eq!(report.rows, 3 * (4 + 2 + 2) + 5 + 3 + 4);
+    assert_eq!(target_rows(&app).await, before, "a dry run wrote something");
+
+    // A column the source does not have: every tenant fails, naming table and column.
+    let wrong = Mapping::parse(&EXAMPLE.replace("website_domain", "web_site")).expect("still valid TOML");
+    let report = run(&app, &source, &wrong, &options(&[], false)).await;
+    assert_eq!(report.failed(), 3);
+    for t in &report.tenants {
+        assert!(
+            t.problems.iter().any(|p| p.message.contains("crm_organization") && p.message.contains("web_site")),
+            "{t:?}"
+        );
+    }
+    assert_eq!(target_rows(&app).await, before);
+
+    // A registry table that does not exist stops the run before any tenant.
+    let no_registry = Mapping::parse(&EXAMPLE.replace("customers_client", "clients")).expect("valid TOML");
+    let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform");
+    let err = import_schemas(&mut platform, &source.url, &no_registry, &options(&[], false), &mut |_| {})
+        .await
+        .expect_err("no registry");
+    assert!(err.to_string().contains("public.clients"), "{err}");
+
+    // An unreachable source is said to be one.
+    let unreachable = "postgres://nobody@127.0.0.1:1/nothing";
+    let err = import_schemas(&mut platform, unreachable, &mapping(), &options(&[], false), &mut |_| {})
+        .await
+        .expect_err("unreachable");
+    assert!(matches!(err, ImportError::Source(_)) && err.to_string().contains("not reachable"), "{err}");
+
+    // A rowguard tenant `alpha` that no import made: a clash, reported, not renamed.
+    app.create_tenant("alpha").await;
+    let report = run(&app, &source, &mapping(), &options(&["alpha", "nope"], false)).await;
+    assert_eq!(outcome(&report, "alpha"), Outcome::Failed, "{report:#?}");
+    assert_eq!(outcome(&report, "nope"), Outcome::Failed);
+    let alpha = report.tenants.iter().find(|t| t.schema == "alpha").expect("alpha");
+    assert!(alpha.problems.iter().any(|p| p.message.contains("already exists")), "{alpha:?}");
+    // With an override it goes through under the chosen slug.
+    let renamed = Mapping::parse(
+        &EXAMPLE.replace("# overrides = { acme_corp = \"acme\" }", "overrides = { alpha = \"alpha-ltd\" }"),
+    )
+    .expect("override");
+    let report = run(&app, &source, &renamed, &options(&["alpha"], false)).await;
+    let alpha = report.tenants.iter().find(|t| t.schema == "alpha").expect("alpha");
+    assert_eq!((alpha.outcome, alpha.slug.as_deref()), (Outcome::Imported, Some("alpha-ltd")), "{alpha:?}");
+}
+
+#[tokio::test]
+async fn the_source_connection_refuses_writes() {
+    let app = spawn_app().await;
+    let source = django_source(&app).await;
+    let mut opened = rowguard::import::source::Source::connect(&source.url).await.expect("connect");
+    assert!(opened.refuses_writes().await.expect("read the setting"));
+    // The same URL opened plainly can write, so the guarantee comes from how the importer connects.
+    let mut plain = PgConnection::connect(&source.url).await.expect("connect");
+    let plain_ro: String = sqlx::query_scalar("SELECT current_setting('transaction_read_only')")
+        .fetch_one(&mut plain)
+        .await
+        .expect("read");
+    assert_eq!(plain_ro, "off");
+}
