@@ -205,7 +205,11 @@ async fn a_database_restart_under_load_gives_fast_503s_recovers_and_loses_no_ack
     }
     let answered = |ledger: &Ledger| ledger.answers.len();
 
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Let the load get going (a busy machine may need more than a moment), then stop PostgreSQL.
+    let warming = Instant::now();
+    while answered(&*ledger.lock().await) < 5 && warming.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let before_stop = answered(&*ledger.lock().await);
     cluster.run(Command::Stop).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
