@@ -2,6 +2,7 @@
 //! `rowguard` binary, provisions tenants through the service's own code paths, drives HTTP
 //! workloads over loopback, and measures the database ceiling side by side in the same run.
 
+mod audit_export;
 mod ceiling;
 mod fixture;
 mod load;
@@ -47,6 +48,9 @@ pub struct Args {
     /// Grow to this many tenants for the tenancy-operations phase (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     scale_tenants: usize,
+    /// Events in one tenant's audit log for the export-memory measurement (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    audit_export_events: usize,
     /// Working directory of the throwaway cluster (wiped at start).
     #[arg(long, default_value = ".rowguard-bench")]
     dir: PathBuf,
@@ -69,7 +73,7 @@ impl Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt().with_env_filter("warn,sqlx=error").with_writer(std::io::stderr).init();
     let service_bin = std::env::current_exe()?.with_file_name("rowguard");
     anyhow::ensure!(
         service_bin.exists(),
@@ -131,6 +135,9 @@ async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_ur
             ceiling::rls_cost(admin_url, app_url, &fixture, args.connections, args.rls_rounds, args.duration() / 2)
                 .await?;
         rls.print();
+    }
+    if args.audit_export_events > 0 {
+        audit_export::measure(admin_url, &svc, &fixture, args.audit_export_events).await?;
     }
     if args.scale_tenants > 0 {
         ops::measure(admin_url, &mut svc, &fixture, args.scale_tenants, args.connections).await?;

@@ -44,6 +44,15 @@ impl Service {
         Ok(Service { addr, child, pid, peak_kib: 0 })
     }
 
+    /// Resident memory now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     fn status_kib(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .ok()
