@@ -145,6 +145,15 @@ enum TenantsCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Retention: delete a tenant's events older than a time, recording the cut in its chain
+    /// (an `audit.retention_purge` event naming the last purged event and its hash).
+    Purge {
+        #[arg(long)]
+        tenant: String,
+        /// RFC 3339, e.g. 2025-01-01T00:00:00Z.
+        #[arg(long)]
+        before: chrono::DateTime<chrono::Utc>,
+    },
     /// Verify tenants' hash chains and signed checkpoints; exits non-zero on a broken link.
     Verify {
         /// The tenant to verify.
@@ -250,6 +259,18 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
             Ok(())
         }
         Command::Audit(AuditCommand::Verify { tenant, all: _ }) => audit_verify(config, setup, tenant).await,
+        Command::Audit(AuditCommand::Purge { tenant, before }) => {
+            let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+            let t = platform
+                .list_tenants()
+                .await?
+                .into_iter()
+                .find(|t| t.slug == tenant)
+                .with_context(|| format!("no tenant {tenant:?}"))?;
+            let purged = rowguard::audit::retention_purge(&mut platform, t.id, before).await?;
+            println!("{tenant}: {purged} audit event(s) before {before} purged; the cut is recorded in the chain");
+            Ok(())
+        }
         Command::Db(DbCommand::Url { admin }) => {
             let url = if admin { setup.admin_url()?.to_string() } else { setup.app_url.clone() };
             println!("{url}");

@@ -59,6 +59,13 @@ pub fn link_hash(prev: &[u8], fields: &[String]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -70,6 +77,19 @@ pub async fn verify_chain(
     tenant: TenantId,
     expected: &[(i64, Vec<u8>)],
 ) -> Result<ChainReport, sqlx::Error> {
+    // After a retention purge the log starts past event 1: the latest `audit.retention_purge`
+    // event (itself in the chain) names the last purged event and its hash, the new anchor.
+    let anchor: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT (details ->> 'purged_through_seq')::bigint, details ->> 'anchor_hash' FROM audit_events
+          WHERE tenant_id = $1 AND action = 'audit.retention_purge' ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (mut running, mut last_seq) = match anchor {
+        Some((Some(seq), Some(hash))) => (parse_hex(&hash).unwrap_or_default(), seq),
+        _ => (GENESIS.to_vec(), 0i64),
+    };
     let mut rows = sqlx::query_as::<_, Row>(
         "SELECT seq,
                 ARRAY[tenant_id::text, seq::text, id::text,
@@ -83,8 +103,6 @@ pub async fn verify_chain(
     )
     .bind(tenant)
     .fetch(&mut *conn);
-    let mut running = GENESIS.to_vec();
-    let mut last_seq = 0i64;
     let mut events = 0i64;
     let mut broken = None;
     let mut confirmed = 0usize;

@@ -59,3 +59,16 @@ impl Database {
         Ok(signed)
     }
 }
+
+/// Retention: delete `tenant`'s events older than `before` as the platform role, in the
+/// tenant's transaction, recording the cut (see sql/V13__audit_retention.sql).
+pub async fn retention_purge(
+    platform: &mut crate::db::platform::PlatformConn,
+    tenant: TenantId,
+    before: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<i64> {
+    let mut tx = platform.tenant_tx(tenant).await?;
+    let purged: i64 = sqlx::query_scalar("SELECT audit_retention_purge($1)").bind(before).fetch_one(tx.conn()).await?;
+    tx.commit().await?;
+    Ok(purged)
+}

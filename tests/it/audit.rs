@@ -325,3 +325,28 @@ async fn the_cli_verifier_names_the_broken_event() {
     let report = verify_chain(tx.conn(), t.id, &[]).await.expect("verify");
     assert_eq!(report.first_broken.map(|b| b.seq), Some(2));
 }
+
+#[tokio::test]
+async fn a_retention_purge_is_recorded_in_the_chain_and_the_rest_still_verifies() {
+    let app = spawn_app().await;
+    let t = app.create_tenant("alpha").await;
+    let token = app.owner_token(&t).await;
+    for i in 0..3 {
+        let body = json!({"name": format!("c{i}"), "email": "c@x.io"});
+        app.call_as(&token, "alpha", Method::POST, "/v1/contacts", Some(body)).await;
+    }
+    // Events 1..5 exist; purge everything before now (the newest event is always kept).
+    let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform");
+    let purged = rowguard::audit::retention_purge(&mut platform, t.id, chrono::Utc::now()).await.expect("purge");
+    assert_eq!(purged, 4);
+    let report = verify(&app, &token, "alpha").await;
+    assert_eq!(report["valid"], true, "{report}");
+    let cut = events(&app, &token, "alpha", "?action=audit.retention_purge").await;
+    assert_eq!(cut.len(), 1);
+    assert_eq!(cut[0]["details"]["purged_through_seq"], 4);
+    // The app role still cannot delete anything, retention or not.
+    let mut conn = app.app_connection().await;
+    let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");
+    let err = sqlx::query("SELECT audit_retention_purge(now())").execute(tx.conn()).await.expect_err("app role");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+}
