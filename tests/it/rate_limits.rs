@@ -92,6 +92,20 @@ async fn a_noisy_tenant_is_refused_while_its_neighbour_is_served() {
     // Burst 5, one of it spent on login, one more per second of the test at most.
     assert!(noisy_ok <= 4 + 3, "noisy tenant admitted {noisy_ok} times");
     assert!(noisy_refused >= 30, "noisy tenant refused only {noisy_refused} times");
+
+    // The refusals are in the noisy tenant's audit log, sampled (at most 20 a minute, together
+    // with other refusals), and none in the quiet tenant's.
+    let mut su = app.superuser_connection().await;
+    let count = |tenant: rowguard::domain::TenantId| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = 'access.rate_limited'",
+        )
+        .bind(tenant)
+    };
+    let noisy_logged = count(noisy.id).fetch_one(&mut su).await.expect("count");
+    let quiet_logged = count(quiet.id).fetch_one(&mut su).await.expect("count");
+    assert!((1..=20).contains(&noisy_logged), "{noisy_logged} refusals recorded for {noisy_refused}");
+    assert_eq!(quiet_logged, 0);
 }
 
 #[tokio::test]

@@ -76,3 +76,19 @@ pub async fn record_refusals(State(ctx): State<ApiContext>, request: Request, ne
     }
     response
 }
+
+/// Record a rate-limit refusal (`access.rate_limited`), sampled with the same per-tenant
+/// budget as other refusals so a flood over quota cannot flood the log.
+pub async fn record_throttled(ctx: &ApiContext, tenant: TenantId, parts: &axum::http::request::Parts, limit: &str) {
+    let Some(skipped) = ctx.access_sampler.admit(tenant) else { return };
+    let event = AccessEvent {
+        action: "access.rate_limited",
+        resource_type: None,
+        resource_id: None,
+        outcome: "denied",
+        details: json!({"method": parts.method.as_str(), "path": parts.uri.path(), "limit": limit, "not_recorded_before": skipped}),
+    };
+    if let Err(e) = audit::record(&ctx.db, tenant, &request_actor(parts, &ctx.trusted_proxies), event).await {
+        tracing::warn!(error = %e, "could not record a rate-limit refusal in the audit log");
+    }
+}

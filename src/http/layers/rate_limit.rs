@@ -340,11 +340,11 @@ pub async fn limit_tenant(State(ctx): State<ApiContext>, request: Request, next:
     if !ctx.rate_limits.enabled {
         return next.run(request).await;
     }
-    let Some(tenant) = request.extensions().get::<ResolvedTenant>() else {
+    let Some(tenant) = request.extensions().get::<ResolvedTenant>().cloned() else {
         // Mis-ordered layers would land here; never a 500 for it, so key by address instead.
         return limit_unresolved(State(ctx), request, next).await;
     };
-    let mut response = match ctx.rate_limits.check_tenant(tenant) {
+    let mut response = match ctx.rate_limits.check_tenant(&tenant) {
         Ok(allowance) => {
             let mut response = next.run(request).await;
             if response.headers().contains_key("ratelimit-limit") {
@@ -358,7 +358,11 @@ pub async fn limit_tenant(State(ctx): State<ApiContext>, request: Request, next:
             rate_limit_headers(response.headers_mut(), allowance.limit, allowance.remaining, reset);
             response
         }
-        Err(refusal) => too_many_requests(refusal, "this tenant has used its request quota; retry later"),
+        Err(refusal) => {
+            let (parts, _) = request.into_parts();
+            super::audit::record_throttled(&ctx, tenant.id, &parts, "tenant").await;
+            too_many_requests(refusal, "this tenant has used its request quota; retry later")
+        }
     };
     response.extensions_mut().insert(TenantAdmitted);
     response
@@ -396,6 +400,8 @@ pub async fn limit_login(State(ctx): State<ApiContext>, request: Request, next: 
     let (client_period, client_burst) = LOGIN_PER_CLIENT;
     let per_client = Limit::one_per(client_period, client_burst);
     if let Err(refusal) = limits.outcome(limits.login_per_client.check_key(&(tenant, ip)), per_client) {
+        let (parts, _) = request.into_parts();
+        super::audit::record_throttled(&ctx, tenant, &parts, "login_per_address").await;
         return too_many_requests(refusal, "too many login attempts from this address; retry later");
     }
     let (parts, body) = request.into_parts();
@@ -410,6 +416,7 @@ pub async fn limit_login(State(ctx): State<ApiContext>, request: Request, next: 
         .filter(|e| !e.is_empty() && e.len() <= 254)
         .map(|email| (tenant, email));
     if let Some(refusal) = account.as_ref().and_then(|a| limits.login_failures.refused(a)) {
+        super::audit::record_throttled(&ctx, tenant, &parts, "login_per_account").await;
         return too_many_requests(refusal, "too many failed logins for this account; retry later");
     }
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
