@@ -108,6 +108,11 @@ pub struct Config {
     /// Per-tenant, per-address and login rate limits. Turn off only to measure raw throughput.
     #[arg(long, env = "ROWGUARD_RATE_LIMITS", default_value_t = true, global = true, action = clap::ArgAction::Set)]
     pub rate_limits: bool,
+
+    /// A bearer token `GET /metrics` must present. Unset: /metrics answers anyone, so keep it
+    /// set, or keep the listener off the public network, in production.
+    #[arg(long, env = "ROWGUARD_METRICS_TOKEN", global = true, hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl Config {
@@ -155,6 +160,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             hsts: None,
             rate_limits: true,
+            metrics_token: None,
         }
     }
 }

@@ -8,5 +8,6 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod import;
+pub mod metrics;
 pub mod seed;
 pub mod startup;

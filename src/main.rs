@@ -686,12 +686,9 @@ fn list_or_none(names: &[String]) -> String {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if config.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    let ansi = std::io::stderr().is_terminal();
+    let subscriber = startup::log_subscriber(&config.log, &config.log_format, std::io::stderr, ansi);
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        eprintln!("rowguard: a logger was already installed");
     }
 }

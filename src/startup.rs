@@ -192,6 +192,8 @@ pub async fn build_context_with_platform(
         access_sampler: Arc::default(),
         platform,
         signup: config.signup,
+        metrics: Arc::default(),
+        metrics_token: config.metrics_token.as_deref().map(Arc::from),
     })
 }
 
@@ -260,4 +262,27 @@ pub async fn shutdown_signal() {
         _ = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+/// The logger: `format` "json" gives one JSON object per line with the event's fields at the
+/// top level (request lines: request_id, tenant, user, method, path, status, ms); anything
+/// else gives human-readable lines. `filter` is tracing's EnvFilter syntax (ROWGUARD_LOG);
+/// request lines have the target `rowguard::request`.
+pub fn log_subscriber<W>(
+    filter: &str,
+    format: &str,
+    writer: W,
+    ansi: bool,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    if format == "json" {
+        Box::new(builder.json().flatten_event(true).finish())
+    } else {
+        Box::new(builder.with_ansi(ansi).finish())
+    }
 }

@@ -14,6 +14,8 @@ pub mod transfer;
 pub mod user_changes;
 pub mod verify;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -51,6 +53,25 @@ pub const PLATFORM_PRIVATE_TABLES: &[&str] = &["operators"];
 #[derive(Clone)]
 pub struct Database {
     pool: PgPool,
+    /// Requests that hold or wait for one of the pool's connections (`/metrics`: waiting is
+    /// this less those in use; sqlx does not count its waiters).
+    demand: Arc<AtomicU32>,
+}
+
+/// Counts one request in `Database::demand` while it lives.
+pub(crate) struct DemandGuard(Arc<AtomicU32>);
+
+impl DemandGuard {
+    fn new(demand: &Arc<AtomicU32>) -> DemandGuard {
+        demand.fetch_add(1, Ordering::Relaxed);
+        DemandGuard(Arc::clone(demand))
+    }
+}
+
+impl Drop for DemandGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Database {
@@ -83,7 +104,27 @@ impl Database {
             })
             .connect_with(options)
             .await?;
-        Ok(Database { pool })
+        Ok(Database { pool, demand: Arc::default() })
+    }
+
+    /// The pool's figures for `/metrics`.
+    pub fn pool_figures(&self) -> crate::metrics::PoolFigures {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX).min(size);
+        let in_use = size - idle;
+        let demand = self.demand.load(Ordering::Relaxed);
+        crate::metrics::PoolFigures {
+            max: self.pool.options().get_max_connections(),
+            in_use,
+            idle,
+            waiting: demand.saturating_sub(in_use),
+        }
+    }
+
+    /// How many audit events the database has inserted (every instance's), from its
+    /// statistics: cheap, and readable without any privilege on the audit tables.
+    pub async fn audit_events_inserted(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT pg_stat_get_tuples_inserted('audit_events'::regclass)").fetch_one(&self.pool).await
     }
 
     /// Reachable at all (`/readyz`).

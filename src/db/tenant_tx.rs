@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use uuid::Uuid;
 
-use super::Database;
+use super::{Database, DemandGuard};
 use crate::domain::{Role, TenantId, UserId};
 
 /// A transaction that has already set `app.tenant_id` (and `app.user_id` when a user acts).
@@ -24,6 +24,8 @@ use crate::domain::{Role, TenantId, UserId};
 pub struct TenantTx<'c> {
     tx: Transaction<'c, Postgres>,
     tenant: TenantId,
+    /// Counted in the pool's demand while the transaction holds a pooled connection.
+    _demand: Option<DemandGuard>,
 }
 
 impl TenantTx<'static> {
@@ -33,8 +35,9 @@ impl TenantTx<'static> {
         tenant: TenantId,
         user: Option<UserId>,
     ) -> Result<TenantTx<'static>, sqlx::Error> {
+        let demand = DemandGuard::new(&db.demand);
         let tx = db.pool.begin_with(AssertSqlSafe(begin_statement(tenant, user))).await?;
-        Ok(TenantTx { tx, tenant })
+        Ok(TenantTx { tx, tenant, _demand: Some(demand) })
     }
 }
 
@@ -43,8 +46,9 @@ impl TenantTx<'static> {
     /// the same single statement as `begin`, with more transaction-local settings.
     pub async fn begin_as(db: &Database, tenant: TenantId, actor: &Actor) -> Result<TenantTx<'static>, sqlx::Error> {
         let statement = format!("{}{}", begin_statement(tenant, actor.user), actor.settings());
+        let demand = DemandGuard::new(&db.demand);
         let tx = db.pool.begin_with(AssertSqlSafe(statement)).await?;
-        Ok(TenantTx { tx, tenant })
+        Ok(TenantTx { tx, tenant, _demand: Some(demand) })
     }
 }
 
@@ -86,7 +90,7 @@ impl<'c> TenantTx<'c> {
     pub async fn begin_on(conn: &'c mut PgConnection, tenant: TenantId) -> Result<TenantTx<'c>, sqlx::Error> {
         use sqlx::Connection;
         let tx = conn.begin_with(AssertSqlSafe(begin_statement(tenant, None))).await?;
-        Ok(TenantTx { tx, tenant })
+        Ok(TenantTx { tx, tenant, _demand: None })
     }
 
     pub fn tenant(&self) -> TenantId {
@@ -128,6 +132,7 @@ impl TenantTx<'static> {
         args: &[Literal],
     ) -> Result<Vec<PgRow>, sqlx::Error> {
         let text = format!("{}; {}; COMMIT", begin_statement(tenant, user), statement.execute_sql(args));
+        let _demand = DemandGuard::new(&db.demand);
         let mut conn = db.pool.acquire().await?;
         let result = sqlx::raw_sql(AssertSqlSafe(text)).fetch_all(&mut *conn).await;
         if result.is_err() {

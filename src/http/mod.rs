@@ -14,13 +14,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state};
 use tower::ServiceBuilder;
 use tower::util::MapRequestLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -57,6 +56,10 @@ pub struct ApiContext {
     pub platform: Option<crate::db::platform::PlatformDb>,
     /// Self-service signup (`POST /platform/v1/signup`) is on.
     pub signup: bool,
+    /// What `/metrics` exposes.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The bearer token `/metrics` wants, if any (ROWGUARD_METRICS_TOKEN).
+    pub metrics_token: Option<Arc<str>>,
 }
 
 /// Limits the router enforces, from `Config`.
@@ -138,6 +141,7 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
         .routes(routes!(routes::jwks::jwks))
+        .routes(routes!(routes::metrics::metrics))
         .merge(tenant_api)
         .merge(platform_routes(ctx))
 }
@@ -162,6 +166,8 @@ fn platform_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
 
 pub fn router(ctx: ApiContext, limits: Limits) -> Router {
     let (routes, api) = api_routes(&ctx).split_for_parts();
+    ctx.metrics.register_routes(api.paths.paths.keys().map(String::as_str));
+    let metrics = std::sync::Arc::clone(&ctx.metrics);
     let request_id = HeaderName::from_static("x-request-id");
     let hsts = layers::security_headers::Hsts(ctx.hsts);
     let cors = ctx.clone();
@@ -178,11 +184,7 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
                 .layer(MapRequestLayer::new(layers::request_id::sanitize_incoming::<Body>))
                 .layer(SetRequestIdLayer::new(request_id.clone(), layers::request_id::MakeRequestUuidV7))
                 .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(),
-                        request_id = %id, tenant = tracing::field::Empty, user = tracing::field::Empty)
-                }))
+                .layer(from_fn_with_state(metrics, layers::observe::observe))
                 .layer(from_fn(error::problem_documents))
                 .layer(from_fn_with_state(hsts, layers::security_headers::security_headers))
                 .layer(from_fn_with_state(cors, layers::cors::per_tenant_cors))

@@ -15,6 +15,8 @@ mod import;
 mod isolation_http;
 mod isolation_sql;
 mod isolation_tables;
+mod logs;
+mod metrics;
 mod permissions;
 mod platform;
 mod rate_limits;

@@ -71,6 +71,7 @@ pub async fn record_refusals(State(ctx): State<ApiContext>, request: Request, ne
             details: json!({"method": method, "path": path, "status": status.as_u16(), "not_recorded_before": skipped}),
         };
         if let Err(e) = audit::record(&ctx.db, tenant, &actor, event).await {
+            ctx.metrics.audit_write_failed();
             tracing::warn!(error = %e, "could not record a refusal in the audit log");
         }
     }
@@ -89,6 +90,7 @@ pub async fn record_throttled(ctx: &ApiContext, tenant: TenantId, parts: &axum::
         details: json!({"method": parts.method.as_str(), "path": parts.uri.path(), "limit": limit, "not_recorded_before": skipped}),
     };
     if let Err(e) = audit::record(&ctx.db, tenant, &request_actor(parts, &ctx.trusted_proxies), event).await {
+        ctx.metrics.audit_write_failed();
         tracing::warn!(error = %e, "could not record a rate-limit refusal in the audit log");
     }
 }

@@ -50,7 +50,9 @@ pub async fn authenticate(
     }
     // The current role, never the token's: a demotion must not wait for the token to expire.
     request.extensions_mut().insert(Principal { user: claims.sub, tenant, role: state.role });
-    Ok(next.run(request).await)
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(super::observe::ServedUser(claims.sub));
+    Ok(response)
 }
 
 impl Principal {

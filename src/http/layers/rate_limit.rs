@@ -34,6 +34,7 @@ use crate::domain::TenantId;
 use crate::http::ApiContext;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::ApiError;
+use crate::metrics::RateLimited;
 
 /// A quota: one request's worth of capacity comes back every `replenish_every`, up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -359,6 +360,7 @@ pub async fn limit_tenant(State(ctx): State<ApiContext>, request: Request, next:
             response
         }
         Err(refusal) => {
+            ctx.metrics.rate_limited(RateLimited::Tenant(tenant.plan));
             let (parts, _) = request.into_parts();
             super::audit::record_throttled(&ctx, tenant.id, &parts, "tenant").await;
             too_many_requests(refusal, "this tenant has used its request quota; retry later")
@@ -377,6 +379,7 @@ pub async fn limit_unresolved(State(ctx): State<ApiContext>, request: Request, n
     let ip = client_ip(&ctx, &request);
     let limits = &ctx.rate_limits;
     if let Some(refusal) = limits.unresolved.refused(&ip) {
+        ctx.metrics.rate_limited(RateLimited::Unresolved);
         return too_many_requests(refusal, "too many requests naming no known tenant from this address; retry later");
     }
     let response = next.run(request).await;
@@ -400,6 +403,7 @@ pub async fn limit_login(State(ctx): State<ApiContext>, request: Request, next: 
     let (client_period, client_burst) = LOGIN_PER_CLIENT;
     let per_client = Limit::one_per(client_period, client_burst);
     if let Err(refusal) = limits.outcome(limits.login_per_client.check_key(&(tenant, ip)), per_client) {
+        ctx.metrics.rate_limited(RateLimited::LoginPerAddress);
         let (parts, _) = request.into_parts();
         super::audit::record_throttled(&ctx, tenant, &parts, "login_per_address").await;
         return too_many_requests(refusal, "too many login attempts from this address; retry later");
@@ -416,6 +420,7 @@ pub async fn limit_login(State(ctx): State<ApiContext>, request: Request, next: 
         .filter(|e| !e.is_empty() && e.len() <= 254)
         .map(|email| (tenant, email));
     if let Some(refusal) = account.as_ref().and_then(|a| limits.login_failures.refused(a)) {
+        ctx.metrics.rate_limited(RateLimited::LoginPerAccount);
         super::audit::record_throttled(&ctx, tenant, &parts, "login_per_account").await;
         return too_many_requests(refusal, "too many failed logins for this account; retry later");
     }

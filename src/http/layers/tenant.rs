@@ -181,8 +181,11 @@ pub async fn resolve_tenant(
     let (host, tenant_header) = naming_headers(&request)?;
     let tenant = resolve(&ctx, host.as_deref(), tenant_header.as_deref()).await?;
     tracing::Span::current().record("tenant", tenant.slug.as_str());
+    let served = super::observe::ServedTenant(tenant.slug.clone());
     request.extensions_mut().insert(tenant);
-    Ok(next.run(request).await)
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(served);
+    Ok(response)
 }
 
 /// The Host (or the URI's authority) and X-Tenant values, which must be ASCII if present.

@@ -8,6 +8,7 @@ pub mod deals;
 pub mod health;
 pub mod jwks;
 pub mod me;
+pub mod metrics;
 pub mod organizations;
 pub mod platform;
 pub mod users;
