@@ -8,6 +8,7 @@ use rowguard::auth::password::hash_now;
 use rowguard::config::Config;
 use rowguard::db::migration_status::{MigrationStatus, migration_status};
 use rowguard::db::platform::{NewTenant, PlatformConn, TenantChange};
+use rowguard::db::transfer::Progress;
 use rowguard::db::{OWNER_ROLE, verify};
 use rowguard::domain::{Email, NewPassword, Slug, TenantLifecycle};
 use rowguard::startup::{self, DatabaseSetup};
@@ -292,7 +293,10 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
             let slug = Slug::parse(&slug)?;
             let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
             let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
-            let header = rowguard::db::transfer::export(&mut platform, &slug, &mut file).await?;
+            let bar = rows_bar();
+            let mut progress = |p: Progress| bar.update(p);
+            let header = rowguard::db::transfer::export(&mut platform, &slug, &mut file, &mut progress).await?;
+            bar.finish();
             let rows: u64 = header.tables.values().sum();
             println!("exported {slug}: {rows} rows from {} tables to {}", header.tables.len(), out.display());
             for (table, n) in &header.tables {
@@ -304,7 +308,10 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
             let slug = Slug::parse(&slug)?;
             let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
             let input = std::io::BufReader::new(std::fs::File::open(&file)?);
-            let (id, counts) = rowguard::db::transfer::import(&mut platform, input, &slug).await?;
+            let bar = rows_bar();
+            let mut progress = |p: Progress| bar.update(p);
+            let (id, counts) = rowguard::db::transfer::import(&mut platform, input, &slug, &mut progress).await?;
+            bar.finish();
             println!("imported {} into new tenant {slug} ({id})", file.display());
             for (table, n) in &counts {
                 println!("  {table:<24} {n}");
@@ -678,6 +685,33 @@ fn limit_allocator_retention() {
     // SAFETY: mallopt only adjusts allocator tuning; called before any other thread exists.
     unsafe {
         nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// A rows-done bar for export and import on stderr when it is a terminal; nothing otherwise
+/// (a pipe or a log file gets only the summary printed at the end).
+struct RowsBar(Option<indicatif::ProgressBar>);
+
+fn rows_bar() -> RowsBar {
+    RowsBar(std::io::stderr().is_terminal().then(|| {
+        let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {elapsed}  {per_sec}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        indicatif::ProgressBar::new(0).with_style(style)
+    }))
+}
+
+impl RowsBar {
+    fn update(&self, p: Progress) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(p.total);
+            bar.set_position(p.rows);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
+use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
@@ -74,8 +75,23 @@ fn unqualified(table: &str) -> String {
     table.rsplit('.').next().unwrap_or(table).trim_matches('"').to_string()
 }
 
-/// Write every row of `slug` to `out`. Returns the header written.
-pub async fn export(platform: &mut PlatformConn, slug: &Slug, out: &mut impl Write) -> Result<Header, TransferError> {
+/// How far an export or import has got: rows done of rows in all.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub rows: u64,
+    pub total: u64,
+}
+
+/// Write every row of `slug` to `out`, reporting progress as rows are written. Returns the
+/// header written. One REPEATABLE READ transaction: the counts in the header and the rows
+/// that follow are one snapshot. Rows are streamed, so memory stays flat however large the
+/// tenant.
+pub async fn export(
+    platform: &mut PlatformConn,
+    slug: &Slug,
+    out: &mut impl Write,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Header, TransferError> {
     let summary = platform
         .list_tenants()
         .await?
@@ -84,6 +100,8 @@ pub async fn export(platform: &mut PlatformConn, slug: &Slug, out: &mut impl Wri
         .ok_or_else(|| TransferError::NoTenant(slug.to_string()))?;
     let tenant = summary.id;
     let mut tx = platform.tenant_tx(tenant).await?;
+    // Allowed here: setting the tenant (SET LOCAL) took no snapshot yet.
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(tx.conn()).await?;
     let mut tables = tables_children_first(&mut tx).await?;
     tables.reverse();
     let tables: Vec<(String, String)> = tables
@@ -101,19 +119,12 @@ pub async fn export(platform: &mut PlatformConn, slug: &Slug, out: &mut impl Wri
         .fetch_optional(tx.conn())
         .await?;
     let mut counts = BTreeMap::new();
-    let mut body = Vec::new();
     for (name, qualified) in &tables {
-        // Catalog names, quoted by PostgreSQL's format('%I.%I'); the audit log in chain order.
-        let order = if name == "audit_events" { "ORDER BY t.seq" } else { "" };
-        let sql = format!("SELECT to_jsonb(t) FROM {qualified} t WHERE t.tenant_id = $1 {order}");
-        let rows: Vec<Value> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(tenant).fetch_all(tx.conn()).await?;
-        counts.insert(name.clone(), rows.len() as u64);
-        for row in rows {
-            serde_json::to_writer(&mut body, &Line { table: name.clone(), row }).map_err(std::io::Error::from)?;
-            body.push(b'\n');
-        }
+        // Catalog names, quoted by PostgreSQL's format('%I.%I').
+        let sql = format!("SELECT count(*) FROM {qualified} t WHERE t.tenant_id = $1");
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).bind(tenant).fetch_one(tx.conn()).await?;
+        counts.insert(name.clone(), u64::try_from(n).unwrap_or(0));
     }
-    tx.commit().await?;
     let header = Header {
         format: FORMAT.into(),
         version: 1,
@@ -130,7 +141,21 @@ pub async fn export(platform: &mut PlatformConn, slug: &Slug, out: &mut impl Wri
     };
     serde_json::to_writer(&mut *out, &header).map_err(std::io::Error::from)?;
     out.write_all(b"\n")?;
-    out.write_all(&body)?;
+    let mut done = Progress { rows: 0, total: header.tables.values().sum() };
+    progress(done);
+    for (name, qualified) in &tables {
+        // The audit log in chain order, so an import can re-link it as it reads.
+        let order = if name == "audit_events" { "ORDER BY t.seq" } else { "" };
+        let sql = format!("SELECT to_jsonb(t) FROM {qualified} t WHERE t.tenant_id = $1 {order}");
+        let mut rows = sqlx::query_scalar::<_, Value>(AssertSqlSafe(sql)).bind(tenant).fetch(tx.conn());
+        while let Some(row) = rows.try_next().await? {
+            serde_json::to_writer(&mut *out, &Line { table: name.clone(), row }).map_err(std::io::Error::from)?;
+            out.write_all(b"\n")?;
+            done.rows += 1;
+            progress(done);
+        }
+    }
+    tx.commit().await?;
     out.flush()?;
     Ok(header)
 }
@@ -141,6 +166,7 @@ pub async fn import(
     platform: &mut PlatformConn,
     input: impl BufRead,
     slug: &Slug,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<(TenantId, BTreeMap<String, u64>), TransferError> {
     let mut lines = input.lines().enumerate();
     let bad = |line: usize, message: String| TransferError::Format { line: line + 1, message };
@@ -168,6 +194,8 @@ pub async fn import(
         })?;
     let known: Vec<String> = tables_children_first(&mut tx).await?.iter().map(|q| unqualified(q)).collect();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut done = Progress { rows: 0, total: header.tables.values().sum() };
+    progress(done);
     for (n, line) in lines {
         let line = line?;
         if line.trim().is_empty() {
@@ -190,6 +218,8 @@ pub async fn import(
         };
         result.map_err(|e| bad(n, format!("{table}: {e}")))?;
         *counts.entry(table).or_default() += 1;
+        done.rows += 1;
+        progress(done);
     }
     for (table, expected) in &header.tables {
         let got = counts.get(table).copied().unwrap_or(0);

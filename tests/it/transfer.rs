@@ -33,15 +33,29 @@ async fn an_exported_tenant_imported_under_a_new_slug_answers_the_same_reads() {
 
     let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform");
     let mut file = Vec::new();
-    let header =
-        transfer::export(&mut platform, &Slug::parse("alpha").expect("slug"), &mut file).await.expect("export");
+    let mut exported = Vec::new();
+    let header = transfer::export(&mut platform, &Slug::parse("alpha").expect("slug"), &mut file, &mut |p| {
+        exported.push((p.rows, p.total))
+    })
+    .await
+    .expect("export");
     assert_eq!(header.tables.get("contacts"), Some(&5));
+    // Progress counts every row once, up to the header's total, which is every line but the header.
+    let total: u64 = header.tables.values().sum();
+    assert_eq!(exported.first(), Some(&(0, total)));
+    assert_eq!(exported.last(), Some(&(total, total)));
+    assert_eq!(file.iter().filter(|b| **b == b'\n').count() as u64, total + 1);
     let text = String::from_utf8(file.clone()).expect("utf-8");
     assert!(!text.contains("Not alpha's"), "another tenant's row was exported");
 
-    let (new_id, counts) = transfer::import(&mut platform, file.as_slice(), &Slug::parse("alpha-copy").expect("slug"))
+    let mut imported = (0, 0);
+    let (new_id, counts) =
+        transfer::import(&mut platform, file.as_slice(), &Slug::parse("alpha-copy").expect("slug"), &mut |p| {
+            imported = (p.rows, p.total)
+        })
         .await
         .expect("import");
+    assert_eq!(imported, (total, total));
     assert_ne!(new_id, source.id);
     assert_eq!(counts.get("contacts"), Some(&5));
 
@@ -68,7 +82,8 @@ async fn an_exported_tenant_imported_under_a_new_slug_answers_the_same_reads() {
     assert_eq!(event["details"]["source_slug"], "alpha");
 
     // Importing twice under the same slug is refused and leaves nothing half-made.
-    let again = transfer::import(&mut platform, file.as_slice(), &Slug::parse("alpha-copy").expect("slug")).await;
+    let again =
+        transfer::import(&mut platform, file.as_slice(), &Slug::parse("alpha-copy").expect("slug"), &mut |_| {}).await;
     assert!(again.is_err());
 }
 
@@ -78,10 +93,12 @@ async fn a_damaged_export_imports_nothing() {
     app.create_tenant("alpha").await;
     let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform");
     let mut file = Vec::new();
-    transfer::export(&mut platform, &Slug::parse("alpha").expect("slug"), &mut file).await.expect("export");
+    transfer::export(&mut platform, &Slug::parse("alpha").expect("slug"), &mut file, &mut |_| {})
+        .await
+        .expect("export");
     let mut text = String::from_utf8(file).expect("utf-8");
     text.push_str("{\"table\": \"tenants\", \"row\": {}}\n");
-    let err = transfer::import(&mut platform, text.as_bytes(), &Slug::parse("beta").expect("slug")).await;
+    let err = transfer::import(&mut platform, text.as_bytes(), &Slug::parse("beta").expect("slug"), &mut |_| {}).await;
     assert!(err.is_err());
     let exists = platform.tenant_exists(&Slug::parse("beta").expect("slug")).await.expect("exists");
     assert!(!exists, "a failed import must leave no tenant behind");
