@@ -117,9 +117,14 @@ pub enum Literal {
 }
 
 impl TenantTx<'static> {
-    /// A read-only statement in ONE round trip: `BEGIN; SET LOCAL …; EXECUTE <hot>(…);
-    /// COMMIT` sent as a single simple-protocol message. The tenant is set transaction-locally
-    /// by the same statement text as `begin`; only the round trips differ (1 instead of 3).
+    /// A read-only statement in ONE round trip: `SET LOCAL app.tenant_id = …; EXECUTE
+    /// <hot>(…)` sent as a single simple-protocol message. PostgreSQL runs the statements of
+    /// one such message as one implicit transaction block, in which `SET LOCAL` applies until
+    /// the block ends (checked on PostgreSQL 15: the EXECUTE sees the setting; the next
+    /// message on the connection does not, after success or error). So the tenant is set
+    /// transaction-locally exactly as with `begin`, without the two statements BEGIN and
+    /// COMMIT cost the database on every read, and an error (or this future dropped halfway)
+    /// leaves no transaction open on the pooled connection: the block ends with the message.
     /// The statement was PREPAREd when the connection opened, so its plan is cached as with
     /// the extended protocol; the arguments are rendered as literals, which is why only
     /// `Literal`s (ids, numbers, NULL) can be passed. Anything carrying request text must
@@ -131,16 +136,10 @@ impl TenantTx<'static> {
         statement: &HotStatement,
         args: &[Literal],
     ) -> Result<Vec<PgRow>, sqlx::Error> {
-        let text = format!("{}; {}; COMMIT", begin_statement(tenant, user), statement.execute_sql(args));
+        let text = format!("{}; {}", set_statement(tenant, user), statement.execute_sql(args));
         let _demand = DemandGuard::new(&db.demand);
         let mut conn = db.pool.acquire().await?;
-        let result = sqlx::raw_sql(AssertSqlSafe(text)).fetch_all(&mut *conn).await;
-        if result.is_err() {
-            // A failed statement leaves the explicit transaction open and aborted: end it
-            // before the connection goes back to the pool.
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-        }
-        result
+        sqlx::raw_sql(AssertSqlSafe(text)).fetch_all(&mut *conn).await
     }
 }
 
@@ -172,10 +171,14 @@ impl HotStatement {
 }
 
 fn begin_statement(tenant: TenantId, user: Option<UserId>) -> String {
-    // Both values are `Uuid`s: rendering them is safe (see above).
+    format!("BEGIN; {}", set_statement(tenant, user))
+}
+
+/// Both values are `Uuid`s: rendering them is safe (see above).
+fn set_statement(tenant: TenantId, user: Option<UserId>) -> String {
     match user {
-        Some(user) => format!("BEGIN; SET LOCAL app.tenant_id = '{}'; SET LOCAL app.user_id = '{}'", tenant.0, user.0),
-        None => format!("BEGIN; SET LOCAL app.tenant_id = '{}'", tenant.0),
+        Some(user) => format!("SET LOCAL app.tenant_id = '{}'; SET LOCAL app.user_id = '{}'", tenant.0, user.0),
+        None => format!("SET LOCAL app.tenant_id = '{}'", tenant.0),
     }
 }
 
