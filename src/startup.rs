@@ -16,7 +16,7 @@ use crate::db::{APP_ROLE, Database, PLATFORM_LOGIN_ROLE, bootstrap};
 use crate::http::client_ip::TrustedProxies;
 use crate::http::layers::rate_limit::RateLimits;
 use crate::http::layers::tenant::TenantCache;
-use crate::http::{self, ApiContext, Limits};
+use crate::http::{self, ApiContext, ApiState, Limits};
 
 /// Where the database is, and the embedded cluster if we run one.
 pub struct DatabaseSetup {
@@ -178,7 +178,7 @@ pub async fn build_context_with_platform(
     let rate_limits = Arc::new(RateLimits::new(config.rate_limits));
     rate_limits.spawn_pruning();
     let trusted_proxies = Arc::new(TrustedProxies::new(config.trusted_proxies.clone()));
-    Ok(ApiContext {
+    Ok(ApiContext::from(ApiState {
         db,
         tenants,
         users,
@@ -194,7 +194,7 @@ pub async fn build_context_with_platform(
         signup: config.signup,
         metrics: Arc::default(),
         metrics_token: config.metrics_token.as_deref().map(Arc::from),
-    })
+    }))
 }
 
 /// Sign a checkpoint of every tenant's audit chain that moved, every `every`.
