@@ -109,6 +109,10 @@ pub struct Config {
     #[arg(long, env = "ROWGUARD_RATE_LIMITS", default_value_t = true, global = true, action = clap::ArgAction::Set)]
     pub rate_limits: bool,
 
+    /// Threads serving requests (tokio workers). Default: one per core.
+    #[arg(long, env = "ROWGUARD_WORKER_THREADS", global = true)]
+    pub worker_threads: Option<usize>,
+
     /// A bearer token `GET /metrics` must present. Unset: /metrics answers anyone, so keep it
     /// set, or keep the listener off the public network, in production.
     #[arg(long, env = "ROWGUARD_METRICS_TOKEN", global = true, hide_env_values = true)]
@@ -161,6 +165,7 @@ impl Config {
             hsts: None,
             rate_limits: true,
             metrics_token: None,
+            worker_threads: None,
         }
     }
 }

@@ -198,7 +198,11 @@ fn main() -> std::process::ExitCode {
     limit_allocator_retention();
     let cli = Cli::parse();
     init_logging(&cli.config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.config.worker_threads.filter(|n| *n > 0) {
+        runtime.worker_threads(n);
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -72,6 +72,18 @@ impl Stats {
         f64::from(sorted[i]) / 1000.0
     }
 
+    /// The 99th percentile latency, ms.
+    pub fn p99(&self) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        Self::percentile(&sorted, 0.99)
+    }
+
+    /// Answers that were not 2xx, plus transport errors.
+    pub fn failures(&self) -> u64 {
+        self.non_2xx + self.errors
+    }
+
     pub fn header() -> String {
         format!(
             "{:<24} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}\n{}",

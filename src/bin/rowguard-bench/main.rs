@@ -2,6 +2,7 @@
 //! `rowguard` binary, provisions tenants through the service's own code paths, drives HTTP
 //! workloads over loopback, and measures the database ceiling side by side in the same run.
 
+mod ab;
 mod audit_export;
 mod ceiling;
 mod fixture;
@@ -57,6 +58,17 @@ pub struct Args {
     /// Keep PostgreSQL's durability settings (fsync, synchronous_commit) on.
     #[arg(long)]
     durable: bool,
+    /// A/B mode: another `rowguard` binary (say, main's before a change) measured against this
+    /// build's, alternating, on one fixture; prints both and their ratio, then stops.
+    #[arg(long)]
+    pub baseline: Option<std::path::PathBuf>,
+    /// In A/B mode, environment for the candidate only (`KEY=VALUE`, repeatable): compares
+    /// two settings of one build when the baseline is the same binary.
+    #[arg(long = "candidate-env", value_parser = parse_env)]
+    pub candidate_env: Vec<(String, String)>,
+    /// Rounds per workload in A/B mode (each round runs both binaries; the order alternates).
+    #[arg(long, default_value_t = 3)]
+    pub ab_rounds: usize,
     /// Database pool size of the service under test.
     #[arg(long, default_value_t = 16)]
     pool_size: u32,
@@ -112,6 +124,9 @@ async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_ur
     );
 
     let fixture = std::sync::Arc::new(fixture::provision(admin_url, args.tenants, args.contacts).await?);
+    if let Some(baseline) = &args.baseline {
+        return ab::compare(args, baseline, service_bin, app_url, &fixture).await;
+    }
     let mut svc =
         service::Service::start(service_bin, app_url, &args.dir, &fixture.signing_pem, args.pool_size).await?;
     println!("\n## HTTP workloads (rowguard serve, release build, pool {})", args.pool_size);
@@ -145,6 +160,10 @@ async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_ur
     svc.stop().await;
     println!("service peak RSS over the whole run: {}", svc.peak_memory());
     Ok(())
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 fn cluster_app_password(app_url: &str) -> String {

@@ -17,6 +17,18 @@ pub struct Service {
 
 impl Service {
     pub async fn start(bin: &Path, app_url: &str, dir: &Path, signing_pem: &str, pool: u32) -> anyhow::Result<Service> {
+        Service::start_with(bin, app_url, dir, signing_pem, pool, &[]).await
+    }
+
+    /// As `start`, with more environment for the service.
+    pub async fn start_with(
+        bin: &Path,
+        app_url: &str,
+        dir: &Path,
+        signing_pem: &str,
+        pool: u32,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Service> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new(bin)
@@ -29,6 +41,7 @@ impl Service {
             .env("ROWGUARD_JWT_KEY_ID", "bench")
             .env("ROWGUARD_DB_POOL_SIZE", pool.to_string())
             .env("ROWGUARD_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()?;
@@ -65,6 +78,11 @@ impl Service {
             .unwrap_or(0)
     }
 
+    /// CPU time (user + system) the service has used so far, seconds, from /proc/<pid>/stat.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.pid)
+    }
+
     /// Current and peak resident memory, e.g. "RSS 21.3 MiB (peak 23.0 MiB)".
     pub fn memory(&mut self) -> String {
         let (now, peak) = (self.status_kib("VmRSS:"), self.status_kib("VmHWM:"));
@@ -83,4 +101,46 @@ impl Service {
         }
         let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
     }
+}
+
+/// utime + stime of `pid` in seconds (fields 14 and 15 of /proc/<pid>/stat, after the
+/// parenthesised command name, which may itself hold spaces); 0 when unreadable.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    stat(pid).map_or(0.0, |(_, ticks)| ticks_to_seconds(ticks))
+}
+
+/// The CPU time of a PostgreSQL server so far: the postmaster named in `pid_file` and every
+/// process it started (backends, background workers), seconds. A backend that exited is no
+/// longer counted, so read it around a window in which the connections stay open.
+pub fn server_cpu_seconds(pid_file: &Path) -> f64 {
+    let Some(postmaster) =
+        std::fs::read_to_string(pid_file).ok().and_then(|s| s.lines().next()?.trim().parse::<u32>().ok())
+    else {
+        return 0.0;
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    let ticks: u64 = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| stat(pid).filter(|(ppid, _)| pid == postmaster || *ppid == postmaster))
+        .map(|(_, ticks)| ticks)
+        .sum();
+    ticks_to_seconds(ticks)
+}
+
+/// (parent pid, utime + stime in clock ticks): fields 4, 14 and 15 of /proc/<pid>/stat,
+/// read after the parenthesised command name, which may itself hold spaces.
+fn stat(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): ppid (4) is at 1, utime (14) and stime (15) at 11, 12.
+    let ppid = fields.get(1)?.parse().ok()?;
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((ppid, ticks))
+}
+
+fn ticks_to_seconds(ticks: u64) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    if per_second <= 0 { 0.0 } else { ticks as f64 / per_second as f64 }
 }
