@@ -3,6 +3,7 @@
 //! data. Nothing outside `db` can reach the pool.
 
 pub mod bootstrap;
+pub mod citus;
 pub mod cluster;
 pub mod migration_status;
 pub mod operators;
@@ -51,6 +52,9 @@ pub const PLATFORM_PRIVATE_TABLES: &[&str] = &["operators"];
 #[derive(Clone)]
 pub struct Database {
     pool: PgPool,
+    /// The database runs Citus: `TenantTx::read_once` must not put its query in the same
+    /// statement text as the `SET LOCAL`s (Citus replays that whole text on the workers).
+    citus: bool,
 }
 
 impl Database {
@@ -83,7 +87,18 @@ impl Database {
             })
             .connect_with(options)
             .await?;
-        Ok(Database { pool })
+        let citus = citus::installed(&mut *pool.acquire().await?).await?;
+        Ok(Database { pool, citus })
+    }
+
+    /// On Citus, refuse unless `citus.propagate_set_commands` is `local` for the app role:
+    /// otherwise the tenant's `SET LOCAL` never reaches the workers (`citus`).
+    pub async fn ensure_citus_ready(&self) -> anyhow::Result<()> {
+        if !self.citus {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        citus::ensure_set_propagation(&mut conn).await
     }
 
     /// Reachable at all (`/readyz`).
