@@ -37,9 +37,8 @@ pub async fn ensure_set_propagation(conn: &mut PgConnection) -> anyhow::Result<(
     if !installed(conn).await? {
         return Ok(());
     }
-    let value: String = sqlx::query_scalar("SELECT current_setting('citus.propagate_set_commands')")
-        .fetch_one(&mut *conn)
-        .await?;
+    let value: String =
+        sqlx::query_scalar("SELECT current_setting('citus.propagate_set_commands')").fetch_one(&mut *conn).await?;
     check_set_propagation(&value).map_err(anyhow::Error::msg)
 }
 
@@ -52,7 +51,9 @@ pub enum Placement {
     /// Citus makes of a new table with a foreign key to a reference table.
     CitusLocal,
     /// Hash-distributed by the named column.
-    Distributed { by_tenant_id: bool },
+    Distributed {
+        by_tenant_id: bool,
+    },
     Reference,
 }
 
