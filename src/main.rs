@@ -234,6 +234,9 @@ async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> an
             let report = setup.bootstrap_and_migrate().await?;
             println!("schema migrations applied: {}", list_or_none(&report.schema));
             println!("policy migrations applied: {}", list_or_none(&report.policies));
+            if let Some(citus) = &report.citus {
+                print_citus_report(citus);
+            }
             Ok(())
         }
         Command::Tenants(TenantsCommand::Create { slug, name, owner_email, owner_password, domains }) => {
@@ -653,6 +656,25 @@ async fn serve(config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()>
     let addr = listener.local_addr()?;
     print_welcome(config, addr, &seeded);
     startup::serve(listener, ctx, startup::limits(config), startup::shutdown_signal()).await
+}
+
+fn print_citus_report(citus: &rowguard::db::citus::CitusReport) {
+    println!("citus: reference tables made: {}", list_or_none(&citus.reference));
+    println!("citus: tables distributed by tenant_id: {}", list_or_none(&citus.distributed));
+    println!("citus: functions propagated to the workers: {}", list_or_none(&citus.functions));
+    if !citus.relaxed_foreign_keys.is_empty() {
+        println!(
+            "citus: foreign keys added back without ON DELETE SET NULL (Citus refuses it with the distribution \
+             column; the service detaches rows itself): {}",
+            citus.relaxed_foreign_keys.join(", ")
+        );
+    }
+    if !citus.misplaced.is_empty() {
+        println!(
+            "citus: WARNING left alone, placed otherwise than rowguard expects (see `policies verify`): {}",
+            citus.misplaced.join(", ")
+        );
+    }
 }
 
 fn print_welcome(config: &Config, addr: std::net::SocketAddr, seeded: &[String]) {

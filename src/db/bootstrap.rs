@@ -120,11 +120,27 @@ pub async fn create_platform_login(admin_url: &str, password: &str) -> Result<()
 
 /// Apply pending schema migrations, then pending policy migrations, as the owner role.
 /// Safe to run again; refuses when the database has migrations this binary does not know.
+///
+/// On Citus (the citus extension is installed in the database), also: before the
+/// migrations, let the owner and platform roles log in, since Citus opens its connections
+/// to the workers as the current role, `SET ROLE` included, and a NOLOGIN role is refused
+/// there; after them, make platform tables reference tables and distribute tenant tables by
+/// tenant_id (`citus::distribute`, idempotent).
 pub async fn migrate(admin_url: &str) -> Result<MigrationReport, BootstrapError> {
+    let mut admin = PgConnection::connect_with(&PgConnectOptions::from_str(admin_url)?).await?;
+    let citus = super::citus::installed(&mut admin).await?;
+    if citus {
+        admin
+            .execute(AssertSqlSafe(format!("ALTER ROLE {OWNER_ROLE} LOGIN; ALTER ROLE {PLATFORM_ROLE} LOGIN")))
+            .await?;
+    }
     let mut client = connect_tokio_postgres(admin_url).await?;
+    // A later migration may create a trigger on a table that is distributed by then.
+    let triggers = if citus { "SET citus.enable_unsafe_triggers = on;" } else { "" };
     client
         .batch_execute(&format!(
-            "SET ROLE {OWNER_ROLE};
+            "{triggers}
+             SET ROLE {OWNER_ROLE};
              GRANT USAGE ON SCHEMA public TO {APP_ROLE}, {PLATFORM_ROLE};"
         ))
         .await?;
@@ -139,6 +155,11 @@ pub async fn migrate(admin_url: &str) -> Result<MigrationReport, BootstrapError>
         applied.extend(done.applied_migrations().iter().map(|m| m.to_string()));
     }
     client.batch_execute(&format!("GRANT SELECT ON {SCHEMA_HISTORY}, {POLICY_HISTORY} TO {APP_ROLE}")).await?;
+    if citus {
+        admin.execute(AssertSqlSafe(format!("SET ROLE {OWNER_ROLE}"))).await?;
+        report.citus = Some(super::citus::distribute(&mut admin).await?);
+    }
+    admin.close().await?;
     Ok(report)
 }
 
@@ -147,6 +168,8 @@ pub async fn migrate(admin_url: &str) -> Result<MigrationReport, BootstrapError>
 pub struct MigrationReport {
     pub schema: Vec<String>,
     pub policies: Vec<String>,
+    /// On Citus: what was distributed in this run.
+    pub citus: Option<super::citus::CitusReport>,
 }
 
 /// refinery drives tokio-postgres. Read the same URL sqlx reads, keeping a Unix socket

@@ -3,6 +3,7 @@
 //! data. Nothing outside `db` can reach the pool.
 
 pub mod bootstrap;
+pub mod citus;
 pub mod cluster;
 pub mod migration_status;
 pub mod operators;
@@ -56,6 +57,9 @@ pub struct Database {
     /// Requests that hold or wait for one of the pool's connections (`/metrics`: waiting is
     /// this less those in use; sqlx does not count its waiters).
     demand: Arc<AtomicU32>,
+    /// The database runs Citus: `TenantTx::read_once` must not put its query in the same
+    /// statement text as the `SET LOCAL`s (Citus replays that whole text on the workers).
+    citus: bool,
 }
 
 /// Counts one request in `Database::demand` while it lives.
@@ -104,7 +108,8 @@ impl Database {
             })
             .connect_with(options)
             .await?;
-        Ok(Database { pool, demand: Arc::default() })
+        let citus = citus::installed(&mut *pool.acquire().await?).await?;
+        Ok(Database { pool, demand: Arc::default(), citus })
     }
 
     /// The pool's figures for `/metrics`.
@@ -125,6 +130,16 @@ impl Database {
     /// statistics: cheap, and readable without any privilege on the audit tables.
     pub async fn audit_events_inserted(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT pg_stat_get_tuples_inserted('audit_events'::regclass)").fetch_one(&self.pool).await
+    }
+
+    /// On Citus, refuse unless `citus.propagate_set_commands` is `local` for the app role:
+    /// otherwise the tenant's `SET LOCAL` never reaches the workers (`citus`).
+    pub async fn ensure_citus_ready(&self) -> anyhow::Result<()> {
+        if !self.citus {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        citus::ensure_set_propagation(&mut conn).await
     }
 
     /// Reachable at all (`/readyz`).

@@ -110,6 +110,12 @@ impl PlatformDb {
         Ok(PlatformDb { pool })
     }
 
+    /// On Citus, refuse unless this login's `SET LOCAL`s reach the workers (`citus`).
+    pub async fn ensure_citus_ready(&self) -> anyhow::Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        super::citus::ensure_set_propagation(&mut conn).await
+    }
+
     pub async fn acquire(&self) -> Result<PlatformConn, PlatformError> {
         Ok(PlatformConn { link: Link::Pooled(self.pool.acquire().await?) })
     }

@@ -213,9 +213,10 @@ impl Findings {
 
 type Tx<'c> = Transaction<'c, Postgres>;
 
-/// A table in schema `public`.
-struct Table {
-    name: String,
+/// A table in schema `public` (also the input of the Citus distribution plan, `db::citus`:
+/// one definition of a tenant table for both).
+pub(crate) struct Table {
+    pub(crate) name: String,
     rls_enabled: bool,
     rls_forced: bool,
     has_tenant_id: bool,
@@ -224,7 +225,7 @@ struct Table {
 
 impl Table {
     /// Tenant-owned: has `tenant_id` and is not one of the named platform tables.
-    fn is_tenant(&self) -> bool {
+    pub(crate) fn is_tenant(&self) -> bool {
         self.has_tenant_id && !PLATFORM_TABLES.contains(&self.name.as_str())
     }
 }
@@ -233,7 +234,7 @@ fn is_tenant_table(tables: &[Table], name: &str) -> bool {
     tables.iter().any(|t| t.name == name && t.is_tenant())
 }
 
-async fn read_tables(tx: &mut Tx<'_>) -> Result<Vec<Table>, sqlx::Error> {
+pub(crate) async fn read_tables(conn: &mut PgConnection) -> Result<Vec<Table>, sqlx::Error> {
     let rows: Vec<(String, bool, bool, bool, bool)> = sqlx::query_as(
         "SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
                 a.attnum IS NOT NULL, coalesce(a.attnotnull, false)
@@ -243,7 +244,7 @@ async fn read_tables(tx: &mut Tx<'_>) -> Result<Vec<Table>, sqlx::Error> {
           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
           ORDER BY 1",
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()

@@ -6,6 +6,7 @@ mod support;
 mod audit;
 mod bad_input;
 mod catalog;
+mod citus_plan;
 mod contacts;
 mod cors;
 mod crm;

@@ -31,8 +31,22 @@ struct TestCluster {
     keys_dir: PathBuf,
 }
 
+/// `ROWGUARD_TEST_CITUS_URL`: a superuser URL of a Citus coordinator's `postgres` database
+/// whose metadata lists the workers (README, Scale-out on Citus). When set, every test gets a
+/// fresh database created on all nodes and migrated the way `rowguard migrate` does it, which
+/// distributes the tables; databases cannot be cloned on Citus. Unset (CI): the embedded
+/// throwaway cluster and its template.
+const CITUS_URL_VAR: &str = "ROWGUARD_TEST_CITUS_URL";
+
+fn citus_url() -> Option<String> {
+    std::env::var(CITUS_URL_VAR).ok().filter(|url| !url.is_empty())
+}
+
 fn cluster() -> &'static TestCluster {
     static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+    if let Some(url) = citus_url() {
+        return CLUSTER.get_or_init(|| citus_cluster(&url));
+    }
     CLUSTER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
         // The server is tied to the thread that starts it (it is told to stop when that
@@ -78,6 +92,96 @@ fn cluster() -> &'static TestCluster {
         });
         rx.recv().expect("the test cluster failed to start (see the panic above)")
     })
+}
+
+/// The URLs of an external Citus coordinator. The app and platform logins get passwords of
+/// this process; bootstrap sets them on every database it prepares (roles are cluster-wide).
+fn citus_cluster(url: &str) -> TestCluster {
+    let with_db = |user: Option<(&'static str, String)>| {
+        let options = PgConnectOptions::from_str(url).expect("ROWGUARD_TEST_CITUS_URL is not a valid URL");
+        move |db: &str| {
+            let (name, password) = match &user {
+                Some((name, password)) => (name.to_string(), Some(password.clone())),
+                None => (options.get_username().to_string(), None),
+            };
+            let mut out = format!("postgres://{name}");
+            if let Some(password) = password {
+                out.push(':');
+                out.push_str(&password);
+            }
+            out.push_str(&format!("@{}:{}/{db}", options.get_host(), options.get_port()));
+            out
+        }
+    };
+    let app_password = random_secret();
+    let platform_password = random_secret();
+    let dir = std::env::temp_dir().join(format!("rowguard-test-{}", std::process::id()));
+    let keys_dir = dir.join("keys");
+    std::fs::create_dir_all(&keys_dir).expect("keys dir");
+    TestCluster {
+        superuser_url: Box::new(with_db(None)),
+        app_url: Box::new(with_db(Some((APP_ROLE, app_password)))),
+        platform_url: Box::new(with_db(Some((PLATFORM_LOGIN_ROLE, platform_password)))),
+        keys_dir,
+    }
+}
+
+/// On Citus: a database of its own on the coordinator and every worker, with the extension
+/// and the workers registered, then bootstrap and `migrate` (which distributes the tables).
+async fn prepare_citus_database(cluster: &TestCluster, db_name: &str) {
+    // One at a time: bootstrap and migrate ALTER the cluster-wide roles, and concurrent ALTER
+    // ROLEs of one role fail ("tuple concurrently updated").
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let app_password = url_password(&(cluster.app_url)(db_name));
+    let platform_password = url_password(&(cluster.platform_url)(db_name));
+    // The roles first (the database's owner must exist); `postgres` exists, so nothing else
+    // is created here. Run in the coordinator's postgres database, Citus propagates them.
+    let maintenance = (cluster.superuser_url)("postgres");
+    bootstrap::create_roles_and_database(&maintenance, &app_password).await.expect("roles");
+    bootstrap::create_platform_login(&maintenance, &platform_password).await.expect("platform login");
+    let mut coordinator =
+        PgConnection::connect(&(cluster.superuser_url)("postgres")).await.expect("coordinator connection");
+    let workers: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT nodename::text, nodeport FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary' ORDER BY 1, 2",
+    )
+    .fetch_all(&mut coordinator)
+    .await
+    .expect("the coordinator's postgres database lists its workers (citus_add_node)");
+    assert!(!workers.is_empty(), "{CITUS_URL_VAR}: the coordinator has no workers");
+    coordinator.execute("SET citus.enable_create_database_propagation = on").await.expect("propagation");
+    coordinator
+        .execute(AssertSqlSafe(format!("CREATE DATABASE {db_name} OWNER rowguard_owner")))
+        .await
+        .expect("create the test database on every node");
+    coordinator.close().await.expect("close");
+    let coordinator_options = PgConnectOptions::from_str(&(cluster.superuser_url)(db_name)).expect("options");
+    for (host, port) in &workers {
+        let options = coordinator_options.clone().host(host).port(u16::try_from(*port).expect("port"));
+        let mut worker = PgConnection::connect_with(&options).await.expect("worker connection");
+        worker.execute("CREATE EXTENSION citus").await.expect("citus on the worker");
+        worker.close().await.expect("close");
+    }
+    let mut db = PgConnection::connect_with(&coordinator_options).await.expect("test database");
+    db.execute("CREATE EXTENSION citus").await.expect("citus on the coordinator");
+    sqlx::query("SELECT citus_set_coordinator_host($1, $2)")
+        .bind(coordinator_options.get_host())
+        .bind(i32::from(coordinator_options.get_port()))
+        .execute(&mut db)
+        .await
+        .expect("coordinator host");
+    for (host, port) in &workers {
+        sqlx::query("SELECT citus_add_node($1, $2)").bind(host).bind(port).execute(&mut db).await.expect("add node");
+    }
+    db.close().await.expect("close");
+    let su = (cluster.superuser_url)(db_name);
+    bootstrap::create_platform_login(&su, &platform_password).await.expect("platform login may connect");
+    bootstrap::migrate(&su).await.expect("migrate and distribute");
+}
+
+fn url_password(url: &str) -> String {
+    let userinfo = url.split_once("://").and_then(|(_, rest)| rest.split_once('@')).map(|(u, _)| u);
+    userinfo.and_then(|u| u.split_once(':')).map(|(_, p)| p.to_string()).expect("a password in the URL")
 }
 
 /// Clusters of earlier test runs whose process is gone.
@@ -142,12 +246,16 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let cluster = cluster();
     let db_name = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = PgConnection::connect(&(cluster.superuser_url)("postgres")).await.expect("admin connection");
-    admin
-        .execute(AssertSqlSafe(format!("CREATE DATABASE {db_name} TEMPLATE {TEMPLATE}")))
-        .await
-        .expect("clone the template");
-    admin.close().await.expect("close");
+    if citus_url().is_some() {
+        prepare_citus_database(cluster, &db_name).await;
+    } else {
+        let mut admin = PgConnection::connect(&(cluster.superuser_url)("postgres")).await.expect("admin connection");
+        admin
+            .execute(AssertSqlSafe(format!("CREATE DATABASE {db_name} TEMPLATE {TEMPLATE}")))
+            .await
+            .expect("clone the template");
+        admin.close().await.expect("close");
+    }
     let mut config = Config::for_tests(cluster.keys_dir.clone());
     configure(&mut config);
     let platform_url = (cluster.platform_url)(&db_name);
