@@ -5,6 +5,7 @@
 pub mod bootstrap;
 pub mod citus;
 pub mod cluster;
+mod hot_pool;
 pub mod migration_status;
 pub mod operators;
 pub mod platform;
@@ -57,6 +58,8 @@ pub struct Database {
     /// Requests that hold or wait for one of the pool's connections (`/metrics`: waiting is
     /// this less those in use; sqlx does not count its waiters).
     demand: Arc<AtomicU32>,
+    /// Connections for one-message reads (`TenantTx::read_once`), returned without a ping.
+    reads: Arc<hot_pool::ReadPool>,
     /// The database runs Citus: `TenantTx::read_once` must not put its query in the same
     /// statement text as the `SET LOCAL`s (Citus replays that whole text on the workers).
     citus: bool,
@@ -92,10 +95,12 @@ impl Database {
         let options = options.application_name("rowguard");
         let prepare: String = hot.iter().map(HotStatement::prepare_sql).collect::<Vec<_>>().join("; ");
         let prepare: std::sync::Arc<str> = prepare.into();
+        let acquire_timeout = Duration::from_secs(3);
+        let reads = hot_pool::ReadPool::new(options.clone(), max_connections, Arc::clone(&prepare), acquire_timeout);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(3))
+            .acquire_timeout(acquire_timeout)
             .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 let prepare = std::sync::Arc::clone(&prepare);
@@ -109,19 +114,20 @@ impl Database {
             .connect_with(options)
             .await?;
         let citus = citus::installed(&mut *pool.acquire().await?).await?;
-        Ok(Database { pool, demand: Arc::default(), citus })
+        Ok(Database { pool, demand: Arc::default(), reads: Arc::new(reads), citus })
     }
 
-    /// The pool's figures for `/metrics`.
+    /// The pools' figures for `/metrics`: the transaction pool and the read pool together.
     pub fn pool_figures(&self) -> crate::metrics::PoolFigures {
         let size = self.pool.size();
         let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX).min(size);
-        let in_use = size - idle;
+        let (lent, read_idle) = self.reads.figures();
+        let in_use = size - idle + lent;
         let demand = self.demand.load(Ordering::Relaxed);
         crate::metrics::PoolFigures {
-            max: self.pool.options().get_max_connections(),
+            max: self.pool.options().get_max_connections() + self.reads.max(),
             in_use,
-            idle,
+            idle: idle + read_idle,
             waiting: demand.saturating_sub(in_use),
         }
     }
@@ -160,6 +166,7 @@ impl Database {
     }
 
     pub async fn close(&self) {
+        self.reads.close();
         self.pool.close().await;
     }
 }

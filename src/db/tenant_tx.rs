@@ -148,8 +148,11 @@ impl TenantTx<'static> {
         }
         let text = format!("{}; {}", set_statement(tenant, user), statement.execute_sql(args));
         let _demand = DemandGuard::new(&db.demand);
-        let mut conn = db.pool.acquire().await?;
-        sqlx::raw_sql(AssertSqlSafe(text)).fetch_all(&mut *conn).await
+        // From the read pool: reused only if the answer is read in full (see `hot_pool`).
+        let mut lease = db.reads.acquire().await?;
+        let rows = sqlx::raw_sql(AssertSqlSafe(text)).fetch_all(lease.conn()?).await?;
+        lease.done();
+        Ok(rows)
     }
 }
 

@@ -169,10 +169,10 @@ async fn a_pool_of_one_connection_carries_nothing_between_tenants() {
     }
 }
 
-/// `read_once` sets the tenant (and user) in the implicit transaction of one message: on a
-/// pool of one connection, neither the tenant's rows nor its user setting reach the next
-/// transaction, after a read that succeeded or one that failed, and a failed read leaves no
-/// aborted transaction behind.
+/// `read_once` sets the tenant (and user) in the implicit transaction of one message, on a
+/// connection from the read pool that is handed back without a check: with a read pool of
+/// one connection, neither the tenant nor the user reaches the next read, after a read that
+/// succeeded or one that failed, and a failed read leaves nothing that breaks the next one.
 #[tokio::test]
 async fn a_one_message_read_leaves_nothing_on_the_connection() {
     use rowguard::db::{Database, HotStatement, Literal};
@@ -181,33 +181,33 @@ async fn a_one_message_read_leaves_nothing_on_the_connection() {
         name: "rg_test_probe",
         params: "int",
         sql: "SELECT current_setting('app.tenant_id', true) AS tenant, current_setting('app.user_id', true) AS usr, \
-              (SELECT count(*) FROM contacts) / $1 AS visible",
+              (SELECT count(*) FROM contacts) / $1 AS visible, pg_backend_pid() AS backend",
     };
     let app = spawn_app().await;
     let (a, b, _conn) = two_tenants_with_contacts(&app).await;
-    let db = Database::connect(&app.app_url(), 1, std::slice::from_ref(&PROBE)).await.expect("pool of one");
+    let db = Database::connect(&app.app_url(), 1, std::slice::from_ref(&PROBE)).await.expect("pools of one");
     let user = UserId(uuid::Uuid::now_v7());
-
-    let rows = TenantTx::read_once(&db, a.id, Some(user), &PROBE, &[Literal::Int(1)]).await.expect("read");
-    let (tenant, usr, visible): (String, String, i64) =
-        (rows[0].get("tenant"), rows[0].get("usr"), rows[0].get("visible"));
-    assert_eq!((tenant, usr, visible), (a.id.to_string(), user.0.to_string(), 3), "the read ran as A's user");
-
-    let after = |db: Database| async move {
-        let mut tx = TenantTx::begin(&db, b.id, None).await.expect("the connection is usable");
-        let usr: String =
-            sqlx::query_scalar("SELECT current_setting('app.user_id', true)").fetch_one(tx.conn()).await.expect("usr");
-        let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts").fetch_one(tx.conn()).await.expect("n");
-        tx.commit().await.expect("commit");
-        (usr, visible)
+    let probe = |tenant: TenantId, user: Option<UserId>, divisor: i64| {
+        let db = db.clone();
+        async move {
+            let rows = TenantTx::read_once(&db, tenant, user, &PROBE, &[Literal::Int(divisor)]).await?;
+            let row = &rows[0];
+            // An unset setting reads as NULL on a fresh connection and as '' once it has been
+            // set and reset; either way, empty.
+            let usr: Option<String> = row.get("usr");
+            let seen: (String, String, i64, i32) =
+                (row.get("tenant"), usr.unwrap_or_default(), row.get("visible"), row.get("backend"));
+            Ok::<_, sqlx::Error>(seen)
+        }
     };
-    assert_eq!(after(db.clone()).await, (String::new(), 1), "after a read: no user setting, only B's row");
 
-    let failed = TenantTx::read_once(&db, a.id, Some(user), &PROBE, &[Literal::Int(0)]).await;
-    assert!(failed.is_err(), "division by zero must fail the read");
-    assert_eq!(
-        after(db.clone()).await,
-        (String::new(), 1),
-        "after a failed read: the same, and no aborted transaction"
-    );
+    let (tenant, usr, visible, first) = probe(a.id, Some(user), 1).await.expect("read as A");
+    assert_eq!((tenant, usr, visible), (a.id.to_string(), user.0.to_string(), 3), "the read ran as A's user");
+    let (tenant, usr, visible, second) = probe(b.id, None, 1).await.expect("read as B");
+    assert_eq!(second, first, "the read pool reused its one connection");
+    assert_eq!((tenant, usr, visible), (b.id.to_string(), String::new(), 1), "nothing of A's read was left");
+
+    assert!(probe(a.id, Some(user), 0).await.is_err(), "division by zero must fail the read");
+    let (tenant, usr, visible, _) = probe(b.id, None, 1).await.expect("a read after a failed one");
+    assert_eq!((tenant, usr, visible), (b.id.to_string(), String::new(), 1), "nothing of the failed read was left");
 }
