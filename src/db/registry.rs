@@ -1,6 +1,8 @@
 //! Tenant registry reads for tenant resolution, as the app role (which may read only the
 //! registry columns resolution needs), and the change feed that invalidates caches.
 
+use std::sync::Arc;
+
 use futures_util::StreamExt;
 use sqlx::postgres::PgListener;
 
@@ -10,13 +12,14 @@ use crate::domain::TenantId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRecord {
     pub id: TenantId,
-    pub slug: String,
+    /// Shared, like the origins: the tenant cache hands out a copy of its record per request.
+    pub slug: Arc<str>,
     pub status: TenantStatus,
     pub plan: Plan,
     /// Overrides the plan's quota when set (V4__tenant_rate_limits.sql).
     pub rate_limit: Option<RateLimitOverride>,
     /// Origins a browser may call this tenant from (CORS), exact `scheme://host[:port]`.
-    pub cors_allowed_origins: Vec<String>,
+    pub cors_allowed_origins: Arc<[String]>,
 }
 
 /// The commercial plan; it picks the default rate-limit quota.
@@ -77,11 +80,11 @@ fn record((id, slug, status, plan, per_second, burst, cors_allowed_origins): Row
     };
     TenantRecord {
         id,
-        slug,
+        slug: slug.into(),
         status: TenantStatus::from_db(&status),
         plan: Plan::from_db(&plan),
         rate_limit,
-        cors_allowed_origins,
+        cors_allowed_origins: cors_allowed_origins.into(),
     }
 }
 

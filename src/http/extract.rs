@@ -2,7 +2,11 @@
 //! request's tenant scope (the way to a tenant transaction), and the authenticated principal.
 
 use axum::extract::{FromRequest, FromRequestParts};
+use std::net::IpAddr;
+
+use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiContext;
@@ -85,12 +89,33 @@ impl FromRequestParts<ApiContext> for TenantScope {
 /// What the request says about who sends it: its id (ours are uuids; any other is not
 /// recorded), the client address (forwarding headers believed only from trusted proxies), and a printable user agent of bounded length.
 pub fn request_actor(parts: &Parts, proxies: &TrustedProxies) -> Actor {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let request_id = header("x-request-id").and_then(|v| uuid::Uuid::parse_str(v).ok());
-    let client_ip =
-        Some(ClientIp::of(&parts.extensions, &parts.headers, proxies).0).filter(|ip| *ip != ClientIp::UNKNOWN);
-    let user_agent = header("user-agent").map(|ua| ua.chars().filter(|c| !c.is_control()).take(256).collect());
-    Actor { user: None, role: None, request_id, client_ip, user_agent }
+    ActorSource::capture(&parts.extensions, &parts.headers, proxies).actor()
+}
+
+/// What `request_actor` reads, kept without copying (header values share the request's
+/// bytes), for a layer that needs the actor only if the answer turns out to be a refusal.
+pub struct ActorSource {
+    request_id: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+    client_ip: IpAddr,
+}
+
+impl ActorSource {
+    pub fn capture(extensions: &Extensions, headers: &HeaderMap, proxies: &TrustedProxies) -> ActorSource {
+        ActorSource {
+            request_id: headers.get("x-request-id").cloned(),
+            user_agent: headers.get(USER_AGENT).cloned(),
+            client_ip: ClientIp::of(extensions, headers, proxies).0,
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        let text = |v: &Option<HeaderValue>| v.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let request_id = text(&self.request_id).and_then(|v| uuid::Uuid::parse_str(&v).ok());
+        let client_ip = Some(self.client_ip).filter(|ip| *ip != ClientIp::UNKNOWN);
+        let user_agent = text(&self.user_agent).map(|ua| ua.chars().filter(|c| !c.is_control()).take(256).collect());
+        Actor { user: None, role: None, request_id, client_ip, user_agent }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {

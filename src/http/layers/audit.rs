@@ -17,7 +17,7 @@ use super::tenant::ResolvedTenant;
 use crate::audit::{self, AccessEvent};
 use crate::domain::TenantId;
 use crate::http::ApiContext;
-use crate::http::extract::request_actor;
+use crate::http::extract::{ActorSource, request_actor};
 
 const PER_MINUTE: u32 = 20;
 const MAX_TENANTS_TRACKED: usize = 100_000;
@@ -53,16 +53,19 @@ impl AccessSampler {
 }
 
 pub async fn record_refusals(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
-    let tenant = request.extensions().get::<ResolvedTenant>().map(|t| t.id);
-    let (parts, body) = request.into_parts();
-    let actor = request_actor(&parts, &ctx.trusted_proxies);
-    let (method, path) = (parts.method.to_string(), parts.uri.path().to_string());
-    let response = next.run(Request::from_parts(parts, body)).await;
+    let Some(tenant) = request.extensions().get::<ResolvedTenant>().map(|t| t.id) else {
+        return next.run(request).await;
+    };
+    // Kept cheaply (shared bytes, no new strings) for the rare refusal; the actor is built
+    // from them only then.
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let source = ActorSource::capture(request.extensions(), request.headers(), &ctx.trusted_proxies);
+    let response = next.run(request).await;
     let status = response.status();
-    if let Some(tenant) = tenant
-        && (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
+    if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
         && let Some(skipped) = ctx.access_sampler.admit(tenant)
     {
+        let (actor, method, path) = (source.actor(), method.as_str(), uri.path());
         let event = AccessEvent {
             action: "access.denied",
             resource_type: None,

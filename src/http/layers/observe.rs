@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 
 /// Put on the response by tenant resolution, for the request line.
 #[derive(Debug, Clone)]
-pub struct ServedTenant(pub String);
+pub struct ServedTenant(pub Arc<str>);
 
 /// Put on the response by authentication, for the request line.
 #[derive(Debug, Clone, Copy)]
@@ -27,17 +27,19 @@ pub async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next
     let start = Instant::now();
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let path = request.uri().path().to_owned();
+    // Shared copies, not new strings: a header value and a URI clone their bytes by reference.
+    let request_id = request.headers().get("x-request-id").cloned();
+    let request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+    let uri = request.uri().clone();
     let span = tracing::info_span!("request", request_id = %request_id, tenant = tracing::field::Empty,
         user = tracing::field::Empty);
     let response = next.run(request).instrument(span).await;
     let elapsed = start.elapsed();
     let status = response.status();
     metrics.observe(route.as_ref().map(MatchedPath::as_str), &method, status, elapsed);
-    let tenant = response.extensions().get::<ServedTenant>().map_or("-", |t| t.0.as_str());
+    let tenant = response.extensions().get::<ServedTenant>().map_or("-", |t| &*t.0);
     let user = response.extensions().get::<ServedUser>().map(|u| u.0);
     tracing::info!(target: "rowguard::request", request_id = %request_id, tenant, user = user.map(tracing::field::display),
-        method = %method, path = %path, status = status.as_u16(), ms = elapsed.as_secs_f64() * 1e3, "request");
+        method = %method, path = uri.path(), status = status.as_u16(), ms = elapsed.as_secs_f64() * 1e3, "request");
     response
 }

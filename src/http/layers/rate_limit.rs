@@ -465,7 +465,7 @@ mod tests {
             slug: "t".into(),
             plan: Plan::Free,
             rate_limit: Some(crate::db::registry::RateLimitOverride { per_second: 1000, burst: 3 }),
-            cors_allowed_origins: vec![],
+            cors_allowed_origins: Arc::from([]),
         };
         for _ in 0..3 {
             assert!(limits.check_tenant(&tenant).is_ok());

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
@@ -23,11 +23,11 @@ use crate::http::error::ApiError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedTenant {
     pub id: TenantId,
-    pub slug: String,
+    pub slug: Arc<str>,
     /// Read by the rate-limit layer: the plan's quota unless the tenant has an override.
     pub plan: Plan,
     pub rate_limit: Option<RateLimitOverride>,
-    pub cors_allowed_origins: Vec<String>,
+    pub cors_allowed_origins: Arc<[String]>,
 }
 
 /// What the Host header says about the tenant.
@@ -180,8 +180,8 @@ pub async fn resolve_tenant(
 ) -> Result<Response, ApiError> {
     let (host, tenant_header) = naming_headers(&request)?;
     let tenant = resolve(&ctx, host.as_deref(), tenant_header.as_deref()).await?;
-    tracing::Span::current().record("tenant", tenant.slug.as_str());
-    let served = super::observe::ServedTenant(tenant.slug.clone());
+    tracing::Span::current().record("tenant", &*tenant.slug);
+    let served = super::observe::ServedTenant(Arc::clone(&tenant.slug));
     request.extensions_mut().insert(tenant);
     let mut response = next.run(request).await;
     response.extensions_mut().insert(served);

@@ -39,7 +39,7 @@ pub async fn me(scope: TenantScope, principal: Principal) -> Result<Json<Me>, Ap
     tx.commit().await?;
     let (email, created_at) =
         row.ok_or_else(|| ApiError::unauthorized("invalid_token", "the token's user no longer exists"))?;
-    Ok(Json(Me { id: principal.user, email, role: principal.role, tenant: scope.tenant.slug.clone(), created_at }))
+    Ok(Json(Me { id: principal.user, email, role: principal.role, tenant: scope.tenant.slug.to_string(), created_at }))
 }
 
 #[derive(Deserialize, ToSchema)]
