@@ -213,7 +213,10 @@ pub async fn import(
         } else {
             // The table name was checked against the catalog's list above; quote it anyway.
             let ident = format!("\"{}\"", table.replace('"', "\"\""));
-            let sql = format!("INSERT INTO {ident} SELECT * FROM jsonb_populate_record(NULL::{ident}, $1)");
+            // VALUES, not INSERT … SELECT: Citus runs an INSERT … SELECT whose source is not a
+            // distributed table by evaluating the SELECT on the coordinator and COPYing the rows
+            // into the shards, and COPY into a table with row-level security is refused there.
+            let sql = format!("INSERT INTO {ident} VALUES ((jsonb_populate_record(NULL::{ident}, $1)).*)");
             sqlx::query(AssertSqlSafe(sql)).bind(&row).execute(tx.conn()).await
         };
         result.map_err(|e| bad(n, format!("{table}: {e}")))?;

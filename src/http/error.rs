@@ -141,7 +141,7 @@ impl ApiError {
     pub fn from_write(e: sqlx::Error, on_unique: impl FnOnce(&str) -> Option<ApiError>) -> ApiError {
         if let sqlx::Error::Database(db) = &e {
             if db.is_foreign_key_violation() {
-                let detail = match db.constraint().unwrap_or_default() {
+                let detail = match violated_constraint(db.constraint(), db.message()).as_str() {
                     c if c.contains("organization") => "organization_id does not name an organization of this tenant",
                     c if c.contains("contact") => "contact_id does not name a contact of this tenant",
                     _ => "a referenced id does not name a record of this tenant",
@@ -149,12 +149,34 @@ impl ApiError {
                 return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reference", detail);
             }
             if db.is_unique_violation()
-                && let Some(mapped) = on_unique(db.constraint().unwrap_or_default())
+                && let Some(mapped) = on_unique(&violated_constraint(db.constraint(), db.message()))
             {
                 return mapped;
             }
         }
         ApiError::from(e)
+    }
+}
+
+/// The name of the constraint a write broke, from an error's constraint field, or else from its
+/// message. PostgreSQL fills the field; Citus passes a worker's error on without it (message,
+/// detail, hint and context only), and the message names the shard's own constraint, the
+/// table's name with `_{shard id}` appended (`users_email_unique_102008`). So without the field
+/// the quoted name is taken from the message and a trailing `_{digits}` is removed. Empty when
+/// neither says (a server whose `lc_messages` is not English, behind Citus).
+fn violated_constraint(field: Option<&str>, message: &str) -> String {
+    if let Some(name) = field {
+        return name.to_string();
+    }
+    let Some((_, rest)) = message.split_once("constraint \"") else {
+        return String::new();
+    };
+    let quoted = rest.split_once('"').map_or(rest, |(name, _)| name);
+    match quoted.rsplit_once('_') {
+        Some((base, shard)) if !base.is_empty() && !shard.is_empty() && shard.bytes().all(|b| b.is_ascii_digit()) => {
+            base.to_string()
+        }
+        _ => quoted.to_string(),
     }
 }
 
@@ -212,4 +234,25 @@ pub async fn problem_documents(request: Request, next: Next) -> Response {
             response
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::violated_constraint;
+
+    #[test]
+    fn the_constraint_comes_from_the_field_or_from_a_citus_workers_message() {
+        let plain = "duplicate key value violates unique constraint \"users_email_unique\"";
+        assert_eq!(violated_constraint(Some("users_email_unique"), plain), "users_email_unique");
+        // The field wins even when the name ends in digits.
+        assert_eq!(violated_constraint(Some("tenant_v2_2024"), "anything"), "tenant_v2_2024");
+        // Citus: no field, the shard's name in the message.
+        let citus = "duplicate key value violates unique constraint \"users_email_unique_102008\"";
+        assert_eq!(violated_constraint(None, citus), "users_email_unique");
+        let fk = "insert or update on table \"contacts_102010\" violates foreign key constraint \
+                  \"contacts_tenant_id_organization_id_fkey_102010\"";
+        assert_eq!(violated_constraint(None, fk), "contacts_tenant_id_organization_id_fkey");
+        assert_eq!(violated_constraint(None, "doppelter Schlüsselwert verletzt Unique-Constraint »x«"), "");
+        assert_eq!(violated_constraint(None, "constraint \"_123\""), "_123");
+    }
 }

@@ -131,15 +131,22 @@ async fn the_app_role_can_neither_change_nor_remove_events() {
     assert!(err.to_string().contains("append-only"), "{err}");
 }
 
-/// Tamper as a superuser with triggers off (what someone with database access could do),
-/// then ask the verifier.
-async fn tamper_and_verify(app: &TestApp, tenant: &TestTenant, sql: &str) -> rowguard::audit::ChainReport {
+/// Run `sql` as a superuser with triggers off: what someone with database access could do to
+/// the log. `SET LOCAL`, alone in its message, inside a transaction: a session `SET` stays on
+/// the coordinator on Citus, where the triggers of the workers' shards would still refuse the
+/// change; a transaction-local SET is forwarded to every worker the transaction touches.
+async fn tamper(app: &TestApp, sql: &str) -> Result<(), sqlx::Error> {
     let mut su = app.superuser_connection().await;
-    su.execute(sqlx::AssertSqlSafe(format!(
-        "SET session_replication_role = replica; {sql}; SET session_replication_role = origin"
-    )))
-    .await
-    .expect("tamper");
+    let mut tx = su.begin().await?;
+    tx.execute("SET LOCAL session_replication_role = replica").await?;
+    tx.execute(sqlx::AssertSqlSafe(sql.to_string())).await?;
+    tx.commit().await?;
+    su.close().await
+}
+
+/// Tamper with triggers off, then ask the verifier.
+async fn tamper_and_verify(app: &TestApp, tenant: &TestTenant, sql: &str) -> rowguard::audit::ChainReport {
+    tamper(app, sql).await.expect("tamper");
     let mut conn = app.app_connection().await;
     let mut tx = TenantTx::begin_on(&mut conn, tenant.id).await.expect("begin");
     verify_chain(tx.conn(), tenant.id, &[]).await.expect("verify")
@@ -226,23 +233,30 @@ async fn an_old_checkpoint_still_verifies_after_the_log_grows_and_fails_after_a_
     assert_eq!(listed.body["public_key"].as_str().map(str::len), Some(64));
 
     // Rewrite history consistently (recomputing every hash) — only the checkpoint catches it.
-    let mut su = app.superuser_connection().await;
-    su.execute(
-        "SET session_replication_role = replica;
-         UPDATE audit_events SET details = '{\"rewritten\": true}' WHERE seq = 1;
-         DO $$ DECLARE r record; prev bytea := '\\x0000000000000000000000000000000000000000000000000000000000000000';
+    // The hash is computed from a row variable, on the node running the block: on Citus a
+    // table row read on a worker has the shard's row type, which `audit_canonical` does not take.
+    tamper(
+        &app,
+        "UPDATE audit_events SET details = '{\"rewritten\": true}' WHERE seq = 1;
+         DO $$ DECLARE r audit_events; prev bytea := '\\x0000000000000000000000000000000000000000000000000000000000000000';
          BEGIN
            FOR r IN SELECT * FROM audit_events ORDER BY tenant_id, seq LOOP
-             UPDATE audit_events e SET prev_hash = prev WHERE e.tenant_id = r.tenant_id AND e.seq = r.seq;
-             SELECT sha256(prev || audit_canonical(e)) INTO prev FROM audit_events e WHERE e.tenant_id = r.tenant_id AND e.seq = r.seq;
-             UPDATE audit_events e SET hash = prev WHERE e.tenant_id = r.tenant_id AND e.seq = r.seq;
+             r.prev_hash := prev;
+             prev := sha256(prev || audit_canonical(r));
+             UPDATE audit_events e SET prev_hash = r.prev_hash, hash = prev WHERE e.tenant_id = r.tenant_id AND e.seq = r.seq;
              UPDATE audit_chain_heads h SET head = prev WHERE h.tenant_id = r.tenant_id;
            END LOOP;
-         END $$;
-         SET session_replication_role = origin;",
+         END $$;",
     )
     .await
     .expect("rewrite");
+    // The rewrite is self-consistent: the chain alone verifies ...
+    let mut conn = app.app_connection().await;
+    let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");
+    let alone = verify_chain(tx.conn(), t.id, &[]).await.expect("verify");
+    assert!(alone.valid, "the rewrite should leave a consistent chain: {:?}", alone.first_broken);
+    drop(tx);
+    // ... and only the checkpoint held from before tells.
     let r = app.call_as(&token, "alpha", Method::GET, &held, None).await;
     assert_eq!(r.body["valid"], false, "a rewritten log must not match the checkpoint: {}", r.body);
 }
@@ -314,11 +328,7 @@ async fn the_cli_verifier_names_the_broken_event() {
     let app = spawn_app().await;
     let t = app.create_tenant("alpha").await;
     app.owner_token(&t).await;
-    let mut su = app.superuser_connection().await;
-    su.execute("SET session_replication_role = replica; UPDATE audit_events SET action = 'x' WHERE seq = 2")
-        .await
-        .expect("tamper");
-    su.close().await.expect("close");
+    tamper(&app, "UPDATE audit_events SET action = 'x' WHERE seq = 2").await.expect("tamper");
     // The library path `rowguard audit verify` takes, as the platform role.
     let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform");
     let mut tx = platform.tenant_tx(t.id).await.expect("tx");

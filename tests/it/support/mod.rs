@@ -109,7 +109,13 @@ fn citus_cluster(url: &str) -> TestCluster {
                 out.push(':');
                 out.push_str(&password);
             }
-            out.push_str(&format!("@{}:{}/{db}", options.get_host(), options.get_port()));
+            // A query string, as the embedded cluster's URLs have: tests swap `/{db}?` for
+            // another database's name.
+            out.push_str(&format!(
+                "@{}:{}/{db}?application_name=rowguard-tests",
+                options.get_host(),
+                options.get_port()
+            ));
             out
         }
     };
