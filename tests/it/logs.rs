@@ -56,18 +56,26 @@ async fn traffic(app: &TestApp) -> Vec<(TestResponse, &'static str)> {
     out
 }
 
+/// `traffic` sent to a fresh app while the service's logger, in `format`, writes to memory.
+/// (The logger is this thread's default for the duration: the test runtime is single-threaded,
+/// so the router runs here, and other tests' lines never mix in.)
+async fn logged_traffic(format: &str) -> (Captured, Vec<(TestResponse, &'static str)>) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = rowguard::startup::log_subscriber("info", format, move || writer.clone(), false);
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = spawn_app().await;
+    let sent = traffic(&app).await;
+    (captured, sent)
+}
+
 fn request_id(r: &TestResponse) -> String {
     r.headers.get("x-request-id").and_then(|v| v.to_str().ok()).expect("x-request-id").to_string()
 }
 
 #[tokio::test]
 async fn every_json_request_line_names_its_request_id_and_tenant() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = rowguard::startup::log_subscriber("info", "json", move || writer.clone(), false);
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let app = spawn_app().await;
-    let sent = traffic(&app).await;
+    let (captured, sent) = logged_traffic("json").await;
 
     let lines: Vec<Value> = captured
         .text()
@@ -94,12 +102,7 @@ async fn every_json_request_line_names_its_request_id_and_tenant() {
 
 #[tokio::test]
 async fn every_text_request_line_names_its_request_id_and_tenant() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = rowguard::startup::log_subscriber("info", "text", move || writer.clone(), false);
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let app = spawn_app().await;
-    let sent = traffic(&app).await;
+    let (captured, sent) = logged_traffic("text").await;
 
     let text = captured.text();
     let lines: Vec<&str> = text.lines().filter(|l| l.contains("rowguard::request")).collect();

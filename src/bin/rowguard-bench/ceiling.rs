@@ -17,7 +17,8 @@ use crate::fixture::Fixture;
 
 #[derive(Clone, Copy)]
 enum Form {
-    /// `BEGIN; SET LOCAL …; <lookup>; COMMIT` in one round trip: what the service sends.
+    /// `SET LOCAL …; EXECUTE <lookup>` in one message (one implicit transaction, one round
+    /// trip): what the service sends, through its own `TenantTx::read_once`.
     Service,
     /// The same transaction and statement as a role that bypasses RLS (explicit filter only).
     ServiceWithoutRls,
@@ -177,7 +178,7 @@ impl Ceiling {
         );
         println!("{:<58} {:>10}", "what the client sends", "tx/s");
         println!("{}", "-".repeat(70));
-        println!("{:<58} {:>10.0}", "get-by-id's SQL: BEGIN; SET LOCAL; EXECUTE; COMMIT (1 trip)", self.service);
+        println!("{:<58} {:>10.0}", "get-by-id's SQL: SET LOCAL; EXECUTE (1 message, 1 trip)", self.service);
         println!("{:<58} {:>10.0}", "naive: BEGIN; set_config($1); SELECT; COMMIT", self.naive);
         println!("{:<58} {:>10.0}", "bare primary-key lookup, no RLS, no transaction", self.bare);
         match self.pgbench_naive {
