@@ -164,10 +164,20 @@ impl Metrics {
                 let _ = writeln!(out, "rowguard_rate_limited_total{{limit=\"{limit}\",plan=\"{plan}\"}} {n}");
             }
         }
-        family(&mut out, "rowguard_db_pool_connections", "gauge", "The app role's pool: open connections by state.");
+        family(
+            &mut out,
+            "rowguard_db_pool_connections",
+            "gauge",
+            "The app role's two pools (transactions, one-message reads) together: open connections by state.",
+        );
         let _ = writeln!(out, "rowguard_db_pool_connections{{state=\"in_use\"}} {}", pool.in_use);
         let _ = writeln!(out, "rowguard_db_pool_connections{{state=\"idle\"}} {}", pool.idle);
-        family(&mut out, "rowguard_db_pool_max_connections", "gauge", "The app role's pool: its size limit.");
+        family(
+            &mut out,
+            "rowguard_db_pool_max_connections",
+            "gauge",
+            "The app role's two pools together: their size limit.",
+        );
         let _ = writeln!(out, "rowguard_db_pool_max_connections {}", pool.max);
         family(&mut out, "rowguard_db_pool_waiting", "gauge", "Requests waiting for a connection from the pool.");
         let _ = writeln!(out, "rowguard_db_pool_waiting {}", pool.waiting);

@@ -40,6 +40,6 @@ pub async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next
     let tenant = response.extensions().get::<ServedTenant>().map_or("-", |t| &*t.0);
     let user = response.extensions().get::<ServedUser>().map(|u| u.0);
     tracing::info!(target: "rowguard::request", request_id = %request_id, tenant, user = user.map(tracing::field::display),
-        method = %method, path = uri.path(), status = status.as_u16(), ms = elapsed.as_secs_f64() * 1e3, "request");
+        method = %method, path = uri.path(), status = status.as_u16(), ms = elapsed.as_micros() as f64 / 1e3, "request");
     response
 }
