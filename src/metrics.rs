@@ -6,6 +6,14 @@
 //! and no label is ever taken from request text: a path that matched no route is counted as
 //! `route="unmatched"`, not under its own path. The only tenant-derived label is `plan` on
 //! tenant rate-limit refusals, which has three values.
+//!
+//! Why not the `metrics` facade with its Prometheus exporter (DESIGN.md's default): its
+//! recorder is process-global, so every router in a process (the test suite runs dozens
+//! side by side, each over its own database) would share one set of counters, and each
+//! labelled update goes through the facade's key hashing and registry lookup. Our series are
+//! all known when the router is built, so a fixed table per context does the same job with
+//! three relaxed atomic adds per request, and the text format is a page of code, tested by a
+//! strict parser of the format in tests/it/metrics.rs.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
