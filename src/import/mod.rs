@@ -4,7 +4,7 @@
 //! Per tenant: read its schema in one snapshot, validate every row as the API would, give
 //! every row a new uuid v7 (the old ids are kept in `import_id_map`), then in the tenant's own
 //! transaction (`SET LOCAL app.tenant_id`, never an RLS bypass) create the tenant, its domains
-//! and its rows with batched `UNNEST` inserts, count and check the references, and commit.
+//! and its rows with batched inserts (`UNNEST` arrays; multi-row `VALUES` on Citus), count and check the references, and commit.
 //! Anything wrong rolls that tenant back and the run goes on with the next one; the command
 //! then exits non-zero naming what failed. A tenant already imported (`tenants.import_source`)
 //! is skipped, so the command can be re-run and run tenant by tenant (`--tenant`).
@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use serde::Serialize;
+use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
@@ -27,7 +28,7 @@ use crate::domain::{
 use mapping::{Mapping, SlugSource};
 use source::{Source, SourceData, SourceError, SourceTenant};
 
-/// Rows per INSERT statement: one bind array per column, so only memory bounds this.
+/// Rows per INSERT statement at most; wide tables get fewer (`batches`: under `MAX_PARAMS`).
 const BATCH: usize = 5_000;
 /// Problems listed per tenant; the rest are counted.
 const MAX_PROBLEMS: usize = 50;
@@ -422,7 +423,7 @@ struct TenantHead {
     domains: Vec<(String, bool)>,
 }
 
-/// A tenant's rows, validated and given new ids, column by column (UNNEST's shape).
+/// A tenant's rows, validated and given new ids, column by column.
 #[derive(Default)]
 struct Plan {
     users: UserRows,
@@ -695,8 +696,9 @@ fn resolve(
     }
 }
 
-/// Create the tenant and write every row, in the tenant's transaction. Batched: one
-/// statement per table per `BATCH` rows, columns as arrays.
+/// Create the tenant and write every row, in the tenant's transaction. Batched: one statement
+/// per table per batch (see `batches`), every value bound: `UNNEST` arrays on plain
+/// PostgreSQL, multi-row `VALUES` on Citus.
 async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<(), sqlx::Error> {
     let tenant = head.id;
     // One `tenant.import` event records the import; per-row events would cost a hash-chain
@@ -711,6 +713,31 @@ async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<
     .bind(&head.import_source)
     .execute(tx.conn())
     .await?;
+    // Citus refuses the UNNEST form on a table with row-level security (see `rows_values`).
+    if crate::db::citus::installed(tx.conn()).await? {
+        rows_values(tx, head, plan).await?;
+    } else {
+        rows_unnest(tx, head, plan).await?;
+    }
+    sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
+    let details = serde_json::json!({
+        "source": head.import_source,
+        "source_schema": head.schema,
+        "rows": plan.counts(),
+        "domains": head.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+    });
+    sqlx::query("SELECT audit_append('tenant.import', 'tenant', $1, 'success', $2, 'operator')")
+        .bind(tenant.to_string())
+        .bind(details)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// Plain PostgreSQL: the domains, rows and id map as `INSERT … SELECT … FROM UNNEST(…)`, one
+/// bind array per column (faster here than `rows_values`: 65k rows took 3.4-3.9 s against 4.0-5.9 s).
+async fn rows_unnest(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<(), sqlx::Error> {
+    let tenant = head.id;
     let (names, primary): (Vec<String>, Vec<bool>) = head.domains.iter().cloned().unzip();
     sqlx::query(
         "INSERT INTO tenant_domains (domain, tenant_id, is_primary)
@@ -723,7 +750,7 @@ async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<
     .await?;
 
     let u = &plan.users;
-    for r in batches(u.ids.len()) {
+    for r in batches(u.ids.len(), 0) {
         sqlx::query(
             "INSERT INTO users (tenant_id, id, email, password_hash, role, status)
              SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])",
@@ -738,7 +765,7 @@ async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<
         .await?;
     }
     let o = &plan.organizations;
-    for r in batches(o.ids.len()) {
+    for r in batches(o.ids.len(), 0) {
         sqlx::query(
             "INSERT INTO organizations (tenant_id, id, name, domain)
              SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[])",
@@ -751,7 +778,7 @@ async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<
         .await?;
     }
     let c = &plan.contacts;
-    for r in batches(c.ids.len()) {
+    for r in batches(c.ids.len(), 0) {
         sqlx::query(
             "INSERT INTO contacts (tenant_id, id, name, email, phone, organization_id)
              SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[])",
@@ -766,7 +793,7 @@ async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<
         .await?;
     }
     let d = &plan.deals;
-    for r in batches(d.ids.len()) {
+    for r in batches(d.ids.len(), 0) {
         sqlx::query(
             "INSERT INTO deals (tenant_id, id, title, contact_id, organization_id, stage, amount, currency)
              SELECT $1, i, t, c, o, s, a::numeric, cur
@@ -790,7 +817,7 @@ async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<
         .bind(&head.schema)
         .execute(tx.conn())
         .await?;
-    for r in batches(m.target_ids.len()) {
+    for r in batches(m.target_ids.len(), 0) {
         sqlx::query(
             "INSERT INTO import_id_map (tenant_id, resource, source_id, target_id)
              SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::uuid[])",
@@ -802,23 +829,115 @@ async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<
         .execute(tx.conn())
         .await?;
     }
-    sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
-    let details = serde_json::json!({
-        "source": head.import_source,
-        "source_schema": head.schema,
-        "rows": plan.counts(),
-        "domains": head.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
-    });
-    sqlx::query("SELECT audit_append('tenant.import', 'tenant', $1, 'success', $2, 'operator')")
-        .bind(tenant.to_string())
-        .bind(details)
-        .execute(tx.conn())
-        .await?;
     Ok(())
 }
 
-fn batches(len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    (0..len).step_by(BATCH).map(move |start| start..(start + BATCH).min(len))
+/// Citus: the same rows as multi-row `INSERT … VALUES ($1, $2, …), (…)`, every value bound.
+/// Not `INSERT … SELECT … FROM UNNEST(…)`: Citus runs an INSERT … SELECT whose source is not a
+/// distributed table by evaluating the SELECT on the coordinator and COPYing the rows into the
+/// shards, and COPY into a table with row-level security is refused there.
+async fn rows_values(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<(), sqlx::Error> {
+    let tenant = head.id;
+    for r in batches(head.domains.len(), 2) {
+        let sql = values_sql("tenant_domains", "tenant_id, domain, is_primary", &["", ""], r.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+        for (domain, primary) in &head.domains[r] {
+            q = q.bind(domain).bind(primary);
+        }
+        q.persistent(false).execute(tx.conn()).await?;
+    }
+
+    let u = &plan.users;
+    for r in batches(u.ids.len(), 5) {
+        let sql = values_sql("users", "tenant_id, id, email, password_hash, role, status", &[""; 5], r.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+        for i in r {
+            q = q.bind(u.ids[i]).bind(&u.emails[i]).bind(&u.hashes[i]).bind(u.roles[i]).bind(u.statuses[i]);
+        }
+        q.persistent(false).execute(tx.conn()).await?;
+    }
+    let o = &plan.organizations;
+    for r in batches(o.ids.len(), 3) {
+        let sql = values_sql("organizations", "tenant_id, id, name, domain", &[""; 3], r.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+        for i in r {
+            q = q.bind(o.ids[i]).bind(&o.names[i]).bind(&o.domains[i]);
+        }
+        q.persistent(false).execute(tx.conn()).await?;
+    }
+    let c = &plan.contacts;
+    for r in batches(c.ids.len(), 5) {
+        let sql = values_sql("contacts", "tenant_id, id, name, email, phone, organization_id", &[""; 5], r.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+        for i in r {
+            q = q.bind(c.ids[i]).bind(&c.names[i]).bind(&c.emails[i]).bind(&c.phones[i]).bind(c.organizations[i]);
+        }
+        q.persistent(false).execute(tx.conn()).await?;
+    }
+    let d = &plan.deals;
+    for r in batches(d.ids.len(), 7) {
+        let sql = values_sql(
+            "deals",
+            "tenant_id, id, title, contact_id, organization_id, stage, amount, currency",
+            &["", "", "", "", "", "::numeric", ""],
+            r.len(),
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+        for i in r {
+            q = q
+                .bind(d.ids[i])
+                .bind(&d.titles[i])
+                .bind(d.contacts[i])
+                .bind(d.organizations[i])
+                .bind(d.stages[i])
+                .bind(&d.amounts[i])
+                .bind(&d.currencies[i]);
+        }
+        q.persistent(false).execute(tx.conn()).await?;
+    }
+    let m = &plan.map;
+    sqlx::query("INSERT INTO import_id_map (tenant_id, resource, source_id, target_id) VALUES ($1, 'tenant', $2, $1)")
+        .bind(tenant)
+        .bind(&head.schema)
+        .execute(tx.conn())
+        .await?;
+    for r in batches(m.target_ids.len(), 3) {
+        let sql = values_sql("import_id_map", "tenant_id, resource, source_id, target_id", &[""; 3], r.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+        for i in r {
+            q = q.bind(m.resources[i]).bind(&m.source_ids[i]).bind(m.target_ids[i]);
+        }
+        q.persistent(false).execute(tx.conn()).await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL's limit on bind parameters in one statement (a u16 count on the wire).
+const MAX_PARAMS: usize = 65_535;
+
+/// `INSERT INTO {table} ({columns}) VALUES ($1, $2, …), (…)`: `rows` rows, the tenant's id as
+/// `$1` in the first column of every row, then one parameter per remaining column (`casts[i]`
+/// appended to it, e.g. `::numeric`). Only placeholders are rendered; values are always bound.
+fn values_sql(table: &str, columns: &str, casts: &[&str], rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
+    let mut n = 2;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "($1" } else { ", ($1" });
+        for cast in casts {
+            sql.push_str(&format!(", ${n}{cast}"));
+            n += 1;
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Batches of row indexes for a table with `per_row` bound parameters per row besides the
+/// tenant (0: one array per column, whatever the rows): at most `BATCH` rows, and at most
+/// `MAX_PARAMS` parameters per statement.
+fn batches(len: usize, per_row: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let size = (MAX_PARAMS - 1).checked_div(per_row).map_or(BATCH, |rows| BATCH.min(rows).max(1));
+    (0..len).step_by(size).map(move |start| start..(start + size).min(len))
 }
 
 /// Before commit: the tenant's rows per table equal the source's `count(*)`, every reference
