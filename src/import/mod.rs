@@ -713,6 +713,12 @@ async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<
     .bind(&head.import_source)
     .execute(tx.conn())
     .await?;
+    // The tenant's own line in the id map: one row, the same SQL on both databases.
+    sqlx::query("INSERT INTO import_id_map (tenant_id, resource, source_id, target_id) VALUES ($1, 'tenant', $2, $1)")
+        .bind(tenant)
+        .bind(&head.schema)
+        .execute(tx.conn())
+        .await?;
     // Citus refuses the UNNEST form on a table with row-level security (see `rows_values`).
     if crate::db::citus::installed(tx.conn()).await? {
         rows_values(tx, head, plan).await?;
@@ -812,11 +818,6 @@ async fn rows_unnest(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> R
         .await?;
     }
     let m = &plan.map;
-    sqlx::query("INSERT INTO import_id_map (tenant_id, resource, source_id, target_id) VALUES ($1, 'tenant', $2, $1)")
-        .bind(tenant)
-        .bind(&head.schema)
-        .execute(tx.conn())
-        .await?;
     for r in batches(m.target_ids.len(), 0) {
         sqlx::query(
             "INSERT INTO import_id_map (tenant_id, resource, source_id, target_id)
@@ -896,11 +897,6 @@ async fn rows_values(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> R
         q.persistent(false).execute(tx.conn()).await?;
     }
     let m = &plan.map;
-    sqlx::query("INSERT INTO import_id_map (tenant_id, resource, source_id, target_id) VALUES ($1, 'tenant', $2, $1)")
-        .bind(tenant)
-        .bind(&head.schema)
-        .execute(tx.conn())
-        .await?;
     for r in batches(m.target_ids.len(), 3) {
         let sql = values_sql("import_id_map", "tenant_id, resource, source_id, target_id", &[""; 3], r.len());
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
