@@ -74,6 +74,16 @@ pub struct Config {
     #[arg(long, env = "ROWGUARD_BODY_LIMIT", default_value_t = 64 * 1024, global = true)]
     pub body_limit_bytes: usize,
 
+    /// Seconds a client has to send a request's headers (also how long an idle kept-alive
+    /// connection is held open): a client that trickles headers is dropped after this.
+    #[arg(long, env = "ROWGUARD_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, global = true)]
+    pub header_read_timeout_secs: u64,
+
+    /// Open client connections served at once; past it, new connections wait in the
+    /// kernel's accept queue until one closes.
+    #[arg(long, env = "ROWGUARD_MAX_CONNECTIONS", default_value_t = 1000, global = true)]
+    pub max_connections: usize,
+
     /// Ed25519 private key (PKCS#8 PEM) that signs audit checkpoints. Unset: a development
     /// key is generated once and kept in the data directory.
     #[arg(long, env = "ROWGUARD_AUDIT_SIGNING_KEY", global = true, hide_env_values = true)]
@@ -156,6 +166,8 @@ impl Config {
             db_pool_size: 8,
             request_timeout_ms: 10_000,
             body_limit_bytes: 64 * 1024,
+            header_read_timeout_secs: 10,
+            max_connections: 1000,
             audit_signing_key: None,
             audit_checkpoint_secs: 0,
             log: "warn".into(),

@@ -48,16 +48,27 @@ pub enum RateLimited {
     Unresolved,
     LoginPerAddress,
     LoginPerAccount,
+    /// Refresh and logout per (tenant, address).
+    SessionsPerAddress,
+    /// Bearer requests that keep failing authentication, per (tenant, address).
+    UnauthenticatedPerAddress,
+    /// Operator login and signup per address.
+    PlatformPerAddress,
+    OperatorLoginPerAccount,
 }
 
 impl RateLimited {
-    const LABELS: [(&'static str, &'static str); 6] = [
+    const LABELS: [(&'static str, &'static str); 10] = [
         ("tenant", "free"),
         ("tenant", "pro"),
         ("tenant", "enterprise"),
         ("unresolved", ""),
         ("login_per_address", ""),
         ("login_per_account", ""),
+        ("sessions_per_address", ""),
+        ("unauthenticated_per_address", ""),
+        ("platform_per_address", ""),
+        ("operator_login_per_account", ""),
     ];
 
     fn slot(self) -> usize {
@@ -68,6 +79,10 @@ impl RateLimited {
             RateLimited::Unresolved => 3,
             RateLimited::LoginPerAddress => 4,
             RateLimited::LoginPerAccount => 5,
+            RateLimited::SessionsPerAddress => 6,
+            RateLimited::UnauthenticatedPerAddress => 7,
+            RateLimited::PlatformPerAddress => 8,
+            RateLimited::OperatorLoginPerAccount => 9,
         }
     }
 }

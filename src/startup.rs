@@ -168,6 +168,9 @@ pub async fn build_context_with_platform(
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(cores)).await??;
+    // Operators are few: one hash at a time for them (and signups) is plenty, and leaves the
+    // tenant budget whole whatever arrives at the platform login.
+    let platform_hasher = hasher.with_budget(1);
     let tenants = Arc::new(TenantCache::new(Duration::from_secs(30)));
     let watcher = Arc::clone(&tenants);
     let watched = db.clone();
@@ -189,6 +192,7 @@ pub async fn build_context_with_platform(
         users,
         keys: Arc::new(keys),
         hasher,
+        platform_hasher,
         base_domain: config.normalized_base_domain().into(),
         rate_limits,
         trusted_proxies,
@@ -222,7 +226,12 @@ fn spawn_checkpoints(db: Database, signer: Arc<AuditSigner>, every: Duration) {
 }
 
 pub fn limits(config: &Config) -> Limits {
-    Limits { request_timeout: config.request_timeout(), body_limit_bytes: config.body_limit_bytes }
+    Limits {
+        request_timeout: config.request_timeout(),
+        body_limit_bytes: config.body_limit_bytes,
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
+        max_connections: config.max_connections.max(1),
+    }
 }
 
 /// Serve on `listener` until `shutdown` resolves, then drain in-flight requests (bounded).
@@ -234,22 +243,91 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let db = ctx.db.clone();
     let app = http::router(ctx, limits);
-    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = drain_tx.send(());
-        });
-    let drained = async {
-        let _ = drain_rx.await;
-        tokio::time::sleep(Duration::from_secs(10)).await;
-    };
-    tokio::select! {
-        result = server => result?,
-        _ = drained => tracing::warn!("in-flight requests did not finish within 10 s; stopping anyway"),
-    }
+    serve_router(listener, app, limits, shutdown).await;
     db.close().await;
     Ok(())
+}
+
+/// How long in-flight requests get to finish after the shutdown signal.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// The accept loop, over hyper's HTTP/1 connection builder rather than `axum::serve`, for the
+/// two limits `axum::serve` does not set: a header read timeout (hyper has one, but it only
+/// runs with a timer, which `axum::serve` does not give it — so a client sending one header
+/// byte a minute held its connection forever) and a bound on open connections (each costs a
+/// task, buffers and a file descriptor; past the bound we stop accepting, and new clients
+/// wait in the kernel's queue instead of exhausting descriptors the database also needs).
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: not fatal. Wait a
+                    // little so an EMFILE does not become a busy loop.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let mut closing = closing_rx.clone();
+        // Finished connections are reaped as we go, so the set holds only open ones.
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
+            let _slot = slot;
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = closing.wait_for(|closing| *closing) => connection.as_mut().graceful_shutdown(),
+            }
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error while draining");
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN, drained).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within {} s; stopping anyway", DRAIN.as_secs());
+        connections.abort_all();
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

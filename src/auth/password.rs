@@ -1,6 +1,8 @@
 //! argon2id with the crate defaults (m = 19 MiB, t = 2, p = 1: OWASP's minimum). Hashing runs
-//! on the blocking pool behind a semaphore, so a login flood neither stalls request threads
-//! nor allocates 19 MiB per attempt without bound.
+//! on the blocking pool behind a semaphore (a budget), so a login flood neither stalls request
+//! threads nor allocates 19 MiB per attempt without bound; tenant and platform logins have
+//! budgets of their own (`with_budget`), and a check that cannot get a slot in time answers
+//! "busy" instead of queueing without end.
 //!
 //! Users imported from Django (`rowguard import schemas`) arrive with Django's hashes:
 //! `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>` and `argon2$argon2id$…`. They verify
@@ -16,30 +18,63 @@ use tokio::sync::Semaphore;
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// How long a check waits for a slot (`QUEUE_WAIT`; shorter in tests).
+    queue_wait: std::time::Duration,
     /// Verified against when the e-mail is unknown, so that costs what a wrong password costs.
     decoy_hash: Arc<str>,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct HashError(String);
+pub enum HashError {
+    /// Every slot of this budget stayed taken for `QUEUE_WAIT`: a flood; try again shortly.
+    #[error("password hashing is busy")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+/// How long a password check waits for a slot before it answers busy (503): long enough for a
+/// burst of honest logins to get through, short enough that a flood cannot pile up requests
+/// (each holding its body and a task) behind the semaphore.
+const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl PasswordHasher {
     /// `max_concurrent` hashes at once (each holds 19 MiB while it runs).
     pub fn new(max_concurrent: usize) -> Result<PasswordHasher, HashError> {
         let decoy = hash_now("decoy password that no account has")?;
-        Ok(PasswordHasher { permits: Arc::new(Semaphore::new(max_concurrent.max(1))), decoy_hash: decoy.into() })
+        Ok(PasswordHasher {
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            queue_wait: QUEUE_WAIT,
+            decoy_hash: decoy.into(),
+        })
+    }
+
+    /// A hasher with a budget of its own (`max_concurrent` hashes at once), sharing the decoy.
+    pub fn with_budget(&self, max_concurrent: usize) -> PasswordHasher {
+        PasswordHasher {
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            queue_wait: self.queue_wait,
+            decoy_hash: Arc::clone(&self.decoy_hash),
+        }
+    }
+
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, HashError> {
+        match tokio::time::timeout(self.queue_wait, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(HashError::Failed(closed.to_string())),
+            Err(_) => Err(HashError::Busy),
+        }
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
-        tokio::task::spawn_blocking(move || hash_now(&password)).await.map_err(|e| HashError(e.to_string()))?
+        let _slot = self.slot().await?;
+        tokio::task::spawn_blocking(move || hash_now(&password)).await.map_err(|e| HashError::Failed(e.to_string()))?
     }
 
     /// Whether `password` matches `stored`. With no stored hash (unknown account) it checks
     /// against the decoy and answers false, in the same time as a wrong password.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
-        self.verify_detailed(password, stored).await != Verified::No
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, HashError> {
+        Ok(self.verify_detailed(password, stored).await? != Verified::No)
     }
 
     /// As `verify`, telling a match on an argon2id hash of ours apart from a match on an
@@ -50,10 +85,8 @@ impl PasswordHasher {
     /// made with) PLUS the decoy argon2id verification, so it is never cheaper than an
     /// unknown e-mail; it can be slower, which tells a timing attacker that an account with a
     /// not yet migrated hash exists. That window closes as users log in once.
-    pub async fn verify_detailed(&self, password: String, stored: Option<String>) -> Verified {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return Verified::No;
-        };
+    pub async fn verify_detailed(&self, password: String, stored: Option<String>) -> Result<Verified, HashError> {
+        let _slot = self.slot().await?;
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.decoy_hash.to_string());
         let decoy = self.decoy_hash.clone();
@@ -67,7 +100,7 @@ impl PasswordHasher {
         })
         .await
         .unwrap_or(Verified::No);
-        if known { outcome } else { Verified::No }
+        Ok(if known { outcome } else { Verified::No })
     }
 }
 
@@ -135,7 +168,10 @@ fn verify_django_pbkdf2(password: &str, rest: &str) -> bool {
 
 /// Hash synchronously: for the CLI and for startup, never on a request thread.
 pub fn hash_now(password: &str) -> Result<String, HashError> {
-    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| HashError(e.to_string()))
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| HashError::Failed(e.to_string()))
 }
 
 #[cfg(test)]
@@ -147,9 +183,25 @@ mod tests {
         let hasher = PasswordHasher::new(2).expect("hasher");
         let hash = hasher.hash("correct horse".into()).await.expect("hash");
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(hasher.verify("correct horse".into(), Some(hash.clone())).await);
-        assert!(!hasher.verify("wrong horse".into(), Some(hash)).await);
-        assert!(!hasher.verify("decoy password that no account has".into(), None).await);
+        assert!(hasher.verify("correct horse".into(), Some(hash.clone())).await.expect("verify"));
+        assert!(!hasher.verify("wrong horse".into(), Some(hash)).await.expect("verify"));
+        assert!(!hasher.verify("decoy password that no account has".into(), None).await.expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn budgets_are_separate_and_a_full_one_answers_busy() {
+        let mut tenant = PasswordHasher::new(1).expect("hasher");
+        tenant.queue_wait = std::time::Duration::from_millis(200);
+        let platform = tenant.with_budget(1);
+        // The platform budget's only slot is taken (a flood in progress) ...
+        let _held = platform.permits.acquire().await.expect("permit");
+        // ... tenant checks still run at once ...
+        let started = std::time::Instant::now();
+        assert!(!tenant.verify("x".into(), None).await.expect("tenant budget is free"));
+        assert!(started.elapsed() < tenant.queue_wait);
+        // ... and a platform check gives up with Busy rather than queueing forever.
+        let busy = platform.verify("x".into(), None).await;
+        assert!(matches!(busy, Err(HashError::Busy)), "{busy:?}");
     }
 
     /// A hash in Django's format, computed outside Rust the way Django's PBKDF2PasswordHasher

@@ -36,13 +36,28 @@ impl PlatformConn {
     }
 
     /// Case-insensitive, like the unique index.
-    pub async fn operator_credentials(&mut self, email: &str) -> Result<Option<OperatorCredentials>, PlatformError> {
-        let row: Option<(OperatorId, String, String)> =
-            sqlx::query_as("SELECT id, password_hash, status FROM operators WHERE lower(email) = lower($1)")
-                .bind(email)
-                .fetch_optional(self.conn())
-                .await?;
-        Ok(row.map(|(id, password_hash, status)| OperatorCredentials { id, password_hash, active: status == "active" }))
+    /// The e-mail as the database lowers it (what the lookup compares, and so what a limit on
+    /// an unknown account keys on), and the operator it names, if any.
+    pub async fn operator_credentials(
+        &mut self,
+        email: &str,
+    ) -> Result<(String, Option<OperatorCredentials>), PlatformError> {
+        let (lowered, id, password_hash, status): (String, Option<OperatorId>, Option<String>, Option<String>) =
+            sqlx::query_as(
+                "SELECT lower($1), o.id, o.password_hash, o.status
+                   FROM (VALUES (1)) AS one (x)
+                   LEFT JOIN operators o ON lower(o.email) = lower($1)",
+            )
+            .bind(email)
+            .fetch_one(self.conn())
+            .await?;
+        let account = match (id, password_hash, status) {
+            (Some(id), Some(password_hash), Some(status)) => {
+                Some(OperatorCredentials { id, password_hash, active: status == "active" })
+            }
+            _ => None,
+        };
+        Ok((lowered, account))
     }
 
     /// Checked on every platform request, so a disabled operator is refused at once, not when

@@ -14,6 +14,9 @@ use serde::Serialize;
 use crate::domain::Invalid;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+/// Retry-After on a 503: long enough for a restarting PostgreSQL or a drained pool, short
+/// enough that a client does not sit out a blip.
+const RETRY_UNAVAILABLE_SECS: &str = "2";
 
 tokio::task_local! {
     /// The request id of the request being served, for problem documents built deep inside.
@@ -106,6 +109,12 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        // Every 503 is a "try again shortly" (the database is down or restarting, the pool or a
+        // hashing budget is exhausted, a request timed out): say when, so clients back off
+        // instead of retrying at once.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE && !response.headers().contains_key(header::RETRY_AFTER) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_UNAVAILABLE_SECS));
+        }
         response
     }
 }
@@ -127,6 +136,23 @@ impl From<sqlx::Error> for ApiError {
             {
                 tracing::warn!(error = %e, "database cannot serve now");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; try again")
+            }
+            // Data exceptions (class 22) come from values a request carried that PostgreSQL
+            // refuses: a NUL byte in text (22021), a `\u0000` in JSON (22P05), a number out
+            // of range (22003). The input is at fault, so a 4xx, never a 500.
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c == "22021" || c == "22P05") => {
+                ApiError::bad_request(
+                    "invalid_text",
+                    "text must not contain NUL bytes or characters the database cannot store",
+                )
+            }
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c.starts_with("22")) => {
+                tracing::warn!(error = %e, "the database refused a value");
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_value",
+                    "a value is out of the range the database accepts",
+                )
             }
             e => ApiError::internal(e),
         }
@@ -177,6 +203,19 @@ fn violated_constraint(field: Option<&str>, message: &str) -> String {
             base.to_string()
         }
         _ => quoted.to_string(),
+    }
+}
+
+impl From<crate::auth::password::HashError> for ApiError {
+    fn from(e: crate::auth::password::HashError) -> ApiError {
+        match e {
+            crate::auth::password::HashError::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many password checks are in progress; try again shortly",
+            ),
+            other => ApiError::internal(other),
+        }
     }
 }
 

@@ -61,7 +61,11 @@ pub struct ApiState {
     /// Current role, status and session cut-off per user, for the auth layer (ASVS 8.3.2).
     pub users: Arc<UserStateCache>,
     pub keys: Arc<JwtKeys>,
+    /// argon2 for tenant users (login, password changes, new users).
     pub hasher: PasswordHasher,
+    /// argon2 for operators and signup: a budget of its own, so a flood of operator logins
+    /// cannot starve tenant logins of hashing slots, nor the other way round.
+    pub platform_hasher: PasswordHasher,
     pub base_domain: Arc<str>,
     /// Per-tenant, per-address and login rate limits (per instance).
     pub rate_limits: Arc<layers::rate_limit::RateLimits>,
@@ -87,6 +91,11 @@ pub struct ApiState {
 pub struct Limits {
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
+    /// How long a client may take to send a request's headers (slowloris), and to start the
+    /// next request on a kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// Client connections served at once.
+    pub max_connections: usize,
 }
 
 #[derive(OpenApi)]
@@ -139,12 +148,20 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .routes(routes!(routes::audit::export_events))
         .routes(routes!(routes::audit::verify_events))
         .routes(routes!(routes::audit::list_checkpoints, routes::audit::create_checkpoint))
+        // route_layer: the last one added runs first. An address that keeps failing to
+        // authenticate is refused before its token is read; only an authenticated request
+        // spends the tenant's quota, so nobody can spend another tenant's.
+        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_tenant))
         .route_layer(from_fn_with_state(ctx.clone(), layers::auth::authenticate))
+        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_unauthenticated))
         // Outside authentication, so that what authentication refuses is recorded too.
         .route_layer(from_fn_with_state(ctx.clone(), layers::audit::record_refusals));
     // Refresh and logout present a refresh token in the body, not a bearer token (the access
     // token has usually expired by then); the tenant still comes from resolution.
-    let sessions = OpenApiRouter::new().routes(routes!(routes::auth::refresh)).routes(routes!(routes::auth::logout));
+    let sessions = OpenApiRouter::new()
+        .routes(routes!(routes::auth::refresh))
+        .routes(routes!(routes::auth::logout))
+        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_sessions));
     let login = OpenApiRouter::new()
         .routes(routes!(routes::auth::login))
         .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_login));
@@ -152,9 +169,8 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .merge(login)
         .merge(sessions)
         .merge(authenticated)
-        // route_layer: the last one added runs first. Unresolved requests are limited per client
-        // address before resolution; resolved ones per tenant right after it.
-        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_tenant))
+        // Requests from an address that keeps naming no known tenant are refused before
+        // resolution looks anything up; resolution counts the failures.
         .route_layer(from_fn_with_state(ctx.clone(), layers::tenant::resolve_tenant))
         .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_unresolved));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -177,9 +193,15 @@ fn platform_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .routes(routes!(domains::remove_domain))
         .routes(routes!(domains::set_primary_domain))
         .route_layer(from_fn_with_state(ctx.clone(), layers::platform_auth::authenticate_operator));
-    OpenApiRouter::new()
+    let login = OpenApiRouter::new()
         .routes(routes!(auth::operator_login))
+        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_operator_login));
+    let signup = OpenApiRouter::new()
         .routes(routes!(signup::signup))
+        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_signup));
+    OpenApiRouter::new()
+        .merge(login)
+        .merge(signup)
         .merge(operators)
         .route_layer(from_fn_with_state(ctx.clone(), layers::platform_auth::bare_host_only))
 }
@@ -207,6 +229,7 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
                 .layer(from_fn_with_state(metrics, layers::observe::observe))
                 .layer(from_fn(error::problem_documents))
                 .layer(from_fn_with_state(hsts, layers::security_headers::security_headers))
+                .layer(from_fn(layers::request_shape::refuse_ambiguous))
                 .layer(from_fn_with_state(cors, layers::cors::per_tenant_cors))
                 .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
                 .layer(DefaultBodyLimit::max(limits.body_limit_bytes)),

@@ -125,6 +125,11 @@ async fn send(
     };
     let response = router.clone().oneshot(request.body(body).expect("request")).await.expect("infallible");
     let status = response.status();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // A client told to come back must be told when.
+        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        assert!(retry_after.is_some_and(|s| s >= 1), "a 503 without a Retry-After: {:?}", response.headers());
+    }
     let bytes = response.into_body().collect().await.expect("body").to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }

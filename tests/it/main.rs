@@ -3,6 +3,7 @@
 
 mod support;
 
+mod abuse;
 mod audit;
 mod bad_input;
 mod catalog;
@@ -21,6 +22,7 @@ mod metrics;
 mod permissions;
 mod platform;
 mod rate_limits;
+mod request_shape;
 mod service_limits;
 mod sessions;
 mod tenant_resolution;

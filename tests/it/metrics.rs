@@ -210,14 +210,16 @@ async fn audit_writes_are_counted_as_the_database_sees_them() {
 #[tokio::test]
 async fn rate_limit_refusals_are_counted_by_limit_and_plan() {
     let app = spawn_app().await;
-    app.create_tenant("noisy").await;
+    let noisy = app.create_tenant("noisy").await;
+    // Only authenticated requests spend a tenant's quota.
+    let token = app.owner_token(&noisy).await;
     let mut su = app.superuser_connection().await;
     su.execute("UPDATE tenants SET plan = 'pro', rate_limit_per_second = 1, rate_limit_burst = 2 WHERE slug = 'noisy'")
         .await
         .expect("quota");
     let mut refused = 0.0;
     for _ in 0..6 {
-        let r = app.call(Method::GET, "/v1/contacts", &[("x-tenant", "noisy")], None).await;
+        let r = app.call_as(&token, "noisy", Method::GET, "/v1/contacts", None).await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             refused += 1.0;
         }

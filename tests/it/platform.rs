@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use rowguard::db::platform::{PlatformConn, PlatformError};
-use rowguard::domain::{Email, Slug};
+use rowguard::domain::Slug;
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
-use crate::support::{TestApp, TestResponse, TestTenant, spawn_app};
+use crate::support::{TestApp, TestResponse, TestTenant, create_operator, spawn_app};
 
 /// One row of a table-driven case list: (what, method, path, body, status, problem code).
 type Case<'a> = (&'a str, Method, &'a str, Option<Value>, StatusCode, &'a str);
@@ -25,7 +25,11 @@ async fn instance(app: &TestApp, configure: impl FnOnce(&mut rowguard::config::C
     let ctx = rowguard::startup::build_context_with_platform(&config, &app.app_url(), Some(&platform_url))
         .await
         .expect("context");
-    TestApp { router: rowguard::http::router(ctx, rowguard::startup::limits(&config)), db_name: app.db_name.clone() }
+    TestApp {
+        router: rowguard::http::router(ctx.clone(), rowguard::startup::limits(&config)),
+        db_name: app.db_name.clone(),
+        ctx,
+    }
 }
 
 /// Test defaults with a fixed signing key, so nothing is generated into a data directory.
@@ -35,24 +39,6 @@ fn test_config() -> rowguard::config::Config {
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).to_pkcs8_pem(Default::default()).expect("pem");
     config.jwt_private_key = Some(key.to_string());
     config
-}
-
-struct TestOperator {
-    email: String,
-    password: String,
-}
-
-/// An operator made the way `rowguard operators create` makes one.
-async fn create_operator(app: &TestApp, email: &str) -> TestOperator {
-    let password = format!("operator-password-{}", uuid::Uuid::now_v7().simple());
-    let pw = password.clone();
-    let hash = tokio::task::spawn_blocking(move || rowguard::auth::password::hash_now(&pw))
-        .await
-        .expect("join")
-        .expect("hash");
-    let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform connection");
-    platform.create_operator(&Email::parse(email).expect("email"), &hash).await.expect("create operator");
-    TestOperator { email: email.to_string(), password }
 }
 
 async fn operator_login(app: &TestApp, email: &str, password: &str) -> TestResponse {
@@ -633,8 +619,9 @@ async fn without_a_platform_login_the_platform_api_answers_503() {
     let config = test_config();
     let ctx = rowguard::startup::build_context(&config, &app.app_url()).await.expect("context");
     let bare = TestApp {
-        router: rowguard::http::router(ctx, rowguard::startup::limits(&config)),
+        router: rowguard::http::router(ctx.clone(), rowguard::startup::limits(&config)),
         db_name: app.db_name.clone(),
+        ctx,
     };
     let login = json!({"email": "ops@rowguard.test", "password": "whatever-password"});
     let r = bare.call(Method::POST, "/platform/v1/auth/login", &[], Some(login)).await;

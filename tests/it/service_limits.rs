@@ -43,6 +43,7 @@ async fn an_exhausted_pool_answers_503_quickly_and_loses_nothing() {
         match r.status {
             StatusCode::SERVICE_UNAVAILABLE => {
                 r.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+                assert_eq!(r.headers.get("retry-after").map(|v| v.as_bytes()), Some(&b"2"[..]), "{:?}", r.headers);
                 assert!(*took < Duration::from_secs(4), "a 503 took {took:?}: the acquire timeout did not hold");
                 unavailable += 1;
             }
@@ -92,4 +93,71 @@ async fn hsts_defaults_off_in_development_and_on_with_an_external_database() {
     assert!(config.hsts_enabled());
     config.hsts = Some(false);
     assert!(!config.hsts_enabled());
+}
+
+/// Limits for a server in a test: a one-second header timeout, few connections.
+fn tight_limits(max_connections: usize) -> rowguard::http::Limits {
+    rowguard::http::Limits {
+        request_timeout: Duration::from_secs(10),
+        body_limit_bytes: 64 * 1024,
+        header_read_timeout: Duration::from_secs(1),
+        max_connections,
+    }
+}
+
+/// One request over a fresh connection; the status line's code.
+async fn get_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_dropped_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let (addr, _stop) = app.serve_tcp(tight_limits(100)).await;
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    // Slowloris: a header byte every 200 ms, never the blank line that ends them.
+    let trickle = async {
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        started.elapsed()
+    };
+    let dropped_after = tokio::time::timeout(Duration::from_secs(30), trickle).await.expect("the trickle ended");
+    // The server hung up (writes fail once it has closed) within the 1 s timeout plus slack,
+    // long before the trickle would have finished (~14 s) ...
+    assert!(dropped_after < Duration::from_secs(5), "still connected after {dropped_after:?}");
+    // ... without answering it, and everyone else is served.
+    assert_eq!(get_status(addr, "/healthz").await, 200);
+}
+
+#[tokio::test]
+async fn connections_past_the_bound_wait_for_a_free_slot_instead_of_being_served_at_once() {
+    let app = spawn_app().await;
+    let (addr, _stop) = app.serve_tcp(tight_limits(2)).await;
+    // Two idle connections take both slots ...
+    let idle = [
+        tokio::net::TcpStream::connect(addr).await.expect("connect"),
+        tokio::net::TcpStream::connect(addr).await.expect("connect"),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ... so a third client is served only once the header timeout has dropped one of them.
+    let started = Instant::now();
+    assert_eq!(get_status(addr, "/healthz").await, 200);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(700), "served after {waited:?}: the bound did not hold");
+    assert!(waited < Duration::from_secs(5), "served after {waited:?}: the idle connections were never dropped");
+    drop(idle);
 }

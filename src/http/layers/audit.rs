@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::tenant::ResolvedTenant;
 use crate::audit::{self, AccessEvent};
+use crate::db::Actor;
 use crate::domain::TenantId;
 use crate::http::ApiContext;
 use crate::http::extract::{ActorSource, request_actor};
@@ -84,15 +85,28 @@ pub async fn record_refusals(State(ctx): State<ApiContext>, request: Request, ne
 /// Record a rate-limit refusal (`access.rate_limited`), sampled with the same per-tenant
 /// budget as other refusals so a flood over quota cannot flood the log.
 pub async fn record_throttled(ctx: &ApiContext, tenant: TenantId, parts: &axum::http::request::Parts, limit: &str) {
+    let actor = request_actor(parts, &ctx.trusted_proxies);
+    record_throttled_as(ctx, tenant, &actor, parts.method.as_str(), parts.uri.path(), limit).await;
+}
+
+/// As `record_throttled`, for a refusal decided inside a handler, which has the actor already.
+pub async fn record_throttled_as(
+    ctx: &ApiContext,
+    tenant: TenantId,
+    actor: &Actor,
+    method: &str,
+    path: &str,
+    limit: &str,
+) {
     let Some(skipped) = ctx.access_sampler.admit(tenant) else { return };
     let event = AccessEvent {
         action: "access.rate_limited",
         resource_type: None,
         resource_id: None,
         outcome: "denied",
-        details: json!({"method": parts.method.as_str(), "path": parts.uri.path(), "limit": limit, "not_recorded_before": skipped}),
+        details: json!({"method": method, "path": path, "limit": limit, "not_recorded_before": skipped}),
     };
-    if let Err(e) = audit::record(&ctx.db, tenant, &request_actor(parts, &ctx.trusted_proxies), event).await {
+    if let Err(e) = audit::record(&ctx.db, tenant, actor, event).await {
         ctx.metrics.audit_write_failed();
         tracing::warn!(error = %e, "could not record a rate-limit refusal in the audit log");
     }

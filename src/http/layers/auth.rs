@@ -3,7 +3,7 @@
 //! `tenant_mismatch`. Runs after tenant resolution, before the handler.
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -31,7 +31,33 @@ pub async fn authenticate(
         .get::<ResolvedTenant>()
         .map(|t| t.id)
         .ok_or_else(|| ApiError::internal("authentication layer runs before tenant resolution"))?;
-    let token = bearer_token(&request)?;
+    // The header value is shared bytes: cloning it lets the request go on being borrowed
+    // (its body is not Sync) while the token check awaits.
+    let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    let principal = match principal_of(&ctx, authorization.as_ref(), tenant).await {
+        Ok(principal) => principal,
+        Err(e) => {
+            // No valid credentials for this tenant: charged to the client's address, so a
+            // stream of them is refused before it costs a token check (`limit_unauthenticated`).
+            if e.status == StatusCode::UNAUTHORIZED || e.code == "tenant_mismatch" {
+                ctx.rate_limits.record_unauthenticated(tenant, super::rate_limit::client_ip(&ctx, &request));
+            }
+            return Err(e);
+        }
+    };
+    let user = principal.user;
+    request.extensions_mut().insert(principal);
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(super::observe::ServedUser(user));
+    Ok(response)
+}
+
+async fn principal_of(
+    ctx: &ApiContext,
+    authorization: Option<&HeaderValue>,
+    tenant: TenantId,
+) -> Result<Principal, ApiError> {
+    let token = bearer_of(authorization)?;
     let claims = ctx.keys.verify(token).map_err(|e| match e {
         TokenError::Expired => ApiError::unauthorized("token_expired", "the access token has expired"),
         other => ApiError::unauthorized("invalid_token", other.to_string()),
@@ -49,10 +75,7 @@ pub async fn authenticate(
         return Err(revoked());
     }
     // The current role, never the token's: a demotion must not wait for the token to expire.
-    request.extensions_mut().insert(Principal { user: claims.sub, tenant, role: state.role });
-    let mut response = next.run(request).await;
-    response.extensions_mut().insert(super::observe::ServedUser(claims.sub));
-    Ok(response)
+    Ok(Principal { user: claims.sub, tenant, role: state.role })
 }
 
 impl Principal {
@@ -82,9 +105,11 @@ fn issued_at_ms(claims: &AccessClaims) -> i64 {
 }
 
 pub(crate) fn bearer_token(request: &Request) -> Result<&str, ApiError> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)
+    bearer_of(request.headers().get(header::AUTHORIZATION))
+}
+
+fn bearer_of(authorization: Option<&HeaderValue>) -> Result<&str, ApiError> {
+    let value = authorization
         .ok_or_else(|| ApiError::unauthorized("missing_token", "send Authorization: Bearer <access token>"))?;
     let text = value
         .to_str()

@@ -7,5 +7,6 @@ pub mod observe;
 pub mod platform_auth;
 pub mod rate_limit;
 pub mod request_id;
+pub mod request_shape;
 pub mod security_headers;
 pub mod tenant;

@@ -1,6 +1,9 @@
-//! Rate limits: per tenant right after tenant resolution (the plan's quota, or the override on
-//! the tenant's registry row), per client IP for requests that name no tenant or an unknown one,
-//! and stricter limits on login per (tenant, client IP) and per account. State is in-process.
+//! Rate limits: per tenant after authentication (the plan's quota, or the override on the
+//! tenant's registry row; only authenticated requests spend it, so nobody can spend another
+//! tenant's quota), per client IP for requests that name no tenant or an unknown one, per
+//! (tenant, client IP) for what is not authenticated (login, refresh, logout, failed bearer
+//! tokens), per account on failed password checks (tenant users and operators, with backoff),
+//! and per client IP on operator login and signup. State is in-process.
 //!
 //! Why governor's keyed limiters and not tower_governor: tower_governor holds ONE quota per
 //! layer (per-key quotas are governor issue #193), answers 500 when it cannot key a request,
@@ -18,7 +21,6 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -30,7 +32,7 @@ use governor::{Quota, RateLimiter};
 
 use super::tenant::ResolvedTenant;
 use crate::db::registry::Plan;
-use crate::domain::TenantId;
+use crate::domain::{OperatorId, TenantId, UserId};
 use crate::http::ApiContext;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::ApiError;
@@ -80,11 +82,30 @@ impl Limit {
 const UNRESOLVED: Limit = Limit { replenish_every: Duration::from_secs(1), burst: NonZeroU32::new(30).unwrap() };
 /// Login attempts from one address to one tenant, successful or not: a burst, then one per 3 s.
 const LOGIN_PER_CLIENT: (Duration, u32) = (Duration::from_secs(3), 20);
-/// Failed logins per account (whatever the address): five, then one per 20 s — guessing a
-/// password gets slow, while the account's owner can still log in between attempts.
+/// Refresh and logout from one address to one tenant: each costs a lookup and carries no
+/// bearer token, so they are held per address like login, less tightly (clients refresh
+/// routinely, and an office shares one address).
+const SESSIONS_PER_CLIENT: (Duration, u32) = (Duration::from_secs(1), 60);
+/// Bearer requests that fail authentication (no, bad, expired or another tenant's token),
+/// per (tenant, address): thirty, then one a second. Only failures count.
+const UNAUTHENTICATED_PER_CLIENT: Limit =
+    Limit { replenish_every: Duration::from_secs(1), burst: NonZeroU32::new(30).unwrap() };
+/// Failed password checks per account (whatever the address): five, then one per 20 s,
+/// doubling while the failures go on — guessing a password gets slow, while the account's
+/// owner can still log in between attempts.
 const LOGIN_FAILURES_PER_ACCOUNT: (Duration, u32) = (Duration::from_secs(20), 5);
-/// Login bodies are small; a larger one is refused before it is read further.
-const LOGIN_BODY_LIMIT: usize = 16 * 1024;
+/// Operator logins from one address: fewer than tenant logins (an operator account opens
+/// every tenant), then one per 6 s.
+const OPERATOR_LOGIN_PER_CLIENT: (Duration, u32) = (Duration::from_secs(6), 10);
+/// Failed operator logins per account: three, then one per minute, doubling.
+const OPERATOR_FAILURES_PER_ACCOUNT: (Duration, u32) = (Duration::from_secs(60), 3);
+/// Signups from one address that got as far as hashing a password and creating (or trying to
+/// create) a tenant; refused ones (invalid slug, bad e-mail) cost nothing and do not count.
+const SIGNUP_PER_CLIENT: (Duration, u32) = (Duration::from_secs(60), 5);
+/// The longest a failure limiter's backoff makes anyone wait.
+const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// How long a key's backoff is remembered after its block ends: failures within it escalate.
+const BACKOFF_MEMORY: Duration = Duration::from_secs(30 * 60);
 /// Past this many keys in one limiter, prune at once rather than wait for the next minute.
 const PRUNE_EARLY_AT: usize = 100_000;
 
@@ -104,10 +125,22 @@ pub struct Refusal {
 /// A limiter charged only when something failed, with a note of who must wait: governor
 /// cannot look at a key's state without spending from it, and a request must be refused
 /// before it costs anything (a database lookup, an argon2 hash).
+///
+/// Backoff: once a key's burst is spent it is blocked for one replenish period; every
+/// further failure while the key is remembered (its block, plus `BACKOFF_MEMORY`) doubles
+/// the block, up to `MAX_BACKOFF`. A steady guesser therefore slows down exponentially, not
+/// to a fixed trickle, and a key left alone long enough starts afresh.
 struct FailureLimiter<K: Clone + Hash + Eq> {
     limit: Limit,
     failures: Keyed<K>,
-    blocked: Mutex<HashMap<K, Instant>>,
+    blocked: Mutex<HashMap<K, Block>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    until: Instant,
+    /// Blocks earned in a row: the next one lasts `replenish_every * 2^strikes`.
+    strikes: u32,
 }
 
 impl<K: Clone + Hash + Eq> FailureLimiter<K> {
@@ -117,28 +150,34 @@ impl<K: Clone + Hash + Eq> FailureLimiter<K> {
 
     fn refused(&self, key: &K) -> Option<Refusal> {
         let blocked = self.blocked.lock().ok()?;
-        let until = blocked.get(key)?;
-        let wait = until.checked_duration_since(Instant::now())?;
+        let block = blocked.get(key)?;
+        let wait = block.until.checked_duration_since(Instant::now())?;
         Some(Refusal { wait, limit: self.limit })
     }
 
     fn record_failure(&self, key: K, clock: &DefaultClock) {
         // Blocked as soon as the burst is used up, so the next request is refused before it
-        // costs anything; for at most one replenish period, or as long as governor says.
+        // costs anything; for at least one replenish period, or as long as governor says.
         let wait = match self.failures.check_key(&key) {
             Ok(snapshot) if snapshot.remaining_burst_capacity() == 0 => Some(self.limit.replenish_every),
             Ok(_) => None,
             Err(not_until) => Some(not_until.wait_time_from(clock.now())),
         };
-        if let Some(wait) = wait
-            && let Ok(mut blocked) = self.blocked.lock()
-        {
-            if blocked.len() >= PRUNE_EARLY_AT {
-                let now = Instant::now();
-                blocked.retain(|_, until| *until > now);
-            }
-            blocked.insert(key, Instant::now() + wait);
+        let Ok(mut blocked) = self.blocked.lock() else { return };
+        let now = Instant::now();
+        if blocked.len() >= PRUNE_EARLY_AT {
+            blocked.retain(|_, block| block.until + BACKOFF_MEMORY > now);
         }
+        let remembered = blocked.get(&key).filter(|b| b.until + BACKOFF_MEMORY > now).copied();
+        let strikes = match (wait, remembered) {
+            (Some(_), Some(previous)) => previous.strikes.saturating_add(1),
+            (Some(_), None) => 0,
+            (None, _) => return,
+        };
+        let backoff = self.limit.replenish_every.saturating_mul(1u32 << strikes.min(16)).min(MAX_BACKOFF);
+        let wait = wait.unwrap_or_default().max(backoff);
+        blocked.insert(key, Block { until: now + wait, strikes });
+        drop(blocked);
         if self.failures.len() >= PRUNE_EARLY_AT {
             self.failures.retain_recent();
         }
@@ -149,10 +188,26 @@ impl<K: Clone + Hash + Eq> FailureLimiter<K> {
         self.failures.shrink_to_fit();
         if let Ok(mut blocked) = self.blocked.lock() {
             let now = Instant::now();
-            blocked.retain(|_, until| *until > now);
+            blocked.retain(|_, block| block.until + BACKOFF_MEMORY > now);
             blocked.shrink_to_fit();
         }
     }
+
+    fn tracked(&self) -> usize {
+        self.failures.len()
+    }
+}
+
+/// Whose failed password checks a per-account limit counts. The account itself when it
+/// exists — however the e-mail was spelled, so `vİctim@…` and `VICTIM@…` share `victim@…`'s
+/// budget — else the e-mail as the database lowered it (what `lower(email) = lower($1)`
+/// compares), never a normalisation of our own that could disagree with the database's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Account {
+    User(TenantId, UserId),
+    UnknownUser(TenantId, String),
+    Operator(OperatorId),
+    UnknownOperator(String),
 }
 
 /// Every limiter of one instance.
@@ -164,27 +219,31 @@ pub struct RateLimits {
     tenants: RwLock<HashMap<Limit, Arc<Keyed<TenantId>>>>,
     unresolved: FailureLimiter<IpAddr>,
     login_per_client: Keyed<(TenantId, IpAddr)>,
-    login_failures: FailureLimiter<(TenantId, String)>,
+    sessions_per_client: Keyed<(TenantId, IpAddr)>,
+    unauthenticated: FailureLimiter<(TenantId, IpAddr)>,
+    account_failures: FailureLimiter<Account>,
+    operator_login_per_client: Keyed<IpAddr>,
+    operator_failures: FailureLimiter<Account>,
+    signup_per_client: FailureLimiter<IpAddr>,
 }
-
-/// Set on responses by `limit_tenant`: the request resolved to a tenant, so the per-IP limit
-/// for unresolved requests must not count it.
-#[derive(Debug, Clone, Copy)]
-struct TenantAdmitted;
 
 impl RateLimits {
     pub fn new(enabled: bool) -> RateLimits {
         let plans = [Plan::Free, Plan::Pro, Plan::Enterprise]
             .map(|plan| (Limit::for_plan(plan), Arc::new(keyed(Limit::for_plan(plan)))));
-        let (client_period, client_burst) = LOGIN_PER_CLIENT;
-        let (account_period, account_burst) = LOGIN_FAILURES_PER_ACCOUNT;
+        let limit = |(period, burst): (Duration, u32)| Limit::one_per(period, burst);
         RateLimits {
             enabled,
             clock: DefaultClock::default(),
             tenants: RwLock::new(plans.into_iter().collect()),
             unresolved: FailureLimiter::new(UNRESOLVED),
-            login_per_client: keyed(Limit::one_per(client_period, client_burst)),
-            login_failures: FailureLimiter::new(Limit::one_per(account_period, account_burst)),
+            login_per_client: keyed(limit(LOGIN_PER_CLIENT)),
+            sessions_per_client: keyed(limit(SESSIONS_PER_CLIENT)),
+            unauthenticated: FailureLimiter::new(UNAUTHENTICATED_PER_CLIENT),
+            account_failures: FailureLimiter::new(limit(LOGIN_FAILURES_PER_ACCOUNT)),
+            operator_login_per_client: keyed(limit(OPERATOR_LOGIN_PER_CLIENT)),
+            operator_failures: FailureLimiter::new(limit(OPERATOR_FAILURES_PER_ACCOUNT)),
+            signup_per_client: FailureLimiter::new(limit(SIGNUP_PER_CLIENT)),
         }
     }
 
@@ -217,9 +276,16 @@ impl RateLimits {
             });
         }
         self.unresolved.prune();
-        self.login_per_client.retain_recent();
-        self.login_per_client.shrink_to_fit();
-        self.login_failures.prune();
+        self.unauthenticated.prune();
+        self.account_failures.prune();
+        self.operator_failures.prune();
+        self.signup_per_client.prune();
+        for limiter in [&self.login_per_client, &self.sessions_per_client] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        self.operator_login_per_client.retain_recent();
+        self.operator_login_per_client.shrink_to_fit();
     }
 
     /// For what answers before routing (CORS preflights): the refusal an address has earned by
@@ -240,8 +306,46 @@ impl RateLimits {
 
     /// Keys held across all limiters (for tests and metrics).
     pub fn tracked_keys(&self) -> usize {
-        let tenants = self.tenants.read().map(|t| t.values().map(|l| l.len()).sum()).unwrap_or(0);
-        tenants + self.unresolved.failures.len() + self.login_per_client.len() + self.login_failures.failures.len()
+        let tenants: usize = self.tenants.read().map(|t| t.values().map(|l| l.len()).sum()).unwrap_or(0);
+        tenants
+            + self.unresolved.tracked()
+            + self.unauthenticated.tracked()
+            + self.account_failures.tracked()
+            + self.operator_failures.tracked()
+            + self.login_per_client.len()
+            + self.sessions_per_client.len()
+            + self.operator_login_per_client.len()
+            + self.signup_per_client.tracked()
+    }
+
+    fn failures_for(&self, account: &Account) -> &FailureLimiter<Account> {
+        match account {
+            Account::User(..) | Account::UnknownUser(..) => &self.account_failures,
+            Account::Operator(_) | Account::UnknownOperator(_) => &self.operator_failures,
+        }
+    }
+
+    /// Whether `account` must wait before its password is checked again.
+    pub fn account_refused(&self, account: &Account) -> Option<Refusal> {
+        if !self.enabled {
+            return None;
+        }
+        self.failures_for(account).refused(account)
+    }
+
+    /// Count one failed password check against `account` (login, operator login, the current
+    /// password of a password change).
+    pub fn record_account_failure(&self, account: Account) {
+        if self.enabled {
+            self.failures_for(&account).record_failure(account, &self.clock);
+        }
+    }
+
+    /// Count one bearer request to `tenant` from `ip` that failed authentication.
+    pub fn record_unauthenticated(&self, tenant: TenantId, ip: IpAddr) {
+        if self.enabled {
+            self.unauthenticated.record_failure((tenant, key_ip(ip)), &self.clock);
+        }
     }
 
     fn tenant_limiter(&self, limit: Limit) -> Arc<Keyed<TenantId>> {
@@ -320,7 +424,8 @@ pub fn too_many_requests(refusal: Refusal, detail: &str) -> Response {
     response
 }
 
-fn client_ip(ctx: &ApiContext, request: &Request) -> IpAddr {
+/// The client's address as the per-address limits key it.
+pub(crate) fn client_ip(ctx: &ApiContext, request: &Request) -> IpAddr {
     key_ip(ClientIp::of(request.extensions(), request.headers(), &ctx.trusted_proxies).0)
 }
 
@@ -336,7 +441,8 @@ fn key_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The layer right after tenant resolution: spend one request of the tenant's quota.
+/// The layer right after authentication: spend one request of the tenant's quota. Only an
+/// authenticated request gets here, so only the tenant's own users spend its quota.
 pub async fn limit_tenant(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
     if !ctx.rate_limits.enabled {
         return next.run(request).await;
@@ -345,12 +451,11 @@ pub async fn limit_tenant(State(ctx): State<ApiContext>, request: Request, next:
         // Mis-ordered layers would land here; never a 500 for it, so key by address instead.
         return limit_unresolved(State(ctx), request, next).await;
     };
-    let mut response = match ctx.rate_limits.check_tenant(&tenant) {
+    match ctx.rate_limits.check_tenant(&tenant) {
         Ok(allowance) => {
             let mut response = next.run(request).await;
             if response.headers().contains_key("ratelimit-limit") {
-                // An inner, stricter limit (login) answered: its headers are the ones that matter.
-                response.extensions_mut().insert(TenantAdmitted);
+                // An inner, stricter limit answered: its headers are the ones that matter.
                 return response;
             }
             let reset = ceil_secs(
@@ -365,72 +470,141 @@ pub async fn limit_tenant(State(ctx): State<ApiContext>, request: Request, next:
             super::audit::record_throttled(&ctx, tenant.id, &parts, "tenant").await;
             too_many_requests(refusal, "this tenant has used its request quota; retry later")
         }
-    };
-    response.extensions_mut().insert(TenantAdmitted);
-    response
+    }
 }
 
 /// The layer in front of tenant resolution: an address whose requests keep failing to name a
 /// tenant (random hosts, unknown slugs) is refused before resolution looks anything up.
+/// Resolution itself counts the failures (`tenant::resolve_tenant`).
 pub async fn limit_unresolved(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
     if !ctx.rate_limits.enabled {
         return next.run(request).await;
     }
     let ip = client_ip(&ctx, &request);
-    let limits = &ctx.rate_limits;
-    if let Some(refusal) = limits.unresolved.refused(&ip) {
+    if let Some(refusal) = ctx.rate_limits.unresolved.refused(&ip) {
         ctx.metrics.rate_limited(RateLimited::Unresolved);
         return too_many_requests(refusal, "too many requests naming no known tenant from this address; retry later");
     }
-    let response = next.run(request).await;
-    if response.extensions().get::<TenantAdmitted>().is_none() && response.status().is_client_error() {
-        limits.unresolved.record_failure(ip, &limits.clock);
-    }
-    response
+    next.run(request).await
 }
 
-/// Login only, after the tenant limit: per (tenant, client address) on every attempt, and
-/// per account on failed attempts. Reads the (small) body for the e-mail, then hands it on.
+/// Bearer routes, before authentication: an address whose requests to this tenant keep
+/// failing authentication is refused before the token is even read. The authentication
+/// layer counts the failures (`RateLimits::record_unauthenticated`).
+pub async fn limit_unauthenticated(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+    if !ctx.rate_limits.enabled {
+        return next.run(request).await;
+    }
+    let Some(tenant) = request.extensions().get::<ResolvedTenant>().map(|t| t.id) else {
+        return next.run(request).await; // the tenant layers answer that
+    };
+    let ip = client_ip(&ctx, &request);
+    if let Some(refusal) = ctx.rate_limits.unauthenticated.refused(&(tenant, ip)) {
+        ctx.metrics.rate_limited(RateLimited::UnauthenticatedPerAddress);
+        let (parts, _) = request.into_parts();
+        super::audit::record_throttled(&ctx, tenant, &parts, "unauthenticated_per_address").await;
+        return too_many_requests(
+            refusal,
+            "too many requests without valid credentials from this address; retry later",
+        );
+    }
+    next.run(request).await
+}
+
+/// Login only: every attempt, successful or not, per (tenant, client address). The
+/// per-account limit on failures is the login's own (`routes::auth::login`): it keys on the
+/// account the database found, which only the handler knows.
 pub async fn limit_login(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+    per_tenant_address(&ctx, request, next, PerAddress::Login).await
+}
+
+/// Refresh and logout: every attempt per (tenant, client address).
+pub async fn limit_sessions(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+    per_tenant_address(&ctx, request, next, PerAddress::Sessions).await
+}
+
+#[derive(Clone, Copy)]
+enum PerAddress {
+    Login,
+    Sessions,
+}
+
+async fn per_tenant_address(ctx: &ApiContext, request: Request, next: Next, which: PerAddress) -> Response {
     if !ctx.rate_limits.enabled {
         return next.run(request).await;
     }
     let limits = &ctx.rate_limits;
-    let ip = client_ip(&ctx, &request);
     let Some(tenant) = request.extensions().get::<ResolvedTenant>().map(|t| t.id) else {
-        return next.run(request).await; // no tenant, no account: the tenant layers answer that
+        return next.run(request).await; // no tenant: the tenant layers answer that
     };
-    let (client_period, client_burst) = LOGIN_PER_CLIENT;
-    let per_client = Limit::one_per(client_period, client_burst);
-    if let Err(refusal) = limits.outcome(limits.login_per_client.check_key(&(tenant, ip)), per_client) {
-        ctx.metrics.rate_limited(RateLimited::LoginPerAddress);
+    let ip = client_ip(ctx, &request);
+    let (limiter, quota, metric, label, detail) = match which {
+        PerAddress::Login => (
+            &limits.login_per_client,
+            LOGIN_PER_CLIENT,
+            RateLimited::LoginPerAddress,
+            "login_per_address",
+            "too many login attempts from this address; retry later",
+        ),
+        PerAddress::Sessions => (
+            &limits.sessions_per_client,
+            SESSIONS_PER_CLIENT,
+            RateLimited::SessionsPerAddress,
+            "sessions_per_address",
+            "too many session requests from this address; retry later",
+        ),
+    };
+    let limit = Limit::one_per(quota.0, quota.1);
+    if let Err(refusal) = limits.outcome(limiter.check_key(&(tenant, ip)), limit) {
+        ctx.metrics.rate_limited(metric);
         let (parts, _) = request.into_parts();
-        super::audit::record_throttled(&ctx, tenant, &parts, "login_per_address").await;
+        super::audit::record_throttled(ctx, tenant, &parts, label).await;
+        return too_many_requests(refusal, detail);
+    }
+    next.run(request).await
+}
+
+/// Operator login, per client address, every attempt: operators have no tenant whose log
+/// could record the refusal, so it goes to the service log.
+pub async fn limit_operator_login(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+    if !ctx.rate_limits.enabled {
+        return next.run(request).await;
+    }
+    let ip = client_ip(&ctx, &request);
+    let limits = &ctx.rate_limits;
+    let (period, burst) = OPERATOR_LOGIN_PER_CLIENT;
+    let quota = Limit::one_per(period, burst);
+    if let Err(refusal) = limits.outcome(limits.operator_login_per_client.check_key(&ip), quota) {
+        ctx.metrics.rate_limited(RateLimited::PlatformPerAddress);
+        tracing::warn!(client = %ip, "operator login refused: too many attempts from this address");
         return too_many_requests(refusal, "too many login attempts from this address; retry later");
     }
-    let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, LOGIN_BODY_LIMIT).await else {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large")
-            .into_response();
-    };
-    // Only a well-formed body names an account; anything else is the handler's to refuse.
-    let account = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("email").and_then(|e| e.as_str()).map(|e| e.trim().to_lowercase()))
-        .filter(|e| !e.is_empty() && e.len() <= 254)
-        .map(|email| (tenant, email));
-    if let Some(refusal) = account.as_ref().and_then(|a| limits.login_failures.refused(a)) {
-        ctx.metrics.rate_limited(RateLimited::LoginPerAccount);
-        super::audit::record_throttled(&ctx, tenant, &parts, "login_per_account").await;
-        return too_many_requests(refusal, "too many failed logins for this account; retry later");
+    next.run(request).await
+}
+
+/// Self-service signup, per client address: counted are the signups that did the expensive
+/// part (an argon2 hash, a tenant insert), whether the slug was free or not.
+pub async fn limit_signup(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+    if !ctx.rate_limits.enabled {
+        return next.run(request).await;
     }
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-    if response.status() == StatusCode::UNAUTHORIZED
-        && let Some(account) = account
-    {
-        limits.login_failures.record_failure(account, &limits.clock);
+    let ip = client_ip(&ctx, &request);
+    let limits = &ctx.rate_limits;
+    if let Some(refusal) = limits.signup_per_client.refused(&ip) {
+        ctx.metrics.rate_limited(RateLimited::PlatformPerAddress);
+        tracing::warn!(client = %ip, "signup refused: too many from this address");
+        return too_many_requests(refusal, "too many signups from this address; retry later");
+    }
+    let response = next.run(request).await;
+    if response.status().is_success() || response.status() == StatusCode::CONFLICT {
+        limits.signup_per_client.record_failure(ip, &limits.clock);
     }
     response
+}
+
+/// The 429 for an account whose failed password checks must wait.
+pub fn account_refusal(refusal: Refusal) -> Response {
+    too_many_requests(refusal, "too many failed password checks for this account; retry later")
 }
 
 #[cfg(test)]

@@ -2,11 +2,10 @@
 //! registered custom domain) or its `X-Tenant` header. Lookups are cached per instance and
 //! dropped whenever the registry changes (LISTEN/NOTIFY), with a short TTL as a backstop.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -68,33 +67,50 @@ enum Key {
 }
 
 /// A small per-instance cache of registry lookups, unknown names included (so a flood of
-/// random hosts does not reach the database every time).
+/// random hosts does not reach the database every time). Bounded by bytes as well as time:
+/// only syntactically valid names (at most 253 bytes) ever reach it, and the weigher counts
+/// each entry's key and record, so a flood of distinct names evicts old entries instead of
+/// growing memory.
 pub struct TenantCache {
-    entries: Mutex<HashMap<Key, (Option<TenantRecord>, Instant)>>,
+    entries: moka::sync::Cache<Key, Option<TenantRecord>>,
     /// Bumped on every invalidation; a lookup that raced one is not cached.
     generation: AtomicU64,
-    ttl: Duration,
 }
 
-const MAX_ENTRIES: usize = 50_000;
+/// What the cache may hold, in bytes as the weigher counts them: ~40,000 unknown names of
+/// 200 bytes, or far more real tenants.
+const MAX_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+fn weigh(key: &Key, record: &Option<TenantRecord>) -> u32 {
+    let key_bytes = match key {
+        Key::Slug(s) | Key::Domain(s) => s.len(),
+    };
+    let record_bytes = record
+        .as_ref()
+        .map_or(0, |r| r.slug.len() + r.cors_allowed_origins.iter().map(|o| o.len() + 24).sum::<usize>() + 96);
+    u32::try_from(key_bytes + record_bytes + 64).unwrap_or(u32::MAX)
+}
 
 impl TenantCache {
     pub fn new(ttl: Duration) -> TenantCache {
-        TenantCache { entries: Mutex::new(HashMap::new()), generation: AtomicU64::new(0), ttl }
+        let entries =
+            moka::sync::Cache::builder().max_capacity(MAX_CACHE_BYTES).weigher(weigh).time_to_live(ttl).build();
+        TenantCache { entries, generation: AtomicU64::new(0) }
     }
 
     pub fn invalidate_all(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
-        }
+        self.entries.invalidate_all();
+    }
+
+    /// Entries and their weight in bytes (for tests).
+    pub fn size(&self) -> (u64, u64) {
+        self.entries.run_pending_tasks();
+        (self.entries.entry_count(), self.entries.weighted_size())
     }
 
     async fn lookup(&self, db: &Database, key: Key) -> Result<Option<TenantRecord>, ApiError> {
-        let cached = self.entries.lock().ok().and_then(|entries| {
-            entries.get(&key).filter(|(_, at)| at.elapsed() < self.ttl).map(|(record, _)| record.clone())
-        });
-        if let Some(record) = cached {
+        if let Some(record) = self.entries.get(&key) {
             return Ok(record);
         }
         let generation = self.generation.load(Ordering::SeqCst);
@@ -102,19 +118,10 @@ impl TenantCache {
             Key::Slug(slug) => db.tenant_by_slug(slug).await?,
             Key::Domain(domain) => db.tenant_by_domain(domain).await?,
         };
-        self.remember(key, &record, generation);
+        if self.generation.load(Ordering::SeqCst) == generation {
+            self.entries.insert(key, record.clone());
+        } // else invalidated while we were looking it up: do not cache what may be stale
         Ok(record)
-    }
-
-    fn remember(&self, key: Key, record: &Option<TenantRecord>, generation: u64) {
-        let Ok(mut entries) = self.entries.lock() else { return };
-        if self.generation.load(Ordering::SeqCst) != generation {
-            return; // invalidated while we were looking it up: do not cache what may be stale
-        }
-        if entries.len() >= MAX_ENTRIES {
-            entries.clear();
-        }
-        entries.insert(key, (record.clone(), Instant::now()));
     }
 
     async fn by_slug(&self, db: &Database, raw: &str) -> Result<Option<TenantRecord>, ApiError> {
@@ -125,6 +132,43 @@ impl TenantCache {
     }
 }
 
+/// Host names are at most 253 bytes (RFC 1035), and a port adds at most six.
+const MAX_HOST_BYTES: usize = 253;
+
+/// Whether a Host value is a host name, an IPv4 address or a bracketed IPv6 address, with an
+/// optional port: labels of 1–63 letters, digits and inner hyphens, at most 253 bytes.
+/// Anything else is refused before it is looked up or cached.
+pub fn valid_host(host: &str) -> bool {
+    if let Some(rest) = host.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((v6, tail)) => {
+                v6.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (tail.is_empty() || tail.strip_prefix(':').is_some_and(valid_port))
+            }
+            None => false,
+        };
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if valid_port(port) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty() && name.len() <= MAX_HOST_BYTES && name.split('.').all(valid_label)
+}
+
+fn valid_port(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
+}
+
+/// A DNS label (RFC 1123): 1–63 letters, digits and hyphens, not starting or ending with one.
+pub fn valid_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
 fn unknown_tenant() -> ApiError {
     ApiError::new(axum::http::StatusCode::NOT_FOUND, "tenant_not_found", "no such tenant")
 }
@@ -132,10 +176,38 @@ fn unknown_tenant() -> ApiError {
 /// The resolution rules of DESIGN.md: host and header naming different tenants → 400;
 /// unknown or deleted → 404 (one answer for both); suspended → 403.
 pub async fn resolve(ctx: &ApiContext, host: Option<&str>, header: Option<&str>) -> Result<ResolvedTenant, ApiError> {
+    resolve_noting_unknown_host(ctx, host, header).await.map(|(tenant, _)| tenant)
+}
+
+/// As `resolve`, also saying whether the host was a name looked up in vain (a custom domain
+/// nobody registered) even though the X-Tenant header then named a tenant: such a lookup
+/// cost a database round trip and is charged to the client's address like a failure.
+async fn resolve_noting_unknown_host(
+    ctx: &ApiContext,
+    host: Option<&str>,
+    header: Option<&str>,
+) -> Result<(ResolvedTenant, bool), ApiError> {
+    // Refused before any lookup or cache insert: a name that cannot be a host or a slug
+    // cannot name a tenant, and must not cost a query or a cache entry. A Host that is not a
+    // host name is a malformed request (RFC 9112 §3.2: 400).
+    let host = host.map(str::trim).filter(|h| !h.is_empty());
+    if host.is_some_and(|h| !valid_host(h)) {
+        return Err(ApiError::bad_request("invalid_host", "the Host header is not a valid host name"));
+    }
+    // An X-Tenant that is not a DNS label cannot be a slug: unknown, like any other name no
+    // tenant has (`by_slug` never looks it up), however long it is.
+    if header.is_some_and(|h| !valid_label(h)) {
+        return Err(unknown_tenant());
+    }
     let cache = &ctx.tenants;
+    let mut unknown_host = false;
     let from_host = match host.map(|h| classify_host(h, &ctx.base_domain)) {
         Some(HostName::Subdomain(label)) => Some(cache.by_slug(&ctx.db, &label).await?.ok_or_else(unknown_tenant)?),
-        Some(HostName::Custom(domain)) => cache.lookup(&ctx.db, Key::Domain(domain)).await?,
+        Some(HostName::Custom(domain)) => {
+            let found = cache.lookup(&ctx.db, Key::Domain(domain)).await?;
+            unknown_host = found.is_none();
+            found
+        }
         Some(HostName::NoTenant) | None => None,
     };
     let from_header = match header {
@@ -162,13 +234,16 @@ pub async fn resolve(ctx: &ApiContext, host: Option<&str>, header: Option<&str>)
     match record.status {
         TenantStatus::Deleted => Err(unknown_tenant()),
         TenantStatus::Suspended => Err(ApiError::forbidden("tenant_suspended", "this tenant is suspended")),
-        TenantStatus::Trial | TenantStatus::Active => Ok(ResolvedTenant {
-            id: record.id,
-            slug: record.slug,
-            plan: record.plan,
-            rate_limit: record.rate_limit,
-            cors_allowed_origins: record.cors_allowed_origins,
-        }),
+        TenantStatus::Trial | TenantStatus::Active => Ok((
+            ResolvedTenant {
+                id: record.id,
+                slug: record.slug,
+                plan: record.plan,
+                rate_limit: record.rate_limit,
+                cors_allowed_origins: record.cors_allowed_origins,
+            },
+            unknown_host,
+        )),
     }
 }
 
@@ -178,8 +253,27 @@ pub async fn resolve_tenant(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let (host, tenant_header) = naming_headers(&request)?;
-    let tenant = resolve(&ctx, host.as_deref(), tenant_header.as_deref()).await?;
+    let ip = super::rate_limit::client_ip(&ctx, &request);
+    let resolved = match naming_headers(&request) {
+        Ok((host, tenant_header)) => resolve_noting_unknown_host(&ctx, host.as_deref(), tenant_header.as_deref()).await,
+        Err(e) => Err(e),
+    };
+    // What names no tenant is charged to the client's address (`rate_limit::limit_unresolved`
+    // refuses an address that keeps doing it), and so is a custom host looked up in vain.
+    let tenant = match resolved {
+        Ok((tenant, unknown_host)) => {
+            if unknown_host {
+                ctx.rate_limits.record_unresolved(ip);
+            }
+            tenant
+        }
+        Err(e) => {
+            if e.status.is_client_error() {
+                ctx.rate_limits.record_unresolved(ip);
+            }
+            return Err(e);
+        }
+    };
     tracing::Span::current().record("tenant", &*tenant.slug);
     let served = super::observe::ServedTenant(Arc::clone(&tenant.slug));
     request.extensions_mut().insert(tenant);
@@ -208,6 +302,43 @@ fn naming_headers(request: &Request) -> Result<(Option<String>, Option<String>),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_host_names_and_addresses_are_valid_hosts() {
+        let long_label = "a".repeat(63);
+        let too_long_label = "a".repeat(64);
+        let long_name = [long_label.as_str(); 4].join("."); // 255 bytes
+        let table = [
+            ("acme.localhost", true),
+            ("acme.localhost:8080", true),
+            ("acme.localhost.", true),
+            ("ACME.LocalHost.:443", true),
+            ("127.0.0.1:8080", true),
+            ("[::1]:8080", true),
+            ("[::1]", true),
+            ("localhost", true),
+            ("crm.acme-corp.com", true),
+            (long_label.as_str(), true),
+            (too_long_label.as_str(), false),
+            (long_name.as_str(), false),
+            ("acme.localhost:99999", false),
+            ("acme.localhost:", false),
+            ("acme..localhost", false),
+            ("-acme.localhost", false),
+            ("acme-.localhost", false),
+            ("acme_corp.localhost", false),
+            ("acme.localhost/evil", false),
+            ("user@acme.localhost", false),
+            ("[::1", false),
+            ("[nonsense]:80", false),
+            ("ac me.localhost", false),
+            ("ä.localhost", false),
+            (":8080", false),
+        ];
+        for (host, valid) in table {
+            assert_eq!(valid_host(host), valid, "{host:?}");
+        }
+    }
 
     #[test]
     fn host_matching_ignores_case_port_and_trailing_dot() {

@@ -6,6 +6,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -20,7 +21,10 @@ use crate::domain::{Role, TenantId, UserId};
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, TenantScope};
+use crate::http::layers::audit::record_throttled_as;
 use crate::http::layers::auth::Principal;
+use crate::http::layers::rate_limit::{Account, account_refusal};
+use crate::metrics::RateLimited;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -60,50 +64,73 @@ fn invalid_refresh_token() -> ApiError {
     params(("X-Tenant" = Option<String>, Header, description = "tenant slug, when the host names none")),
     responses(
         (status = 200, body = TokenResponse),
+        (status = 400, description = "`invalid_text`: a NUL byte in the e-mail or password", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "bad credentials (the same answer whichever part was wrong)", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many attempts from this address, or too many failed ones for this account", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
     State(ctx): State<ApiContext>,
     scope: TenantScope,
     Json(body): Json<LoginRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let bad_credentials = || ApiError::unauthorized("invalid_credentials", "the e-mail or password is wrong");
-    if body.password.len() > MAX_PASSWORD_BYTES || body.email.len() > 254 {
+    let email = body.email.trim();
+    if email.contains('\0') || body.password.contains('\0') {
+        // No account can have one (PostgreSQL text cannot hold it): a failed login, recorded as
+        // one, but answered as the malformed input it is.
+        record_login(&ctx, &scope, None, email).await?;
+        return Err(ApiError::bad_request("invalid_text", "the e-mail and password must not contain NUL bytes"));
+    }
+    if body.password.len() > MAX_PASSWORD_BYTES || email.len() > 254 {
         return Err(bad_credentials());
     }
     let mut tx = scope.begin().await?;
-    let account: Option<(UserId, String, String, String)> = sqlx::query_as(
-        "SELECT id, password_hash, role, status FROM users
-          WHERE tenant_id = $1 AND lower(email) = lower($2)",
-    )
-    .bind(scope.tenant_id())
-    .bind(body.email.trim())
-    .fetch_optional(tx.conn())
-    .await?;
+    // One row whether or not the account exists: the e-mail as the database lowers it keys
+    // the per-account limit of an unknown account, so no spelling of an address (`İ` for
+    // `i`, say) that the database folds together gets a budget of its own.
+    let (lowered, account): (String, Option<(UserId, String, String, String)>) = {
+        let row: (String, Option<UserId>, Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT lower($2), u.id, u.password_hash, u.role, u.status
+               FROM (VALUES (1)) AS one (x)
+               LEFT JOIN users u ON u.tenant_id = $1 AND lower(u.email) = lower($2)",
+        )
+        .bind(scope.tenant_id())
+        .bind(email)
+        .fetch_one(tx.conn())
+        .await?;
+        let account = match row {
+            (_, Some(id), Some(hash), Some(role), Some(status)) => Some((id, hash, role, status)),
+            _ => None,
+        };
+        (row.0, account)
+    };
     tx.commit().await?;
 
+    let limited = match &account {
+        Some((user, ..)) => Account::User(scope.tenant_id(), *user),
+        None => Account::UnknownUser(scope.tenant_id(), lowered),
+    };
+    if let Some(refusal) = ctx.rate_limits.account_refused(&limited) {
+        ctx.metrics.rate_limited(RateLimited::LoginPerAccount);
+        record_throttled_as(&ctx, scope.tenant_id(), &scope.actor, "POST", "/v1/auth/login", "login_per_account").await;
+        return Ok(account_refusal(refusal));
+    }
     let stored_hash = account.as_ref().map(|(_, hash, _, _)| hash.clone());
     // Kept only if an imported (Django) hash matched: it is re-hashed below.
     let password = body.password.clone();
-    let verified = ctx.hasher.verify_detailed(body.password, stored_hash).await;
+    let verified = ctx.hasher.verify_detailed(body.password, stored_hash).await?;
     let password_ok = verified != Verified::No;
     let accepted = account.filter(|(_, _, _, status)| password_ok && status == "active");
+    if accepted.is_none() {
+        ctx.rate_limits.record_account_failure(limited);
+    }
     if verified == Verified::NeedsRehash
         && let Some((user, old_hash, _, _)) = &accepted
     {
         replace_legacy_hash(&ctx, &scope, *user, old_hash, password).await?;
     }
-    let mut actor = scope.actor.clone();
-    actor.user = accepted.as_ref().map(|(user, _, _, _)| *user);
-    let event = AccessEvent {
-        action: if accepted.is_some() { "auth.login" } else { "auth.login_failed" },
-        resource_type: Some("user"),
-        resource_id: accepted.as_ref().map(|(user, _, _, _)| user.to_string()),
-        outcome: if accepted.is_some() { "success" } else { "failure" },
-        details: serde_json::json!({ "email": body.email.trim() }),
-    };
-    audit::record(&ctx.db, scope.tenant_id(), &actor, event).await?;
+    record_login(&ctx, &scope, accepted.as_ref().map(|(user, ..)| *user), email).await?;
     let Some((user, _, role, _)) = accepted else {
         return Err(bad_credentials());
     };
@@ -112,7 +139,29 @@ pub async fn login(
     let mut tx = scope.begin().await?;
     let refresh_token = store_refresh_token(&mut tx, scope.tenant_id(), user, Uuid::now_v7()).await?;
     tx.commit().await?;
-    token_pair(&ctx, scope.tenant_id(), user, role, refresh_token).map(Json)
+    token_pair(&ctx, scope.tenant_id(), user, role, refresh_token).map(|pair| Json(pair).into_response())
+}
+
+/// The login's audit event: `auth.login` for `user`, `auth.login_failed` without one. The
+/// e-mail as given, with any NUL replaced (the log is JSON, which PostgreSQL's jsonb refuses
+/// `\u0000` in).
+async fn record_login(
+    ctx: &ApiContext,
+    scope: &TenantScope,
+    user: Option<UserId>,
+    email: &str,
+) -> Result<(), ApiError> {
+    let mut actor = scope.actor.clone();
+    actor.user = user;
+    let event = AccessEvent {
+        action: if user.is_some() { "auth.login" } else { "auth.login_failed" },
+        resource_type: Some("user"),
+        resource_id: user.map(|u| u.to_string()),
+        outcome: if user.is_some() { "success" } else { "failure" },
+        details: serde_json::json!({ "email": email.replace('\0', "\u{fffd}") }),
+    };
+    audit::record(&ctx.db, scope.tenant_id(), &actor, event).await?;
+    Ok(())
 }
 
 /// The first login of a user imported with a Django hash: store an argon2id hash of the
@@ -125,7 +174,7 @@ async fn replace_legacy_hash(
     old_hash: &str,
     password: String,
 ) -> Result<(), ApiError> {
-    let new_hash = ctx.hasher.hash(password).await.map_err(ApiError::internal)?;
+    let new_hash = ctx.hasher.hash(password).await?;
     let mut tx = scope.begin().await?;
     sqlx::query(
         "UPDATE users SET password_hash = $3, updated_at = now()

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::auth::{MAX_PASSWORD_BYTES, TokenResponse, end_all_sessions, store_refresh_token, token_pair};
@@ -14,7 +15,10 @@ use crate::domain::{NewPassword, Role, UserId};
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, TenantScope};
+use crate::http::layers::audit::record_throttled_as;
 use crate::http::layers::auth::Principal;
+use crate::http::layers::rate_limit::{Account, account_refusal};
+use crate::metrics::RateLimited;
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct Me {
@@ -55,13 +59,14 @@ pub struct PasswordChange {
 #[utoipa::path(post, path = "/v1/me/password", tag = "auth", request_body = PasswordChange, security(("bearer" = [])),
     responses((status = 200, body = TokenResponse),
               (status = 403, description = "`wrong_password`: the current password does not match", body = Problem, content_type = "application/problem+json"),
+              (status = 429, description = "too many wrong current passwords for this account (shared with login)", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn change_password(
     State(ctx): State<ApiContext>,
     scope: TenantScope,
     principal: Principal,
     Json(body): Json<PasswordChange>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let new_password = NewPassword::parse(&body.new_password).map_err(ApiError::validation)?;
     let wrong = || ApiError::forbidden("wrong_password", "the current password is wrong");
     if body.current_password.len() > MAX_PASSWORD_BYTES {
@@ -75,11 +80,20 @@ pub async fn change_password(
         .fetch_optional(tx.conn())
         .await?;
     tx.commit().await?;
+    // The same failure budget as login, keyed on the same account: a stolen access token
+    // must not become a way to guess the password at full speed.
+    let account = Account::User(tenant, user);
+    if let Some(refusal) = ctx.rate_limits.account_refused(&account) {
+        ctx.metrics.rate_limited(RateLimited::LoginPerAccount);
+        record_throttled_as(&ctx, tenant, &scope.actor, "POST", "/v1/me/password", "login_per_account").await;
+        return Ok(account_refusal(refusal));
+    }
     // Hash and verify outside any transaction: argon2 takes tens of milliseconds.
-    if !ctx.hasher.verify(body.current_password, stored).await {
+    if !ctx.hasher.verify(body.current_password, stored).await? {
+        ctx.rate_limits.record_account_failure(account);
         return Err(wrong());
     }
-    let hash = ctx.hasher.hash(new_password.expose().to_string()).await.map_err(ApiError::internal)?;
+    let hash = ctx.hasher.hash(new_password.expose().to_string()).await?;
     let mut tx = scope.begin().await?;
     sqlx::query("UPDATE users SET password_hash = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2")
         .bind(tenant)
@@ -91,5 +105,5 @@ pub async fn change_password(
     let refresh_token = store_refresh_token(&mut tx, tenant, user, Uuid::now_v7()).await?;
     tx.commit().await?;
     ctx.users.forget(UserChange::One(tenant, user));
-    token_pair(&ctx, tenant, user, principal.role, refresh_token).map(Json)
+    token_pair(&ctx, tenant, user, principal.role, refresh_token).map(|pair| Json(pair).into_response())
 }

@@ -118,7 +118,7 @@ pub async fn create_user(
     }
     let email = Email::parse(&body.email).map_err(ApiError::validation)?;
     let password = NewPassword::parse(&body.password).map_err(ApiError::validation)?;
-    let hash = ctx.hasher.hash(password.expose().to_string()).await.map_err(ApiError::internal)?;
+    let hash = ctx.hasher.hash(password.expose().to_string()).await?;
     let mut tx = scope.begin().await?;
     let user: User = sqlx::query_as(
         "INSERT INTO users (tenant_id, id, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)

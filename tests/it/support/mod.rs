@@ -209,10 +209,58 @@ pub fn signing_key_pem() -> String {
     std::fs::read_to_string(cluster().keys_dir.join("jwt-ed25519.pem")).expect("the test signing key")
 }
 
+/// A request as if from `peer` over a socket (what `into_make_service_with_connect_info` adds).
+pub fn from_peer(
+    peer: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: Option<serde_json::Value>,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        builder = builder.header("host", "localhost:8080");
+    }
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let body = match json {
+        Some(v) => {
+            builder = builder.header("content-type", "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let mut request = builder.body(body).expect("request");
+    let addr: std::net::SocketAddr = format!("{peer}:40000").parse().expect("peer address");
+    request.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+    request
+}
+
+pub struct TestOperator {
+    pub email: String,
+    pub password: String,
+}
+
+/// An operator made the way `rowguard operators create` makes one.
+pub async fn create_operator(app: &TestApp, email: &str) -> TestOperator {
+    let password = format!("operator-password-{}", uuid::Uuid::now_v7().simple());
+    let pw = password.clone();
+    let hash = tokio::task::spawn_blocking(move || rowguard::auth::password::hash_now(&pw))
+        .await
+        .expect("join")
+        .expect("hash");
+    let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform connection");
+    platform.create_operator(&Email::parse(email).expect("email"), &hash).await.expect("create operator");
+    TestOperator { email: email.to_string(), password }
+}
+
 /// One test's world: its own database and the real router over it.
 pub struct TestApp {
     pub router: Router,
     pub db_name: String,
+    /// The state behind the router (its caches and limiters), for tests that look inside.
+    pub ctx: rowguard::http::ApiContext,
 }
 
 pub struct TestTenant {
@@ -269,8 +317,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         rowguard::startup::build_context_with_platform(&config, &(cluster.app_url)(&db_name), Some(&platform_url))
             .await
             .expect("context");
-    let router = rowguard::http::router(ctx, rowguard::startup::limits(&config));
-    TestApp { router, db_name }
+    let router = rowguard::http::router(ctx.clone(), rowguard::startup::limits(&config));
+    TestApp { router, db_name, ctx }
 }
 
 impl TestApp {
@@ -417,8 +465,24 @@ impl TestApp {
     pub async fn another_instance(&self) -> TestApp {
         let config = Config::for_tests(cluster().keys_dir.clone());
         let ctx = rowguard::startup::build_context(&config, &self.app_url()).await.expect("context");
-        let router = rowguard::http::router(ctx, rowguard::startup::limits(&config));
-        TestApp { router, db_name: self.db_name.clone() }
+        let router = rowguard::http::router(ctx.clone(), rowguard::startup::limits(&config));
+        TestApp { router, db_name: self.db_name.clone(), ctx }
+    }
+
+    /// Serve this app's router over a real socket on loopback, as `rowguard serve` does, with
+    /// `limits`; the server stops when the returned sender is dropped.
+    pub async fn serve_tcp(
+        &self,
+        limits: rowguard::http::Limits,
+    ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = self.router.clone();
+        tokio::spawn(rowguard::startup::serve_router(listener, router, limits, async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
     }
 
     /// `POST /v1/auth/login` on `tenant`.

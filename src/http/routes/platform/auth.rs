@@ -3,13 +3,17 @@
 //! argon2 work, as on the tenant login.
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Platform;
 use crate::http::ApiContext;
+use crate::http::client_ip::ClientIp;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::Json;
+use crate::http::layers::rate_limit::{Account, account_refusal};
+use crate::metrics::RateLimited;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,24 +40,45 @@ const MAX_PASSWORD_BYTES: usize = 1024;
     responses(
         (status = 200, body = PlatformToken),
         (status = 401, description = "bad credentials (the same answer whichever part was wrong)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "no platform login configured", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_text`: a NUL byte in the e-mail or password", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many attempts from this address, or too many failed ones for this account", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "no platform login configured, or too many password checks at once", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn operator_login(
     State(ctx): State<ApiContext>,
     Platform(mut platform): Platform,
+    client: ClientIp,
     Json(body): Json<OperatorLogin>,
-) -> Result<Json<PlatformToken>, ApiError> {
+) -> Result<Response, ApiError> {
     let bad_credentials = || ApiError::unauthorized("invalid_credentials", "the e-mail or password is wrong");
-    if body.password.len() > MAX_PASSWORD_BYTES || body.email.len() > 254 {
+    let email = body.email.trim();
+    if email.contains('\0') || body.password.contains('\0') {
+        tracing::warn!(client = %client.0, email = ?email, "operator login failed: a NUL byte in the e-mail or password");
+        return Err(ApiError::bad_request("invalid_text", "the e-mail and password must not contain NUL bytes"));
+    }
+    if body.password.len() > MAX_PASSWORD_BYTES || email.len() > 254 {
         return Err(bad_credentials());
     }
-    let account = platform.operator_credentials(body.email.trim()).await?;
+    let (lowered, account) = platform.operator_credentials(email).await?;
     drop(platform); // back to the pool before the slow part
+    let limited = match &account {
+        Some(a) => Account::Operator(a.id),
+        None => Account::UnknownOperator(lowered),
+    };
+    if let Some(refusal) = ctx.rate_limits.account_refused(&limited) {
+        ctx.metrics.rate_limited(RateLimited::OperatorLoginPerAccount);
+        tracing::warn!(client = %client.0, email = ?email, "operator login refused: too many failures for this account");
+        return Ok(account_refusal(refusal));
+    }
     let stored_hash = account.as_ref().map(|a| a.password_hash.clone());
-    let password_ok = ctx.hasher.verify(body.password, stored_hash).await;
+    let password_ok = ctx.platform_hasher.verify(body.password, stored_hash).await?;
     let Some(operator) = account.filter(|a| password_ok && a.active) else {
+        ctx.rate_limits.record_account_failure(limited);
+        // Operators have no tenant audit log; failures go to the service log, escaped.
+        tracing::warn!(client = %client.0, email = ?email, "operator login failed");
         return Err(bad_credentials());
     };
     let access_token = ctx.keys.issue_platform(operator.id).map_err(ApiError::internal)?;
-    Ok(Json(PlatformToken { access_token, token_type: "Bearer".into(), expires_in: ctx.keys.ttl().as_secs() }))
+    let token = PlatformToken { access_token, token_type: "Bearer".into(), expires_in: ctx.keys.ttl().as_secs() };
+    Ok(Json(token).into_response())
 }

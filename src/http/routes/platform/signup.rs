@@ -47,7 +47,7 @@ pub async fn signup(
     let name = TenantName::parse(&body.name).map_err(ApiError::validation)?;
     let owner_email = Email::parse(&body.owner_email).map_err(ApiError::validation)?;
     let password = NewPassword::parse(&body.owner_password).map_err(ApiError::validation)?;
-    let hash = ctx.hasher.hash(password.expose().to_string()).await.map_err(ApiError::internal)?;
+    let hash = ctx.platform_hasher.hash(password.expose().to_string()).await?;
     // The connection only after the slow hash, so a signup flood does not hold the pool.
     let mut platform = super::platform_conn(&ctx).await?;
     let new = NewTenant {

@@ -129,7 +129,7 @@ pub async fn create_tenant(
         .map(|d| DomainName::parse(d).and_then(|d| d.outside_base(&ctx.base_domain)).map(|d| d.as_str().to_string()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::validation)?;
-    let hash = ctx.hasher.hash(password.expose().to_string()).await.map_err(ApiError::internal)?;
+    let hash = ctx.platform_hasher.hash(password.expose().to_string()).await?;
     let mut platform = platform_conn(&ctx).await?;
     let new =
         NewTenant { slug: slug.clone(), name: name.into_string(), owner_email, owner_password_hash: hash, domains };

@@ -1,0 +1,115 @@
+//! Requests whose meaning is ambiguous are refused before anything reads them: two Host (or
+//! X-Tenant, Authorization, …) headers, an absolute-form target whose authority names another
+//! host than Host, a body in a content coding the service does not decode. Reads headers only.
+//!
+//! Why refuse rather than pick one: every layer after this one reads a header with `get`,
+//! which takes the first value, while a proxy in front of us may have acted on the last one.
+//! Two parties disagreeing about which tenant or which credentials a request carries is how
+//! request-smuggling and cache-poisoning attacks start; RFC 9112 §3.2 requires a 400 for more
+//! than one Host, and the same reasoning holds for the other headers that name who is asking.
+
+use axum::extract::Request;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::http::error::ApiError;
+
+/// Headers that must appear at most once: each decides who a request is for or from, or how
+/// its body is read.
+const SINGLE_VALUED: [HeaderName; 6] = [
+    header::HOST,
+    HeaderName::from_static("x-tenant"),
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::ORIGIN,
+];
+
+pub async fn refuse_ambiguous(request: Request, next: Next) -> Result<Response, ApiError> {
+    check(&request)?;
+    Ok(next.run(request).await)
+}
+
+fn check(request: &Request) -> Result<(), ApiError> {
+    let headers = request.headers();
+    for name in &SINGLE_VALUED {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(ApiError::bad_request(
+                "ambiguous_request",
+                format!("the request carries more than one {name} header"),
+            ));
+        }
+    }
+    if let (Some(authority), Some(host)) = (request.uri().authority(), headers.get(header::HOST)) {
+        let same = host.to_str().is_ok_and(|host| same_authority(authority.as_str(), host));
+        if !same {
+            return Err(ApiError::bad_request(
+                "ambiguous_request",
+                "the request target names another host than the Host header",
+            ));
+        }
+    }
+    if let Some(coding) = headers.get(header::CONTENT_ENCODING) {
+        // Only `identity` (no coding) is understood: reading a gzip body as JSON would answer
+        // with a misleading parse error, or worse, accept bytes nobody meant to send.
+        let identity = coding.to_str().is_ok_and(|c| c.split(',').all(|c| c.trim().eq_ignore_ascii_case("identity")));
+        if !identity {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+                "request bodies must not be compressed or otherwise encoded (Content-Encoding)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether two authorities name the same host: case-insensitive, a trailing dot ignored, and
+/// the ports equal where both give one (an absent port is the scheme's default either way).
+fn same_authority(a: &str, b: &str) -> bool {
+    let (host_a, port_a) = split_port(a);
+    let (host_b, port_b) = split_port(b);
+    let ports_agree = match (port_a, port_b) {
+        (Some(pa), Some(pb)) => pa == pb,
+        _ => true,
+    };
+    ports_agree && host_a.trim_end_matches('.').eq_ignore_ascii_case(host_b.trim_end_matches('.'))
+}
+
+fn split_port(authority: &str) -> (&str, Option<&str>) {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, rest)| rest);
+    if let Some(rest) = authority.strip_prefix('[') {
+        // [v6]:port
+        return match rest.split_once(']') {
+            Some((v6, tail)) => (v6, tail.strip_prefix(':').filter(|p| !p.is_empty())),
+            None => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => (host, Some(port).filter(|p| !p.is_empty())),
+        _ => (authority, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_match_ignoring_case_trailing_dot_and_a_missing_port() {
+        let table = [
+            ("acme.localhost:8080", "acme.localhost:8080", true),
+            ("ACME.localhost", "acme.localhost.", true),
+            ("acme.localhost", "acme.localhost:8080", true),
+            ("acme.localhost:8080", "acme.localhost:9090", false),
+            ("acme.localhost", "globex.localhost", false),
+            ("user@acme.localhost", "acme.localhost", true),
+            ("[::1]:8080", "[::1]:8080", true),
+            ("[::1]:8080", "[::2]:8080", false),
+        ];
+        for (a, b, same) in table {
+            assert_eq!(same_authority(a, b), same, "{a} vs {b}");
+        }
+    }
+}
