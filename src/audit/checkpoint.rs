@@ -88,7 +88,10 @@ impl AuditSigner {
         tenant: TenantId,
     ) -> Result<Option<Checkpoint>, sqlx::Error> {
         let head: Option<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT seq, head FROM audit_chain_heads WHERE tenant_id = $1 FOR SHARE")
+            // FOR SHARE (so a concurrent retention purge cannot cut below the head signed here)
+            // needs UPDATE on the heads, which the app role no longer has: the lock is taken
+            // by a narrow definer function (sql/V17) that reads this tenant's head only.
+            sqlx::query_as("SELECT seq, head FROM audit_head_locked($1)")
                 .bind(tenant)
                 .fetch_optional(&mut *conn)
                 .await?;
