@@ -2,9 +2,6 @@
 //! key the database never sees, so even someone who can rewrite the whole chain cannot make
 //! an old checkpoint agree with a rewritten log.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -42,21 +39,16 @@ impl AuditSigner {
     pub fn load(pem: Option<&str>, path: &Path) -> anyhow::Result<AuditSigner> {
         let key = match pem {
             Some(pem) => SigningKey::from_pkcs8_pem(pem).map_err(|e| anyhow::anyhow!("audit signing key: {e}"))?,
-            None => match fs::read_to_string(path) {
-                Ok(pem) => SigningKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("audit signing key: {e}"))?,
-                Err(_) => {
+            None => {
+                let pem = crate::key_file::read_or_create(path, || {
                     let mut seed = [0u8; 32];
                     rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
                     let key = SigningKey::from_bytes(&seed);
-                    let pem = key.to_pkcs8_pem(Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-                    if let Some(dir) = path.parent() {
-                        fs::create_dir_all(dir)?;
-                    }
-                    let mut f = fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(path)?;
-                    f.write_all(pem.as_bytes())?;
-                    key
-                }
-            },
+                    let pem = key.to_pkcs8_pem(Default::default()).map_err(|e| std::io::Error::other(e.to_string()))?;
+                    Ok(pem.to_string())
+                })?;
+                SigningKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("audit signing key: {e}"))?
+            }
         };
         let key_id = format!("audit-ed25519-{}", &hex(&key.verifying_key().to_bytes())[..16]);
         Ok(AuditSigner { key, key_id })
