@@ -8,6 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod import;
+pub mod key_file;
 pub mod metrics;
 pub mod seed;
 pub mod startup;

@@ -64,14 +64,16 @@ impl DatabaseSetup {
     }
 
     /// Create roles and database if needed and apply pending migrations (needs the admin URL).
+    /// Every command that may meet a fresh database calls this, so it is serialised across
+    /// processes by an advisory lock and changes nothing that is already in place: CLI
+    /// commands and service instances can start side by side (`bootstrap`).
     pub async fn bootstrap_and_migrate(&mut self) -> anyhow::Result<bootstrap::MigrationReport> {
         let admin = self.admin_url()?.to_string();
         let app_password = app_password_of(&self.app_url)?;
-        self.fresh = bootstrap::create_roles_and_database(&admin, &app_password).await?;
-        if let Some(platform_url) = &self.platform_url {
-            bootstrap::create_platform_login(&admin, &platform_password_of(platform_url)?).await?;
-        }
-        let report = bootstrap::migrate(&admin).await?;
+        let platform_password = self.platform_url.as_deref().map(platform_password_of).transpose()?;
+        let (fresh, report) =
+            bootstrap::bootstrap_and_migrate(&admin, &app_password, platform_password.as_deref()).await?;
+        self.fresh = fresh;
         Ok(report)
     }
 }

@@ -2,9 +2,6 @@
 //! key the database never sees, so even someone who can rewrite the whole chain cannot make
 //! an old checkpoint agree with a rewritten log.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -42,21 +39,16 @@ impl AuditSigner {
     pub fn load(pem: Option<&str>, path: &Path) -> anyhow::Result<AuditSigner> {
         let key = match pem {
             Some(pem) => SigningKey::from_pkcs8_pem(pem).map_err(|e| anyhow::anyhow!("audit signing key: {e}"))?,
-            None => match fs::read_to_string(path) {
-                Ok(pem) => SigningKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("audit signing key: {e}"))?,
-                Err(_) => {
+            None => {
+                let pem = crate::key_file::read_or_create(path, || {
                     let mut seed = [0u8; 32];
                     rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
                     let key = SigningKey::from_bytes(&seed);
-                    let pem = key.to_pkcs8_pem(Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-                    if let Some(dir) = path.parent() {
-                        fs::create_dir_all(dir)?;
-                    }
-                    let mut f = fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(path)?;
-                    f.write_all(pem.as_bytes())?;
-                    key
-                }
-            },
+                    let pem = key.to_pkcs8_pem(Default::default()).map_err(|e| std::io::Error::other(e.to_string()))?;
+                    Ok(pem.to_string())
+                })?;
+                SigningKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("audit signing key: {e}"))?
+            }
         };
         let key_id = format!("audit-ed25519-{}", &hex(&key.verifying_key().to_bytes())[..16]);
         Ok(AuditSigner { key, key_id })
@@ -88,7 +80,10 @@ impl AuditSigner {
         tenant: TenantId,
     ) -> Result<Option<Checkpoint>, sqlx::Error> {
         let head: Option<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT seq, head FROM audit_chain_heads WHERE tenant_id = $1 FOR SHARE")
+            // FOR SHARE (so a concurrent retention purge cannot cut below the head signed here)
+            // needs UPDATE on the heads, which the app role no longer has: the lock is taken
+            // by a narrow definer function (sql/V17) that reads this tenant's head only.
+            sqlx::query_as("SELECT seq, head FROM audit_head_locked($1)")
                 .bind(tenant)
                 .fetch_optional(&mut *conn)
                 .await?;

@@ -8,9 +8,6 @@
 //! so neither is accepted where the other is expected.
 
 use std::collections::HashMap;
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -100,16 +97,14 @@ impl JwtKeys {
 
     /// The development key: generated on first use and kept (mode 0600) in `path`.
     pub fn load_or_generate(path: &Path, issuer: &str, ttl: Duration) -> Result<JwtKeys, KeyError> {
-        if let Ok(pem) = fs::read_to_string(path) {
-            return Self::from_pem(&pem, None, issuer, ttl);
-        }
-        let mut seed = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
-        let key = SigningKey::from_bytes(&seed);
-        let pem = key.to_pkcs8_pem(Default::default()).map_err(|e| KeyError::Key(e.to_string()))?;
-        let mut f = fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(path)?;
-        f.write_all(pem.as_bytes())?;
-        Self::from_signing_key(&key, None, issuer, ttl)
+        let pem = crate::key_file::read_or_create(path, || {
+            let mut seed = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
+            let key = SigningKey::from_bytes(&seed);
+            let pem = key.to_pkcs8_pem(Default::default()).map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok(pem.to_string())
+        })?;
+        Self::from_pem(&pem, None, issuer, ttl)
     }
 
     fn from_signing_key(key: &SigningKey, kid: Option<&str>, issuer: &str, ttl: Duration) -> Result<JwtKeys, KeyError> {
@@ -320,7 +315,7 @@ mod tests {
     #[test]
     fn signs_and_verifies_with_the_configured_backend() {
         let dir = std::env::temp_dir().join(format!("rowguard-jwt-{}", Uuid::now_v7()));
-        fs::create_dir_all(&dir).expect("dir");
+        std::fs::create_dir_all(&dir).expect("dir");
         let keys = keys(&dir);
         let (user, tenant) = (UserId::new_v7(), TenantId::new_v7());
         let token = keys.issue(user, tenant, Role::Member).expect("issue");
@@ -339,7 +334,7 @@ mod tests {
         let other =
             JwtKeys::load_or_generate(&dir.join("other.pem"), "rowguard", Duration::from_secs(60)).expect("other");
         assert_eq!(other.verify(&token).err(), Some(TokenError::UnknownKey));
-        let _ = fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A fresh Ed25519 key as (private PKCS#8 PEM, public SPKI PEM).

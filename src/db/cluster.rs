@@ -77,10 +77,26 @@ impl EmbeddedCluster {
     /// Blocking. Call it from a thread that outlives the cluster (the main thread, or one
     /// kept for the purpose): the server is asked to stop when that thread ends, so a
     /// crashed rowguard never leaves it behind. Never from `spawn_blocking`.
+    ///
+    /// Several rowguard processes may start on one data directory at the same moment: an
+    /// exclusive lock on `<root>/start.lock` is held from reading the credentials to the
+    /// server accepting connections, so exactly one of them writes the credentials, runs
+    /// initdb and starts the server, and the others attach to it once it is ready. The
+    /// process that started the server stops it when it exits, attached ones or not: run
+    /// `rowguard serve` first and other commands beside it, or use DATABASE_URL for a server
+    /// whose life is not tied to one process (README).
     pub fn start(root: &Path, durability: Durability) -> Result<EmbeddedCluster, ClusterError> {
         let bin = find_server_binaries()?;
         fs::create_dir_all(root)?;
         let root = root.canonicalize()?;
+        // Released when `_starting` is dropped, on every return path. flock(2), so it goes
+        // with this process if it dies; the file is opened close-on-exec, so the postgres we
+        // spawn does not inherit it (and keep it after we exit).
+        let _starting = {
+            let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(root.join("start.lock"))?;
+            lock.lock()?;
+            lock
+        };
         let run_as = server_user()?;
         let pgdata = root.join("pgdata");
         let credentials = load_or_create_credentials(&root)?;
@@ -94,6 +110,9 @@ impl EmbeddedCluster {
         let mut cluster = EmbeddedCluster { root, socket_dir, credentials, server: None };
         if cluster.running_pid().is_some() {
             tracing::info!(data = %pgdata.display(), "attached to the PostgreSQL server already running on this data directory");
+            // Started under this lock by another rowguard, it is ready; one started some other
+            // way may still be recovering.
+            cluster.wait_until_ready(Duration::from_secs(60))?;
             return Ok(cluster);
         }
         cluster.server = Some(ServerProcess::spawn(

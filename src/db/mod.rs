@@ -33,6 +33,20 @@ pub const PLATFORM_ROLE: &str = "rowguard_platform";
 /// `rowguard_platform`, so the service can write the registry without holding the admin URL,
 /// and the app role that serves tenant requests never can.
 pub const PLATFORM_LOGIN_ROLE: &str = "rowguard_platform_login";
+/// Owns the audit log's append path (sql/V17): NOLOGIN, NOSUPERUSER, NOBYPASSRLS, held to RLS.
+/// Only the owner role is its member, so nobody can speak as it; `audit_append` and the other
+/// functions in `AUDIT_DEFINER_FUNCTIONS` run as it.
+pub const AUDIT_ROLE: &str = "rowguard_audit";
+
+/// The SECURITY DEFINER functions the app role may execute, by design: the audit log's one
+/// append door and the checkpoint signer's head lock. `policies verify` accepts them only
+/// while they are owned by `AUDIT_ROLE` (which must stay NOSUPERUSER NOBYPASSRLS) and pin
+/// their search_path; any other definer the app role can execute is a finding.
+pub const AUDIT_DEFINER_FUNCTIONS: &[&str] =
+    &["audit_append(text,text,text,text,jsonb,text)", "audit_head_locked(uuid)"];
+/// Audit tables the app role may read and never write: events are appended, and heads moved,
+/// only by `audit_append` as `AUDIT_ROLE`. `policies verify` reports any write grant on them.
+pub const AUDIT_LOG_TABLES: &[&str] = &["audit_events", "audit_chain_heads"];
 
 /// Tables that carry tenant data but are not tenant-owned: read before a tenant is known,
 /// written only by the platform role. Everything else with a `tenant_id` must have RLS.

@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use super::{APP_ROLE, AUDIT_EXEMPT_TABLES, PLATFORM_PRIVATE_TABLES, PLATFORM_TABLES};
+use super::{
+    APP_ROLE, AUDIT_DEFINER_FUNCTIONS, AUDIT_EXEMPT_TABLES, AUDIT_LOG_TABLES, AUDIT_ROLE, PLATFORM_PRIVATE_TABLES,
+    PLATFORM_TABLES,
+};
 
 /// What a finding breaks. The kebab-case id (`rls-not-forced`) is stable: scripts match on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -63,13 +66,16 @@ pub enum Rule {
     /// The app role is a member of another role, and can act with that role's privileges.
     AppRoleMemberOfRole,
     /// The app role holds a privilege beyond DML on tenant tables and SELECT on the registry
-    /// columns resolution needs (TRUNCATE, REFERENCES and TRIGGER ignore or escape RLS).
+    /// columns resolution needs (TRUNCATE, REFERENCES and TRIGGER ignore or escape RLS), or
+    /// may write the audit log other than through `audit_append` (a forged event or head).
     AppRoleExcessPrivilege,
     /// A view over a tenant table that runs with its owner's rights instead of the caller's.
     ViewNotSecurityInvoker,
     /// A materialized view over a tenant table: it stores rows, and RLS does not apply to it.
     MaterializedViewOverTenantTable,
     /// A SECURITY DEFINER function the app role can execute: it runs with its owner's rights.
+    /// The audit append path (`AUDIT_DEFINER_FUNCTIONS`) is one by design, and is reported
+    /// only when it is not owned by the audit role or does not pin its search_path.
     SecurityDefinerExecutable,
     /// A primary key or unique index of a tenant table that does not lead with `tenant_id`
     /// (Citus needs the distribution column in every unique constraint).
@@ -733,17 +739,42 @@ async fn check_app_role(tx: &mut Tx<'_>, role: &str, tables: &[Table], out: &mut
     }
     check_app_role_privileges(tx, role, tables, out).await?;
 
-    let definers: Vec<String> = sqlx::query_scalar(
-        "SELECT f.oid::regprocedure::text
-           FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
+    // (function, owner, owner may bypass RLS, search_path pinned by a SET clause). EXECUTE
+    // granted to the role itself or to PUBLIC, as for tables below: through a membership it is
+    // the member-of-role finding (the owner role is a member of the audit role by design, so
+    // a role inside the owner could run every audit definer — one cause, reported once).
+    let definers: Vec<(String, String, bool, bool)> = sqlx::query_as(
+        "SELECT f.oid::regprocedure::text, o.rolname::text, o.rolsuper OR o.rolbypassrls,
+                EXISTS (SELECT FROM unnest(f.proconfig) c WHERE c LIKE 'search\\_path=%')
+           FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace JOIN pg_roles o ON o.oid = f.proowner
           WHERE f.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-            AND has_function_privilege($1::name, f.oid, 'EXECUTE')
+            AND EXISTS (SELECT FROM aclexplode(coalesce(f.proacl, acldefault('f', f.proowner))) g
+                         WHERE g.privilege_type = 'EXECUTE'
+                           AND (g.grantee = 0 OR g.grantee IN (SELECT oid FROM pg_roles WHERE rolname = $1)))
           ORDER BY 1",
     )
     .bind(role)
     .fetch_all(&mut **tx)
     .await?;
-    for function in definers {
+    for (function, owner, privileged_owner, pinned) in definers {
+        // The audit log's append path is a definer by design (sql/V17): accepted only as long
+        // as it runs as the audit role, held to RLS, with a search path no caller can steer.
+        if AUDIT_DEFINER_FUNCTIONS.contains(&function.as_str()) {
+            if owner != AUDIT_ROLE || privileged_owner || !pinned {
+                out.add(
+                    &function,
+                    Rule::SecurityDefinerExecutable,
+                    format!(
+                        "{function} is the audit log's append path and {role} executes it; it must be owned by \
+                         {AUDIT_ROLE} (NOSUPERUSER NOBYPASSRLS, so RLS holds it) and pin its search_path \
+                         (`SET search_path = pg_catalog, public, pg_temp`); now owned by {owner}{}{}",
+                        if privileged_owner { ", which bypasses RLS" } else { "" },
+                        if pinned { "" } else { ", with no search_path of its own" },
+                    ),
+                );
+            }
+            continue;
+        }
         out.add(
             &function,
             Rule::SecurityDefinerExecutable,
@@ -790,7 +821,9 @@ async fn check_app_role_privileges(
     .await?;
     for (table, privilege, on_columns_only) in rows {
         let platform = PLATFORM_TABLES.contains(&table.as_str());
-        let why = if is_tenant_table(tables, &table) {
+        let why = if AUDIT_LOG_TABLES.contains(&table.as_str()) && privilege != "SELECT" {
+            Some("the audit log is written only through audit_append, which links and hashes every event")
+        } else if is_tenant_table(tables, &table) {
             match privilege.as_str() {
                 "TRUNCATE" => Some("TRUNCATE ignores row-level security"),
                 "REFERENCES" => Some("REFERENCES lets it probe other tenants' keys (foreign-key checks ignore RLS)"),

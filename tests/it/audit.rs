@@ -110,25 +110,126 @@ async fn the_app_role_can_neither_change_nor_remove_events() {
         "UPDATE audit_events SET action = 'nothing.happened'",
         "DELETE FROM audit_events",
         "TRUNCATE audit_events",
+        // Re-pointing the head would let the next append hang off a chain of the caller's choosing.
         "UPDATE audit_chain_heads SET seq = 0",
+        "DELETE FROM audit_chain_heads",
     ] {
         let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");
         let result = tx.conn().execute(statement).await;
-        let refused = match &result {
-            Err(e) => e.to_string().contains("append-only") || e.to_string().contains("permission denied"),
-            Ok(done) => statement.starts_with("UPDATE audit_chain_heads") && done.rows_affected() > 0,
-        };
-        // The chain head is writable by the app role (appending moves it), but the verifier
-        // catches a head that disagrees with the log; see below.
-        if statement.starts_with("UPDATE audit_chain_heads") {
-            continue;
-        }
+        let refused = result
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("append-only") || e.to_string().contains("permission denied"));
         assert!(refused, "{statement}: {result:?}");
     }
     // Even the superuser is refused by the trigger (only disabling triggers gets past it).
     let mut su = app.superuser_connection().await;
     let err = su.execute("DELETE FROM audit_events").await.expect_err("append-only for every role");
     assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+/// The app role may append only through `audit_append`, which stamps the time, actor, number
+/// and hashes itself. Each statement here would write a well-formed event or head of the
+/// caller's own making, and each must be refused for lack of privilege.
+#[tokio::test]
+async fn the_app_role_cannot_forge_an_audit_event() {
+    let app = spawn_app().await;
+    let t = app.create_tenant("alpha").await;
+    let mut conn = app.app_connection().await;
+    let forged_record = "jsonb_populate_record(NULL::audit_events, jsonb_build_object(
+            'tenant_id', current_tenant(), 'id', gen_random_uuid(), 'occurred_at', now() - interval '1 year',
+            'actor_type', 'system', 'action', 'user.role_change', 'outcome', 'success', 'details', '{}'::jsonb))";
+    let cases = [
+        (
+            "insert an event",
+            "INSERT INTO audit_events (tenant_id, seq, id, occurred_at, actor_type, action, outcome, prev_hash, hash)
+             VALUES (current_tenant(), 1000, gen_random_uuid(), now() - interval '1 year', 'system',
+                     'user.role_change', 'success', '\\x00', '\\x00')"
+                .to_string(),
+        ),
+        (
+            "insert a head",
+            "INSERT INTO audit_chain_heads (tenant_id, seq, head) VALUES (current_tenant(), 0, '\\x00')
+             ON CONFLICT DO NOTHING"
+                .to_string(),
+        ),
+        ("link an event of its own making", format!("SELECT audit_link({forged_record})")),
+        ("import an event", format!("SELECT audit_import(to_jsonb({forged_record}))")),
+    ];
+    for (case, statement) in cases {
+        let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");
+        let err = tx.conn().execute(sqlx::AssertSqlSafe(statement)).await.expect_err(case);
+        assert!(err.to_string().contains("permission denied"), "{case}: {err}");
+    }
+    // The one door stays open: an access event through audit_append lands, numbered and linked.
+    let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");
+    sqlx::query("SELECT audit_append('probe.ok', NULL, NULL, 'success', '{}')")
+        .execute(tx.conn())
+        .await
+        .expect("the app role appends through audit_append");
+    let report = verify_chain(tx.conn(), t.id, &[]).await.expect("verify");
+    assert!(report.first_broken.is_none(), "{:?}", report.first_broken);
+    tx.commit().await.expect("commit");
+}
+
+/// `app.audit_import` and `app.audit_purge` silence the triggers for the platform role's
+/// import and purge only; any other session that sets them is audited and refused as before.
+#[tokio::test]
+async fn the_audit_stand_down_switches_work_only_for_the_platform_role() {
+    let app = spawn_app().await;
+    let t = app.create_tenant("alpha").await;
+    let mut conn = app.app_connection().await;
+
+    let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");
+    tx.conn().execute("SET LOCAL app.audit_import = 'on'").await.expect("any session may set a custom setting");
+    sqlx::query("INSERT INTO contacts (tenant_id, id, name, email) VALUES ($1, $2, 'x', 'x@y.io')")
+        .bind(t.id)
+        .bind(uuid::Uuid::now_v7())
+        .execute(tx.conn())
+        .await
+        .expect("insert");
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'contact.create'")
+        .fetch_one(tx.conn())
+        .await
+        .expect("count");
+    assert_eq!(recorded, 1, "the app role's change is audited whatever it sets");
+    tx.commit().await.expect("commit");
+
+    let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");
+    tx.conn().execute("SET LOCAL app.audit_purge = 'on'").await.expect("set");
+    let err = tx.conn().execute("DELETE FROM audit_events").await.expect_err("no purge for the app role");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    drop(tx);
+
+    // The app role lacks DELETE anyway, so the trigger is proved with a role that has it but
+    // is not the platform role: the switch must not open the append-only trigger for it.
+    let mut su = app.superuser_connection().await;
+    let role = format!("rg_audit_probe_{}", uuid::Uuid::now_v7().simple());
+    su.execute(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {role} NOLOGIN; GRANT USAGE ON SCHEMA public TO {role};
+         GRANT SELECT, DELETE ON audit_events TO {role}"
+    )))
+    .await
+    .expect("probe role");
+    let attempt = async {
+        let mut tx = su.begin().await?;
+        tx.execute(sqlx::AssertSqlSafe(format!(
+            "SET LOCAL ROLE {role}; SET LOCAL app.tenant_id = '{}'; SET LOCAL app.audit_purge = 'on'",
+            t.id
+        )))
+        .await?;
+        tx.execute("DELETE FROM audit_events").await.map(|done| done.rows_affected())
+    };
+    let result = attempt.await;
+    su.execute(sqlx::AssertSqlSafe(format!("DROP OWNED BY {role}; DROP ROLE {role}"))).await.expect("drop probe");
+    let err = result.expect_err("the purge switch must not work for a role outside rowguard_platform");
+    assert!(err.to_string().contains("append-only"), "{err}");
+
+    // The platform role's purge of a deleted tenant still takes the log with it.
+    let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform");
+    let slug = rowguard::domain::Slug::parse("alpha").expect("slug");
+    let purged = platform.delete_tenant(&slug).await.expect("delete");
+    let events = purged.iter().find(|(table, _)| table.ends_with("audit_events")).map(|(_, n)| *n);
+    assert!(events.is_some_and(|n| n > 0), "{purged:?}");
 }
 
 /// Run `sql` as a superuser with triggers off: what someone with database access could do to

@@ -8,6 +8,7 @@ mod audit;
 mod bad_input;
 mod catalog;
 mod citus_plan;
+mod cli_concurrency;
 mod contacts;
 mod cors;
 mod crm;

@@ -215,6 +215,24 @@ const BREAKS: &[Break] = &[
         expect: &[("count_every_contact()", Rule::SecurityDefinerExecutable)],
     },
     Break {
+        name: "the audit append path without a pinned search path is security-definer-executable",
+        role: false,
+        sql: "ALTER FUNCTION audit_append(text, text, text, text, jsonb, text) RESET search_path",
+        expect: &[("audit_append(text,text,text,text,jsonb,text)", Rule::SecurityDefinerExecutable)],
+    },
+    Break {
+        name: "the audit head lock owned by another role than rowguard_audit is security-definer-executable",
+        role: false,
+        sql: "ALTER FUNCTION audit_head_locked(uuid) OWNER TO rowguard_owner",
+        expect: &[("audit_head_locked(uuid)", Rule::SecurityDefinerExecutable)],
+    },
+    Break {
+        name: "writing the audit log directly is app-role-excess-privilege",
+        role: false,
+        sql: "GRANT INSERT ON audit_events TO rowguard_app; GRANT UPDATE ON audit_chain_heads TO rowguard_app",
+        expect: &[("audit_chain_heads", Rule::AppRoleExcessPrivilege), ("audit_events", Rule::AppRoleExcessPrivilege)],
+    },
+    Break {
         name: "TRUNCATE on a tenant table is app-role-excess-privilege",
         role: false,
         sql: "GRANT TRUNCATE, REFERENCES ON contacts TO rowguard_app",

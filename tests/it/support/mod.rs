@@ -185,9 +185,29 @@ async fn prepare_citus_database(cluster: &TestCluster, db_name: &str) {
     bootstrap::migrate(&su).await.expect("migrate and distribute");
 }
 
-fn url_password(url: &str) -> String {
+/// The password in a URL of the test cluster.
+pub fn url_password(url: &str) -> String {
     let userinfo = url.split_once("://").and_then(|(_, rest)| rest.split_once('@')).map(|(u, _)| u);
     userinfo.and_then(|u| u.split_once(':')).map(|(_, p)| p.to_string()).expect("a password in the URL")
+}
+
+/// The environment a `rowguard` command needs to run against database `db_name` of the test
+/// cluster, as an operator would set it: the app, admin and platform URLs.
+pub fn cli_env_for(db_name: &str) -> Vec<(&'static str, String)> {
+    let cluster = cluster();
+    vec![
+        ("DATABASE_URL", (cluster.app_url)(db_name)),
+        ("ROWGUARD_ADMIN_DATABASE_URL", (cluster.superuser_url)(db_name)),
+        ("ROWGUARD_PLATFORM_DATABASE_URL", (cluster.platform_url)(db_name)),
+    ]
+}
+
+/// A fresh directory inside this test process's cluster directory (removed with it by a
+/// later run), for what a test's child processes write.
+pub fn scratch_dir(label: &str) -> PathBuf {
+    let dir = cluster().keys_dir.with_file_name(format!("{label}-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
 }
 
 /// Clusters of earlier test runs whose process is gone.
@@ -296,6 +316,19 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// As `spawn_app`, with the database owned by the owner role, as `rowguard migrate` creates
+/// it (a clone belongs to whoever cloned it, and the owner role needs the database's CREATE
+/// on schema public to check its migration history): for tests that run the CLI on it.
+pub async fn spawn_installed_app() -> TestApp {
+    let app = spawn_app().await;
+    let mut su = app.superuser_connection().await;
+    su.execute(AssertSqlSafe(format!("ALTER DATABASE {} OWNER TO rowguard_owner", app.db_name)))
+        .await
+        .expect("hand the database to the owner role");
+    su.close().await.expect("close");
+    app
+}
+
 /// As `spawn_app`, with some settings changed from the test defaults.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let cluster = cluster();
@@ -343,6 +376,11 @@ impl TestApp {
     /// A connection as the cluster superuser, for setting up what tests need to look at.
     pub async fn superuser_connection(&self) -> PgConnection {
         PgConnection::connect(&self.superuser_url()).await.expect("superuser connection")
+    }
+
+    /// What a `rowguard` command needs to run against this test's database (`cli_env_for`).
+    pub fn cli_env(&self) -> Vec<(&'static str, String)> {
+        cli_env_for(&self.db_name)
     }
 
     pub fn app_connect_options(&self) -> PgConnectOptions {
