@@ -148,12 +148,11 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .routes(routes!(routes::audit::export_events))
         .routes(routes!(routes::audit::verify_events))
         .routes(routes!(routes::audit::list_checkpoints, routes::audit::create_checkpoint))
-        // route_layer: the last one added runs first. An address that keeps failing to
-        // authenticate is refused before its token is read; only an authenticated request
-        // spends the tenant's quota, so nobody can spend another tenant's.
+        // route_layer: the last one added runs first. Authentication first refuses an address
+        // that keeps failing to authenticate, before its token is read; only an authenticated
+        // request spends the tenant's quota, so nobody can spend another tenant's.
         .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_tenant))
         .route_layer(from_fn_with_state(ctx.clone(), layers::auth::authenticate))
-        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_unauthenticated))
         // Outside authentication, so that what authentication refuses is recorded too.
         .route_layer(from_fn_with_state(ctx.clone(), layers::audit::record_refusals));
     // Refresh and logout present a refresh token in the body, not a bearer token (the access
@@ -229,7 +228,7 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
                 .layer(from_fn_with_state(metrics, layers::observe::observe))
                 .layer(from_fn(error::problem_documents))
                 .layer(from_fn_with_state(hsts, layers::security_headers::security_headers))
-                .layer(from_fn(layers::request_shape::refuse_ambiguous))
+                .layer(layers::request_shape::RefuseAmbiguousLayer)
                 .layer(from_fn_with_state(cors, layers::cors::per_tenant_cors))
                 .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
                 .layer(DefaultBodyLimit::max(limits.body_limit_bytes)),

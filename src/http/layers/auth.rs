@@ -7,11 +7,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::rate_limit::too_many_requests;
 use super::tenant::ResolvedTenant;
 use crate::auth::{AccessClaims, TokenError};
 use crate::domain::{Permission, Role, TenantId, UserId, UserStatus};
 use crate::http::ApiContext;
 use crate::http::error::ApiError;
+use crate::http::extract::ActorSource;
+use crate::metrics::RateLimited;
 
 /// Who is acting: established by this layer, read by handlers as an extractor.
 #[derive(Debug, Clone)]
@@ -31,6 +34,20 @@ pub async fn authenticate(
         .get::<ResolvedTenant>()
         .map(|t| t.id)
         .ok_or_else(|| ApiError::internal("authentication layer runs before tenant resolution"))?;
+    // An address that keeps failing to authenticate to this tenant is refused before its
+    // token is read (one layer with authentication: this runs on every bearer request).
+    let ip = super::rate_limit::client_ip(&ctx, &request);
+    if let Some(refusal) = ctx.rate_limits.unauthenticated_refusal(tenant, ip) {
+        ctx.metrics.rate_limited(RateLimited::UnauthenticatedPerAddress);
+        let actor = ActorSource::capture(request.extensions(), request.headers(), &ctx.trusted_proxies).actor();
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        let limit = "unauthenticated_per_address";
+        super::audit::record_throttled_as(&ctx, tenant, &actor, method.as_str(), &path, limit).await;
+        return Ok(too_many_requests(
+            refusal,
+            "too many requests without valid credentials from this address; retry later",
+        ));
+    }
     // The header value is shared bytes: cloning it lets the request go on being borrowed
     // (its body is not Sync) while the token check awaits.
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
@@ -40,7 +57,7 @@ pub async fn authenticate(
             // No valid credentials for this tenant: charged to the client's address, so a
             // stream of them is refused before it costs a token check (`limit_unauthenticated`).
             if e.status == StatusCode::UNAUTHORIZED || e.code == "tenant_mismatch" {
-                ctx.rate_limits.record_unauthenticated(tenant, super::rate_limit::client_ip(&ctx, &request));
+                ctx.rate_limits.record_unauthenticated(tenant, ip);
             }
             return Err(e);
         }

@@ -126,14 +126,18 @@ pub struct Refusal {
 /// cannot look at a key's state without spending from it, and a request must be refused
 /// before it costs anything (a database lookup, an argon2 hash).
 ///
-/// Backoff: once a key's burst is spent it is blocked for one replenish period; every
-/// further failure while the key is remembered (its block, plus `BACKOFF_MEMORY`) doubles
-/// the block, up to `MAX_BACKOFF`. A steady guesser therefore slows down exponentially, not
+/// Backoff (`with_backoff`): once a key's burst is spent it is blocked for one replenish
+/// period; every further failure while the key is remembered (its block, plus
+/// `BACKOFF_MEMORY`) doubles the block, up to `MAX_BACKOFF`. A steady guesser therefore slows down exponentially, not
 /// to a fixed trickle, and a key left alone long enough starts afresh.
 struct FailureLimiter<K: Clone + Hash + Eq> {
     limit: Limit,
     failures: Keyed<K>,
     blocked: Mutex<HashMap<K, Block>>,
+    /// Whether blocks double (accounts: guessing must get slower and slower) or stay one
+    /// replenish period (addresses: an office behind one address must not be locked out for
+    /// long by one misbehaving client).
+    backoff: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -145,7 +149,11 @@ struct Block {
 
 impl<K: Clone + Hash + Eq> FailureLimiter<K> {
     fn new(limit: Limit) -> Self {
-        FailureLimiter { limit, failures: keyed(limit), blocked: Mutex::new(HashMap::new()) }
+        FailureLimiter { limit, failures: keyed(limit), blocked: Mutex::new(HashMap::new()), backoff: false }
+    }
+
+    fn with_backoff(limit: Limit) -> Self {
+        FailureLimiter { backoff: true, ..FailureLimiter::new(limit) }
     }
 
     fn refused(&self, key: &K) -> Option<Refusal> {
@@ -170,8 +178,8 @@ impl<K: Clone + Hash + Eq> FailureLimiter<K> {
         }
         let remembered = blocked.get(&key).filter(|b| b.until + BACKOFF_MEMORY > now).copied();
         let strikes = match (wait, remembered) {
-            (Some(_), Some(previous)) => previous.strikes.saturating_add(1),
-            (Some(_), None) => 0,
+            (Some(_), Some(previous)) if self.backoff => previous.strikes.saturating_add(1),
+            (Some(_), _) => 0,
             (None, _) => return,
         };
         let backoff = self.limit.replenish_every.saturating_mul(1u32 << strikes.min(16)).min(MAX_BACKOFF);
@@ -240,9 +248,9 @@ impl RateLimits {
             login_per_client: keyed(limit(LOGIN_PER_CLIENT)),
             sessions_per_client: keyed(limit(SESSIONS_PER_CLIENT)),
             unauthenticated: FailureLimiter::new(UNAUTHENTICATED_PER_CLIENT),
-            account_failures: FailureLimiter::new(limit(LOGIN_FAILURES_PER_ACCOUNT)),
+            account_failures: FailureLimiter::with_backoff(limit(LOGIN_FAILURES_PER_ACCOUNT)),
             operator_login_per_client: keyed(limit(OPERATOR_LOGIN_PER_CLIENT)),
-            operator_failures: FailureLimiter::new(limit(OPERATOR_FAILURES_PER_ACCOUNT)),
+            operator_failures: FailureLimiter::with_backoff(limit(OPERATOR_FAILURES_PER_ACCOUNT)),
             signup_per_client: FailureLimiter::new(limit(SIGNUP_PER_CLIENT)),
         }
     }
@@ -339,6 +347,15 @@ impl RateLimits {
         if self.enabled {
             self.failures_for(&account).record_failure(account, &self.clock);
         }
+    }
+
+    /// Bearer routes, before authentication: the refusal an address has earned for `tenant`
+    /// by failing to authenticate, if any, answered before the token is even read.
+    pub fn unauthenticated_refusal(&self, tenant: TenantId, ip: IpAddr) -> Option<Refusal> {
+        if !self.enabled {
+            return None;
+        }
+        self.unauthenticated.refused(&(tenant, key_ip(ip)))
     }
 
     /// Count one bearer request to `tenant` from `ip` that failed authentication.
@@ -488,29 +505,6 @@ pub async fn limit_unresolved(State(ctx): State<ApiContext>, request: Request, n
     next.run(request).await
 }
 
-/// Bearer routes, before authentication: an address whose requests to this tenant keep
-/// failing authentication is refused before the token is even read. The authentication
-/// layer counts the failures (`RateLimits::record_unauthenticated`).
-pub async fn limit_unauthenticated(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
-    if !ctx.rate_limits.enabled {
-        return next.run(request).await;
-    }
-    let Some(tenant) = request.extensions().get::<ResolvedTenant>().map(|t| t.id) else {
-        return next.run(request).await; // the tenant layers answer that
-    };
-    let ip = client_ip(&ctx, &request);
-    if let Some(refusal) = ctx.rate_limits.unauthenticated.refused(&(tenant, ip)) {
-        ctx.metrics.rate_limited(RateLimited::UnauthenticatedPerAddress);
-        let (parts, _) = request.into_parts();
-        super::audit::record_throttled(&ctx, tenant, &parts, "unauthenticated_per_address").await;
-        return too_many_requests(
-            refusal,
-            "too many requests without valid credentials from this address; retry later",
-        );
-    }
-    next.run(request).await
-}
-
 /// Login only: every attempt, successful or not, per (tenant, client address). The
 /// per-account limit on failures is the login's own (`routes::auth::login`): it keys on the
 /// account the database found, which only the handler knows.
@@ -618,6 +612,28 @@ mod tests {
         assert_eq!(ceil_secs(Duration::from_millis(999)), 1);
         assert_eq!(ceil_secs(Duration::from_secs(1)), 1);
         assert_eq!(ceil_secs(Duration::from_millis(1001)), 2);
+    }
+
+    #[test]
+    fn account_blocks_double_while_failures_go_on_and_address_blocks_do_not() {
+        let clock = DefaultClock::default();
+        let limit = Limit::one_per(Duration::from_secs(20), 2);
+        let accounts = FailureLimiter::with_backoff(limit);
+        let addresses = FailureLimiter::new(limit);
+        let mut account_waits = Vec::new();
+        let mut address_waits = Vec::new();
+        for _ in 0..5 {
+            accounts.record_failure("victim", &clock);
+            addresses.record_failure("192.0.2.1", &clock);
+            account_waits.push(accounts.refused(&"victim").map(|r| r.wait.as_secs()));
+            address_waits.push(addresses.refused(&"192.0.2.1").map(|r| r.wait.as_secs()));
+        }
+        // Burst 2: the first failure leaves one, the second blocks for 20 s, then 40, 80, 160.
+        assert_eq!(account_waits[0], None);
+        let blocked: Vec<u64> = account_waits[1..].iter().map(|w| w.unwrap_or(0)).collect();
+        assert!(blocked[0] <= 20 && blocked[0] >= 19, "{blocked:?}");
+        assert!(blocked.windows(2).all(|w| w[1] >= 2 * w[0] - 1), "{blocked:?}");
+        assert!(address_waits[1..].iter().all(|w| w.is_some_and(|s| s <= 60)), "{address_waits:?}");
     }
 
     #[test]
