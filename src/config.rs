@@ -75,7 +75,8 @@ pub struct Config {
     pub body_limit_bytes: usize,
 
     /// Seconds a client has to send a request's headers (also how long an idle kept-alive
-    /// connection is held open): a client that trickles headers is dropped after this.
+    /// connection is held open): a client that trickles headers is dropped after this. 0: no
+    /// limit (only behind a proxy that enforces one).
     #[arg(long, env = "ROWGUARD_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, global = true)]
     pub header_read_timeout_secs: u64,
 

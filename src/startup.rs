@@ -231,7 +231,7 @@ pub fn limits(config: &Config) -> Limits {
     Limits {
         request_timeout: config.request_timeout(),
         body_limit_bytes: config.body_limit_bytes,
-        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
         max_connections: config.max_connections.max(1),
     }
 }
@@ -266,14 +266,14 @@ pub async fn serve_router(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     use hyper::server::conn::http1;
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioIo;
     use tower::ServiceExt as _;
 
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
-    let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    // Zero turns the timeout off (behind a proxy that enforces its own, say).
+    let header_read_timeout = (!limits.header_read_timeout.is_zero()).then_some(limits.header_read_timeout);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -302,7 +302,11 @@ pub async fn serve_router(
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             app.clone().oneshot(request)
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        // A builder per connection: each gets a timer of its own (see `header_timer`).
+        let connection = http1::Builder::new()
+            .timer(crate::http::header_timer::ConnectionTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
         let mut closing = closing_rx.clone();
         // Finished connections are reaped as we go, so the set holds only open ones.
         while connections.try_join_next().is_some() {}

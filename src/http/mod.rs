@@ -4,6 +4,7 @@
 pub mod client_ip;
 pub mod error;
 pub mod extract;
+pub mod header_timer;
 pub mod layers;
 pub mod pagination;
 pub mod routes;

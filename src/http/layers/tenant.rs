@@ -12,6 +12,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::cache::BoundedCache;
 use crate::db::Database;
 use crate::db::registry::{Plan, RateLimitOverride, TenantRecord, TenantStatus};
 use crate::domain::{Slug, TenantId};
@@ -68,45 +69,41 @@ enum Key {
 
 /// A small per-instance cache of registry lookups, unknown names included (so a flood of
 /// random hosts does not reach the database every time). Bounded by bytes as well as time:
-/// only syntactically valid names (at most 253 bytes) ever reach it, and the weigher counts
-/// each entry's key and record, so a flood of distinct names evicts old entries instead of
-/// growing memory.
+/// only syntactically valid names (at most 253 bytes) ever reach it, and each entry is
+/// weighed by its key and record, so a flood of distinct names cannot grow memory.
 pub struct TenantCache {
-    entries: moka::sync::Cache<Key, Option<TenantRecord>>,
+    entries: BoundedCache<Key, Option<TenantRecord>>,
     /// Bumped on every invalidation; a lookup that raced one is not cached.
     generation: AtomicU64,
 }
 
-/// What the cache may hold, in bytes as the weigher counts them: ~40,000 unknown names of
-/// 200 bytes, or far more real tenants.
-const MAX_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// What the cache may hold, in bytes as `weigh` counts them: ~40,000 unknown names of 200
+/// bytes, or far more real tenants.
+const MAX_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
-fn weigh(key: &Key, record: &Option<TenantRecord>) -> u32 {
+fn weigh(key: &Key, record: &Option<TenantRecord>) -> usize {
     let key_bytes = match key {
         Key::Slug(s) | Key::Domain(s) => s.len(),
     };
     let record_bytes = record
         .as_ref()
         .map_or(0, |r| r.slug.len() + r.cors_allowed_origins.iter().map(|o| o.len() + 24).sum::<usize>() + 96);
-    u32::try_from(key_bytes + record_bytes + 64).unwrap_or(u32::MAX)
+    key_bytes + record_bytes + 64
 }
 
 impl TenantCache {
     pub fn new(ttl: Duration) -> TenantCache {
-        let entries =
-            moka::sync::Cache::builder().max_capacity(MAX_CACHE_BYTES).weigher(weigh).time_to_live(ttl).build();
-        TenantCache { entries, generation: AtomicU64::new(0) }
+        TenantCache { entries: BoundedCache::new(ttl, MAX_CACHE_BYTES, weigh), generation: AtomicU64::new(0) }
     }
 
     pub fn invalidate_all(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 
     /// Entries and their weight in bytes (for tests).
-    pub fn size(&self) -> (u64, u64) {
-        self.entries.run_pending_tasks();
-        (self.entries.entry_count(), self.entries.weighted_size())
+    pub fn size(&self) -> (usize, usize) {
+        self.entries.size()
     }
 
     async fn lookup(&self, db: &Database, key: Key) -> Result<Option<TenantRecord>, ApiError> {
