@@ -203,6 +203,7 @@ pub async fn build_context_with_platform(
         access_sampler: Arc::default(),
         platform,
         signup: config.signup,
+        exports: Arc::default(),
         metrics: Arc::default(),
         metrics_token: config.metrics_token.as_deref().map(Arc::from),
     }))

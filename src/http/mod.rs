@@ -81,6 +81,8 @@ pub struct ApiState {
     pub platform: Option<crate::db::platform::PlatformDb>,
     /// Self-service signup (`POST /platform/v1/signup`) is on.
     pub signup: bool,
+    /// Audit exports running at once, per tenant and on this instance.
+    pub exports: Arc<routes::audit::ExportSlots>,
     /// What `/metrics` exposes.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The bearer token `/metrics` wants, if any (ROWGUARD_METRICS_TOKEN).

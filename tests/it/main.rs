@@ -5,6 +5,7 @@ mod support;
 
 mod abuse;
 mod audit;
+mod audit_export;
 mod bad_input;
 mod catalog;
 mod citus_plan;
