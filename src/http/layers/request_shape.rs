@@ -72,7 +72,10 @@ where
 
 fn check(request: &Request) -> Result<(), ApiError> {
     let headers = request.headers();
-    for name in &SINGLE_VALUED {
+    // Fast path: when no header name has two values (values == distinct names), none of the
+    // single-valued ones can, and the per-name lookups are skipped.
+    let repeated = headers.len() != headers.keys_len();
+    for name in SINGLE_VALUED.iter().filter(|_| repeated) {
         if headers.get_all(name).iter().nth(1).is_some() {
             return Err(ApiError::bad_request(
                 "ambiguous_request",

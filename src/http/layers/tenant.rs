@@ -250,7 +250,6 @@ pub async fn resolve_tenant(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let ip = super::rate_limit::client_ip(&ctx, &request);
     let resolved = match naming_headers(&request) {
         Ok((host, tenant_header)) => resolve_noting_unknown_host(&ctx, host.as_deref(), tenant_header.as_deref()).await,
         Err(e) => Err(e),
@@ -260,13 +259,13 @@ pub async fn resolve_tenant(
     let tenant = match resolved {
         Ok((tenant, unknown_host)) => {
             if unknown_host {
-                ctx.rate_limits.record_unresolved(ip);
+                ctx.rate_limits.record_unresolved(super::rate_limit::client_ip(&ctx, &request));
             }
             tenant
         }
         Err(e) => {
             if e.status.is_client_error() {
-                ctx.rate_limits.record_unresolved(ip);
+                ctx.rate_limits.record_unresolved(super::rate_limit::client_ip(&ctx, &request));
             }
             return Err(e);
         }
