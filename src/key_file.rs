@@ -12,6 +12,17 @@ use std::path::Path;
 /// first of them wrote: the new key is written in full under a private name and then linked
 /// into place, and `link` fails when the name exists, so no reader ever sees a half-written
 /// key and the loser reads the winner's instead of failing.
+/// A new Ed25519 signing key as PKCS#8 PEM: what `read_or_create` makes for the development
+/// keys (access tokens, audit checkpoints).
+pub fn new_ed25519_pem() -> io::Result<String> {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let mut seed = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let pem = key.to_pkcs8_pem(Default::default()).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok(pem.to_string())
+}
+
 pub fn read_or_create(path: &Path, make: impl FnOnce() -> io::Result<String>) -> io::Result<String> {
     if let Ok(text) = fs::read_to_string(path) {
         return Ok(text);

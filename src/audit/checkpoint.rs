@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -40,13 +40,7 @@ impl AuditSigner {
         let key = match pem {
             Some(pem) => SigningKey::from_pkcs8_pem(pem).map_err(|e| anyhow::anyhow!("audit signing key: {e}"))?,
             None => {
-                let pem = crate::key_file::read_or_create(path, || {
-                    let mut seed = [0u8; 32];
-                    rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
-                    let key = SigningKey::from_bytes(&seed);
-                    let pem = key.to_pkcs8_pem(Default::default()).map_err(|e| std::io::Error::other(e.to_string()))?;
-                    Ok(pem.to_string())
-                })?;
+                let pem = crate::key_file::read_or_create(path, crate::key_file::new_ed25519_pem)?;
                 SigningKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("audit signing key: {e}"))?
             }
         };

@@ -97,13 +97,7 @@ impl JwtKeys {
 
     /// The development key: generated on first use and kept (mode 0600) in `path`.
     pub fn load_or_generate(path: &Path, issuer: &str, ttl: Duration) -> Result<JwtKeys, KeyError> {
-        let pem = crate::key_file::read_or_create(path, || {
-            let mut seed = [0u8; 32];
-            rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
-            let key = SigningKey::from_bytes(&seed);
-            let pem = key.to_pkcs8_pem(Default::default()).map_err(|e| std::io::Error::other(e.to_string()))?;
-            Ok(pem.to_string())
-        })?;
+        let pem = crate::key_file::read_or_create(path, crate::key_file::new_ed25519_pem)?;
         Self::from_pem(&pem, None, issuer, ttl)
     }
 
