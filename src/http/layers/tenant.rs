@@ -151,7 +151,17 @@ pub fn valid_host(host: &str) -> bool {
         None => host,
     };
     let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty() && name.len() <= MAX_HOST_BYTES && name.split('.').all(valid_label)
+    !name.is_empty() && name.len() <= MAX_HOST_BYTES && name.split('.').all(valid_host_label)
+}
+
+/// A label of a host name: as `valid_label`, underscores allowed too — they are not in RFC
+/// 1123's host names, but internal DNS names (container and service names) carry them and
+/// clients send them, and they cannot smuggle anything.
+fn valid_host_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
 }
 
 fn valid_port(port: &str) -> bool {
@@ -322,7 +332,8 @@ mod tests {
             ("acme..localhost", false),
             ("-acme.localhost", false),
             ("acme-.localhost", false),
-            ("acme_corp.localhost", false),
+            ("acme_corp.localhost", true),
+            ("my_app:8080", true),
             ("acme.localhost/evil", false),
             ("user@acme.localhost", false),
             ("[::1", false),
