@@ -17,6 +17,9 @@ use crate::support::{TestApp, TestTenant, spawn_app, spawn_app_with};
 async fn fill_log(app: &TestApp, tenant: &TestTenant, n: i32) {
     let mut conn = app.app_connection().await;
     let mut tx = TenantTx::begin_on(&mut conn, tenant.id).await.expect("begin");
+    // The app role's 5 s statement timeout is for requests; thousands of audited rows on a busy
+    // CI machine may take longer.
+    sqlx::query("SET LOCAL statement_timeout = '120s'").execute(tx.conn()).await.expect("timeout");
     sqlx::query(
         "INSERT INTO contacts (tenant_id, id, name, email)
          SELECT $1, gen_random_uuid(), repeat('n', 190) || i, 'c' || i || '@example.com' FROM generate_series(1, $2) AS i",
