@@ -1,0 +1,149 @@
+//! `rowguard import schemas`: bring tenants over from a django-tenants database.
+
+use std::io::IsTerminal;
+
+use clap::Subcommand;
+use rowguard::config::Config;
+use rowguard::db::platform::PlatformConn;
+use rowguard::startup::DatabaseSetup;
+
+#[derive(Subcommand)]
+pub(crate) enum ImportCommand {
+    /// Import a schema-per-tenant (django-tenants) database, read only, tenant by tenant: each
+    /// tenant in one transaction, verified, skipped if imported before. Exits non-zero if any
+    /// tenant failed.
+    Schemas {
+        /// PostgreSQL URL of the source database (only ever read).
+        #[arg(long)]
+        source: String,
+        /// TOML mapping of the source's tables and columns (see examples/django-tenants.toml).
+        #[arg(long)]
+        mapping: std::path::PathBuf,
+        /// Import only this tenant, by schema name (repeatable). Default: every tenant.
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// Read and validate everything, report what would be imported, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON on stdout (progress still goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) async fn run(command: ImportCommand, config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {
+    match command {
+        ImportCommand::Schemas { source, mapping, tenants, dry_run, json } => {
+            import_schemas(config, setup, &source, &mapping, tenants, dry_run, json).await
+        }
+    }
+}
+
+async fn import_schemas(
+    config: &Config,
+    setup: &mut DatabaseSetup,
+    source: &str,
+    mapping: &std::path::Path,
+    only: Vec<String>,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    use rowguard::import::{ImportOptions, Outcome, Progress, import_schemas, mapping::Mapping};
+    let mapping = Mapping::load(mapping)?;
+    if !dry_run {
+        setup.bootstrap_and_migrate().await?;
+    }
+    let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+    let options = ImportOptions { only, dry_run, base_domain: config.normalized_base_domain() };
+    // Progress goes to stderr, so stdout stays the report (or JSON): a bar on a terminal, with
+    // only failures and notes printed above it; one plain line per tenant otherwise.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tenants  {elapsed}  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar
+    });
+    let mut rows = 0u64;
+    let mut progress = |event: Progress<'_>| {
+        let t = match event {
+            Progress::Started { tenants } => {
+                if let Some(bar) = &bar {
+                    bar.set_length(tenants as u64);
+                }
+                return;
+            }
+            Progress::Tenant(t) => t,
+        };
+        let slug = t.slug.as_deref().unwrap_or("-");
+        let mut lines = vec![format!(
+            "{:<12} {} → {slug}: {} users, {} organizations, {} contacts, {} deals ({:.2} s)",
+            t.outcome.as_str(),
+            t.schema,
+            t.rows.users,
+            t.rows.organizations,
+            t.rows.contacts,
+            t.rows.deals,
+            t.seconds
+        )];
+        for p in &t.problems {
+            let row = p.row.as_deref().map(|r| format!(" row {r}")).unwrap_or_default();
+            lines.push(format!("    tenant {}, table {}{row}: {}", t.schema, p.table, p.message));
+        }
+        for note in &t.notes {
+            lines.push(format!("    note: {note}"));
+        }
+        match &bar {
+            Some(bar) => {
+                if t.outcome == Outcome::Failed || !t.notes.is_empty() {
+                    lines.iter().for_each(|l| bar.println(l));
+                }
+                rows += t.rows.total();
+                bar.set_message(format!("{rows} rows"));
+                bar.inc(1);
+            }
+            None => lines.iter().for_each(|l| eprintln!("{l}")),
+        }
+    };
+    let report = import_schemas(&mut platform, source, &mapping, &options, &mut progress).await?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{:<24} {:<24} {:<13} {:>7} {:>7} {:>8} {:>7} {:>8}",
+            "SCHEMA", "SLUG", "OUTCOME", "USERS", "ORGS", "CONTACTS", "DEALS", "SECONDS"
+        );
+        for t in &report.tenants {
+            println!(
+                "{:<24} {:<24} {:<13} {:>7} {:>7} {:>8} {:>7} {:>8.2}",
+                t.schema,
+                t.slug.as_deref().unwrap_or("-"),
+                t.outcome.as_str(),
+                t.rows.users,
+                t.rows.organizations,
+                t.rows.contacts,
+                t.rows.deals,
+                t.seconds
+            );
+        }
+        let count = |o: Outcome| report.tenants.iter().filter(|t| t.outcome == o).count();
+        println!(
+            "{}{} imported, {} would import, {} skipped (imported before), {} failed; {} rows in {:.1} s ({:.0} rows/s)",
+            if dry_run { "dry run, nothing written: " } else { "" },
+            count(Outcome::Imported),
+            count(Outcome::WouldImport),
+            count(Outcome::Skipped),
+            count(Outcome::Failed),
+            report.rows,
+            report.seconds,
+            report.rows_per_second
+        );
+    }
+    let failed: Vec<&str> =
+        report.tenants.iter().filter(|t| t.outcome == Outcome::Failed).map(|t| t.schema.as_str()).collect();
+    anyhow::ensure!(failed.is_empty(), "{} tenant(s) not imported: {}", failed.len(), failed.join(", "));
+    Ok(())
+}

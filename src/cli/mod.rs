@@ -1,0 +1,66 @@
+//! The command line: one file per command group, each with its clap subcommand enum and the
+//! function that runs it. `serve` is the default command.
+
+mod audit;
+mod import;
+mod operators;
+mod policies;
+mod serve;
+mod tenants;
+
+use clap::{Parser, Subcommand};
+use rowguard::config::Config;
+use rowguard::startup::DatabaseSetup;
+
+#[derive(Parser)]
+#[command(name = "rowguard", version, about = "Multi-tenant API with tenant isolation enforced by PostgreSQL RLS")]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) config: Config,
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Serve the HTTP API (the default). Without DATABASE_URL, runs an embedded PostgreSQL.
+    Serve,
+    /// Create roles and database if needed, then apply schema and policy migrations.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenants(tenants::TenantsCommand),
+    /// Database helpers.
+    #[command(subcommand)]
+    Db(policies::DbCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Schema and RLS policy migrations, and proof from the live catalog that isolation holds.
+    #[command(subcommand)]
+    Policies(policies::PoliciesCommand),
+    /// Operator accounts for the platform API (`/platform/v1`).
+    #[command(subcommand)]
+    Operators(operators::OperatorsCommand),
+    /// Bring tenants over from another system.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+}
+
+pub(crate) async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve::serve(config, setup).await,
+        Command::Migrate => policies::migrate(setup).await,
+        Command::Tenants(command) => tenants::run(command, setup).await,
+        Command::Db(command) => policies::db(command, setup),
+        Command::Audit(command) => audit::run(command, config, setup).await,
+        Command::Policies(command) => policies::run(command, setup).await,
+        Command::Operators(command) => operators::run(command, setup).await,
+        Command::Import(command) => import::run(command, config, setup).await,
+    }
+}
+
+/// Names applied, or "none pending".
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() { "none pending".into() } else { names.join(", ") }
+}
