@@ -4,6 +4,8 @@
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -11,5 +13,7 @@ pub mod http;
 pub mod import;
 pub mod key_file;
 pub mod metrics;
+pub mod migrate;
+pub mod platform;
 pub mod seed;
 pub mod startup;

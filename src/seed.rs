@@ -2,8 +2,8 @@
 //! globex) with an owner each, made through the same platform path as `tenants create`.
 
 use crate::auth::password::hash_now;
-use crate::db::platform::{NewTenant, PlatformConn, PlatformError};
 use crate::domain::{Email, Slug};
+use crate::platform::{NewTenant, PlatformConn, PlatformError};
 
 pub const DEMO_TENANTS: [(&str, &str); 2] = [("acme", "Acme Corporation"), ("globex", "Globex Corporation")];
 pub const DEMO_PASSWORD: &str = "rowguard-demo";

@@ -9,14 +9,15 @@ use anyhow::Context;
 use crate::audit::AuditSigner;
 use crate::auth::user_state::UserStateCache;
 use crate::auth::{JwtKeys, PasswordHasher};
+use crate::cluster::{Durability, EmbeddedCluster};
 use crate::config::Config;
-use crate::db::cluster::{Durability, EmbeddedCluster};
-use crate::db::platform::PlatformDb;
-use crate::db::{APP_ROLE, Database, PLATFORM_LOGIN_ROLE, bootstrap};
+use crate::db::{APP_ROLE, Database, PLATFORM_LOGIN_ROLE};
 use crate::http::client_ip::TrustedProxies;
 use crate::http::layers::rate_limit::RateLimits;
 use crate::http::layers::tenant::TenantCache;
 use crate::http::{self, ApiContext, ApiState, Limits};
+use crate::migrate;
+use crate::platform::PlatformDb;
 
 /// Where the database is, and the embedded cluster if we run one.
 pub struct DatabaseSetup {
@@ -67,12 +68,12 @@ impl DatabaseSetup {
     /// Every command that may meet a fresh database calls this, so it is serialised across
     /// processes by an advisory lock and changes nothing that is already in place: CLI
     /// commands and service instances can start side by side (`bootstrap`).
-    pub async fn bootstrap_and_migrate(&mut self) -> anyhow::Result<bootstrap::MigrationReport> {
+    pub async fn bootstrap_and_migrate(&mut self) -> anyhow::Result<migrate::MigrationReport> {
         let admin = self.admin_url()?.to_string();
         let app_password = app_password_of(&self.app_url)?;
         let platform_password = self.platform_url.as_deref().map(platform_password_of).transpose()?;
         let (fresh, report) =
-            bootstrap::bootstrap_and_migrate(&admin, &app_password, platform_password.as_deref()).await?;
+            migrate::bootstrap_and_migrate(&admin, &app_password, platform_password.as_deref()).await?;
         self.fresh = fresh;
         Ok(report)
     }

@@ -63,7 +63,7 @@ impl Database {
 /// Retention: delete `tenant`'s events older than `before` as the platform role, in the
 /// tenant's transaction, recording the cut (see sql/V13__audit_retention.sql).
 pub async fn retention_purge(
-    platform: &mut crate::db::platform::PlatformConn,
+    platform: &mut crate::platform::PlatformConn,
     tenant: TenantId,
     before: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<i64> {

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 use rowguard::config::Config;
-use rowguard::db::platform::PlatformConn;
+use rowguard::platform::PlatformConn;
 use rowguard::startup::DatabaseSetup;
 
 #[derive(Subcommand)]

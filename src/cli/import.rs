@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use clap::Subcommand;
 use rowguard::config::Config;
-use rowguard::db::platform::PlatformConn;
+use rowguard::platform::PlatformConn;
 use rowguard::startup::DatabaseSetup;
 
 #[derive(Subcommand)]

@@ -2,8 +2,8 @@
 
 use clap::Subcommand;
 use rowguard::auth::password::hash_now;
-use rowguard::db::platform::PlatformConn;
 use rowguard::domain::{Email, NewPassword};
+use rowguard::platform::PlatformConn;
 use rowguard::startup::DatabaseSetup;
 
 #[derive(Subcommand)]

@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use rowguard::db::migration_status::{MigrationStatus, migration_status};
-use rowguard::db::{OWNER_ROLE, verify};
+use rowguard::catalog;
+use rowguard::db::OWNER_ROLE;
+use rowguard::migrate::status::{MigrationStatus, migration_status};
 use rowguard::startup::DatabaseSetup;
 
 use super::list_or_none;
@@ -133,7 +134,7 @@ fn print_dry_run(status: &MigrationStatus) {
 async fn policies_verify(setup: &DatabaseSetup, json: bool) -> anyhow::Result<()> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(setup.admin_url()?).await.context("connecting with the admin URL")?;
-    let findings = verify::verify(&mut conn).await.context("reading the catalog")?;
+    let findings = catalog::verify(&mut conn).await.context("reading the catalog")?;
     conn.close().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&findings)?);
@@ -148,7 +149,7 @@ async fn policies_verify(setup: &DatabaseSetup, json: bool) -> anyhow::Result<()
     Ok(())
 }
 
-fn print_citus_report(citus: &rowguard::db::citus::CitusReport) {
+fn print_citus_report(citus: &rowguard::migrate::citus::CitusReport) {
     println!("citus: reference tables made: {}", list_or_none(&citus.reference));
     println!("citus: tables distributed by tenant_id: {}", list_or_none(&citus.distributed));
     println!("citus: functions propagated to the workers: {}", list_or_none(&citus.functions));

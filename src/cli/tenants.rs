@@ -5,9 +5,9 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use clap::Subcommand;
 use rowguard::auth::password::hash_now;
-use rowguard::db::platform::{NewTenant, PlatformConn, TenantChange};
-use rowguard::db::transfer::Progress;
 use rowguard::domain::{Email, NewPassword, Slug, TenantLifecycle};
+use rowguard::platform::transfer::Progress;
+use rowguard::platform::{NewTenant, PlatformConn, TenantChange};
 use rowguard::startup::DatabaseSetup;
 
 #[derive(Subcommand)]
@@ -98,7 +98,7 @@ pub(crate) async fn run(command: TenantsCommand, setup: &mut DatabaseSetup) -> a
             let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
             let bar = rows_bar();
             let mut progress = |p: Progress| bar.update(p);
-            let header = rowguard::db::transfer::export(&mut platform, &slug, &mut file, &mut progress).await?;
+            let header = rowguard::platform::transfer::export(&mut platform, &slug, &mut file, &mut progress).await?;
             bar.finish();
             let rows: u64 = header.tables.values().sum();
             println!("exported {slug}: {rows} rows from {} tables to {}", header.tables.len(), out.display());
@@ -113,7 +113,7 @@ pub(crate) async fn run(command: TenantsCommand, setup: &mut DatabaseSetup) -> a
             let input = std::io::BufReader::new(std::fs::File::open(&file)?);
             let bar = rows_bar();
             let mut progress = |p: Progress| bar.update(p);
-            let (id, counts) = rowguard::db::transfer::import(&mut platform, input, &slug, &mut progress).await?;
+            let (id, counts) = rowguard::platform::transfer::import(&mut platform, input, &slug, &mut progress).await?;
             bar.finish();
             println!("imported {} into new tenant {slug} ({id})", file.display());
             for (table, n) in &counts {

@@ -1,20 +1,12 @@
-//! The database: the service's pool (private to this module), the embedded cluster,
-//! bootstrap and migrations, and the tenant transaction handle — the only door to tenant
-//! data. Nothing outside `db` can reach the pool.
+//! The tenant door: the service's pool (private to this module) and the tenant transaction
+//! handle, the only way to tenant data; the registry reads tenant resolution needs, and the
+//! change feeds. The embedded cluster (`cluster`), bootstrap and migrations (`migrate`), the
+//! catalog verifier (`catalog`) and the platform side (`platform`) live beside it.
 
-pub mod bootstrap;
-pub mod citus;
-pub mod cluster;
 mod hot_pool;
-pub mod migration_status;
-pub mod operators;
-pub mod platform;
-pub mod purge;
 pub mod registry;
 mod tenant_tx;
-pub mod transfer;
 pub mod user_changes;
-pub mod verify;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -127,7 +119,7 @@ impl Database {
             })
             .connect_with(options)
             .await?;
-        let citus = citus::installed(&mut *pool.acquire().await?).await?;
+        let citus = crate::migrate::citus::installed(&mut *pool.acquire().await?).await?;
         Ok(Database { pool, demand: Arc::default(), reads: Arc::new(reads), citus })
     }
 
@@ -159,7 +151,7 @@ impl Database {
             return Ok(());
         }
         let mut conn = self.pool.acquire().await?;
-        citus::ensure_set_propagation(&mut conn).await
+        crate::migrate::citus::ensure_set_propagation(&mut conn).await
     }
 
     /// Reachable at all (`/readyz`).
@@ -169,7 +161,7 @@ impl Database {
 
     /// Whether the database has every migration this binary embeds (`/readyz`).
     pub async fn migrations_current(&self) -> Result<bool, sqlx::Error> {
-        let (schema, policies) = bootstrap::embedded_versions();
+        let (schema, policies) = crate::migrate::embedded_versions();
         let applied: (Option<i32>, Option<i32>) = sqlx::query_as(
             "SELECT (SELECT max(version) FROM rowguard_schema_history),
                     (SELECT max(version) FROM rowguard_policy_history)",

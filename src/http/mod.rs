@@ -78,7 +78,7 @@ pub struct ApiState {
     pub audit: Arc<AuditSigner>,
     pub access_sampler: Arc<layers::audit::AccessSampler>,
     /// The platform login's pool (`rowguard_platform_login`) for `/platform/v1`; None: 503.
-    pub platform: Option<crate::db::platform::PlatformDb>,
+    pub platform: Option<crate::platform::PlatformDb>,
     /// Self-service signup (`POST /platform/v1/signup`) is on.
     pub signup: bool,
     /// Audit exports running at once, per tenant and on this instance.

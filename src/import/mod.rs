@@ -20,11 +20,11 @@ use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use crate::db::TenantTx;
-use crate::db::platform::PlatformConn;
 use crate::domain::{
     Amount, ContactName, Currency, DealStage, DealTitle, DomainName, Email, OrganizationName, Phone, Role, Slug,
     TenantId, TenantName, WebDomain, parse_unreserved_slug,
 };
+use crate::platform::PlatformConn;
 use mapping::{Mapping, SlugSource};
 use source::{Source, SourceData, SourceError, SourceTenant};
 
@@ -156,7 +156,7 @@ pub enum ImportError {
     #[error("target database: {0}")]
     Target(#[from] sqlx::Error),
     #[error(transparent)]
-    Platform(#[from] crate::db::platform::PlatformError),
+    Platform(#[from] crate::platform::PlatformError),
 }
 
 /// What `import_schemas` tells its caller while it runs (the CLI's progress bar or lines).
@@ -293,7 +293,7 @@ async fn import_one(
     let registry_table = format!("{}.{}", mapping.tenants.schema, mapping.tenants.table);
     let domain_table = format!("{}.{}", mapping.domains.schema, mapping.domains.table);
     let import_source = format!("{}/{}", source.database, tenant.schema);
-    let target_err = |e: crate::db::platform::PlatformError| vec![Problem::new("(target)", None, e.to_string())];
+    let target_err = |e: crate::platform::PlatformError| vec![Problem::new("(target)", None, e.to_string())];
 
     let previous = platform.tenant_imported_from(&import_source).await.map_err(target_err)?;
     if let Some((slug, id)) = previous {
@@ -720,7 +720,7 @@ async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<
         .execute(tx.conn())
         .await?;
     // Citus refuses the UNNEST form on a table with row-level security (see `rows_values`).
-    if crate::db::citus::installed(tx.conn()).await? {
+    if crate::migrate::citus::installed(tx.conn()).await? {
         rows_values(tx, head, plan).await?;
     } else {
         rows_unnest(tx, head, plan).await?;

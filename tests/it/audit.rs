@@ -5,7 +5,7 @@
 use axum::http::{Method, StatusCode};
 use rowguard::audit::verify_chain;
 use rowguard::db::TenantTx;
-use rowguard::db::platform::PlatformConn;
+use rowguard::platform::PlatformConn;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
 

@@ -2,7 +2,7 @@
 //! PostgreSQL catalog (CI has no Citus; the plan is a function of the catalog alone). Against
 //! Citus (ROWGUARD_TEST_CITUS_URL), what was actually placed, from Citus's own catalog.
 
-use rowguard::db::citus;
+use rowguard::migrate::citus;
 use sqlx::{Connection, PgConnection};
 
 use crate::support::spawn_app;

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use rowguard::db::{APP_ROLE, AUDIT_ROLE, OWNER_ROLE, PLATFORM_LOGIN_ROLE, PLATFORM_ROLE, bootstrap};
+use rowguard::db::{APP_ROLE, AUDIT_ROLE, OWNER_ROLE, PLATFORM_LOGIN_ROLE, PLATFORM_ROLE};
+use rowguard::migrate;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -204,7 +205,7 @@ async fn bootstrapping_an_installed_database_changes_no_catalog_row() {
     let before: Vec<(String, String)> =
         sqlx::query_as(snapshot).bind(&roles).fetch_all(&mut su).await.expect("catalog before");
     assert!(before.len() >= 10, "the snapshot must cover the roles and grants: {before:?}");
-    let (created, report) = bootstrap::bootstrap_and_migrate(
+    let (created, report) = migrate::bootstrap_and_migrate(
         &app.superuser_url(),
         &url_password(&app.app_url()),
         Some(&url_password(&app.platform_url())),

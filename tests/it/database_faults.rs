@@ -12,9 +12,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use rowguard::cluster::{Durability, EmbeddedCluster, random_secret};
 use rowguard::config::Config;
-use rowguard::db::bootstrap;
-use rowguard::db::cluster::{Durability, EmbeddedCluster, random_secret};
+use rowguard::migrate;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::Mutex;
@@ -75,8 +75,8 @@ impl FaultCluster {
             let app_url = cluster.url(rowguard::db::APP_ROLE, &creds.app_password, "faults");
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async {
-                bootstrap::create_roles_and_database(&superuser_url, &creds.app_password).await.expect("bootstrap");
-                bootstrap::migrate(&superuser_url).await.expect("migrate");
+                migrate::create_roles_and_database(&superuser_url, &creds.app_password).await.expect("bootstrap");
+                migrate::migrate(&superuser_url).await.expect("migrate");
             });
             drop(rt);
             let _ = ready_tx.send((superuser_url, app_url));
@@ -161,9 +161,9 @@ async fn a_database_restart_under_load_gives_fast_503s_recovers_and_loses_no_ack
         .expect("join")
         .expect("hash");
     // A tenant and its owner, through the platform path (the audit trigger needs the tenant set).
-    let mut platform = rowguard::db::platform::PlatformConn::connect(&cluster.superuser_url).await.expect("platform");
+    let mut platform = rowguard::platform::PlatformConn::connect(&cluster.superuser_url).await.expect("platform");
     platform
-        .create_tenant(rowguard::db::platform::NewTenant {
+        .create_tenant(rowguard::platform::NewTenant {
             slug: rowguard::domain::Slug::parse("steady").expect("slug"),
             name: "Steady".into(),
             owner_email: rowguard::domain::Email::parse("owner@steady.test").expect("email"),

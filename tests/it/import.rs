@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
-use rowguard::db::platform::PlatformConn;
 use rowguard::import::mapping::Mapping;
 use rowguard::import::{ImportError, ImportOptions, ImportReport, Outcome, import_schemas};
+use rowguard::platform::PlatformConn;
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -235,7 +235,7 @@ async fn a_django_tenants_database_comes_across_whole_with_references_and_logins
 
     // Nothing crosses tenants: no reference from one tenant's row to another tenant's row ...
     // (joins on purpose not on the tenant, so on Citus they join across shards.)
-    if rowguard::db::citus::installed(&mut su).await.expect("citus?") {
+    if rowguard::migrate::citus::installed(&mut su).await.expect("citus?") {
         sqlx::query("SET citus.enable_repartition_joins = on").execute(&mut su).await.expect("repartition joins");
     }
     let crossing: i64 = sqlx::query_scalar(

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
-use rowguard::db::platform::{PlatformConn, PlatformError};
 use rowguard::domain::Slug;
+use rowguard::platform::{PlatformConn, PlatformError};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
@@ -403,8 +403,8 @@ async fn deleting_a_tenant_purges_its_rows_from_every_tenant_table_and_spares_th
     ] {
         su.execute(statement).await.expect("a later tenant table");
     }
-    if rowguard::db::citus::installed(&mut su).await.expect("extensions") {
-        let report = rowguard::db::citus::distribute(&mut su).await.expect("distribute invoices");
+    if rowguard::migrate::citus::installed(&mut su).await.expect("extensions") {
+        let report = rowguard::migrate::citus::distribute(&mut su).await.expect("distribute invoices");
         assert_eq!(report.distributed, ["invoices"], "{report:?}");
     }
     su.execute("ALTER TABLE invoices ADD FOREIGN KEY (tenant_id, contact_id) REFERENCES contacts (tenant_id, id)")

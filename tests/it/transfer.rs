@@ -2,9 +2,9 @@
 //! same logins and a verifiable audit chain, and nothing of another tenant travels along.
 
 use axum::http::{Method, StatusCode};
-use rowguard::db::platform::PlatformConn;
-use rowguard::db::transfer;
 use rowguard::domain::Slug;
+use rowguard::platform::PlatformConn;
+use rowguard::platform::transfer;
 use serde_json::{Value, json};
 
 use crate::support::spawn_app;

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use rowguard::db::bootstrap;
-use rowguard::db::migration_status::{MigrationId, MigrationRefusal, migration_status};
-use rowguard::db::verify::{Finding, Rule, verify, verify_for_role};
+use rowguard::catalog::{Finding, Rule, verify, verify_for_role};
+use rowguard::migrate;
+use rowguard::migrate::status::{MigrationId, MigrationRefusal, migration_status};
 use sqlx::{AssertSqlSafe, Executor, PgConnection};
 
 use crate::support::spawn_app;
@@ -414,7 +414,7 @@ async fn a_database_ahead_of_the_binary_is_refused_naming_the_version() {
         "{message}"
     );
     // And `migrate` itself (what apply runs) refuses as well, rather than applying around it.
-    bootstrap::migrate(&app.superuser_url()).await.expect_err("migrate must refuse too");
+    migrate::migrate(&app.superuser_url()).await.expect_err("migrate must refuse too");
 }
 
 #[tokio::test]

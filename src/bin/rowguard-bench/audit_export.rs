@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use rowguard::db::platform::PlatformConn;
 use rowguard::domain::Role;
+use rowguard::platform::PlatformConn;
 use uuid::Uuid;
 
 use crate::fixture::{Fixture, create_one};

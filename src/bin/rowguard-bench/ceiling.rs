@@ -52,7 +52,7 @@ static BENCH_STATEMENTS: [HotStatement; 1] = [GET_CONTACT];
 const NO_RLS_ROLE: &str = "rowguard_bench_norls";
 
 async fn no_rls_url(admin_url: &str, app_url: &str) -> anyhow::Result<String> {
-    let password = rowguard::db::cluster::random_secret();
+    let password = rowguard::cluster::random_secret();
     let mut admin = PgConnection::connect(admin_url).await?;
     admin
         .execute(sqlx::AssertSqlSafe(format!(

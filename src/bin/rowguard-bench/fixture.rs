@@ -9,8 +9,8 @@ use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use rowguard::auth::JwtKeys;
 use rowguard::auth::password::hash_now;
-use rowguard::db::platform::{NewTenant, PlatformConn};
 use rowguard::domain::{Email, Role, Slug, TenantId, UserId};
+use rowguard::platform::{NewTenant, PlatformConn};
 use uuid::Uuid;
 
 pub const OWNER_PASSWORD: &str = "bench-owner-password";

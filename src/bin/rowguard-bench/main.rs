@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use rowguard::cluster::{Durability, EmbeddedCluster};
 use rowguard::db::APP_ROLE;
-use rowguard::db::bootstrap;
-use rowguard::db::cluster::{Durability, EmbeddedCluster};
+use rowguard::migrate;
 
 #[derive(Parser, Clone)]
 #[command(name = "rowguard-bench", about = "Benchmark harness for rowguard (see BENCHMARKS.md)")]
@@ -109,8 +109,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_url: &str) -> anyhow::Result<()> {
     let app_password = cluster_app_password(app_url);
-    bootstrap::create_roles_and_database(admin_url, &app_password).await?;
-    bootstrap::migrate(admin_url).await?;
+    migrate::create_roles_and_database(admin_url, &app_password).await?;
+    migrate::migrate(admin_url).await?;
     println!("# rowguard-bench");
     println!(
         "machine: {} cores; tenants {} x contacts {}; {} connections; {:.0} s per workload after {:.0} s warm-up; {}",

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rowguard::auth::password::hash_now;
-use rowguard::db::platform::PlatformConn;
 use rowguard::domain::Role;
+use rowguard::platform::PlatformConn;
 use sqlx::{Connection, Executor, PgConnection};
 
 use crate::fixture::{Fixture, create_one};

@@ -186,7 +186,7 @@ pub async fn delete_organization(
     let mut tx = scope.begin().await?;
     // Detach first, rather than leave it to the foreign keys' ON DELETE SET NULL: on Citus
     // those keys are added back without the action (it refuses SET NULL on a key that
-    // includes the distribution column; see db::citus). The same audit events either way.
+    // includes the distribution column; see migrate::citus). The same audit events either way.
     for detach in [
         "UPDATE contacts SET organization_id = NULL WHERE tenant_id = $1 AND organization_id = $2",
         "UPDATE deals SET organization_id = NULL WHERE tenant_id = $1 AND organization_id = $2",

@@ -10,11 +10,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use rowguard::cluster::{Durability, EmbeddedCluster, random_secret};
 use rowguard::config::Config;
-use rowguard::db::cluster::{Durability, EmbeddedCluster, random_secret};
-use rowguard::db::platform::{NewTenant, PlatformConn};
-use rowguard::db::{APP_ROLE, PLATFORM_LOGIN_ROLE, bootstrap};
+use rowguard::db::{APP_ROLE, PLATFORM_LOGIN_ROLE};
 use rowguard::domain::{Email, Slug, TenantId};
+use rowguard::migrate;
+use rowguard::platform::{NewTenant, PlatformConn};
 use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
@@ -70,11 +71,9 @@ fn cluster() -> &'static TestCluster {
             };
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async {
-                bootstrap::create_roles_and_database(&su(TEMPLATE), &creds.app_password).await.expect("bootstrap");
-                bootstrap::migrate(&su(TEMPLATE)).await.expect("migrate the template");
-                bootstrap::create_platform_login(&su(TEMPLATE), &creds.platform_password)
-                    .await
-                    .expect("platform login");
+                migrate::create_roles_and_database(&su(TEMPLATE), &creds.app_password).await.expect("bootstrap");
+                migrate::migrate(&su(TEMPLATE)).await.expect("migrate the template");
+                migrate::create_platform_login(&su(TEMPLATE), &creds.platform_password).await.expect("platform login");
             });
             drop(rt);
             let keys_dir = dir.join("keys");
@@ -144,8 +143,8 @@ async fn prepare_citus_database(cluster: &TestCluster, db_name: &str) {
     // The roles first (the database's owner must exist); `postgres` exists, so nothing else
     // is created here. Run in the coordinator's postgres database, Citus propagates them.
     let maintenance = (cluster.superuser_url)("postgres");
-    bootstrap::create_roles_and_database(&maintenance, &app_password).await.expect("roles");
-    bootstrap::create_platform_login(&maintenance, &platform_password).await.expect("platform login");
+    migrate::create_roles_and_database(&maintenance, &app_password).await.expect("roles");
+    migrate::create_platform_login(&maintenance, &platform_password).await.expect("platform login");
     let mut coordinator =
         PgConnection::connect(&(cluster.superuser_url)("postgres")).await.expect("coordinator connection");
     let workers: Vec<(String, i32)> = sqlx::query_as(
@@ -181,8 +180,8 @@ async fn prepare_citus_database(cluster: &TestCluster, db_name: &str) {
     }
     db.close().await.expect("close");
     let su = (cluster.superuser_url)(db_name);
-    bootstrap::create_platform_login(&su, &platform_password).await.expect("platform login may connect");
-    bootstrap::migrate(&su).await.expect("migrate and distribute");
+    migrate::create_platform_login(&su, &platform_password).await.expect("platform login may connect");
+    migrate::migrate(&su).await.expect("migrate and distribute");
 }
 
 /// The password in a URL of the test cluster.

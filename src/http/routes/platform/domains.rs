@@ -8,12 +8,12 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{Platform, path_slug};
-use crate::db::platform::TenantDomain;
 use crate::domain::DomainName;
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path};
 use crate::http::layers::platform_auth::Operator;
+use crate::platform::TenantDomain;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -11,11 +11,11 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 
-use crate::db::platform::{PlatformConn, PlatformError};
 use crate::domain::Slug;
 use crate::http::ApiContext;
 use crate::http::error::ApiError;
 use crate::http::layers::platform_auth::platform_unavailable;
+use crate::platform::{PlatformConn, PlatformError};
 
 /// A platform-role connection for this request; 503 `platform_unavailable` when the instance
 /// has no platform login configured.

@@ -6,11 +6,11 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::db::platform::NewTenant;
 use crate::domain::{Email, NewPassword, PlanName, TenantId, TenantLifecycle, TenantName, parse_unreserved_slug};
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::Json;
+use crate::platform::NewTenant;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{Platform, path_slug, platform_conn};
-use crate::db::platform::{NewTenant, PlatformConn, TenantChange, TenantDomain, TenantSummary};
 use crate::domain::{
     DomainName, Email, NewPassword, PlanName, Slug, TenantId, TenantLifecycle, TenantName, parse_unreserved_slug,
 };
@@ -17,6 +16,7 @@ use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::layers::platform_auth::Operator;
+use crate::platform::{NewTenant, PlatformConn, TenantChange, TenantDomain, TenantSummary};
 
 /// A tenant with its custom domains.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -2,12 +2,15 @@
 //! invariant 5 and the database, then apply `sql/` (schema) and `policies/` (RLS) as the
 //! owner role, each folder with its own history table. Never used by request handling.
 
+pub mod citus;
+pub mod status;
+
 use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
-use super::{APP_ROLE, AUDIT_ROLE, OWNER_ROLE, PLATFORM_LOGIN_ROLE, PLATFORM_ROLE};
+use crate::db::{APP_ROLE, AUDIT_ROLE, OWNER_ROLE, PLATFORM_LOGIN_ROLE, PLATFORM_ROLE};
 
 mod embedded {
     pub mod schema {
@@ -351,7 +354,7 @@ async fn platform_login(conn: &mut PgConnection, db_name: &str, password: &str) 
 pub async fn migrate(admin_url: &str) -> Result<MigrationReport, BootstrapError> {
     let mut admin = PgConnection::connect_with(&PgConnectOptions::from_str(admin_url)?).await?;
     sqlx::query("SELECT pg_advisory_lock($1, $2)").bind(LOCK_SPACE).bind(MIGRATIONS).execute(&mut admin).await?;
-    let citus = super::citus::installed(&mut admin).await?;
+    let citus = citus::installed(&mut admin).await?;
     if citus {
         let nologin: Vec<String> =
             sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1) AND NOT rolcanlogin")
@@ -399,7 +402,7 @@ pub async fn migrate(admin_url: &str) -> Result<MigrationReport, BootstrapError>
     }
     if citus {
         admin.execute(AssertSqlSafe(format!("SET ROLE {OWNER_ROLE}"))).await?;
-        report.citus = Some(super::citus::distribute(&mut admin).await?);
+        report.citus = Some(citus::distribute(&mut admin).await?);
     }
     // Closing ends the session, and with it the lock.
     admin.close().await?;
@@ -412,7 +415,7 @@ pub struct MigrationReport {
     pub schema: Vec<String>,
     pub policies: Vec<String>,
     /// On Citus: what was distributed in this run.
-    pub citus: Option<super::citus::CitusReport>,
+    pub citus: Option<citus::CitusReport>,
 }
 
 /// refinery drives tokio-postgres. Read the same URL sqlx reads, keeping a Unix socket

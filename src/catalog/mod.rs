@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use super::{
+use crate::db::{
     APP_ROLE, AUDIT_DEFINER_FUNCTIONS, AUDIT_EXEMPT_TABLES, AUDIT_LOG_TABLES, AUDIT_ROLE, PLATFORM_PRIVATE_TABLES,
     PLATFORM_TABLES,
 };
@@ -219,7 +219,7 @@ impl Findings {
 
 type Tx<'c> = Transaction<'c, Postgres>;
 
-/// A table in schema `public` (also the input of the Citus distribution plan, `db::citus`:
+/// A table in schema `public` (also the input of the Citus distribution plan, `migrate::citus`:
 /// one definition of a tenant table for both).
 pub(crate) struct Table {
     pub(crate) name: String,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::AssertSqlSafe;
 
-use super::TenantTx;
+use crate::db::TenantTx;
 
 /// Delete every row of the transaction's tenant from every table that has a `tenant_id`.
 /// Returns `(table, rows deleted)` in the order the tables were purged.

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::platform::{PlatformConn, PlatformError, on_unique};
+use super::{PlatformConn, PlatformError, on_unique};
 use crate::domain::{Email, OperatorId};
 
 /// What a login needs to decide: the stored hash and whether the account may act.

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
-use super::bootstrap::{POLICY_HISTORY, SCHEMA_HISTORY};
-use super::verify::{Table as CatalogTable, read_tables};
+use super::{POLICY_HISTORY, SCHEMA_HISTORY};
+use crate::catalog::{Table as CatalogTable, read_tables};
 
 /// Whether the database has the citus extension (any role may read `pg_extension`).
 pub async fn installed(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {

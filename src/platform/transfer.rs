@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
 
-use super::platform::{PlatformConn, PlatformError};
 use super::purge::tables_children_first;
+use super::{PlatformConn, PlatformError};
 use crate::domain::{Slug, TenantId};
 
 pub const FORMAT: &str = "rowguard-tenant-export";

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-use super::bootstrap;
+use super as migrate;
 
 /// One migration, by version and name (`V{version}__{name}.sql` in its folder).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -125,7 +125,7 @@ pub async fn migration_status(admin_url: &str) -> Result<MigrationStatus, sqlx::
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => None,
         Err(e) => return Err(e),
     };
-    let [schema, policies] = bootstrap::embedded_folders();
+    let [schema, policies] = migrate::embedded_folders();
     let schema = folder_status(conn.as_mut(), schema).await?;
     let policies = folder_status(conn.as_mut(), policies).await?;
     let database_exists = conn.is_some();

@@ -9,6 +9,10 @@
 //!   URL, and the app role that serves tenant requests cannot write the registry or read
 //!   operators, so no tenant request can change either (DESIGN.md, Platform tables).
 
+pub mod operators;
+pub mod purge;
+pub mod transfer;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,7 +21,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool, Postgres};
 
-use super::{PLATFORM_ROLE, TenantTx, purge};
+use crate::db::{PLATFORM_ROLE, TenantTx};
 use crate::domain::{DomainName, Email, PlanName, Role, Slug, TenantId, TenantLifecycle, UserId};
 
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +117,7 @@ impl PlatformDb {
     /// On Citus, refuse unless this login's `SET LOCAL`s reach the workers (`citus`).
     pub async fn ensure_citus_ready(&self) -> anyhow::Result<()> {
         let mut conn = self.pool.acquire().await?;
-        super::citus::ensure_set_propagation(&mut conn).await
+        crate::migrate::citus::ensure_set_propagation(&mut conn).await
     }
 
     pub async fn acquire(&self) -> Result<PlatformConn, PlatformError> {
