@@ -12,11 +12,11 @@ use crate::support::{TestApp, TestTenant, spawn_app};
 
 #[test]
 fn the_readme_prints_the_permission_matrix_of_the_code() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).expect("docs/api.md");
     let table = markdown_table();
     assert!(
         readme.contains(&table),
-        "README.md's permission table differs from src/domain/permissions.rs; it should read:\n{table}"
+        "docs/api.md's permission table differs from src/domain/permissions.rs; it should read:\n{table}"
     );
 }
 
