@@ -84,7 +84,7 @@ impl EmbeddedCluster {
     /// initdb and starts the server, and the others attach to it once it is ready. The
     /// process that started the server stops it when it exits, attached ones or not: run
     /// `rowguard serve` first and other commands beside it, or use DATABASE_URL for a server
-    /// whose life is not tied to one process (README).
+    /// whose life is not tied to one process (docs/operations.md, The CLI).
     pub fn start(root: &Path, durability: Durability) -> Result<EmbeddedCluster, ClusterError> {
         let bin = find_server_binaries()?;
         fs::create_dir_all(root)?;

@@ -27,7 +27,7 @@ pub enum Permission {
 use Permission::*;
 use Role::{Admin, Auditor, Manager, Member, Owner};
 
-/// The matrix itself: each permission with the roles that hold it. README.md prints it as a
+/// The matrix itself: each permission with the roles that hold it. docs/api.md prints it as a
 /// table, and a test fails when the two disagree.
 const MATRIX: &[(Permission, &[Role])] = &[
     (ReadUsers, &[Owner, Admin, Manager, Auditor]),
@@ -56,7 +56,7 @@ impl Permission {
         ReadAuditLog,
     ];
 
-    /// The stable name (`read_users`, …), as in the README and in 403 answers.
+    /// The stable name (`read_users`, …), as in docs/api.md and in 403 answers.
     pub fn as_str(self) -> &'static str {
         match self {
             ReadUsers => "read_users",
@@ -80,7 +80,7 @@ impl Role {
     }
 }
 
-/// The matrix as the Markdown table README.md shows.
+/// The matrix as the Markdown table docs/api.md shows.
 pub fn markdown_table() -> String {
     let mut out = String::from("| permission |");
     for role in Role::ALL {

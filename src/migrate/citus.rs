@@ -252,7 +252,7 @@ pub async fn read_plan(conn: &mut PgConnection) -> Result<DistributionPlan, sqlx
 /// refuses to distribute a table with triggers without it. The trigger runs on the worker
 /// holding the row's shard and writes `audit_events` / `audit_chain_heads` for the same
 /// tenant, whose shards are colocated on that same worker, so the writes stay in the
-/// transaction (verified by hand; README, Scale-out on Citus).
+/// transaction (verified by hand; docs/citus.md).
 pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Error> {
     let plan = read_plan(conn).await?;
     let mut report = CitusReport { misplaced: plan.misplaced.clone(), ..CitusReport::default() };

@@ -1,6 +1,6 @@
 //! The permission matrix, cell by cell over HTTP: one tenant with a user of every role, and
 //! for every permission the requests that need it. A role that holds the permission gets a
-//! 2xx for each; a role that lacks it gets 403 `forbidden` for each. README.md prints the
+//! 2xx for each; a role that lacks it gets 403 `forbidden` for each. docs/api.md prints the
 //! same matrix, checked here too.
 
 use axum::http::{Method, StatusCode};

@@ -382,11 +382,11 @@ async fn deleting_a_tenant_purges_its_rows_from_every_tenant_table_and_spares_th
     }
     let [(doomed, doomed_token), (spared, spared_token)] = <[_; 2]>::try_from(tenants).ok().expect("two tenants");
     let mut su = app.superuser_connection().await;
-    // A tenant table the purge code has never heard of, added the way the README says, whose
+    // A tenant table the purge code has never heard of, added the way docs/isolation.md says, whose
     // rows reference contacts: found from the catalog, and purged before the contacts it needs.
     // The composite key to contacts comes after the table exists (and, on Citus, after
     // `migrate`'s distribution step has placed it): Citus refuses a key from a table it has
-    // not distributed yet to a distributed one (README, Known limits on Citus).
+    // not distributed yet to a distributed one (docs/citus.md, Known limits on Citus).
     // One statement per message: Citus replays the whole text of a message that changes a
     // table it manages on that table's shards, where several statements are refused.
     for statement in [

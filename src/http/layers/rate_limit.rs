@@ -67,7 +67,7 @@ impl Limit {
         ceil_secs(self.replenish_every * self.burst.get())
     }
 
-    /// The plan's quota, per instance (README, Rate limits).
+    /// The plan's quota, per instance (docs/rate-limits.md).
     pub fn for_plan(plan: Plan) -> Limit {
         match plan {
             Plan::Free => Limit::per_second(20, 100),

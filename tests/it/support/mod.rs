@@ -33,7 +33,7 @@ struct TestCluster {
 }
 
 /// `ROWGUARD_TEST_CITUS_URL`: a superuser URL of a Citus coordinator's `postgres` database
-/// whose metadata lists the workers (README, Scale-out on Citus). When set, every test gets a
+/// whose metadata lists the workers (docs/citus.md). When set, every test gets a
 /// fresh database created on all nodes and migrated the way `rowguard migrate` does it, which
 /// distributes the tables; databases cannot be cloned on Citus. Unset (CI): the embedded
 /// throwaway cluster and its template.
