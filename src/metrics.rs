@@ -1,37 +1,43 @@
-//! Metrics in Prometheus' text format (`GET /metrics`).
+//! Metrics in Prometheus' text format (`GET /metrics`), kept by prometheus-client.
 //!
-//! Recording is lock-free and allocation-free on the request path: every series lives in a
-//! fixed table of atomics, indexed by route (the routes are known once the router is built),
-//! method and status. Nothing is labelled by tenant — the number of tenants is unbounded —
-//! and no label is ever taken from request text: a path that matched no route is counted as
-//! `route="unmatched"`, not under its own path. The only tenant-derived label is `plan` on
-//! tenant rate-limit refusals, which has three values.
+//! Each `ApiContext` owns its own `Registry` (the test suite runs dozens of routers side by
+//! side, each over its own database, and their counters must not mix). Nothing is labelled
+//! by tenant — the number of tenants is unbounded — and no label is ever taken from request
+//! text: a path that matched no route is counted as `route="unmatched"`, a template the
+//! router did not register as `route="other"`, an uncommon method as `method="other"`, an
+//! uncommon status as `status="other"`. The only tenant-derived label is `plan` on tenant
+//! rate-limit refusals, which has three values.
 //!
-//! Why not the `metrics` facade with its Prometheus exporter (DESIGN.md's default): its
-//! recorder is process-global, so every router in a process (the test suite runs dozens
-//! side by side, each over its own database) would share one set of counters, and each
-//! labelled update goes through the facade's key hashing and registry lookup. Our series are
-//! all known when the router is built, so a fixed table per context does the same job with
-//! three relaxed atomic adds per request, and the text format is a page of code, tested by a
-//! strict parser of the format in tests/it/metrics.rs.
+//! The request path does not look labels up: the first request of a (route, method, status)
+//! takes its series from the family once and keeps the handle in a fixed table, so later ones
+//! cost an index, an atomic add and the histogram's uncontended lock. Series nobody hit are
+//! not exposed.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::db::registry::Plan;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// Statuses counted under their own code; any other lands in `status="other"`.
+/// Statuses counted under their own code; any other lands in `status="other"` (the last label).
 const STATUSES: [u16; 24] = [
     200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 406, 408, 409, 410, 412, 413, 415, 422, 429, 500, 502, 503,
     504,
+];
+const STATUS_LABELS: [&str; STATUSES.len() + 1] = [
+    "200", "201", "204", "301", "302", "304", "400", "401", "403", "404", "405", "406", "408", "409", "410", "412",
+    "413", "415", "422", "429", "500", "502", "503", "504", "other",
 ];
 
 const METHODS: [&str; 8] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other"];
@@ -87,30 +93,35 @@ impl RateLimited {
     }
 }
 
-/// One (route, method) pair: answers by status and the latency histogram.
-struct Series {
-    statuses: [AtomicU64; STATUSES.len() + 1],
-    /// Not cumulative: each observation lands in exactly one bucket (the last is +Inf).
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_nanos: AtomicU64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: &'static str,
+    status: &'static str,
 }
 
-impl Series {
-    fn new() -> Series {
-        Series {
-            statuses: std::array::from_fn(|_| AtomicU64::new(0)),
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_nanos: AtomicU64::new(0),
-        }
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: &'static str,
+}
+
+/// A label set of `(name, value)` pairs; used where a label is present on some series only.
+type Pairs = Vec<(&'static str, &'static str)>;
+
+/// One (route, method) pair's handles, taken from the families at first use.
+#[derive(Default)]
+struct Slot {
+    statuses: [OnceLock<Counter>; STATUSES.len() + 1],
+    duration: OnceLock<Histogram>,
 }
 
 struct RouteTable {
     index: HashMap<Box<str>, usize>,
     /// Route labels by index: the templates, then `other`, then `unmatched`.
     names: Vec<Box<str>>,
-    /// `names.len() * METHODS.len()` series, route-major.
-    series: Box<[Series]>,
+    /// `names.len() * METHODS.len()` slots, route-major.
+    slots: Box<[Slot]>,
 }
 
 /// Pool figures read when scraped.
@@ -124,11 +135,79 @@ pub struct PoolFigures {
 }
 
 /// Every metric the service keeps. One per `ApiContext`; cloned contexts share it.
-#[derive(Default)]
 pub struct Metrics {
+    registry: Registry,
     routes: OnceLock<RouteTable>,
-    rate_limited: [AtomicU64; RateLimited::LABELS.len()],
-    audit_write_failures: AtomicU64,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    rate_limited: [Counter; RateLimited::LABELS.len()],
+    audit_write_failures: Counter,
+    pool_connections: Family<Pairs, Gauge>,
+    pool_max: Gauge,
+    pool_waiting: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "rowguard_http_requests",
+            "Requests answered, by route template, method and status",
+            requests.clone(),
+        );
+        let durations: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(BUCKETS));
+        registry.register(
+            "rowguard_http_request_duration_seconds",
+            "Time to the response's head, by route template and method",
+            durations.clone(),
+        );
+        let limited = Family::<Pairs, Counter>::default();
+        registry.register("rowguard_rate_limited", "Requests refused with 429, by limit (and plan)", limited.clone());
+        let rate_limited = RateLimited::LABELS.map(|(limit, plan)| {
+            let mut labels = vec![("limit", limit)];
+            if !plan.is_empty() {
+                labels.push(("plan", plan));
+            }
+            limited.get_or_create_owned(&labels)
+        });
+        let pool_connections = Family::<Pairs, Gauge>::default();
+        registry.register(
+            "rowguard_db_pool_connections",
+            "The app role's two pools (transactions, one-message reads) together: open connections by state",
+            pool_connections.clone(),
+        );
+        let pool_max = Gauge::default();
+        registry.register(
+            "rowguard_db_pool_max_connections",
+            "The app role's two pools together: their size limit",
+            pool_max.clone(),
+        );
+        let pool_waiting = Gauge::default();
+        registry.register(
+            "rowguard_db_pool_waiting",
+            "Requests waiting for a connection from the pool",
+            pool_waiting.clone(),
+        );
+        let audit_write_failures = Counter::default();
+        registry.register(
+            "rowguard_audit_write_failures",
+            "Access events (refusals, throttling) this instance could not write to the audit log",
+            audit_write_failures.clone(),
+        );
+        Metrics {
+            registry,
+            routes: OnceLock::new(),
+            requests,
+            durations,
+            rate_limited,
+            audit_write_failures,
+            pool_connections,
+            pool_max,
+            pool_waiting,
+        }
+    }
 }
 
 impl Metrics {
@@ -142,8 +221,8 @@ impl Metrics {
             names.push(OTHER_ROUTE.into());
             names.push(UNMATCHED_ROUTE.into());
             let index = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
-            let series = (0..names.len() * METHODS.len()).map(|_| Series::new()).collect();
-            RouteTable { index, names, series }
+            let slots = (0..names.len() * METHODS.len()).map(|_| Slot::default()).collect();
+            RouteTable { index, names, slots }
         });
     }
 
@@ -155,124 +234,61 @@ impl Metrics {
             Some(r) => table.index.get(r).copied().unwrap_or(named),
             None => named + 1,
         };
-        let series = &table.series[route * METHODS.len() + method_slot(method)];
+        let m = method_slot(method);
+        let slot = &table.slots[route * METHODS.len() + m];
         let status = STATUSES.iter().position(|&s| s == status.as_u16()).unwrap_or(STATUSES.len());
-        series.statuses[status].fetch_add(1, Relaxed);
-        let seconds = elapsed.as_secs_f64();
-        let bucket = BUCKETS.iter().position(|&b| seconds <= b).unwrap_or(BUCKETS.len());
-        series.buckets[bucket].fetch_add(1, Relaxed);
-        series.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        let route = &table.names[route];
+        slot.statuses[status]
+            .get_or_init(|| {
+                let labels =
+                    RequestLabels { route: route.to_string(), method: METHODS[m], status: STATUS_LABELS[status] };
+                self.requests.get_or_create_owned(&labels)
+            })
+            .inc();
+        slot.duration
+            .get_or_init(|| {
+                self.durations.get_or_create_owned(&RouteLabels { route: route.to_string(), method: METHODS[m] })
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn rate_limited(&self, why: RateLimited) {
-        self.rate_limited[why.slot()].fetch_add(1, Relaxed);
+        self.rate_limited[why.slot()].inc();
     }
 
     /// An access event (refusal, throttling) that could not be written to the audit log.
     pub fn audit_write_failed(&self) {
-        self.audit_write_failures.fetch_add(1, Relaxed);
+        self.audit_write_failures.inc();
     }
 
     /// The exposition. `audit_events` is the database's count of audit rows inserted (every
     /// instance's, since the statistics were last reset); None when it could not be read.
     pub fn render(&self, pool: PoolFigures, audit_events: Option<i64>) -> String {
-        let mut out = String::with_capacity(16 * 1024);
-        self.render_http(&mut out);
-        family(&mut out, "rowguard_rate_limited_total", "counter", "Requests refused with 429, by limit (and plan).");
-        for (i, (limit, plan)) in RateLimited::LABELS.iter().enumerate() {
-            let n = self.rate_limited[i].load(Relaxed);
-            if plan.is_empty() {
-                let _ = writeln!(out, "rowguard_rate_limited_total{{limit=\"{limit}\"}} {n}");
-            } else {
-                let _ = writeln!(out, "rowguard_rate_limited_total{{limit=\"{limit}\",plan=\"{plan}\"}} {n}");
-            }
-        }
-        family(
-            &mut out,
-            "rowguard_db_pool_connections",
-            "gauge",
-            "The app role's two pools (transactions, one-message reads) together: open connections by state.",
-        );
-        let _ = writeln!(out, "rowguard_db_pool_connections{{state=\"in_use\"}} {}", pool.in_use);
-        let _ = writeln!(out, "rowguard_db_pool_connections{{state=\"idle\"}} {}", pool.idle);
-        family(
-            &mut out,
-            "rowguard_db_pool_max_connections",
-            "gauge",
-            "The app role's two pools together: their size limit.",
-        );
-        let _ = writeln!(out, "rowguard_db_pool_max_connections {}", pool.max);
-        family(&mut out, "rowguard_db_pool_waiting", "gauge", "Requests waiting for a connection from the pool.");
-        let _ = writeln!(out, "rowguard_db_pool_waiting {}", pool.waiting);
+        self.pool_connections.get_or_create(&vec![("state", "in_use")]).set(pool.in_use.into());
+        self.pool_connections.get_or_create(&vec![("state", "idle")]).set(pool.idle.into());
+        self.pool_max.set(pool.max.into());
+        self.pool_waiting.set(pool.waiting.into());
+        // What is read from outside at scrape time, and present only when it could be read.
+        let mut scraped = Registry::default();
         if let Some(n) = audit_events {
-            family(
-                &mut out,
-                "rowguard_audit_events_inserted_total",
-                "counter",
-                "Audit events written (data changes and access events), as the database counts them: all instances.",
+            let counter = Counter::<u64>::default();
+            counter.inc_by(u64::try_from(n).unwrap_or(0));
+            scraped.register(
+                "rowguard_audit_events_inserted",
+                "Audit events written (data changes and access events), as the database counts them: all instances",
+                counter,
             );
-            let _ = writeln!(out, "rowguard_audit_events_inserted_total {n}");
         }
-        family(
-            &mut out,
-            "rowguard_audit_write_failures_total",
-            "counter",
-            "Access events (refusals, throttling) this instance could not write to the audit log.",
-        );
-        let _ = writeln!(out, "rowguard_audit_write_failures_total {}", self.audit_write_failures.load(Relaxed));
         if let Some(bytes) = resident_bytes() {
-            family(&mut out, "process_resident_memory_bytes", "gauge", "Resident memory of this process.");
-            let _ = writeln!(out, "process_resident_memory_bytes {bytes}");
+            let gauge = Gauge::<i64>::default();
+            gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            scraped.register("process_resident_memory_bytes", "Resident memory of this process", gauge);
         }
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &scraped);
         out
-    }
-
-    fn render_http(&self, out: &mut String) {
-        let Some(table) = self.routes.get() else { return };
-        family(
-            out,
-            "rowguard_http_requests_total",
-            "counter",
-            "Requests answered, by route template, method and status.",
-        );
-        let mut histograms = String::new();
-        family(
-            &mut histograms,
-            "rowguard_http_request_duration_seconds",
-            "histogram",
-            "Time to the response's head, by route template and method.",
-        );
-        for (r, route) in table.names.iter().enumerate() {
-            for (m, method) in METHODS.iter().enumerate() {
-                let series = &table.series[r * METHODS.len() + m];
-                let labels = format!("route=\"{route}\",method=\"{method}\"");
-                let mut total = 0;
-                for (i, count) in series.statuses.iter().enumerate() {
-                    let n = count.load(Relaxed);
-                    if n == 0 {
-                        continue;
-                    }
-                    total += n;
-                    let status = STATUSES.get(i).map_or_else(|| "other".to_string(), u16::to_string);
-                    let _ = writeln!(out, "rowguard_http_requests_total{{{labels},status=\"{status}\"}} {n}");
-                }
-                if total == 0 {
-                    continue;
-                }
-                let name = "rowguard_http_request_duration_seconds";
-                let mut cumulative = 0;
-                for (i, bound) in BUCKETS.iter().enumerate() {
-                    cumulative += series.buckets[i].load(Relaxed);
-                    let _ = writeln!(histograms, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-                }
-                cumulative += series.buckets[BUCKETS.len()].load(Relaxed);
-                let _ = writeln!(histograms, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-                let sum = series.sum_nanos.load(Relaxed) as f64 / 1e9;
-                let _ = writeln!(histograms, "{name}_sum{{{labels}}} {sum}");
-                let _ = writeln!(histograms, "{name}_count{{{labels}}} {cumulative}");
-            }
-        }
-        out.push_str(&histograms);
     }
 }
 
@@ -289,17 +305,11 @@ fn method_slot(method: &Method) -> usize {
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
 /// From /proc/self/statm (Linux); None elsewhere.
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) };
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
     Some(pages * u64::try_from(page).ok()?)
 }
 

@@ -104,29 +104,8 @@ fn platform_password_of(platform_url: &str) -> anyhow::Result<String> {
 }
 
 fn url_password(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let userinfo = rest.split_once('@')?.0;
-    let password = userinfo.split_once(':')?.1;
-    Some(percent_decode(password))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let url = url::Url::parse(url).ok()?;
+    Some(percent_encoding::percent_decode_str(url.password()?).decode_utf8_lossy().into_owned())
 }
 
 /// Build the state every request shares; the platform API gets ROWGUARD_PLATFORM_DATABASE_URL.

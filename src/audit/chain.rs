@@ -59,17 +59,6 @@ pub fn link_hash(prev: &[u8], fields: &[String]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Walk `tenant`'s events in order (streamed: constant memory), inside a transaction that
 /// has set the tenant. `expected` are (seq, head) pairs from checkpoints to confirm on the way.
 pub async fn verify_chain(
@@ -87,7 +76,7 @@ pub async fn verify_chain(
     .fetch_optional(&mut *conn)
     .await?;
     let (mut running, mut last_seq) = match anchor {
-        Some((Some(seq), Some(hash))) => (parse_hex(&hash).unwrap_or_default(), seq),
+        Some((Some(seq), Some(hash))) => (hex::decode(&hash).unwrap_or_default(), seq),
         _ => (GENESIS.to_vec(), 0i64),
     };
     let mut rows = sqlx::query_as::<_, Row>(
@@ -165,7 +154,7 @@ pub async fn verify_chain(
         valid: broken.is_none(),
         events,
         head_seq: last_seq,
-        head_hash: hex(&running),
+        head_hash: hex::encode(running),
         first_broken: broken,
         checkpoints_checked: confirmed,
     })

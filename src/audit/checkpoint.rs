@@ -10,7 +10,6 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::chain::hex;
 use crate::domain::TenantId;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -26,7 +25,7 @@ pub struct Checkpoint {
 }
 
 fn as_hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex(bytes))
+    s.serialize_str(&hex::encode(bytes))
 }
 
 pub struct AuditSigner {
@@ -44,7 +43,7 @@ impl AuditSigner {
                 SigningKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("audit signing key: {e}"))?
             }
         };
-        let key_id = format!("audit-ed25519-{}", &hex(&key.verifying_key().to_bytes())[..16]);
+        let key_id = format!("audit-ed25519-{}", &hex::encode(key.verifying_key().to_bytes())[..16]);
         Ok(AuditSigner { key, key_id })
     }
 
@@ -54,11 +53,11 @@ impl AuditSigner {
 
     /// The public key auditors verify checkpoints with (hex, 32 bytes).
     pub fn public_key_hex(&self) -> String {
-        hex(&self.key.verifying_key().to_bytes())
+        hex::encode(self.key.verifying_key().to_bytes())
     }
 
     fn message(tenant: TenantId, seq: i64, head: &[u8], signed_at: DateTime<Utc>) -> Vec<u8> {
-        format!("rowguard-audit-checkpoint-v1|{tenant}|{seq}|{}|{}", hex(head), signed_at.timestamp_micros())
+        format!("rowguard-audit-checkpoint-v1|{tenant}|{seq}|{}|{}", hex::encode(head), signed_at.timestamp_micros())
             .into_bytes()
     }
 

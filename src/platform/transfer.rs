@@ -134,7 +134,7 @@ pub async fn export(
             slug: summary.slug,
             name: summary.name,
             plan: summary.plan,
-            audit_head: audit_head.map(|h| crate::audit::chain::hex(&h)),
+            audit_head: audit_head.map(hex::encode),
         },
         domains,
         tables: counts,

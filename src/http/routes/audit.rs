@@ -477,8 +477,10 @@ pub async fn verify_events(
     require_reader(&principal)?;
     let mut expected = Vec::new();
     if let (Some(seq), Some(head)) = (params.seq, params.head.as_deref()) {
-        expected
-            .push((seq, parse_hex(head).ok_or_else(|| ApiError::bad_request("invalid_query", "head must be hex"))?));
+        expected.push((
+            seq,
+            hex::decode(head).ok().ok_or_else(|| ApiError::bad_request("invalid_query", "head must be hex"))?,
+        ));
     }
     let mut tx = scope.begin().await?;
     let checkpoints = audit::checkpoint::list(tx.conn(), scope.tenant_id()).await?;
@@ -493,13 +495,6 @@ pub async fn verify_events(
     let report = audit::verify_chain(tx.conn(), scope.tenant_id(), &expected).await?;
     tx.commit().await?;
     Ok(Json(VerifyReport { chain: report.into(), bad_signatures }))
-}
-
-fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
 }
 
 #[derive(Serialize, ToSchema)]
