@@ -140,7 +140,6 @@ fn stat(pid: u32) -> Option<(u32, u64)> {
 }
 
 fn ticks_to_seconds(ticks: u64) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
     if per_second <= 0 { 0.0 } else { ticks as f64 / per_second as f64 }
 }
