@@ -1,5 +1,6 @@
 //! A small per-instance cache with a time to live and a bound in bytes: what the request
-//! path keeps (the tenant registry's answers) without letting a flood of keys grow memory.
+//! path keeps (the tenant registry's answers, verified access tokens, users' states) without
+//! letting a flood of keys grow memory. The one cache type of the service.
 //!
 //! Why not moka: it was tried here (A/B on get-by-id, the hottest read): its bookkeeping on
 //! every hit (recording reads for its admission policy, periodic housekeeping run inline) was
@@ -9,6 +10,7 @@
 //! only ever holds what a registry lookup can refill, and refusals upstream (malformed names,
 //! per-address limits) keep floods of new keys from reaching it often.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::RwLock;
@@ -33,7 +35,11 @@ impl<K: Eq + Hash, V: Clone> BoundedCache<K, V> {
     }
 
     /// A copy of the value under `key`, if it is there and younger than the time to live.
-    pub fn get(&self, key: &K) -> Option<V> {
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let entries = self.entries.read().ok()?;
         let (value, at, _) = entries.map.get(key)?;
         (at.elapsed() < self.ttl).then(|| value.clone())
@@ -59,6 +65,14 @@ impl<K: Eq + Hash, V: Clone> BoundedCache<K, V> {
             entries.bytes -= old;
         }
         entries.bytes += weight;
+    }
+
+    pub fn remove(&self, key: &K) {
+        if let Ok(mut entries) = self.entries.write()
+            && let Some((_, _, weight)) = entries.map.remove(key)
+        {
+            entries.bytes -= weight;
+        }
     }
 
     pub fn clear(&self) {
@@ -98,6 +112,9 @@ mod tests {
         assert_eq!(cache.get(&"same".to_string()), Some(2));
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(cache.get(&"same".to_string()), None);
+        cache.insert("gone".into(), 3);
+        cache.remove(&"gone".to_string());
+        assert_eq!(cache.get("gone"), None);
         cache.clear();
         assert_eq!(cache.size(), (0, 0));
     }

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
@@ -19,10 +18,13 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::cache::BoundedCache;
 use crate::domain::{OperatorId, Role, TenantId, UserId};
 
-/// Bound on remembered verified tokens (about 0.5 KiB each).
-const VERIFIED_CACHE_ENTRIES: usize = 20_000;
+/// Bound on the memory of remembered verified tokens (each weighs its length plus its claims).
+const VERIFIED_CACHE_BYTES: usize = 10 << 20;
+/// A verified token's entry past the token's own bytes: the claims and the map's overhead.
+const VERIFIED_ENTRY_OVERHEAD: usize = 256;
 
 /// Audience of tokens that act inside one tenant. Platform (operator) tokens get another.
 pub const TENANT_AUDIENCE: &str = "rowguard:tenant";
@@ -76,7 +78,7 @@ pub struct JwtKeys {
     /// Tokens whose signature and claims were already checked, keyed by the whole token
     /// (signature included), so a hit is the very same bytes. Ed25519 verification is the
     /// largest CPU cost of a read request; a client reuses its token for many requests.
-    verified: RwLock<HashMap<String, AccessClaims>>,
+    verified: BoundedCache<String, AccessClaims>,
     signing_kid: String,
     signing: EncodingKey,
     verifying: HashMap<String, DecodingKey>,
@@ -117,7 +119,7 @@ impl JwtKeys {
             validation
         };
         let mut keys = JwtKeys {
-            verified: RwLock::new(HashMap::new()),
+            verified: BoundedCache::new(ttl, VERIFIED_CACHE_BYTES, |token, _| token.len() + VERIFIED_ENTRY_OVERHEAD),
             verifying: HashMap::new(),
             published: Vec::new(),
             signing_kid: kid.clone(),
@@ -244,23 +246,14 @@ impl JwtKeys {
             return Err(TokenError::Malformed);
         }
         let now = unix_now();
-        if let Ok(cache) = self.verified.read()
-            && let Some(claims) = cache.get(token)
+        if let Some(claims) = self.verified.get(token)
             && claims.exp > now
         {
-            return Ok(claims.clone());
+            return Ok(claims);
         }
         let claims = self.verify_uncached(token)?;
-        if claims.exp > now
-            && let Ok(mut cache) = self.verified.write()
-        {
-            if cache.len() >= VERIFIED_CACHE_ENTRIES {
-                cache.retain(|_, c| c.exp > now);
-                if cache.len() >= VERIFIED_CACHE_ENTRIES {
-                    cache.clear();
-                }
-            }
-            cache.insert(token.to_string(), claims.clone());
+        if claims.exp > now {
+            self.verified.insert(token.to_string(), claims.clone());
         }
         Ok(claims)
     }

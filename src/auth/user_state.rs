@@ -1,13 +1,12 @@
 //! What the auth layer checks on every request, per (tenant, user): current role, status and
 //! the instant before which access tokens no longer count. Cached per instance, dropped by LISTEN/NOTIFY.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::cache::BoundedCache;
 use crate::db::user_changes::UserChange;
 use crate::db::{Database, TenantTx};
 use crate::domain::{Role, TenantId, UserId, UserStatus};
@@ -23,59 +22,45 @@ pub struct UserState {
     pub sessions_valid_after_ms: i64,
 }
 
-/// Bound on cached users (a few dozen bytes each); past it the cache starts over.
-const MAX_ENTRIES: usize = 100_000;
+/// Bound on the memory of cached users; past it the cache drops what expired, then starts over.
+const MAX_BYTES: usize = 8 << 20;
+/// What one cached user weighs: key, state, time and the map's overhead.
+const ENTRY_BYTES: usize = 96;
 
-/// A cached state (None: no such user) and when it was read.
-type Entry = (Option<UserState>, Instant);
-
-/// A hit costs a mutex and a hash lookup, no database round trip. Entries are dropped by
+/// A hit costs a read lock and a hash lookup, no database round trip. Entries are dropped by
 /// the users trigger's NOTIFY (every instance listens), by the handler that made a change
 /// (so its own instance never waits for the notification), and after `ttl` as a backstop.
 pub struct UserStateCache {
-    entries: Mutex<HashMap<(TenantId, UserId), Entry>>,
+    /// A cached state; None: no such user.
+    entries: BoundedCache<(TenantId, UserId), Option<UserState>>,
     /// Bumped on every invalidation; a load that raced one is used but not cached.
     generation: AtomicU64,
-    ttl: Duration,
 }
 
 impl UserStateCache {
     pub fn new(ttl: Duration) -> UserStateCache {
-        UserStateCache { entries: Mutex::new(HashMap::new()), generation: AtomicU64::new(0), ttl }
+        UserStateCache { entries: BoundedCache::new(ttl, MAX_BYTES, |_, _| ENTRY_BYTES), generation: AtomicU64::new(0) }
     }
 
     /// The user's current state; None when the user does not exist (deleted).
     pub async fn get(&self, db: &Database, tenant: TenantId, user: UserId) -> Result<Option<UserState>, sqlx::Error> {
         let key = (tenant, user);
-        let cached =
-            self.entries.lock().ok().and_then(|entries| {
-                entries.get(&key).filter(|(_, at)| at.elapsed() < self.ttl).map(|(state, _)| *state)
-            });
-        if let Some(state) = cached {
+        if let Some(state) = self.entries.get(&key) {
             return Ok(state);
         }
         let generation = self.generation.load(Ordering::SeqCst);
         let state = load(db, tenant, user).await?;
-        if let Ok(mut entries) = self.entries.lock()
-            && self.generation.load(Ordering::SeqCst) == generation
-        {
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-            entries.insert(key, (state, Instant::now()));
+        if self.generation.load(Ordering::SeqCst) == generation {
+            self.entries.insert(key, state);
         }
         Ok(state)
     }
 
     pub fn forget(&self, change: UserChange) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut entries) = self.entries.lock() {
-            match change {
-                UserChange::One(tenant, user) => {
-                    entries.remove(&(tenant, user));
-                }
-                UserChange::All => entries.clear(),
-            }
+        match change {
+            UserChange::One(tenant, user) => self.entries.remove(&(tenant, user)),
+            UserChange::All => self.entries.clear(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! catalog verifier (`catalog`) and the platform side (`platform`) live beside it.
 
 mod hot_pool;
+pub mod listen;
 pub mod registry;
 mod tenant_tx;
 pub mod user_changes;

@@ -3,9 +3,6 @@
 
 use std::sync::Arc;
 
-use futures_util::StreamExt;
-use sqlx::postgres::PgListener;
-
 use super::Database;
 use crate::domain::TenantId;
 
@@ -122,27 +119,6 @@ impl Database {
     /// and also after a lost listener connection is re-established, since changes may
     /// have been missed meanwhile. Runs until the pool closes.
     pub async fn watch_tenant_changes(&self, on_change: impl Fn() + Send + 'static) {
-        loop {
-            if self.pool.is_closed() {
-                return;
-            }
-            match PgListener::connect_with(&self.pool).await {
-                Ok(mut listener) => {
-                    if listener.listen("rowguard_tenant_changed").await.is_ok() {
-                        on_change();
-                        let mut stream = listener.into_stream();
-                        while let Some(note) = stream.next().await {
-                            if note.is_err() {
-                                break;
-                            }
-                            on_change();
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "tenant change listener cannot connect; retrying"),
-            }
-            on_change();
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
+        self.listen("rowguard_tenant_changed", move |_| on_change()).await
     }
 }

@@ -1,10 +1,8 @@
 //! The change feed of users: a trigger NOTIFYs `rowguard_user_changed` with `tenant:user`
 //! after a role, status or sessions change commits; every instance LISTENs and drops its cache entry.
 
-use futures_util::StreamExt;
-use sqlx::postgres::PgListener;
-
 use super::Database;
+use super::listen::Notice;
 use crate::domain::{TenantId, UserId};
 
 /// What a notification says should be forgotten.
@@ -19,26 +17,13 @@ impl Database {
     /// Calls `on_change` for every changed user, and with `All` whenever notifications may
     /// have been missed (first connect, reconnect). Runs until the pool closes.
     pub async fn watch_user_changes(&self, on_change: impl Fn(UserChange) + Send + 'static) {
-        loop {
-            if self.pool.is_closed() {
-                return;
-            }
-            match PgListener::connect_with(&self.pool).await {
-                Ok(mut listener) => {
-                    if listener.listen("rowguard_user_changed").await.is_ok() {
-                        on_change(UserChange::All);
-                        let mut stream = listener.into_stream();
-                        while let Some(note) = stream.next().await {
-                            let Ok(note) = note else { break };
-                            on_change(parse_payload(note.payload()).unwrap_or(UserChange::All));
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "user change listener cannot connect; retrying"),
-            }
-            on_change(UserChange::All);
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
+        self.listen("rowguard_user_changed", move |notice| {
+            on_change(match notice {
+                Notice::Payload(payload) => parse_payload(payload).unwrap_or(UserChange::All),
+                Notice::MayHaveMissed => UserChange::All,
+            })
+        })
+        .await
     }
 }
 
