@@ -68,19 +68,16 @@ impl UserStateCache {
 /// The users table is tenant-owned: read it in a tenant transaction like any handler.
 async fn load(db: &Database, tenant: TenantId, user: UserId) -> Result<Option<UserState>, sqlx::Error> {
     let mut tx = TenantTx::begin(db, tenant, None).await?;
-    let row: Option<(String, String, DateTime<Utc>)> =
+    let row: Option<(Role, UserStatus, DateTime<Utc>)> =
         sqlx::query_as("SELECT role, status, sessions_valid_after FROM users WHERE tenant_id = $1 AND id = $2")
             .bind(tenant)
             .bind(user)
             .fetch_optional(tx.conn())
             .await?;
     tx.commit().await?;
-    // The CHECK constraints admit nothing else; anything unexpected fails closed (no user).
-    Ok(row.and_then(|(role, status, valid_after)| {
-        Some(UserState {
-            role: Role::parse(&role).ok()?,
-            status: UserStatus::parse(&status).ok()?,
-            sessions_valid_after_ms: valid_after.timestamp_millis(),
-        })
+    Ok(row.map(|(role, status, valid_after)| UserState {
+        role,
+        status,
+        sessions_valid_after_ms: valid_after.timestamp_millis(),
     }))
 }

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use clap::Subcommand;
 use rowguard::auth::password::hash_now;
-use rowguard::domain::{Email, NewPassword, Slug, TenantLifecycle};
+use rowguard::domain::{Email, NewPassword, Slug, TenantStatus};
 use rowguard::platform::transfer::Progress;
 use rowguard::platform::{NewTenant, PlatformConn, TenantChange};
 use rowguard::startup::DatabaseSetup;
@@ -88,8 +88,8 @@ pub(crate) async fn run(command: TenantsCommand, setup: &mut DatabaseSetup) -> a
             Ok(())
         }
         TenantsCommand::Show { slug } => tenants_show(setup, &slug).await,
-        TenantsCommand::Suspend { slug } => tenants_set_status(setup, &slug, TenantLifecycle::Suspended).await,
-        TenantsCommand::Resume { slug } => tenants_set_status(setup, &slug, TenantLifecycle::Active).await,
+        TenantsCommand::Suspend { slug } => tenants_set_status(setup, &slug, TenantStatus::Suspended).await,
+        TenantsCommand::Resume { slug } => tenants_set_status(setup, &slug, TenantStatus::Active).await,
         TenantsCommand::Delete { slug } => tenants_delete(setup, &slug, false).await,
         TenantsCommand::Purge { slug } => tenants_delete(setup, &slug, true).await,
         TenantsCommand::Export { slug, out } => {
@@ -137,7 +137,7 @@ async fn tenants_show(setup: &DatabaseSetup, slug: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn tenants_set_status(setup: &DatabaseSetup, slug: &str, status: TenantLifecycle) -> anyhow::Result<()> {
+async fn tenants_set_status(setup: &DatabaseSetup, slug: &str, status: TenantStatus) -> anyhow::Result<()> {
     let slug = Slug::parse(slug)?;
     let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
     let change = TenantChange { status: Some(status), ..TenantChange::default() };

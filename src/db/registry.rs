@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::Database;
-use crate::domain::TenantId;
+use crate::domain::{Plan, TenantId, TenantStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRecord {
@@ -19,25 +19,6 @@ pub struct TenantRecord {
     pub cors_allowed_origins: Arc<[String]>,
 }
 
-/// The commercial plan; it picks the default rate-limit quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Plan {
-    Free,
-    Pro,
-    Enterprise,
-}
-
-impl Plan {
-    fn from_db(s: &str) -> Plan {
-        match s {
-            "pro" => Plan::Pro,
-            "enterprise" => Plan::Enterprise,
-            // The CHECK constraint admits nothing else; anything unexpected gets the smallest quota.
-            _ => Plan::Free,
-        }
-    }
-}
-
 /// A per-tenant quota stored on the registry row: sustained requests per second and burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitOverride {
@@ -45,27 +26,7 @@ pub struct RateLimitOverride {
     pub burst: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TenantStatus {
-    Trial,
-    Active,
-    Suspended,
-    Deleted,
-}
-
-impl TenantStatus {
-    fn from_db(s: &str) -> TenantStatus {
-        match s {
-            "trial" => TenantStatus::Trial,
-            "active" => TenantStatus::Active,
-            "suspended" => TenantStatus::Suspended,
-            // The CHECK constraint admits nothing else; anything unexpected fails closed.
-            _ => TenantStatus::Deleted,
-        }
-    }
-}
-
-type Row = (TenantId, String, String, String, Option<i32>, Option<i32>, Vec<String>);
+type Row = (TenantId, String, TenantStatus, Plan, Option<i32>, Option<i32>, Vec<String>);
 
 fn record((id, slug, status, plan, per_second, burst, cors_allowed_origins): Row) -> TenantRecord {
     // The CHECK constraints keep both positive and set together; anything else means "no override".
@@ -75,14 +36,7 @@ fn record((id, slug, status, plan, per_second, burst, cors_allowed_origins): Row
         }
         _ => None,
     };
-    TenantRecord {
-        id,
-        slug: slug.into(),
-        status: TenantStatus::from_db(&status),
-        plan: Plan::from_db(&plan),
-        rate_limit,
-        cors_allowed_origins: cors_allowed_origins.into(),
-    }
+    TenantRecord { id, slug: slug.into(), status, plan, rate_limit, cors_allowed_origins: cors_allowed_origins.into() }
 }
 
 impl Database {

@@ -106,15 +106,6 @@ impl DealStage {
     }
 }
 
-/// For reading the text column with `#[sqlx(try_from = "String")]`.
-impl TryFrom<String> for DealStage {
-    type Error = Invalid;
-
-    fn try_from(raw: String) -> Result<DealStage, Invalid> {
-        DealStage::parse(&raw)
-    }
-}
-
 /// A non-negative money amount written as a decimal string (`"1250.00"`): up to 15 integer
 /// digits and 4 decimals. Never a float, so nothing is rounded on the way to `numeric`.
 #[derive(Debug, Clone, PartialEq, Eq)]

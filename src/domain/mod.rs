@@ -9,14 +9,13 @@ mod platform;
 mod role;
 mod slug;
 mod text;
+mod text_column;
 
 pub use crm::{Amount, Currency, DealStage, DealTitle, OrganizationName, WebDomain};
 pub use email::Email;
 pub use ids::{ContactId, DealId, OrganizationId, TenantId, UserId};
 pub use permissions::Permission;
-pub use platform::{
-    DomainName, OperatorId, PlanName, RESERVED_SLUGS, TenantLifecycle, TenantName, parse_unreserved_slug,
-};
+pub use platform::{DomainName, OperatorId, Plan, RESERVED_SLUGS, TenantName, TenantStatus, parse_unreserved_slug};
 pub use role::{Role, UserStatus};
 pub use slug::Slug;
 pub use text::{ContactName, NewPassword, Phone};

@@ -29,40 +29,67 @@ impl fmt::Display for OperatorId {
 /// Where a tenant is in its life. `Deleted` is final: its rows are purged when it is entered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum TenantLifecycle {
+pub enum TenantStatus {
     Trial,
     Active,
     Suspended,
     Deleted,
 }
 
-impl TenantLifecycle {
+impl TenantStatus {
     pub fn as_str(self) -> &'static str {
         match self {
-            TenantLifecycle::Trial => "trial",
-            TenantLifecycle::Active => "active",
-            TenantLifecycle::Suspended => "suspended",
-            TenantLifecycle::Deleted => "deleted",
+            TenantStatus::Trial => "trial",
+            TenantStatus::Active => "active",
+            TenantStatus::Suspended => "suspended",
+            TenantStatus::Deleted => "deleted",
         }
+    }
+
+    pub fn parse(raw: &str) -> Result<TenantStatus, Invalid> {
+        [TenantStatus::Trial, TenantStatus::Active, TenantStatus::Suspended, TenantStatus::Deleted]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| Invalid::new("status", "must be one of trial, active, suspended, deleted"))
     }
 }
 
-/// The commercial plan (V1__tenants.sql's CHECK names the same three).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+impl fmt::Display for TenantStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The commercial plan (V1__tenants.sql's CHECK names the same three); it picks the default
+/// rate-limit quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum PlanName {
+pub enum Plan {
     Free,
     Pro,
     Enterprise,
 }
 
-impl PlanName {
+impl Plan {
     pub fn as_str(self) -> &'static str {
         match self {
-            PlanName::Free => "free",
-            PlanName::Pro => "pro",
-            PlanName::Enterprise => "enterprise",
+            Plan::Free => "free",
+            Plan::Pro => "pro",
+            Plan::Enterprise => "enterprise",
         }
+    }
+
+    pub fn parse(raw: &str) -> Result<Plan, Invalid> {
+        [Plan::Free, Plan::Pro, Plan::Enterprise]
+            .into_iter()
+            .find(|p| p.as_str() == raw)
+            .ok_or_else(|| Invalid::new("plan", "must be one of free, pro, enterprise"))
     }
 }
 

@@ -60,20 +60,3 @@ impl UserStatus {
         }
     }
 }
-
-/// For reading the text columns with `#[sqlx(try_from = "String")]`.
-impl TryFrom<String> for Role {
-    type Error = Invalid;
-
-    fn try_from(raw: String) -> Result<Role, Invalid> {
-        Role::parse(&raw)
-    }
-}
-
-impl TryFrom<String> for UserStatus {
-    type Error = Invalid;
-
-    fn try_from(raw: String) -> Result<UserStatus, Invalid> {
-        UserStatus::parse(&raw)
-    }
-}

@@ -22,7 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool, Postgres};
 
 use crate::db::{PLATFORM_ROLE, TenantTx};
-use crate::domain::{DomainName, Email, PlanName, Role, Slug, TenantId, TenantLifecycle, UserId};
+use crate::domain::{DomainName, Email, Plan, Role, Slug, TenantId, TenantStatus, UserId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
@@ -58,8 +58,8 @@ pub struct TenantSummary {
     pub id: TenantId,
     pub slug: String,
     pub name: String,
-    pub status: String,
-    pub plan: String,
+    pub status: TenantStatus,
+    pub plan: Plan,
     pub created_at: DateTime<Utc>,
 }
 
@@ -80,8 +80,8 @@ pub struct CreatedTenant {
 /// change here: it purges, see `delete_tenant`.
 #[derive(Debug, Default, Clone)]
 pub struct TenantChange {
-    pub status: Option<TenantLifecycle>,
-    pub plan: Option<PlanName>,
+    pub status: Option<TenantStatus>,
+    pub plan: Option<Plan>,
     pub name: Option<String>,
 }
 
@@ -158,15 +158,15 @@ impl PlatformConn {
 
     /// Create a tenant, its domains and its owner in one transaction with the tenant set.
     pub async fn create_tenant(&mut self, new: NewTenant) -> Result<CreatedTenant, PlatformError> {
-        self.create_tenant_with(new, TenantLifecycle::Active, PlanName::Free).await
+        self.create_tenant_with(new, TenantStatus::Active, Plan::Free).await
     }
 
     /// As `create_tenant`, with the initial status (`trial` for self-service signups) and plan.
     pub async fn create_tenant_with(
         &mut self,
         new: NewTenant,
-        status: TenantLifecycle,
-        plan: PlanName,
+        status: TenantStatus,
+        plan: Plan,
     ) -> Result<CreatedTenant, PlatformError> {
         let tenant = TenantId::new_v7();
         let owner = UserId::new_v7();
@@ -212,7 +212,7 @@ impl PlatformConn {
         &mut self,
         after: Option<&Slug>,
         limit: i64,
-        status: Option<TenantLifecycle>,
+        status: Option<TenantStatus>,
     ) -> Result<Vec<TenantSummary>, PlatformError> {
         Ok(sqlx::query_as(
             "SELECT id, slug, name, status, plan, created_at FROM tenants
@@ -220,7 +220,7 @@ impl PlatformConn {
               ORDER BY slug LIMIT $3",
         )
         .bind(after.map(Slug::as_str))
-        .bind(status.map(TenantLifecycle::as_str))
+        .bind(status.map(TenantStatus::as_str))
         .bind(limit)
         .fetch_all(self.conn())
         .await?)
@@ -249,12 +249,12 @@ impl PlatformConn {
     /// Change status, plan or name. A deleted tenant cannot come back: its rows are gone, and
     /// reviving it would hand its old subdomain an empty tenant.
     pub async fn change_tenant(&mut self, slug: &Slug, change: TenantChange) -> Result<TenantSummary, PlatformError> {
-        if change.status == Some(TenantLifecycle::Deleted) {
+        if change.status == Some(TenantStatus::Deleted) {
             self.delete_tenant(slug).await?;
             return self.existing(slug).await;
         }
         let current = self.existing(slug).await?;
-        if current.status == TenantLifecycle::Deleted.as_str() {
+        if current.status == TenantStatus::Deleted {
             return Err(PlatformError::TenantDeleted(slug.to_string()));
         }
         // In the tenant's own transaction, so the change lands in its audit trail with it.
@@ -267,8 +267,8 @@ impl PlatformConn {
              RETURNING id, slug, name, status, plan, created_at",
         )
         .bind(slug.as_str())
-        .bind(change.status.map(TenantLifecycle::as_str))
-        .bind(change.plan.map(PlanName::as_str))
+        .bind(change.status.map(TenantStatus::as_str))
+        .bind(change.plan.map(Plan::as_str))
         .bind(change.name.as_deref())
         .fetch_optional(tx.conn())
         .await?;
@@ -314,7 +314,7 @@ impl PlatformConn {
     /// Only after `delete_tenant`: the purge runs again first, in the same transaction.
     pub async fn purge_tenant(&mut self, slug: &Slug) -> Result<Vec<(String, u64)>, PlatformError> {
         let tenant = self.existing(slug).await?;
-        if tenant.status != TenantLifecycle::Deleted.as_str() {
+        if tenant.status != TenantStatus::Deleted {
             return Err(PlatformError::TenantNotDeleted(slug.to_string()));
         }
         let mut tx = TenantTx::begin_on(self.conn(), tenant.id).await?;
@@ -402,7 +402,7 @@ impl PlatformConn {
     /// The id of a tenant that exists and is not deleted.
     async fn live(&mut self, slug: &Slug) -> Result<TenantId, PlatformError> {
         let tenant = self.existing(slug).await?;
-        if tenant.status == TenantLifecycle::Deleted.as_str() {
+        if tenant.status == TenantStatus::Deleted {
             return Err(PlatformError::TenantDeleted(slug.to_string()));
         }
         Ok(tenant.id)

@@ -21,7 +21,7 @@ use sqlx::AssertSqlSafe;
 
 use super::purge::tables_children_first;
 use super::{PlatformConn, PlatformError};
-use crate::domain::{Slug, TenantId};
+use crate::domain::{Plan, Slug, TenantId};
 
 pub const FORMAT: &str = "rowguard-tenant-export";
 
@@ -44,7 +44,7 @@ pub struct ExportedTenant {
     pub id: TenantId,
     pub slug: String,
     pub name: String,
-    pub plan: String,
+    pub plan: Plan,
     /// Hex head of the source audit chain at export time, when it has one.
     pub audit_head: Option<String>,
 }
@@ -183,7 +183,7 @@ pub async fn import(
         .bind(tenant)
         .bind(slug.as_str())
         .bind(&header.tenant.name)
-        .bind(&header.tenant.plan)
+        .bind(header.tenant.plan)
         .execute(tx.conn())
         .await
         .map_err(|e| match &e {

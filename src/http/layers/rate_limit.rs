@@ -32,7 +32,7 @@ use governor::{Quota, RateLimiter};
 
 use super::failure_limiter::FailureLimiter;
 use super::tenant::ResolvedTenant;
-use crate::db::registry::Plan;
+use crate::domain::Plan;
 use crate::domain::{OperatorId, TenantId, UserId};
 use crate::http::ApiContext;
 use crate::http::client_ip::ClientIp;

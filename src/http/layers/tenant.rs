@@ -14,7 +14,8 @@ use axum::response::Response;
 
 use crate::cache::BoundedCache;
 use crate::db::Database;
-use crate::db::registry::{Plan, RateLimitOverride, TenantRecord, TenantStatus};
+use crate::db::registry::{RateLimitOverride, TenantRecord};
+use crate::domain::{Plan, TenantStatus};
 use crate::domain::{Slug, TenantId};
 use crate::http::ApiContext;
 use crate::http::error::ApiError;

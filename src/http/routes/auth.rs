@@ -17,7 +17,7 @@ use crate::auth::password::Verified;
 use crate::auth::refresh::{NewRefreshToken, REFRESH_TOKEN_TTL, hash_presented};
 use crate::db::TenantTx;
 use crate::db::user_changes::UserChange;
-use crate::domain::{Role, TenantId, UserId};
+use crate::domain::{Role, TenantId, UserId, UserStatus};
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, TenantScope};
@@ -198,8 +198,8 @@ struct PresentedToken {
     family_id: Uuid,
     rotated: bool,
     live: bool,
-    role: String,
-    status: String,
+    role: Role,
+    status: UserStatus,
 }
 
 /// Exchange a refresh token for a new access token and its successor refresh token.
@@ -260,10 +260,10 @@ pub async fn refresh(
             "this refresh token was already used; every session of this login has been ended",
         ));
     }
-    if !token.live || token.status != "active" {
+    if !token.live || token.status != UserStatus::Active {
         return Err(invalid_refresh_token());
     }
-    let role = Role::parse(&token.role).map_err(ApiError::internal)?;
+    let role = token.role;
     sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE tenant_id = $1 AND id = $2")
         .bind(tenant)
         .bind(token.id)

@@ -19,7 +19,6 @@ pub struct Deal {
     pub title: String,
     pub contact_id: ContactId,
     pub organization_id: Option<OrganizationId>,
-    #[sqlx(try_from = "String")]
     pub stage: DealStage,
     /// A decimal string, exactly as stored (`"1250.00"`).
     pub amount: String,

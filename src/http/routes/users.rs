@@ -22,9 +22,7 @@ use crate::http::pagination::Keyset;
 pub struct User {
     pub id: UserId,
     pub email: String,
-    #[sqlx(try_from = "String")]
     pub role: Role,
-    #[sqlx(try_from = "String")]
     pub status: UserStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::{Email, NewPassword, PlanName, TenantId, TenantLifecycle, TenantName, parse_unreserved_slug};
+use crate::domain::{Email, NewPassword, Plan, TenantId, TenantName, TenantStatus, parse_unreserved_slug};
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::Json;
@@ -27,7 +27,7 @@ pub struct SignupResponse {
     pub id: TenantId,
     pub slug: String,
     /// Always `trial`.
-    pub status: TenantLifecycle,
+    pub status: TenantStatus,
 }
 
 /// Sign up: a new trial tenant and its owner.
@@ -57,9 +57,9 @@ pub async fn signup(
         owner_password_hash: hash,
         domains: vec![],
     };
-    let created = platform.create_tenant_with(new, TenantLifecycle::Trial, PlanName::Free).await?;
+    let created = platform.create_tenant_with(new, TenantStatus::Trial, Plan::Free).await?;
     Ok((
         StatusCode::CREATED,
-        Json(SignupResponse { id: created.tenant, slug: slug.to_string(), status: TenantLifecycle::Trial }),
+        Json(SignupResponse { id: created.tenant, slug: slug.to_string(), status: TenantStatus::Trial }),
     ))
 }

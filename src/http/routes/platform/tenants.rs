@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{Platform, path_slug, platform_conn};
 use crate::domain::{
-    DomainName, Email, NewPassword, PlanName, Slug, TenantId, TenantLifecycle, TenantName, parse_unreserved_slug,
+    DomainName, Email, NewPassword, Plan, Slug, TenantId, TenantName, TenantStatus, parse_unreserved_slug,
 };
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
@@ -24,10 +24,8 @@ pub struct TenantView {
     pub id: TenantId,
     pub slug: String,
     pub name: String,
-    #[schema(value_type = TenantLifecycle)]
-    pub status: String,
-    #[schema(value_type = PlanName)]
-    pub plan: String,
+    pub status: TenantStatus,
+    pub plan: Plan,
     pub created_at: DateTime<Utc>,
     pub domains: Vec<TenantDomain>,
 }
@@ -47,7 +45,7 @@ pub struct TenantListParams {
     /// `next_cursor` of the previous page (tenants are listed in slug order).
     cursor: Option<String>,
     /// Only tenants in this status.
-    status: Option<TenantLifecycle>,
+    status: Option<TenantStatus>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -58,9 +56,9 @@ pub struct NewTenantRequest {
     owner_email: String,
     owner_password: String,
     /// `active` (default) or `trial`.
-    status: Option<TenantLifecycle>,
+    status: Option<TenantStatus>,
     /// Default `free`.
-    plan: Option<PlanName>,
+    plan: Option<Plan>,
     /// Custom domains; the first is primary.
     #[serde(default)]
     domains: Vec<String>,
@@ -71,8 +69,8 @@ pub struct NewTenantRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
-    status: Option<TenantLifecycle>,
-    plan: Option<PlanName>,
+    status: Option<TenantStatus>,
+    plan: Option<Plan>,
     name: Option<String>,
 }
 
@@ -119,8 +117,8 @@ pub async fn create_tenant(
     let name = TenantName::parse(&body.name).map_err(ApiError::validation)?;
     let owner_email = Email::parse(&body.owner_email).map_err(ApiError::validation)?;
     let password = NewPassword::parse(&body.owner_password).map_err(ApiError::validation)?;
-    let status = body.status.unwrap_or(TenantLifecycle::Active);
-    if !matches!(status, TenantLifecycle::Active | TenantLifecycle::Trial) {
+    let status = body.status.unwrap_or(TenantStatus::Active);
+    if !matches!(status, TenantStatus::Active | TenantStatus::Trial) {
         return Err(ApiError::validation(crate::domain::Invalid::new("status", "a new tenant is active or trial")));
     }
     let domains = body
@@ -133,7 +131,7 @@ pub async fn create_tenant(
     let mut platform = platform_conn(&ctx).await?;
     let new =
         NewTenant { slug: slug.clone(), name: name.into_string(), owner_email, owner_password_hash: hash, domains };
-    platform.create_tenant_with(new, status, body.plan.unwrap_or(PlanName::Free)).await?;
+    platform.create_tenant_with(new, status, body.plan.unwrap_or(Plan::Free)).await?;
     Ok((StatusCode::CREATED, Json(view(&mut platform, &slug).await?)))
 }
 
