@@ -1,15 +1,11 @@
 //! The client's IP address: the socket peer, or what X-Forwarded-For / Forwarded say when —
-//! and only when — the peer is a configured proxy (ROWGUARD_TRUSTED_PROXIES). Reads headers only.
+//! and only when — the peer is a configured proxy (ROWGUARD_TRUSTED_PROXIES). Reads headers
+//! only. Computed once per request, into the request's context (`http::context::ClientAddr`).
 
-use std::convert::Infallible;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, header};
 use ipnet::IpNet;
-
-use super::ApiContext;
 
 /// Addresses and networks whose forwarding headers we believe. Empty (the default): none,
 /// so a client cannot choose its own address by sending X-Forwarded-For.
@@ -100,31 +96,6 @@ fn parse_node(node: &str) -> Option<IpAddr> {
         return rest.split_once(']').and_then(|(ip, _)| ip.parse::<Ipv6Addr>().ok()).map(|ip| canonical(ip.into()));
     }
     node.parse::<SocketAddr>().ok().map(|addr| canonical(addr.ip()))
-}
-
-/// The client address as an extractor. It cannot fail: a request without a socket peer (an
-/// in-process call through `tower::ServiceExt::oneshot`) is "unspecified", never a 500.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientIp(pub IpAddr);
-
-impl ClientIp {
-    /// Stand-in for requests that reached us without a socket (tests, in-process callers).
-    pub const UNKNOWN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
-
-    pub fn of(parts_extensions: &axum::http::Extensions, headers: &HeaderMap, proxies: &TrustedProxies) -> ClientIp {
-        match parts_extensions.get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(peer)) => ClientIp(proxies.client_ip(peer.ip(), headers)),
-            None => ClientIp(ClientIp::UNKNOWN),
-        }
-    }
-}
-
-impl FromRequestParts<ApiContext> for ClientIp {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<ClientIp, Infallible> {
-        Ok(ClientIp::of(&parts.extensions, &parts.headers, &ctx.trusted_proxies))
-    }
 }
 
 #[cfg(test)]

@@ -1,19 +1,15 @@
 //! Extractors handlers use: JSON, path and query that reject with problem documents, the
 //! request's tenant scope (the way to a tenant transaction), and the authenticated principal.
 
-use axum::extract::{FromRequest, FromRequestParts};
-use std::net::IpAddr;
+use std::sync::Arc;
 
-use axum::http::header::USER_AGENT;
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{Extensions, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiContext;
-use super::client_ip::{ClientIp, TrustedProxies};
+use super::context::{ClientAddr, Principal, RequestContext, ResolvedTenant};
 use super::error::ApiError;
-use super::layers::auth::Principal;
-use super::layers::tenant::ResolvedTenant;
 use crate::db::{Actor, Database, HotStatement, Literal, TenantTx};
 use crate::domain::{TenantId, UserId};
 
@@ -43,19 +39,31 @@ pub struct Query<T>(pub T);
 /// handler reaches tenant data: a transaction that has already set the tenant.
 pub struct TenantScope {
     db: Database,
-    pub tenant: ResolvedTenant,
-    pub user: Option<UserId>,
-    /// Who acts, as the audit trail records it (user, role, request id, address, agent).
-    pub actor: Actor,
+    context: Arc<RequestContext>,
 }
 
 impl TenantScope {
+    pub fn tenant(&self) -> &ResolvedTenant {
+        // Checked when the scope was extracted; set at most once.
+        self.context.tenant().unwrap_or_else(|| unreachable!("a tenant scope exists only once resolved"))
+    }
+
     pub fn tenant_id(&self) -> TenantId {
-        self.tenant.id
+        self.tenant().id
+    }
+
+    pub fn user(&self) -> Option<UserId> {
+        self.context.principal().map(|p| p.user)
+    }
+
+    /// Who acts, as the audit trail records it (user, role, request id, address, agent); built
+    /// when asked for, since reads never need it.
+    pub fn actor(&self) -> Actor {
+        self.context.actor()
     }
 
     pub async fn begin(&self) -> Result<TenantTx<'static>, ApiError> {
-        Ok(TenantTx::begin_as(&self.db, self.tenant.id, &self.actor).await?)
+        Ok(TenantTx::begin_as(&self.db, self.tenant_id(), &self.actor()).await?)
     }
 
     /// A read whose parameters are all ids or numbers, in one round trip (`TenantTx::read_once`).
@@ -63,7 +71,7 @@ impl TenantScope {
     where
         T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
     {
-        let rows = TenantTx::read_once(&self.db, self.tenant.id, self.user, statement, args).await?;
+        let rows = TenantTx::read_once(&self.db, self.tenant_id(), self.user(), statement, args).await?;
         rows.iter().map(|r| T::from_row(r).map_err(ApiError::from)).collect()
     }
 }
@@ -72,49 +80,11 @@ impl FromRequestParts<ApiContext> for TenantScope {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
-        let tenant = parts
-            .extensions
-            .get::<ResolvedTenant>()
+        let context = RequestContext::of(&parts.extensions)
+            .filter(|c| c.tenant().is_some())
             .cloned()
             .ok_or_else(|| ApiError::internal("tenant scope requested on a route without tenant resolution"))?;
-        let principal = parts.extensions.get::<Principal>();
-        let user = principal.map(|p| p.user);
-        let mut actor = request_actor(parts, &ctx.trusted_proxies);
-        actor.user = user;
-        actor.role = principal.map(|p| p.role);
-        Ok(TenantScope { db: ctx.db.clone(), tenant, user, actor })
-    }
-}
-
-/// What the request says about who sends it: its id (ours are uuids; any other is not
-/// recorded), the client address (forwarding headers believed only from trusted proxies), and a printable user agent of bounded length.
-pub fn request_actor(parts: &Parts, proxies: &TrustedProxies) -> Actor {
-    ActorSource::capture(&parts.extensions, &parts.headers, proxies).actor()
-}
-
-/// What `request_actor` reads, kept without copying (header values share the request's
-/// bytes), for a layer that needs the actor only if the answer turns out to be a refusal.
-pub struct ActorSource {
-    request_id: Option<HeaderValue>,
-    user_agent: Option<HeaderValue>,
-    client_ip: IpAddr,
-}
-
-impl ActorSource {
-    pub fn capture(extensions: &Extensions, headers: &HeaderMap, proxies: &TrustedProxies) -> ActorSource {
-        ActorSource {
-            request_id: headers.get("x-request-id").cloned(),
-            user_agent: headers.get(USER_AGENT).cloned(),
-            client_ip: ClientIp::of(extensions, headers, proxies).0,
-        }
-    }
-
-    pub fn actor(&self) -> Actor {
-        let text = |v: &Option<HeaderValue>| v.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let request_id = text(&self.request_id).and_then(|v| uuid::Uuid::parse_str(&v).ok());
-        let client_ip = Some(self.client_ip).filter(|ip| *ip != ClientIp::UNKNOWN);
-        let user_agent = text(&self.user_agent).map(|ua| ua.chars().filter(|c| !c.is_control()).take(256).collect());
-        Actor { user: None, role: None, request_id, client_ip, user_agent }
+        Ok(TenantScope { db: ctx.db.clone(), context })
     }
 }
 
@@ -122,10 +92,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<Principal>()
+        RequestContext::of(&parts.extensions)
+            .and_then(|c| c.principal())
             .cloned()
             .ok_or_else(|| ApiError::internal("principal requested on a route without authentication"))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestContext::of(&parts.extensions).map_or(ClientAddr::UNKNOWN, |c| c.client()))
     }
 }

@@ -2,6 +2,7 @@
 //! lists every layer once, in request order, outermost first.
 
 pub mod client_ip;
+pub mod context;
 pub mod error;
 pub mod extract;
 pub mod header_timer;
@@ -175,6 +176,15 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         // resolution looks anything up; resolution counts the failures.
         .route_layer(from_fn_with_state(ctx.clone(), layers::tenant::resolve_tenant))
         .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_unresolved));
+    // CORS wraps the tenant API whole: `layer`, not `route_layer`, so that a preflight (OPTIONS,
+    // which no route handles) reaches it and is answered there; other requests get the
+    // resolved tenant's origins. The 405 fallback is set first so that the layer wraps it (the
+    // router-wide one set later only replaces fallbacks still at their default).
+    let (tenant_router, tenant_doc) = tenant_api.split_for_parts();
+    let tenant_router = tenant_router
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(ctx.clone(), layers::cors::per_tenant_cors));
+    let tenant_api = OpenApiRouter::with_openapi(tenant_doc).merge(OpenApiRouter::from(tenant_router));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
@@ -208,31 +218,31 @@ fn platform_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .route_layer(from_fn_with_state(ctx.clone(), layers::platform_auth::bare_host_only))
 }
 
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "the route does not accept this method")
+}
+
 pub fn router(ctx: ApiContext, limits: Limits) -> Router {
     let (routes, api) = api_routes(&ctx).split_for_parts();
     ctx.metrics.register_routes(api.paths.paths.keys().map(String::as_str));
-    let metrics = std::sync::Arc::clone(&ctx.metrics);
     let request_id = HeaderName::from_static("x-request-id");
     let hsts = layers::security_headers::Hsts(ctx.hsts);
-    let cors = ctx.clone();
+    let observed = ctx.clone();
     Router::new()
         .merge(routes)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "the route does not accept this method")
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(ctx)
         .layer(
             ServiceBuilder::new()
                 .layer(MapRequestLayer::new(layers::request_id::sanitize_incoming::<Body>))
                 .layer(SetRequestIdLayer::new(request_id.clone(), layers::request_id::MakeRequestUuidV7))
                 .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(from_fn_with_state(metrics, layers::observe::observe))
+                .layer(from_fn_with_state(observed, layers::observe::observe))
                 .layer(from_fn(error::problem_documents))
                 .layer(from_fn_with_state(hsts, layers::security_headers::security_headers))
                 .layer(layers::request_shape::RefuseAmbiguousLayer)
-                .layer(from_fn_with_state(cors, layers::cors::per_tenant_cors))
                 .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
                 .layer(DefaultBodyLimit::max(limits.body_limit_bytes)),
         )

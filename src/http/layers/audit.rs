@@ -13,12 +13,11 @@ use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::json;
 
-use super::tenant::ResolvedTenant;
 use crate::audit::{self, AccessEvent};
 use crate::db::Actor;
 use crate::domain::TenantId;
 use crate::http::ApiContext;
-use crate::http::extract::{ActorSource, request_actor};
+use crate::http::context::RequestContext;
 
 const PER_MINUTE: u32 = 20;
 const MAX_TENANTS_TRACKED: usize = 100_000;
@@ -54,19 +53,18 @@ impl AccessSampler {
 }
 
 pub async fn record_refusals(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
-    let Some(tenant) = request.extensions().get::<ResolvedTenant>().map(|t| t.id) else {
+    let context = RequestContext::of(request.extensions()).cloned();
+    let Some((context, tenant)) = context.and_then(|c| c.tenant().map(|t| t.id).map(|t| (c, t))) else {
         return next.run(request).await;
     };
-    // Kept cheaply (shared bytes, no new strings) for the rare refusal; the actor is built
-    // from them only then.
+    // Kept cheaply (shared bytes) for the rare refusal; the actor is built only then.
     let (method, uri) = (request.method().clone(), request.uri().clone());
-    let source = ActorSource::capture(request.extensions(), request.headers(), &ctx.trusted_proxies);
     let response = next.run(request).await;
     let status = response.status();
     if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
         && let Some(skipped) = ctx.access_sampler.admit(tenant)
     {
-        let (actor, method, path) = (source.actor(), method.as_str(), uri.path());
+        let (actor, method, path) = (context.anonymous_actor(), method.as_str(), uri.path());
         let event = AccessEvent {
             action: "access.denied",
             resource_type: None,
@@ -85,7 +83,7 @@ pub async fn record_refusals(State(ctx): State<ApiContext>, request: Request, ne
 /// Record a rate-limit refusal (`access.rate_limited`), sampled with the same per-tenant
 /// budget as other refusals so a flood over quota cannot flood the log.
 pub async fn record_throttled(ctx: &ApiContext, tenant: TenantId, parts: &axum::http::request::Parts, limit: &str) {
-    let actor = request_actor(parts, &ctx.trusted_proxies);
+    let actor = RequestContext::of(&parts.extensions).map_or_else(Actor::default, |c| c.anonymous_actor());
     record_throttled_as(ctx, tenant, &actor, parts.method.as_str(), parts.uri.path(), limit).await;
 }
 

@@ -8,38 +8,24 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::rate_limit::too_many_requests;
-use super::tenant::ResolvedTenant;
 use crate::auth::{AccessClaims, TokenError};
-use crate::domain::{Permission, Role, TenantId, UserId, UserStatus};
+use crate::domain::{Permission, TenantId, UserStatus};
 use crate::http::ApiContext;
+use crate::http::context::{Principal, RequestContext};
 use crate::http::error::ApiError;
-use crate::http::extract::ActorSource;
 use crate::metrics::RateLimited;
 
-/// Who is acting: established by this layer, read by handlers as an extractor.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub user: UserId,
-    pub tenant: TenantId,
-    pub role: Role,
-}
-
-pub async fn authenticate(
-    State(ctx): State<ApiContext>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let tenant = request
-        .extensions()
-        .get::<ResolvedTenant>()
-        .map(|t| t.id)
+pub async fn authenticate(State(ctx): State<ApiContext>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let context = RequestContext::of(request.extensions()).cloned();
+    let (context, tenant) = context
+        .and_then(|c| c.tenant().map(|t| t.id).map(|t| (c, t)))
         .ok_or_else(|| ApiError::internal("authentication layer runs before tenant resolution"))?;
     // An address that keeps failing to authenticate to this tenant is refused before its
     // token is read (one layer with authentication: this runs on every bearer request).
-    let ip = super::rate_limit::client_ip(&ctx, &request);
+    let ip = context.client().0;
     if let Some(refusal) = ctx.rate_limits.unauthenticated_refusal(tenant, ip) {
         ctx.metrics.rate_limited(RateLimited::UnauthenticatedPerAddress);
-        let actor = ActorSource::capture(request.extensions(), request.headers(), &ctx.trusted_proxies).actor();
+        let actor = context.anonymous_actor();
         let (method, path) = (request.method().clone(), request.uri().path().to_owned());
         let limit = "unauthenticated_per_address";
         super::audit::record_throttled_as(&ctx, tenant, &actor, method.as_str(), &path, limit).await;
@@ -62,11 +48,8 @@ pub async fn authenticate(
             return Err(e);
         }
     };
-    let user = principal.user;
-    request.extensions_mut().insert(principal);
-    let mut response = next.run(request).await;
-    response.extensions_mut().insert(super::observe::ServedUser(user));
-    Ok(response)
+    context.set_principal(principal);
+    Ok(next.run(request).await)
 }
 
 async fn principal_of(
@@ -82,7 +65,6 @@ async fn principal_of(
     if claims.tid != tenant {
         return Err(ApiError::forbidden("tenant_mismatch", "the token was issued for another tenant"));
     }
-    tracing::Span::current().record("user", tracing::field::display(claims.sub));
     // Authorization changes count on the next request (ASVS 8.3.2): the user's current state,
     // from the per-instance cache, decides — not what the token said when it was issued.
     let state = ctx.users.get(&ctx.db, tenant, claims.sub).await?;

@@ -1,10 +1,13 @@
-//! Per-tenant CORS: each tenant lists the browser origins it allows (`cors_allowed_origins` on
-//! its registry row); an origin allowed for tenant A is not allowed on tenant B. Reads headers only.
+//! Per-tenant CORS on the tenant API (`/v1`): each tenant lists the browser origins it allows
+//! (`cors_allowed_origins` on its registry row); an origin allowed for tenant A is not allowed
+//! on tenant B. No credentials mode, since tokens are bearer headers, not cookies.
 //!
-//! A preflight carries no custom headers, so it cannot say `X-Tenant`: browsers reach a tenant
-//! by its host (`{slug}.{base}` or a custom domain). Preflights are answered here, before
-//! routing (no route has an OPTIONS handler); no credentials mode, since tokens are bearer
-//! headers, not cookies.
+//! An actual request is answered by the routes below, which resolve its tenant into the
+//! request's context; this layer reads the tenant's origins from there once the answer is out
+//! (no second resolution). A preflight carries no custom headers, so it cannot say `X-Tenant`:
+//! browsers reach a tenant by its host (`{slug}.{base}` or a custom domain). No route has an
+//! OPTIONS handler, so a preflight is answered here, resolving the host itself: the only
+//! resolution that request gets.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -14,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use super::rate_limit::too_many_requests;
 use super::tenant::resolve;
 use crate::http::ApiContext;
-use crate::http::client_ip::ClientIp;
+use crate::http::context::{RequestContext, ResolvedTenant};
 use crate::http::error::ApiError;
 
 const ALLOWED_METHODS: &str = "GET, POST, PATCH, DELETE";
@@ -26,20 +29,22 @@ const EXPOSED_HEADERS: &str =
 const PREFLIGHT_MAX_AGE: &str = "600";
 
 pub async fn per_tenant_cors(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
-    let origin = request.headers().get(header::ORIGIN).cloned();
-    let Some(origin) = origin.filter(|_| request.uri().path().starts_with("/v1/")) else {
+    let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;
+    };
+    let Some(context) = RequestContext::of(request.extensions()).cloned() else {
+        return ApiError::internal("CORS runs outside the request context").into_response();
     };
     let preflight =
         request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if preflight {
-        // Preflights answer before routing, so the per-address limit on requests that name no
-        // known tenant is applied here too: a flood of random hosts must stay cheap.
-        let ip = ClientIp::of(request.extensions(), request.headers(), &ctx.trusted_proxies).0;
+        // Preflights answer before tenant resolution, so the per-address limit on requests that
+        // name no known tenant is applied here too: a flood of random hosts must stay cheap.
+        let ip = context.client().0;
         if let Some(refusal) = ctx.rate_limits.unresolved_refusal(ip) {
             return too_many_requests(refusal, "too many requests naming no known tenant from this address");
         }
-        let allowed = match origin_allowed(&ctx, request.headers(), &origin).await {
+        let allowed = match preflight_allowed(&ctx, request.headers(), &origin).await {
             Some(allowed) => allowed,
             None => {
                 ctx.rate_limits.record_unresolved(ip);
@@ -59,13 +64,11 @@ pub async fn per_tenant_cors(State(ctx): State<ApiContext>, request: Request, ne
         vary_on_origin(h);
         return response;
     }
-    // Checked after the request has been through resolution, so the tenant (or its absence) is
-    // in the cache by then, and an address refused for naming unknown tenants costs no lookup.
-    let ip = ClientIp::of(request.extensions(), request.headers(), &ctx.trusted_proxies).0;
-    let naming = request.headers().clone();
     let mut response = next.run(request).await;
-    let allowed =
-        ctx.rate_limits.unresolved_refusal(ip).is_none() && origin_allowed(&ctx, &naming, &origin).await == Some(true);
+    // The tenant the routes resolved; none when the request named none that resolves (it got
+    // the resolution error), or was refused before resolution (an address that keeps naming
+    // unknown tenants): no CORS headers then.
+    let allowed = context.tenant().is_some_and(|tenant| origin_listed(tenant, &origin));
     let h = response.headers_mut();
     if allowed {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
@@ -75,17 +78,19 @@ pub async fn per_tenant_cors(State(ctx): State<ApiContext>, request: Request, ne
     response
 }
 
-/// Whether the tenant the request names (by host, or X-Tenant for non-browser callers) lists
-/// `origin`; None when it names no tenant that resolves (the request itself then gets the
-/// resolution error from the tenant layer, as without CORS).
-async fn origin_allowed(ctx: &ApiContext, headers: &HeaderMap, origin: &HeaderValue) -> Option<bool> {
-    let Ok(origin) = origin.to_str() else { return Some(false) };
+/// Whether the tenant a preflight names by its host lists `origin`; None when the host names
+/// no tenant that resolves.
+async fn preflight_allowed(ctx: &ApiContext, headers: &HeaderMap, origin: &HeaderValue) -> Option<bool> {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     match resolve(ctx, text(header::HOST), text(header::HeaderName::from_static("x-tenant"))).await {
-        // Origins are serialized in lower case by browsers; compare without regard to case anyway.
-        Ok(tenant) => Some(tenant.cors_allowed_origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin))),
+        Ok(tenant) => Some(origin_listed(&tenant, origin)),
         Err(_) => None,
     }
+}
+
+/// Origins are serialized in lower case by browsers; compare without regard to case anyway.
+fn origin_listed(tenant: &ResolvedTenant, origin: &HeaderValue) -> bool {
+    origin.to_str().is_ok_and(|origin| tenant.cors_allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(origin)))
 }
 
 fn vary_on_origin(headers: &mut HeaderMap) {

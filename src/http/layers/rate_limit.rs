@@ -31,11 +31,10 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use super::failure_limiter::FailureLimiter;
-use super::tenant::ResolvedTenant;
 use crate::domain::Plan;
 use crate::domain::{OperatorId, TenantId, UserId};
 use crate::http::ApiContext;
-use crate::http::client_ip::ClientIp;
+use crate::http::context::{ClientAddr, RequestContext, ResolvedTenant};
 use crate::http::error::ApiError;
 use crate::metrics::RateLimited;
 
@@ -355,21 +354,14 @@ pub fn too_many_requests(refusal: Refusal, detail: &str) -> Response {
     response
 }
 
-/// The client's address as the per-address limits key it.
-pub(crate) fn client_ip(ctx: &ApiContext, request: &Request) -> IpAddr {
-    key_ip(ClientIp::of(request.extensions(), request.headers(), &ctx.trusted_proxies).0)
+fn key_ip(ip: IpAddr) -> IpAddr {
+    ClientAddr(ip).limit_key()
 }
 
-/// The address a per-IP limit keys on: IPv6 clients get a /64 each (one subscriber's usual
-/// allocation), so walking through addresses of one network does not mint fresh quotas.
-fn key_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & (u128::MAX << 64);
-            IpAddr::V6(bits.into())
-        }
-        v4 => v4,
-    }
+/// The client's address as the per-address limits key it (`ClientAddr::limit_key`), from the
+/// request's context.
+pub(crate) fn client_ip(request: &Request) -> IpAddr {
+    RequestContext::of(request.extensions()).map_or(ClientAddr::UNKNOWN, |c| c.client()).limit_key()
 }
 
 /// The layer right after authentication: spend one request of the tenant's quota. Only an
@@ -378,11 +370,12 @@ pub async fn limit_tenant(State(ctx): State<ApiContext>, request: Request, next:
     if !ctx.rate_limits.enabled {
         return next.run(request).await;
     }
-    let Some(tenant) = request.extensions().get::<ResolvedTenant>().cloned() else {
+    let context = RequestContext::of(request.extensions()).cloned();
+    let Some(tenant) = context.as_deref().and_then(RequestContext::tenant) else {
         // Mis-ordered layers would land here; never a 500 for it, so key by address instead.
         return limit_unresolved(State(ctx), request, next).await;
     };
-    match ctx.rate_limits.check_tenant(&tenant) {
+    match ctx.rate_limits.check_tenant(tenant) {
         Ok(allowance) => {
             let mut response = next.run(request).await;
             if response.headers().contains_key("ratelimit-limit") {
@@ -411,7 +404,7 @@ pub async fn limit_unresolved(State(ctx): State<ApiContext>, request: Request, n
     if !ctx.rate_limits.enabled {
         return next.run(request).await;
     }
-    let ip = client_ip(&ctx, &request);
+    let ip = client_ip(&request);
     if let Some(refusal) = ctx.rate_limits.unresolved.refused(&ip) {
         ctx.metrics.rate_limited(RateLimited::Unresolved);
         return too_many_requests(refusal, "too many requests naming no known tenant from this address; retry later");
@@ -442,10 +435,10 @@ async fn per_tenant_address(ctx: &ApiContext, request: Request, next: Next, whic
         return next.run(request).await;
     }
     let limits = &ctx.rate_limits;
-    let Some(tenant) = request.extensions().get::<ResolvedTenant>().map(|t| t.id) else {
+    let Some(tenant) = RequestContext::of(request.extensions()).and_then(|c| c.tenant()).map(|t| t.id) else {
         return next.run(request).await; // no tenant: the tenant layers answer that
     };
-    let ip = client_ip(ctx, &request);
+    let ip = client_ip(&request);
     let (limiter, quota, metric, label, detail) = match which {
         PerAddress::Login => (
             &limits.login_per_client,
@@ -478,7 +471,7 @@ pub async fn limit_operator_login(State(ctx): State<ApiContext>, request: Reques
     if !ctx.rate_limits.enabled {
         return next.run(request).await;
     }
-    let ip = client_ip(&ctx, &request);
+    let ip = client_ip(&request);
     let limits = &ctx.rate_limits;
     let (period, burst) = OPERATOR_LOGIN_PER_CLIENT;
     let quota = Limit::one_per(period, burst);
@@ -496,7 +489,7 @@ pub async fn limit_signup(State(ctx): State<ApiContext>, request: Request, next:
     if !ctx.rate_limits.enabled {
         return next.run(request).await;
     }
-    let ip = client_ip(&ctx, &request);
+    let ip = client_ip(&request);
     let limits = &ctx.rate_limits;
     if let Some(refusal) = limits.signup_per_client.refused(&ip) {
         ctx.metrics.rate_limited(RateLimited::PlatformPerAddress);

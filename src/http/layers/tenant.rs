@@ -3,7 +3,6 @@
 //! dropped whenever the registry changes (LISTEN/NOTIFY), with a short TTL as a backstop.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -14,22 +13,12 @@ use axum::response::Response;
 
 use crate::cache::BoundedCache;
 use crate::db::Database;
-use crate::db::registry::{RateLimitOverride, TenantRecord};
-use crate::domain::{Plan, TenantStatus};
-use crate::domain::{Slug, TenantId};
+use crate::db::registry::TenantRecord;
+use crate::domain::Slug;
+use crate::domain::TenantStatus;
 use crate::http::ApiContext;
+use crate::http::context::{RequestContext, ResolvedTenant};
 use crate::http::error::ApiError;
-
-/// The tenant a request was resolved to; handlers get it through `TenantScope`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedTenant {
-    pub id: TenantId,
-    pub slug: Arc<str>,
-    /// Read by the rate-limit layer: the plan's quota unless the tenant has an override.
-    pub plan: Plan,
-    pub rate_limit: Option<RateLimitOverride>,
-    pub cors_allowed_origins: Arc<[String]>,
-}
 
 /// What the Host header says about the tenant.
 #[derive(Debug, PartialEq, Eq)]
@@ -255,12 +244,12 @@ async fn resolve_noting_unknown_host(
     }
 }
 
-/// The layer: resolve, record the tenant on the request's span, hand it to what follows.
-pub async fn resolve_tenant(
-    State(ctx): State<ApiContext>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+/// The layer: resolve, and set the tenant in the request's context (which records it on the
+/// request's span) for what follows.
+pub async fn resolve_tenant(State(ctx): State<ApiContext>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let context = RequestContext::of(request.extensions())
+        .cloned()
+        .ok_or_else(|| ApiError::internal("tenant resolution runs outside the request context"))?;
     let resolved = match naming_headers(&request) {
         Ok((host, tenant_header)) => resolve_noting_unknown_host(&ctx, host.as_deref(), tenant_header.as_deref()).await,
         Err(e) => Err(e),
@@ -270,23 +259,19 @@ pub async fn resolve_tenant(
     let tenant = match resolved {
         Ok((tenant, unknown_host)) => {
             if unknown_host {
-                ctx.rate_limits.record_unresolved(super::rate_limit::client_ip(&ctx, &request));
+                ctx.rate_limits.record_unresolved(context.client().0);
             }
             tenant
         }
         Err(e) => {
             if e.status.is_client_error() {
-                ctx.rate_limits.record_unresolved(super::rate_limit::client_ip(&ctx, &request));
+                ctx.rate_limits.record_unresolved(context.client().0);
             }
             return Err(e);
         }
     };
-    tracing::Span::current().record("tenant", &*tenant.slug);
-    let served = super::observe::ServedTenant(Arc::clone(&tenant.slug));
-    request.extensions_mut().insert(tenant);
-    let mut response = next.run(request).await;
-    response.extensions_mut().insert(served);
-    Ok(response)
+    context.set_tenant(tenant);
+    Ok(next.run(request).await)
 }
 
 /// The Host (or the URI's authority) and X-Tenant values, which must be ASCII if present.

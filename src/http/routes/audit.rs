@@ -16,9 +16,9 @@ use crate::audit::{self, ChainReport, Checkpoint};
 use crate::domain::TenantId;
 use crate::domain::permissions::Permission;
 use crate::http::ApiContext;
+use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Query, TenantScope};
-use crate::http::layers::auth::Principal;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct AuditEvent {

@@ -19,10 +19,10 @@ use crate::db::TenantTx;
 use crate::db::user_changes::UserChange;
 use crate::domain::{Role, TenantId, UserId, UserStatus};
 use crate::http::ApiContext;
+use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, TenantScope};
 use crate::http::layers::audit::record_throttled_as;
-use crate::http::layers::auth::Principal;
 use crate::http::layers::rate_limit::{Account, account_refusal};
 use crate::metrics::RateLimited;
 
@@ -113,7 +113,8 @@ pub async fn login(
     };
     if let Some(refusal) = ctx.rate_limits.account_refused(&limited) {
         ctx.metrics.rate_limited(RateLimited::LoginPerAccount);
-        record_throttled_as(&ctx, scope.tenant_id(), &scope.actor, "POST", "/v1/auth/login", "login_per_account").await;
+        record_throttled_as(&ctx, scope.tenant_id(), &scope.actor(), "POST", "/v1/auth/login", "login_per_account")
+            .await;
         return Ok(account_refusal(refusal));
     }
     let stored_hash = account.as_ref().map(|(_, hash, _, _)| hash.clone());
@@ -151,7 +152,7 @@ async fn record_login(
     user: Option<UserId>,
     email: &str,
 ) -> Result<(), ApiError> {
-    let mut actor = scope.actor.clone();
+    let mut actor = scope.actor();
     actor.user = user;
     let event = AccessEvent {
         action: if user.is_some() { "auth.login" } else { "auth.login_failed" },
@@ -242,7 +243,7 @@ pub async fn refresh(
             .execute(tx.conn())
             .await?;
         revoke(&mut tx, tenant, Revoke::Family(token.family_id), "reuse_detected").await?;
-        let mut actor = scope.actor.clone();
+        let mut actor = scope.actor();
         actor.user = Some(token.user_id);
         let event = AccessEvent {
             action: "auth.refresh_reuse",

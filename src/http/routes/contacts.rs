@@ -9,9 +9,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::db::{HotStatement, Literal};
 use crate::domain::{ContactId, ContactName, Email, OrganizationId, Permission, Phone};
+use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query, TenantScope};
-use crate::http::layers::auth::Principal;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Contact {

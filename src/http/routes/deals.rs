@@ -8,9 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{Amount, ContactId, Currency, DealId, DealStage, DealTitle, OrganizationId, Permission};
+use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query, TenantScope};
-use crate::http::layers::auth::Principal;
 use crate::http::pagination::Keyset;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]

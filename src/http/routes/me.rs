@@ -13,10 +13,10 @@ use super::auth::{MAX_PASSWORD_BYTES, TokenResponse, end_all_sessions, store_ref
 use crate::db::user_changes::UserChange;
 use crate::domain::{NewPassword, Role, UserId};
 use crate::http::ApiContext;
+use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, TenantScope};
 use crate::http::layers::audit::record_throttled_as;
-use crate::http::layers::auth::Principal;
 use crate::http::layers::rate_limit::{Account, account_refusal};
 use crate::metrics::RateLimited;
 
@@ -43,7 +43,13 @@ pub async fn me(scope: TenantScope, principal: Principal) -> Result<Json<Me>, Ap
     tx.commit().await?;
     let (email, created_at) =
         row.ok_or_else(|| ApiError::unauthorized("invalid_token", "the token's user no longer exists"))?;
-    Ok(Json(Me { id: principal.user, email, role: principal.role, tenant: scope.tenant.slug.to_string(), created_at }))
+    Ok(Json(Me {
+        id: principal.user,
+        email,
+        role: principal.role,
+        tenant: scope.tenant().slug.to_string(),
+        created_at,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -85,7 +91,7 @@ pub async fn change_password(
     let account = Account::User(tenant, user);
     if let Some(refusal) = ctx.rate_limits.account_refused(&account) {
         ctx.metrics.rate_limited(RateLimited::LoginPerAccount);
-        record_throttled_as(&ctx, tenant, &scope.actor, "POST", "/v1/me/password", "login_per_account").await;
+        record_throttled_as(&ctx, tenant, &scope.actor(), "POST", "/v1/me/password", "login_per_account").await;
         return Ok(account_refusal(refusal));
     }
     // Hash and verify outside any transaction: argon2 takes tens of milliseconds.

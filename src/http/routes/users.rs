@@ -13,9 +13,9 @@ use crate::db::TenantTx;
 use crate::db::user_changes::UserChange;
 use crate::domain::{Email, NewPassword, Permission, Role, TenantId, UserId, UserStatus};
 use crate::http::ApiContext;
+use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query, TenantScope};
-use crate::http::layers::auth::Principal;
 use crate::http::pagination::Keyset;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::Platform;
 use crate::http::ApiContext;
-use crate::http::client_ip::ClientIp;
+use crate::http::context::ClientAddr;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::Json;
 use crate::http::layers::rate_limit::{Account, account_refusal};
@@ -47,7 +47,7 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 pub async fn operator_login(
     State(ctx): State<ApiContext>,
     Platform(mut platform): Platform,
-    client: ClientIp,
+    client: ClientAddr,
     Json(body): Json<OperatorLogin>,
 ) -> Result<Response, ApiError> {
     let bad_credentials = || ApiError::unauthorized("invalid_credentials", "the e-mail or password is wrong");
