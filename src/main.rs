@@ -12,7 +12,7 @@ use rowguard::startup::{self, DatabaseSetup};
 fn main() -> std::process::ExitCode {
     limit_allocator_retention();
     let cli = cli::Cli::parse();
-    init_logging(&cli.config);
+    let log_guard = init_logging(&cli.config);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.config.worker_threads.filter(|n| *n > 0) {
         runtime.worker_threads(n);
@@ -33,6 +33,8 @@ fn main() -> std::process::ExitCode {
         }
         result
     });
+    // Queued log lines first, then the outcome.
+    drop(log_guard);
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -54,10 +56,17 @@ fn limit_allocator_retention() {
     }
 }
 
-fn init_logging(config: &Config) {
+/// The global logger, writing through the batching writer (`log_writer`); the guard writes
+/// what is pending when it is dropped, so `main` holds it to the end. Without a thread for
+/// it, lines go to stderr directly.
+fn init_logging(config: &Config) -> Option<rowguard::log_writer::FlushGuard> {
     let ansi = std::io::stderr().is_terminal();
-    let subscriber = startup::log_subscriber(&config.log, &config.log_format, std::io::stderr, ansi);
+    let (subscriber, guard) = match rowguard::log_writer::BatchedStderr::start() {
+        Ok((writer, guard)) => (startup::log_subscriber(&config.log, &config.log_format, writer, ansi), Some(guard)),
+        Err(_) => (startup::log_subscriber(&config.log, &config.log_format, std::io::stderr, ansi), None),
+    };
     if tracing::subscriber::set_global_default(subscriber).is_err() {
         eprintln!("rowguard: a logger was already installed");
     }
+    guard
 }
