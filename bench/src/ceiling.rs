@@ -192,6 +192,12 @@ impl Ceiling {
                 rps / self.naive,
                 rps / self.bare
             );
+            if let Some(tps) = self.pgbench_naive {
+                println!(
+                    "HTTP get-by-id / pgbench naive: {:.2} (this harness's client; `--wrk` measures with wrk)",
+                    rps / tps
+                );
+            }
         }
     }
 }
@@ -255,7 +261,12 @@ fn fmt_rounds(v: &[f64]) -> String {
 
 /// pgbench's figure for the naive form on one fixed row: a cross-check of the sqlx client's
 /// own overhead. None when pgbench is not installed.
-async fn pgbench_naive(app_url: &str, fixture: &Arc<Fixture>, connections: usize, duration: Duration) -> Option<f64> {
+pub(crate) async fn pgbench_naive(
+    app_url: &str,
+    fixture: &Arc<Fixture>,
+    connections: usize,
+    duration: Duration,
+) -> Option<f64> {
     let t = fixture.tenants.first()?;
     let script = std::env::temp_dir().join(format!("rowguard-bench-naive-{}.sql", std::process::id()));
     let sql = "BEGIN;\nSELECT set_config('app.tenant_id', :tid, true);\n\

@@ -9,6 +9,7 @@ mod fixture;
 mod load;
 mod ops;
 mod service;
+mod wrk;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,6 +70,13 @@ pub struct Args {
     /// Rounds per workload in A/B mode (each round runs both binaries; the order alternates).
     #[arg(long, default_value_t = 3)]
     pub ab_rounds: usize,
+    /// wrk mode: get-by-id driven by wrk (the C load generator, when installed) against
+    /// pgbench's naive tenant transaction, in alternating rounds; prints the ratio, then stops.
+    #[arg(long)]
+    wrk: bool,
+    /// Rounds in wrk mode.
+    #[arg(long, default_value_t = 3)]
+    wrk_rounds: usize,
     /// Database pool size of the service under test.
     #[arg(long, default_value_t = 16)]
     pool_size: u32,
@@ -126,6 +134,15 @@ async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_ur
     let fixture = std::sync::Arc::new(fixture::provision(admin_url, args.tenants, args.contacts).await?);
     if let Some(baseline) = &args.baseline {
         return ab::compare(args, baseline, service_bin, app_url, &fixture).await;
+    }
+    if args.wrk {
+        anyhow::ensure!(wrk::installed(), "wrk is not installed (Debian: apt-get install wrk)");
+        let mut svc =
+            service::Service::start(service_bin, app_url, &args.dir, &fixture.signing_pem, args.pool_size).await?;
+        let (connections, duration) = (args.connections, args.duration());
+        let result = wrk::compare(svc.addr, app_url, &fixture, &args.dir, connections, duration, args.wrk_rounds).await;
+        svc.stop().await;
+        return result;
     }
     let mut svc =
         service::Service::start(service_bin, app_url, &args.dir, &fixture.signing_pem, args.pool_size).await?;
