@@ -1,0 +1,290 @@
+//! Planning one tenant: its registry entry (slug, name, domains) and every row of its schema,
+//! validated as the API would and given new ids, column by column, with the id map.
+
+use std::collections::{HashMap, HashSet};
+
+use uuid::Uuid;
+
+use super::*;
+
+pub(super) struct TenantHead {
+    pub(super) id: TenantId,
+    pub(super) slug: Slug,
+    pub(super) name: String,
+    pub(super) import_source: String,
+    pub(super) schema: String,
+    pub(super) domains: Vec<(String, bool)>,
+}
+
+/// A tenant's rows, validated and given new ids, column by column.
+#[derive(Default)]
+pub(super) struct Plan {
+    pub(super) users: UserRows,
+    pub(super) organizations: OrganizationRows,
+    pub(super) contacts: ContactRows,
+    pub(super) deals: DealRows,
+    pub(super) map: IdMap,
+    /// `count(*)` per source table, from the snapshot the rows came from.
+    pub(super) source_counts: Vec<(&'static str, String, i64)>,
+}
+
+#[derive(Default)]
+pub(super) struct UserRows {
+    pub(super) ids: Vec<Uuid>,
+    pub(super) emails: Vec<String>,
+    pub(super) hashes: Vec<String>,
+    pub(super) roles: Vec<&'static str>,
+    pub(super) statuses: Vec<&'static str>,
+}
+
+#[derive(Default)]
+pub(super) struct OrganizationRows {
+    pub(super) ids: Vec<Uuid>,
+    pub(super) names: Vec<String>,
+    pub(super) domains: Vec<Option<String>>,
+}
+
+#[derive(Default)]
+pub(super) struct ContactRows {
+    pub(super) ids: Vec<Uuid>,
+    pub(super) names: Vec<String>,
+    pub(super) emails: Vec<String>,
+    pub(super) phones: Vec<Option<String>>,
+    pub(super) organizations: Vec<Option<Uuid>>,
+}
+
+#[derive(Default)]
+pub(super) struct DealRows {
+    pub(super) ids: Vec<Uuid>,
+    pub(super) titles: Vec<String>,
+    pub(super) contacts: Vec<Uuid>,
+    pub(super) organizations: Vec<Option<Uuid>>,
+    pub(super) stages: Vec<&'static str>,
+    pub(super) amounts: Vec<String>,
+    pub(super) currencies: Vec<String>,
+}
+
+#[derive(Default)]
+pub(super) struct IdMap {
+    pub(super) resources: Vec<&'static str>,
+    pub(super) source_ids: Vec<String>,
+    pub(super) target_ids: Vec<Uuid>,
+}
+
+/// Field `i` of a row, trimmed, empty as None.
+pub(super) fn field(row: &[Option<String>], i: usize) -> Option<&str> {
+    row.get(i).and_then(|v| v.as_deref()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// PostgreSQL's boolean text (`true`/`false`), and the usual spellings of other types.
+pub(super) fn truthy(value: Option<&str>) -> bool {
+    matches!(value.map(str::to_ascii_lowercase).as_deref(), Some("true" | "t" | "1" | "yes" | "y" | "on"))
+}
+
+impl Plan {
+    pub(super) fn counts(&self) -> Counts {
+        Counts {
+            users: self.users.ids.len() as u64,
+            organizations: self.organizations.ids.len() as u64,
+            contacts: self.contacts.ids.len() as u64,
+            deals: self.deals.ids.len() as u64,
+        }
+    }
+
+    /// Validate every row and assign new ids; every problem is pushed, none is fixed up.
+    pub(super) fn build(mapping: &Mapping, data: &SourceData, problems: &mut Vec<Problem>) -> Plan {
+        let mut plan = Plan::default();
+        // New ids by resource and source id, to resolve references.
+        let mut ids: HashMap<(&'static str, String), Uuid> = HashMap::new();
+        let new_id = |plan: &mut Plan,
+                      ids: &mut HashMap<(&'static str, String), Uuid>,
+                      problems: &mut Vec<Problem>,
+                      resource: &'static str,
+                      table: &str,
+                      source: Option<&str>| {
+            let Some(source) = source else {
+                problems.push(Problem::new(table, None, "a row has no id"));
+                return None;
+            };
+            let id = Uuid::now_v7();
+            if ids.insert((resource, source.to_string()), id).is_some() {
+                problems.push(Problem::new(table, Some(source), "the id appears twice"));
+                return None;
+            }
+            plan.map.resources.push(resource);
+            plan.map.source_ids.push(source.to_string());
+            plan.map.target_ids.push(id);
+            Some(id)
+        };
+        let check =
+            |problems: &mut Vec<Problem>, table: &str, row: Option<&str>, column: &str, result: Result<(), String>| {
+                if let Err(message) = result {
+                    problems.push(Problem::new(table, row, format!("{column}: {message}")));
+                }
+            };
+
+        if let (Some(m), Some(rows)) = (&mapping.users, &data.users) {
+            plan.source_counts.push(("users", rows.table.clone(), rows.count));
+            let default_role = Role::parse(&m.default_role).unwrap_or(Role::Member);
+            let mut seen = HashSet::new();
+            for row in &rows.rows {
+                let sid = field(row, 0);
+                let email = field(row, 1).map(Email::parse);
+                let email = match email {
+                    Some(Ok(e)) if seen.insert(e.as_str().to_lowercase()) => Ok(e),
+                    Some(Ok(e)) => Err(format!("{e} is used by another user of this tenant (case-insensitively)")),
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Err("is empty; rowguard users log in by e-mail".into()),
+                };
+                let Some(id) = new_id(&mut plan, &mut ids, problems, "user", &rows.table, sid) else { continue };
+                let email = match email {
+                    Ok(e) => e,
+                    Err(message) => {
+                        check(problems, &rows.table, sid, &m.email, Err(message));
+                        continue;
+                    }
+                };
+                let role = if m.owner_if.is_some() && truthy(field(row, 4)) {
+                    Role::Owner
+                } else if m.admin_if.is_some() && truthy(field(row, 5)) {
+                    Role::Admin
+                } else {
+                    default_role
+                };
+                let active = m.is_active.is_none() || truthy(field(row, 3));
+                plan.users.ids.push(id);
+                plan.users.emails.push(email.as_str().to_string());
+                // Raw, untrimmed: a hash is compared byte for byte.
+                plan.users.hashes.push(row.get(2).cloned().flatten().unwrap_or_default());
+                plan.users.roles.push(role.as_str());
+                plan.users.statuses.push(if active { "active" } else { "deactivated" });
+            }
+        }
+
+        if let (Some(m), Some(rows)) = (&mapping.organizations, &data.organizations) {
+            plan.source_counts.push(("organizations", rows.table.clone(), rows.count));
+            for row in &rows.rows {
+                let sid = field(row, 0);
+                let Some(id) = new_id(&mut plan, &mut ids, problems, "organization", &rows.table, sid) else {
+                    continue;
+                };
+                let name = OrganizationName::parse(field(row, 1).unwrap_or_default());
+                let domain = field(row, 2).map(WebDomain::parse).transpose();
+                match (name, domain) {
+                    (Ok(name), Ok(domain)) => {
+                        plan.organizations.ids.push(id);
+                        plan.organizations.names.push(name.as_str().to_string());
+                        plan.organizations.domains.push(domain.map(|d| d.as_str().to_string()));
+                    }
+                    (name, domain) => {
+                        check(problems, &rows.table, sid, "name", name.map(|_| ()).map_err(|e| e.to_string()));
+                        let column = m.domain.as_deref().unwrap_or("domain");
+                        check(problems, &rows.table, sid, column, domain.map(|_| ()).map_err(|e| e.to_string()));
+                    }
+                }
+            }
+        }
+
+        if let (Some(m), Some(rows)) = (&mapping.contacts, &data.contacts) {
+            plan.source_counts.push(("contacts", rows.table.clone(), rows.count));
+            for row in &rows.rows {
+                let sid = field(row, 0);
+                let Some(id) = new_id(&mut plan, &mut ids, problems, "contact", &rows.table, sid) else { continue };
+                let name = ContactName::parse(field(row, 1).unwrap_or_default()).map_err(|e| e.to_string());
+                let email = Email::parse(field(row, 2).unwrap_or_default()).map_err(|e| e.to_string());
+                let phone = field(row, 3).map(Phone::parse).transpose().map_err(|e| e.to_string());
+                let organization = resolve(&ids, "organization", field(row, 4));
+                match (name, email, phone, organization) {
+                    (Ok(name), Ok(email), Ok(phone), Ok(organization)) => {
+                        plan.contacts.ids.push(id);
+                        plan.contacts.names.push(name.as_str().to_string());
+                        plan.contacts.emails.push(email.as_str().to_string());
+                        plan.contacts.phones.push(phone.map(|p| p.as_str().to_string()));
+                        plan.contacts.organizations.push(organization);
+                    }
+                    (name, email, phone, organization) => {
+                        check(problems, &rows.table, sid, "name", name.map(|_| ()));
+                        check(problems, &rows.table, sid, &m.email, email.map(|_| ()));
+                        check(problems, &rows.table, sid, m.phone.as_deref().unwrap_or("phone"), phone.map(|_| ()));
+                        let column = m.organization.as_deref().unwrap_or("organization");
+                        check(problems, &rows.table, sid, column, organization.map(|_| ()));
+                    }
+                }
+            }
+        }
+
+        if let (Some(m), Some(rows)) = (&mapping.deals, &data.deals) {
+            plan.source_counts.push(("deals", rows.table.clone(), rows.count));
+            for row in &rows.rows {
+                let sid = field(row, 0);
+                let Some(id) = new_id(&mut plan, &mut ids, problems, "deal", &rows.table, sid) else { continue };
+                let title = DealTitle::parse(field(row, 1).unwrap_or_default()).map_err(|e| e.to_string());
+                let contact = match resolve(&ids, "contact", field(row, 2)) {
+                    Ok(Some(contact)) => Ok(contact),
+                    Ok(None) => Err("is empty; every deal names a contact".to_string()),
+                    Err(e) => Err(e),
+                };
+                let organization = resolve(&ids, "organization", field(row, 3));
+                let stage = match field(row, 4) {
+                    None => Ok(DealStage::Lead),
+                    Some(raw) => {
+                        let mapped = m.stages.get(raw).map(String::as_str).unwrap_or(raw);
+                        DealStage::parse(&mapped.to_ascii_lowercase())
+                            .map_err(|_| format!("{raw:?} is not a stage; map it in [deals] stages"))
+                    }
+                };
+                let amount = field(row, 5)
+                    .ok_or_else(|| "is empty".to_string())
+                    .and_then(|a| Amount::parse(a).map_err(|e| e.to_string()));
+                let currency = field(row, 6)
+                    .or(m.default_currency.as_deref())
+                    .ok_or_else(|| "is empty and there is no default_currency".to_string())
+                    .and_then(|c| Currency::parse(&c.to_ascii_uppercase()).map_err(|e| e.to_string()));
+                match (title, contact, organization, stage, amount, currency) {
+                    (Ok(title), Ok(contact), Ok(organization), Ok(stage), Ok(amount), Ok(currency)) => {
+                        plan.deals.ids.push(id);
+                        plan.deals.titles.push(title.as_str().to_string());
+                        plan.deals.contacts.push(contact);
+                        plan.deals.organizations.push(organization);
+                        plan.deals.stages.push(stage.as_str());
+                        plan.deals.amounts.push(amount.as_str().to_string());
+                        plan.deals.currencies.push(currency.as_str().to_string());
+                    }
+                    (title, contact, organization, stage, amount, currency) => {
+                        check(problems, &rows.table, sid, "title", title.map(|_| ()));
+                        check(problems, &rows.table, sid, &m.contact, contact.map(|_| ()));
+                        let column = m.organization.as_deref().unwrap_or("organization");
+                        check(problems, &rows.table, sid, column, organization.map(|_| ()));
+                        check(problems, &rows.table, sid, m.stage.as_deref().unwrap_or("stage"), stage.map(|_| ()));
+                        check(problems, &rows.table, sid, &m.amount, amount.map(|_| ()));
+                        check(
+                            problems,
+                            &rows.table,
+                            sid,
+                            m.currency.as_deref().unwrap_or("currency"),
+                            currency.map(|_| ()),
+                        );
+                    }
+                }
+            }
+        }
+        plan
+    }
+}
+
+/// A reference by source id to a row imported earlier in this tenant; a dangling one is an
+/// error, never silently dropped.
+pub(super) fn resolve(
+    ids: &HashMap<(&'static str, String), Uuid>,
+    resource: &'static str,
+    source: Option<&str>,
+) -> Result<Option<Uuid>, String> {
+    match source {
+        None => Ok(None),
+        Some(s) => ids
+            .get(&(resource, s.to_string()))
+            .copied()
+            .map(Some)
+            .ok_or_else(|| format!("references {resource} {s}, which is not in this tenant's source")),
+    }
+}

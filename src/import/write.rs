@@ -1,0 +1,247 @@
+//! Writing one tenant's planned rows in its transaction: batched inserts, every value bound
+//! (`UNNEST` arrays on plain PostgreSQL, multi-row `VALUES` on Citus).
+
+use sqlx::AssertSqlSafe;
+
+use super::plan::{Plan, TenantHead};
+use super::*;
+
+/// Create the tenant and write every row, in the tenant's transaction. Batched: one statement
+/// per table per batch (see `batches`), every value bound: `UNNEST` arrays on plain
+/// PostgreSQL, multi-row `VALUES` on Citus.
+pub(super) async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<(), sqlx::Error> {
+    let tenant = head.id;
+    // One `tenant.import` event records the import; per-row events would cost a hash-chain
+    // append per row and say nothing the counts below do not.
+    sqlx::query("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
+    sqlx::query(
+        "INSERT INTO tenants (id, slug, name, status, plan, import_source) VALUES ($1, $2, $3, 'active', 'free', $4)",
+    )
+    .bind(tenant)
+    .bind(head.slug.as_str())
+    .bind(&head.name)
+    .bind(&head.import_source)
+    .execute(tx.conn())
+    .await?;
+    // The tenant's own line in the id map: one row, the same SQL on both databases.
+    sqlx::query("INSERT INTO import_id_map (tenant_id, resource, source_id, target_id) VALUES ($1, 'tenant', $2, $1)")
+        .bind(tenant)
+        .bind(&head.schema)
+        .execute(tx.conn())
+        .await?;
+    // Citus refuses the UNNEST form on a table with row-level security (see `rows_values`).
+    if crate::migrate::citus::installed(tx.conn()).await? {
+        rows_values(tx, head, plan).await?;
+    } else {
+        rows_unnest(tx, head, plan).await?;
+    }
+    sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
+    let details = serde_json::json!({
+        "source": head.import_source,
+        "source_schema": head.schema,
+        "rows": plan.counts(),
+        "domains": head.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+    });
+    sqlx::query("SELECT audit_append('tenant.import', 'tenant', $1, 'success', $2, 'operator')")
+        .bind(tenant.to_string())
+        .bind(details)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// Plain PostgreSQL: the domains, rows and id map as `INSERT … SELECT … FROM UNNEST(…)`, one
+/// bind array per column (faster here than `rows_values`: 65k rows took 3.4-3.9 s against 4.0-5.9 s).
+pub(super) async fn rows_unnest(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<(), sqlx::Error> {
+    let tenant = head.id;
+    let (names, primary): (Vec<String>, Vec<bool>) = head.domains.iter().cloned().unzip();
+    sqlx::query(
+        "INSERT INTO tenant_domains (domain, tenant_id, is_primary)
+         SELECT d, $1, p FROM UNNEST($2::text[], $3::bool[]) AS u(d, p)",
+    )
+    .bind(tenant)
+    .bind(&names)
+    .bind(&primary)
+    .execute(tx.conn())
+    .await?;
+
+    let u = &plan.users;
+    for r in batches(u.ids.len(), 0) {
+        sqlx::query(
+            "INSERT INTO users (tenant_id, id, email, password_hash, role, status)
+             SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])",
+        )
+        .bind(tenant)
+        .bind(&u.ids[r.clone()])
+        .bind(&u.emails[r.clone()])
+        .bind(&u.hashes[r.clone()])
+        .bind(&u.roles[r.clone()])
+        .bind(&u.statuses[r])
+        .execute(tx.conn())
+        .await?;
+    }
+    let o = &plan.organizations;
+    for r in batches(o.ids.len(), 0) {
+        sqlx::query(
+            "INSERT INTO organizations (tenant_id, id, name, domain)
+             SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[])",
+        )
+        .bind(tenant)
+        .bind(&o.ids[r.clone()])
+        .bind(&o.names[r.clone()])
+        .bind(&o.domains[r])
+        .execute(tx.conn())
+        .await?;
+    }
+    let c = &plan.contacts;
+    for r in batches(c.ids.len(), 0) {
+        sqlx::query(
+            "INSERT INTO contacts (tenant_id, id, name, email, phone, organization_id)
+             SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[])",
+        )
+        .bind(tenant)
+        .bind(&c.ids[r.clone()])
+        .bind(&c.names[r.clone()])
+        .bind(&c.emails[r.clone()])
+        .bind(&c.phones[r.clone()])
+        .bind(&c.organizations[r])
+        .execute(tx.conn())
+        .await?;
+    }
+    let d = &plan.deals;
+    for r in batches(d.ids.len(), 0) {
+        sqlx::query(
+            "INSERT INTO deals (tenant_id, id, title, contact_id, organization_id, stage, amount, currency)
+             SELECT $1, i, t, c, o, s, a::numeric, cur
+               FROM UNNEST($2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[])
+                    AS u(i, t, c, o, s, a, cur)",
+        )
+        .bind(tenant)
+        .bind(&d.ids[r.clone()])
+        .bind(&d.titles[r.clone()])
+        .bind(&d.contacts[r.clone()])
+        .bind(&d.organizations[r.clone()])
+        .bind(&d.stages[r.clone()])
+        .bind(&d.amounts[r.clone()])
+        .bind(&d.currencies[r])
+        .execute(tx.conn())
+        .await?;
+    }
+    let m = &plan.map;
+    for r in batches(m.target_ids.len(), 0) {
+        sqlx::query(
+            "INSERT INTO import_id_map (tenant_id, resource, source_id, target_id)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::uuid[])",
+        )
+        .bind(tenant)
+        .bind(&m.resources[r.clone()])
+        .bind(&m.source_ids[r.clone()])
+        .bind(&m.target_ids[r])
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(())
+}
+
+/// Citus: the same rows as multi-row `INSERT … VALUES ($1, $2, …), (…)`, every value bound.
+/// Not `INSERT … SELECT … FROM UNNEST(…)`: Citus runs an INSERT … SELECT whose source is not a
+/// distributed table by evaluating the SELECT on the coordinator and COPYing the rows into the
+/// shards, and COPY into a table with row-level security is refused there.
+pub(super) async fn rows_values(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<(), sqlx::Error> {
+    let tenant = head.id;
+    for r in batches(head.domains.len(), 2) {
+        let sql = values_sql("tenant_domains", "tenant_id, domain, is_primary", &["", ""], r.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+        for (domain, primary) in &head.domains[r] {
+            q = q.bind(domain).bind(primary);
+        }
+        q.persistent(false).execute(tx.conn()).await?;
+    }
+
+    let u = &plan.users;
+    for r in batches(u.ids.len(), 5) {
+        let sql = values_sql("users", "tenant_id, id, email, password_hash, role, status", &[""; 5], r.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+        for i in r {
+            q = q.bind(u.ids[i]).bind(&u.emails[i]).bind(&u.hashes[i]).bind(u.roles[i]).bind(u.statuses[i]);
+        }
+        q.persistent(false).execute(tx.conn()).await?;
+    }
+    let o = &plan.organizations;
+    for r in batches(o.ids.len(), 3) {
+        let sql = values_sql("organizations", "tenant_id, id, name, domain", &[""; 3], r.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+        for i in r {
+            q = q.bind(o.ids[i]).bind(&o.names[i]).bind(&o.domains[i]);
+        }
+        q.persistent(false).execute(tx.conn()).await?;
+    }
+    let c = &plan.contacts;
+    for r in batches(c.ids.len(), 5) {
+        let sql = values_sql("contacts", "tenant_id, id, name, email, phone, organization_id", &[""; 5], r.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+        for i in r {
+            q = q.bind(c.ids[i]).bind(&c.names[i]).bind(&c.emails[i]).bind(&c.phones[i]).bind(c.organizations[i]);
+        }
+        q.persistent(false).execute(tx.conn()).await?;
+    }
+    let d = &plan.deals;
+    for r in batches(d.ids.len(), 7) {
+        let sql = values_sql(
+            "deals",
+            "tenant_id, id, title, contact_id, organization_id, stage, amount, currency",
+            &["", "", "", "", "", "::numeric", ""],
+            r.len(),
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+        for i in r {
+            q = q
+                .bind(d.ids[i])
+                .bind(&d.titles[i])
+                .bind(d.contacts[i])
+                .bind(d.organizations[i])
+                .bind(d.stages[i])
+                .bind(&d.amounts[i])
+                .bind(&d.currencies[i]);
+        }
+        q.persistent(false).execute(tx.conn()).await?;
+    }
+    let m = &plan.map;
+    for r in batches(m.target_ids.len(), 3) {
+        let sql = values_sql("import_id_map", "tenant_id, resource, source_id, target_id", &[""; 3], r.len());
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+        for i in r {
+            q = q.bind(m.resources[i]).bind(&m.source_ids[i]).bind(m.target_ids[i]);
+        }
+        q.persistent(false).execute(tx.conn()).await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL's limit on bind parameters in one statement (a u16 count on the wire).
+pub(super) const MAX_PARAMS: usize = 65_535;
+
+/// `INSERT INTO {table} ({columns}) VALUES ($1, $2, …), (…)`: `rows` rows, the tenant's id as
+/// `$1` in the first column of every row, then one parameter per remaining column (`casts[i]`
+/// appended to it, e.g. `::numeric`). Only placeholders are rendered; values are always bound.
+pub(super) fn values_sql(table: &str, columns: &str, casts: &[&str], rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
+    let mut n = 2;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "($1" } else { ", ($1" });
+        for cast in casts {
+            sql.push_str(&format!(", ${n}{cast}"));
+            n += 1;
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Batches of row indexes for a table with `per_row` bound parameters per row besides the
+/// tenant (0: one array per column, whatever the rows): at most `BATCH` rows, and at most
+/// `MAX_PARAMS` parameters per statement.
+pub(super) fn batches(len: usize, per_row: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let size = (MAX_PARAMS - 1).checked_div(per_row).map_or(BATCH, |rows| BATCH.min(rows).max(1));
+    (0..len).step_by(size).map(move |start| start..(start + size).min(len))
+}
