@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod header_timer;
 pub mod layers;
+pub mod openapi;
 pub mod pagination;
 pub mod routes;
 
@@ -223,7 +224,8 @@ async fn method_not_allowed() -> ApiError {
 }
 
 pub fn router(ctx: ApiContext, limits: Limits) -> Router {
-    let (routes, api) = api_routes(&ctx).split_for_parts();
+    let (routes, mut api) = api_routes(&ctx).split_for_parts();
+    openapi::document_common_answers(&mut api);
     ctx.metrics.register_routes(api.paths.paths.keys().map(String::as_str));
     let request_id = HeaderName::from_static("x-request-id");
     let hsts = layers::security_headers::Hsts(ctx.hsts);

@@ -21,6 +21,7 @@ mod isolation_sql;
 mod isolation_tables;
 mod logs;
 mod metrics;
+mod openapi;
 mod permissions;
 mod platform;
 mod rate_limits;

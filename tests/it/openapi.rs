@@ -1,0 +1,90 @@
+//! The OpenAPI document promises every status an operation answers: each operation is called
+//! the ways the layers refuse (no token, another content type, a malformed body), and what it
+//! answers must be among the statuses the document lists for it.
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::support::spawn_app_with;
+
+/// Every (method, path template, operation) in the document.
+fn operations(spec: &Value) -> Vec<(Method, String, Value)> {
+    let mut out = Vec::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            if let Ok(method) = method.to_uppercase().parse::<Method>() {
+                out.push((method, path.clone(), operation.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The template with every `{parameter}` filled with a uuid that names nothing.
+fn concrete(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some((before, after)) = rest.split_once('{') {
+        out.push_str(before);
+        out.push_str("01a20000-0000-7000-8000-000000000000");
+        rest = after.split_once('}').map_or("", |(_, r)| r);
+    }
+    out + rest
+}
+
+fn documents(operation: &Value, status: StatusCode) -> bool {
+    operation["responses"].get(status.as_str()).is_some()
+}
+
+#[tokio::test]
+async fn every_refusal_of_the_layers_is_a_documented_status_of_the_operation() {
+    // Rate limits off: hundreds of refusals from one address would otherwise be refused as such
+    // (429, documented everywhere, but then nothing else would be exercised).
+    let app = spawn_app_with(|c| c.rate_limits = false).await;
+    let tenant = app.create_tenant("acme").await;
+    let token = app.owner_token(&tenant).await;
+    let spec = app.call(Method::GET, "/openapi.json", &[], None).await.body;
+    let ops = operations(&spec);
+    assert!(ops.len() > 30, "{} operations", ops.len());
+    let mut checked = 0;
+    for (method, template, operation) in &ops {
+        let path = concrete(template);
+        let id = format!("{method} {template}");
+        let bearer = operation["security"].as_array().is_some_and(|s| !s.is_empty());
+        if bearer && template.starts_with("/v1/") {
+            // No token.
+            let r = app.call(method.clone(), &path, &[("x-tenant", "acme")], None).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{id}: {}", r.body);
+            assert!(documents(operation, r.status), "{id} answers 401 undocumented");
+            for status in [StatusCode::FORBIDDEN, StatusCode::TOO_MANY_REQUESTS, StatusCode::SERVICE_UNAVAILABLE] {
+                assert!(documents(operation, status), "{id} does not document {status}");
+            }
+            checked += 1;
+        }
+        if template.starts_with("/v1/") {
+            // No tenant named.
+            let r = app.call(method.clone(), &path, &[], None).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{id}: {}", r.body);
+            assert!(documents(operation, r.status), "{id} answers 400 undocumented");
+            // An unknown tenant.
+            let r = app.call(method.clone(), &path, &[("x-tenant", "nobody")], None).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}: {}", r.body);
+            assert!(documents(operation, r.status), "{id} answers 404 undocumented");
+        }
+        if operation.get("requestBody").is_some() && template.starts_with("/v1/") {
+            let auth = format!("Bearer {token}");
+            let headers = [("x-tenant", "acme"), ("authorization", auth.as_str())];
+            // Another content type, then a body that is not JSON.
+            let r = app.send_raw(method.clone(), &path, &headers, Some("text/plain"), Body::from("{}")).await;
+            assert!(documents(operation, r.status), "{id} answers {} undocumented: {}", r.status, r.body);
+            let r = app.send_raw(method.clone(), &path, &headers, Some("application/json"), Body::from("{")).await;
+            assert!(documents(operation, r.status), "{id} answers {} undocumented: {}", r.status, r.body);
+            for status in [StatusCode::PAYLOAD_TOO_LARGE, StatusCode::UNSUPPORTED_MEDIA_TYPE] {
+                assert!(documents(operation, status), "{id} does not document {status}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} operations checked");
+}
