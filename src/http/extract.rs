@@ -14,10 +14,36 @@ use crate::db::{Actor, Database, HotStatement, Literal, TenantTx};
 use crate::domain::{TenantId, UserId};
 
 /// `axum::Json`, rejecting with a problem document (400 malformed, 422 wrong types or
-/// unknown fields, 413 too large, 415 wrong content type).
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// unknown fields, 413 too large, 415 wrong content type). Every request body of this API is a
+/// JSON object: serde would also read a struct from an array (`[null, null]`), which the
+/// OpenAPI document does not allow, so anything but an object is 422 `invalid_body`.
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::Bytes::from_request(axum::extract::Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| ApiError::for_rejection_status(e.status()))?;
+        let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+        if !object {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "the body must be a JSON object",
+            ));
+        }
+        Ok(Json(value))
+    }
+}
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {

@@ -44,6 +44,16 @@ async fn every_kind_of_bad_request_is_a_4xx_problem_document() {
             "invalid_body",
         ),
         (Method::POST, "/v1/contacts", &auth, json, "[]".into(), bad_422, "invalid_body"),
+        // serde reads a struct from an array of its fields; the API takes objects only.
+        (
+            Method::POST,
+            "/v1/contacts",
+            &auth,
+            json,
+            "[\"Ada\", \"ada@example.com\", null, null]".into(),
+            bad_422,
+            "invalid_body",
+        ),
         (
             Method::POST,
             "/v1/contacts",

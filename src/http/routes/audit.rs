@@ -63,6 +63,7 @@ pub struct AuditFilter {
     /// Events before this time (RFC 3339).
     to: Option<DateTime<Utc>>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -146,6 +147,7 @@ pub async fn list_events(
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
     /// `jsonl` (default) or `csv`.
+    #[param(pattern = "^(jsonl|csv)$")]
     format: Option<String>,
 }
 

@@ -29,7 +29,9 @@ use crate::metrics::RateLimited;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(pattern = r"^[^\x00]*$")]
     email: String,
+    #[schema(pattern = r"^[^\x00]*$")]
     password: String,
 }
 

@@ -35,6 +35,7 @@ pub struct ContactPage {
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -45,8 +46,14 @@ pub struct ListParams {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewContact {
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 200)]
     name: String,
+    #[schema(
+        pattern = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
+        max_length = 254
+    )]
     email: String,
+    #[schema(pattern = r"^[ +()./-]*[0-9][ +()./-]*[0-9][ +()./-]*[0-9][0-9 +()./-]*$", max_length = 40)]
     phone: Option<String>,
     organization_id: Option<OrganizationId>,
 }
@@ -55,10 +62,15 @@ pub struct NewContact {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 200)]
     name: Option<String>,
+    #[schema(
+        pattern = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
+        max_length = 254
+    )]
     email: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[ +()./-]*[0-9][ +()./-]*[0-9][ +()./-]*[0-9][0-9 +()./-]*$", max_length = 40)]
     phone: Option<Option<String>>,
     /// `null` detaches the contact from its organization.
     #[serde(default, deserialize_with = "present")]

@@ -39,6 +39,7 @@ pub struct UserPage {
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -47,8 +48,13 @@ pub struct ListParams {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(
+        pattern = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
+        max_length = 254
+    )]
     email: String,
     /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
     role: Role,
 }
