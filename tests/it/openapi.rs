@@ -87,4 +87,7 @@ async fn every_refusal_of_the_layers_is_a_documented_status_of_the_operation() {
         }
     }
     assert!(checked > 20, "only {checked} operations checked");
+    // Both forms of the export are documented.
+    let export = &spec["paths"]["/v1/audit-events/export"]["get"]["responses"]["200"]["content"];
+    assert!(export.get("application/x-ndjson").is_some() && export.get("text/csv").is_some(), "{export}");
 }

@@ -165,7 +165,8 @@ pub struct ExportParams {
 /// slot is given back when the client has not taken a page for `STALLED_AFTER`.
 #[utoipa::path(get, path = "/v1/audit-events/export", tag = "audit", params(ExportParams), security(("bearer" = [])),
     responses(
-        (status = 200, description = "JSON Lines or CSV", content_type = "application/x-ndjson"),
+        (status = 200, description = "JSON Lines (`format=jsonl`, the default) or CSV (`format=csv`)",
+            content((String = "application/x-ndjson"), (String = "text/csv"))),
         (status = 429, description = "`export_limit`: too many exports in progress for this tenant or this instance", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn export_events(
