@@ -25,7 +25,7 @@ pub struct AccessEvent<'a> {
 /// Append `event` to `tenant`'s chain in a transaction of its own (so a refused request,
 /// which commits nothing else, still leaves its trace).
 pub async fn record(db: &Database, tenant: TenantId, actor: &Actor, event: AccessEvent<'_>) -> Result<(), sqlx::Error> {
-    let mut tx = TenantTx::begin_as(db, tenant, actor).await?;
+    let mut tx = TenantTx::begin(db, tenant, actor).await?;
     append(&mut tx, actor, event).await?;
     tx.commit().await
 }
@@ -50,7 +50,7 @@ impl Database {
     pub async fn checkpoint_all(&self, signer: &AuditSigner) -> Result<usize, sqlx::Error> {
         let mut signed = 0;
         for tenant in self.live_tenant_ids().await? {
-            let mut tx = TenantTx::begin(self, tenant, None).await?;
+            let mut tx = TenantTx::begin(self, tenant, &crate::db::Actor::default()).await?;
             if signer.checkpoint(tx.conn(), tenant).await?.is_some() {
                 signed += 1;
             }

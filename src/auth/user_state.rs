@@ -67,7 +67,7 @@ impl UserStateCache {
 
 /// The users table is tenant-owned: read it in a tenant transaction like any handler.
 async fn load(db: &Database, tenant: TenantId, user: UserId) -> Result<Option<UserState>, sqlx::Error> {
-    let mut tx = TenantTx::begin(db, tenant, None).await?;
+    let mut tx = TenantTx::begin(db, tenant, &crate::db::Actor::default()).await?;
     let row: Option<(Role, UserStatus, DateTime<Utc>)> =
         sqlx::query_as("SELECT role, status, sessions_valid_after FROM users WHERE tenant_id = $1 AND id = $2")
             .bind(tenant)

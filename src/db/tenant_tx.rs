@@ -29,22 +29,11 @@ pub struct TenantTx<'c> {
 }
 
 impl TenantTx<'static> {
-    /// Open a tenant transaction on a connection from the service's pool.
-    pub async fn begin(
-        db: &Database,
-        tenant: TenantId,
-        user: Option<UserId>,
-    ) -> Result<TenantTx<'static>, sqlx::Error> {
-        let demand = DemandGuard::new(&db.demand);
-        let tx = db.pool.begin_with(AssertSqlSafe(begin_statement(tenant, user))).await?;
-        Ok(TenantTx { tx, tenant, _demand: Some(demand) })
-    }
-}
-
-impl TenantTx<'static> {
-    /// Open a tenant transaction that also records who acts, for the audit trail's triggers:
-    /// the same single statement as `begin`, with more transaction-local settings.
-    pub async fn begin_as(db: &Database, tenant: TenantId, actor: &Actor) -> Result<TenantTx<'static>, sqlx::Error> {
+    /// Open a tenant transaction on a connection from the service's pool, recording who acts
+    /// (for the audit trail's triggers) in the same single statement: `BEGIN`, the tenant, the
+    /// user, and the actor's other transaction-local settings. The one way the service opens a
+    /// tenant transaction; `Actor::default()` when nobody in particular acts (the system).
+    pub async fn begin(db: &Database, tenant: TenantId, actor: &Actor) -> Result<TenantTx<'static>, sqlx::Error> {
         let statement = format!("{}{}", begin_statement(tenant, actor.user), actor.settings());
         let demand = DemandGuard::new(&db.demand);
         let tx = db.pool.begin_with(AssertSqlSafe(statement)).await?;
@@ -141,7 +130,7 @@ impl TenantTx<'static> {
             // on every worker connection the transaction opens: the EXECUTE (prepared only
             // here, on the coordinator) and the COMMIT would run there too. So on Citus the
             // settings travel alone and the read follows: 3 round trips instead of 1.
-            let mut tx = TenantTx::begin(db, tenant, user).await?;
+            let mut tx = TenantTx::begin(db, tenant, &Actor { user, ..Actor::default() }).await?;
             let rows = sqlx::raw_sql(AssertSqlSafe(statement.execute_sql(args))).fetch_all(tx.conn()).await?;
             tx.commit().await?;
             return Ok(rows);

@@ -89,7 +89,7 @@ impl TenantScope {
     }
 
     pub async fn begin(&self) -> Result<TenantTx<'static>, ApiError> {
-        Ok(TenantTx::begin_as(&self.db, self.tenant_id(), &self.actor()).await?)
+        Ok(TenantTx::begin(&self.db, self.tenant_id(), &self.actor()).await?)
     }
 
     /// A read whose parameters are all ids or numbers, in one round trip (`TenantTx::read_once`).
