@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backend;
 pub mod cache;
 pub mod catalog;
 pub mod cluster;

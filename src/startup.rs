@@ -122,7 +122,7 @@ pub async fn build_context_with_platform(
     let db = Database::connect(app_url, config.db_pool_size, http::routes::HOT_STATEMENTS)
         .await
         .context("connecting as the app role")?;
-    db.ensure_citus_ready().await?;
+    db.ensure_backend_ready().await?;
     let keys = match &config.jwt_private_key {
         Some(pem) => {
             JwtKeys::from_pem(pem, config.jwt_key_id.as_deref(), &config.jwt_issuer, config.access_token_ttl())?
@@ -143,7 +143,7 @@ pub async fn build_context_with_platform(
     let platform = match platform_url {
         Some(url) => {
             let platform = PlatformDb::connect(url, 4).await.context("connecting as the platform login")?;
-            platform.ensure_citus_ready().await?;
+            platform.ensure_backend_ready().await?;
             Some(platform)
         }
         None => None,

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
+
+use crate::backend::Backend;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use tenant_tx::{Actor, HotStatement, Literal, TenantTx};
@@ -69,7 +71,7 @@ pub struct Database {
     reads: Arc<hot_pool::ReadPool>,
     /// The database runs Citus: `TenantTx::read_once` must not put its query in the same
     /// statement text as the `SET LOCAL`s (Citus replays that whole text on the workers).
-    citus: bool,
+    backend: Backend,
 }
 
 /// Counts one request in `Database::demand` while it lives.
@@ -120,8 +122,8 @@ impl Database {
             })
             .connect_with(options)
             .await?;
-        let citus = crate::migrate::citus::installed(&mut *pool.acquire().await?).await?;
-        Ok(Database { pool, demand: Arc::default(), reads: Arc::new(reads), citus })
+        let backend = Backend::detect(&mut *pool.acquire().await?).await?;
+        Ok(Database { pool, demand: Arc::default(), reads: Arc::new(reads), backend })
     }
 
     /// The pools' figures for `/metrics`: the transaction pool and the read pool together.
@@ -146,13 +148,14 @@ impl Database {
     }
 
     /// On Citus, refuse unless `citus.propagate_set_commands` is `local` for the app role:
-    /// otherwise the tenant's `SET LOCAL` never reaches the workers (`citus`).
-    pub async fn ensure_citus_ready(&self) -> anyhow::Result<()> {
-        if !self.citus {
-            return Ok(());
-        }
+    /// otherwise the tenant's `SET LOCAL` never reaches the workers (`Backend::ensure_ready`).
+    pub async fn ensure_backend_ready(&self) -> anyhow::Result<()> {
         let mut conn = self.pool.acquire().await?;
-        crate::migrate::citus::ensure_set_propagation(&mut conn).await
+        self.backend.ensure_ready(&mut conn).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Reachable at all (`/readyz`).

@@ -125,7 +125,7 @@ impl TenantTx<'static> {
         statement: &HotStatement,
         args: &[Literal],
     ) -> Result<Vec<PgRow>, sqlx::Error> {
-        if db.citus {
+        if db.backend() == crate::backend::Backend::Citus {
             // Citus records the whole statement text that carried a `SET LOCAL` and replays it
             // on every worker connection the transaction opens: the EXECUTE (prepared only
             // here, on the coordinator) and the COMMIT would run there too. So on Citus the

@@ -30,7 +30,7 @@ pub(super) async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan)
         .execute(tx.conn())
         .await?;
     // Citus refuses the UNNEST form on a table with row-level security (see `rows_values`).
-    if crate::migrate::citus::installed(tx.conn()).await? {
+    if crate::backend::Backend::detect(tx.conn()).await? == crate::backend::Backend::Citus {
         rows_values(tx, head, plan).await?;
     } else {
         rows_unnest(tx, head, plan).await?;

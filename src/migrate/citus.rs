@@ -10,11 +10,6 @@ use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use super::{POLICY_HISTORY, SCHEMA_HISTORY};
 use crate::catalog::{Table as CatalogTable, read_tables};
 
-/// Whether the database has the citus extension (any role may read `pg_extension`).
-pub async fn installed(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')").fetch_one(conn).await
-}
-
 /// The start-up rule, from the value of `citus.propagate_set_commands` as the service's role
 /// sees it. Citus forwards `SET LOCAL` to the worker connections of a transaction only when it
 /// is `local`; with anything else the policies on the shards read an empty tenant setting and
@@ -31,12 +26,9 @@ pub fn check_set_propagation(value: &str) -> Result<(), String> {
     ))
 }
 
-/// At start: on Citus, the connection's `citus.propagate_set_commands` must be `local`
-/// (`check_set_propagation`). On plain PostgreSQL there is nothing to check.
-pub async fn ensure_set_propagation(conn: &mut PgConnection) -> anyhow::Result<()> {
-    if !installed(conn).await? {
-        return Ok(());
-    }
+/// At start, on Citus (`Backend::ensure_ready`): the connection's `citus.propagate_set_commands`
+/// must be `local` (`check_set_propagation`).
+pub(crate) async fn ensure_set_propagation(conn: &mut PgConnection) -> anyhow::Result<()> {
     let value: String =
         sqlx::query_scalar("SELECT current_setting('citus.propagate_set_commands')").fetch_one(&mut *conn).await?;
     check_set_propagation(&value).map_err(anyhow::Error::msg)
@@ -192,9 +184,10 @@ pub async fn read_plan(conn: &mut PgConnection) -> Result<DistributionPlan, sqlx
     // The kinds as Citus itself tells them apart (metadata_cache.c, IsCitusTableTypeInternal):
     // no partition column and two-phase-commit replication is a reference table; no
     // partition column, no colocation group is a citus local table.
-    let placements: Vec<(String, String)> = if installed(conn).await? {
-        sqlx::query_as(
-            "SELECT c.relname::text,
+    let placements: Vec<(String, String)> =
+        if crate::backend::Backend::detect(conn).await? == crate::backend::Backend::Citus {
+            sqlx::query_as(
+                "SELECT c.relname::text,
                     CASE WHEN p.partmethod = 'h' AND column_to_column_name(p.logicalrelid, p.partkey) = 'tenant_id'
                               THEN 'by-tenant'
                          WHEN p.partmethod = 'n' AND p.repmodel = 't' THEN 'reference'
@@ -203,12 +196,12 @@ pub async fn read_plan(conn: &mut PgConnection) -> Result<DistributionPlan, sqlx
                FROM pg_dist_partition p
                JOIN pg_class c ON c.oid = p.logicalrelid
               WHERE c.relnamespace = 'public'::regnamespace",
-        )
-        .fetch_all(&mut *conn)
-        .await?
-    } else {
-        Vec::new()
-    };
+            )
+            .fetch_all(&mut *conn)
+            .await?
+        } else {
+            Vec::new()
+        };
     let tables: Vec<PlannedTable> = read_tables(&mut *conn)
         .await?
         .into_iter()

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
+use crate::backend::Backend;
 use crate::db::{APP_ROLE, AUDIT_ROLE, OWNER_ROLE, PLATFORM_LOGIN_ROLE, PLATFORM_ROLE};
 
 mod embedded {
@@ -354,7 +355,8 @@ async fn platform_login(conn: &mut PgConnection, db_name: &str, password: &str) 
 pub async fn migrate(admin_url: &str) -> Result<MigrationReport, BootstrapError> {
     let mut admin = PgConnection::connect_with(&PgConnectOptions::from_str(admin_url)?).await?;
     sqlx::query("SELECT pg_advisory_lock($1, $2)").bind(LOCK_SPACE).bind(MIGRATIONS).execute(&mut admin).await?;
-    let citus = citus::installed(&mut admin).await?;
+    let backend = Backend::detect(&mut admin).await?;
+    let citus = backend == Backend::Citus;
     if citus {
         let nologin: Vec<String> =
             sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1) AND NOT rolcanlogin")

@@ -114,10 +114,12 @@ impl PlatformDb {
         Ok(PlatformDb { pool })
     }
 
-    /// On Citus, refuse unless this login's `SET LOCAL`s reach the workers (`citus`).
-    pub async fn ensure_citus_ready(&self) -> anyhow::Result<()> {
+    /// On Citus, refuse unless this login's `SET LOCAL`s reach the workers
+    /// (`Backend::ensure_ready`).
+    pub async fn ensure_backend_ready(&self) -> anyhow::Result<()> {
         let mut conn = self.pool.acquire().await?;
-        crate::migrate::citus::ensure_set_propagation(&mut conn).await
+        let backend = crate::backend::Backend::detect(&mut conn).await?;
+        backend.ensure_ready(&mut conn).await
     }
 
     pub async fn acquire(&self) -> Result<PlatformConn, PlatformError> {

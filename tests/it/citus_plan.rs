@@ -11,7 +11,10 @@ use crate::support::spawn_app;
 async fn the_plan_distributes_every_tenant_table_and_references_the_platform_tables() {
     let app = spawn_app().await;
     let mut conn = PgConnection::connect(&app.superuser_url()).await.expect("connect");
-    let on_citus = citus::installed(&mut conn).await.expect("pg_extension");
+    let on_citus = rowguard::backend::Backend::detect(&mut conn)
+        .await
+        .map(|b| b == rowguard::backend::Backend::Citus)
+        .expect("pg_extension");
     let plan = citus::read_plan(&mut conn).await.expect("plan");
     // Every table with a tenant_id column but the registry, found independently of the plan.
     let tenant_tables: Vec<String> = sqlx::query_scalar(

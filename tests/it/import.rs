@@ -235,7 +235,11 @@ async fn a_django_tenants_database_comes_across_whole_with_references_and_logins
 
     // Nothing crosses tenants: no reference from one tenant's row to another tenant's row ...
     // (joins on purpose not on the tenant, so on Citus they join across shards.)
-    if rowguard::migrate::citus::installed(&mut su).await.expect("citus?") {
+    if rowguard::backend::Backend::detect(&mut su)
+        .await
+        .map(|b| b == rowguard::backend::Backend::Citus)
+        .expect("citus?")
+    {
         sqlx::query("SET citus.enable_repartition_joins = on").execute(&mut su).await.expect("repartition joins");
     }
     let crossing: i64 = sqlx::query_scalar(
