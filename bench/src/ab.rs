@@ -19,7 +19,8 @@ struct Round {
     failures: u64,
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+/// The median (the mean of the middle two for an even count); 0 for none.
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     match xs.len() {
         0 => 0.0,

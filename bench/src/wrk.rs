@@ -15,6 +15,7 @@ use std::time::Duration;
 use rand::Rng;
 use rand::seq::SliceRandom;
 
+use crate::ab::median;
 use crate::ceiling;
 use crate::fixture::Fixture;
 
@@ -97,15 +98,6 @@ fn parse(text: &str) -> Option<WrkRun> {
         .map(|v| v.split(',').filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok()).sum())
         .unwrap_or(0);
     Some(WrkRun { rps, p99_ms, errors: non_2xx + socket })
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
 }
 
 /// `rounds` of wrk against the running service and pgbench's naive form, alternating order.

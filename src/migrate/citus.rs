@@ -10,30 +10,6 @@ use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use super::{POLICY_HISTORY, SCHEMA_HISTORY};
 use crate::catalog::{Table as CatalogTable, read_tables};
 
-/// The start-up rule, from the value of `citus.propagate_set_commands` as the service's role
-/// sees it. Citus forwards `SET LOCAL` to the worker connections of a transaction only when it
-/// is `local`; with anything else the policies on the shards read an empty tenant setting and
-/// every tenant silently sees no rows and can write none (fail closed, but a broken service).
-pub fn check_set_propagation(value: &str) -> Result<(), String> {
-    if value.trim().eq_ignore_ascii_case("local") {
-        return Ok(());
-    }
-    Err(format!(
-        "refusing to start: the database runs Citus and citus.propagate_set_commands is '{value}', not 'local', so \
-         the tenant set with SET LOCAL would not reach the workers and row-level security there would hide every \
-         row; set `citus.propagate_set_commands = 'local'` in the coordinator's postgresql.conf (or `ALTER \
-         DATABASE … SET citus.propagate_set_commands = 'local'`) and start again"
-    ))
-}
-
-/// At start, on Citus (`Backend::ensure_ready`): the connection's `citus.propagate_set_commands`
-/// must be `local` (`check_set_propagation`).
-pub(crate) async fn ensure_set_propagation(conn: &mut PgConnection) -> anyhow::Result<()> {
-    let value: String =
-        sqlx::query_scalar("SELECT current_setting('citus.propagate_set_commands')").fetch_one(&mut *conn).await?;
-    check_set_propagation(&value).map_err(anyhow::Error::msg)
-}
-
 /// How a table of schema `public` is placed on Citus, from `pg_dist_partition`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
@@ -313,17 +289,6 @@ fn quote(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_local_propagation_lets_the_service_start() {
-        assert_eq!(check_set_propagation("local"), Ok(()));
-        assert_eq!(check_set_propagation("LOCAL"), Ok(()));
-        for value in ["none", "", "off"] {
-            let refusal = check_set_propagation(value).expect_err(value);
-            assert!(refusal.contains("citus.propagate_set_commands"), "{refusal}");
-            assert!(refusal.contains(&format!("'{value}'")), "names what it found: {refusal}");
-        }
-    }
 
     fn table(name: &str, tenant: bool, placement: Placement) -> PlannedTable {
         PlannedTable { name: name.into(), tenant, placement }
