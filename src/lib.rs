@@ -17,5 +17,6 @@ pub mod log_writer;
 pub mod metrics;
 pub mod migrate;
 pub mod platform;
+pub mod roles;
 pub mod seed;
 pub mod startup;

@@ -2,7 +2,7 @@
 
 use super::tables::Table;
 use super::{Findings, Rule, Tx};
-use crate::db::AUDIT_EXEMPT_TABLES;
+use crate::roles::AUDIT_EXEMPT_TABLES;
 
 /// Every tenant table but the exempt ones records its changes (invariant 6).
 pub(super) async fn check_audit_triggers(

@@ -3,7 +3,7 @@
 
 use super::tables::{Table, is_tenant_table};
 use super::{Findings, Rule, Tx};
-use crate::db::{AUDIT_DEFINER_FUNCTIONS, AUDIT_LOG_TABLES, AUDIT_ROLE, PLATFORM_PRIVATE_TABLES, PLATFORM_TABLES};
+use crate::roles::{AUDIT_DEFINER_FUNCTIONS, AUDIT_LOG_TABLES, AUDIT_ROLE, PLATFORM_PRIVATE_TABLES, PLATFORM_TABLES};
 
 /// Invariant 5: the role that serves tenant requests is held to RLS and can do nothing else.
 pub(super) async fn check_app_role(

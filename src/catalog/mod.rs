@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use crate::db::APP_ROLE;
+use crate::roles::APP_ROLE;
 
 mod audit;
 mod grants;

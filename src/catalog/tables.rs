@@ -2,7 +2,7 @@
 
 use sqlx::PgConnection;
 
-use crate::db::PLATFORM_TABLES;
+use crate::roles::PLATFORM_TABLES;
 
 /// A table in schema `public` (also the input of the Citus distribution plan, `migrate::citus`:
 /// one definition of a tenant table for both).

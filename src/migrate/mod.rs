@@ -11,7 +11,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 use crate::backend::Backend;
-use crate::db::{APP_ROLE, AUDIT_ROLE, OWNER_ROLE, PLATFORM_LOGIN_ROLE, PLATFORM_ROLE};
+use crate::roles::{APP_ROLE, AUDIT_ROLE, OWNER_ROLE, PLATFORM_LOGIN_ROLE, PLATFORM_ROLE};
 
 mod embedded {
     pub mod schema {

@@ -1,0 +1,43 @@
+//! The names the isolation invariants are written in: the roles the migrations create and
+//! grant to, and the classes of tables that are not ordinary tenant tables. Read by the
+//! tenant door (`db`), migrations (`migrate`) and the catalog verifier (`catalog`) alike.
+
+/// Role names fixed by the migrations' GRANTs (DESIGN.md invariant 5).
+pub const OWNER_ROLE: &str = "rowguard_owner";
+pub const APP_ROLE: &str = "rowguard_app";
+pub const PLATFORM_ROLE: &str = "rowguard_platform";
+/// The service's own login for the platform API: a NOSUPERUSER NOBYPASSRLS member of
+/// `rowguard_platform`, so the service can write the registry without holding the admin URL,
+/// and the app role that serves tenant requests never can.
+pub const PLATFORM_LOGIN_ROLE: &str = "rowguard_platform_login";
+/// Owns the audit log's append path (sql/V17): NOLOGIN, NOSUPERUSER, NOBYPASSRLS, held to RLS.
+/// Only the owner role is its member, so nobody can speak as it; `audit_append` and the other
+/// functions in `AUDIT_DEFINER_FUNCTIONS` run as it.
+pub const AUDIT_ROLE: &str = "rowguard_audit";
+
+/// The SECURITY DEFINER functions the app role may execute, by design: the audit log's one
+/// append door and the checkpoint signer's head lock. `policies verify` accepts them only
+/// while they are owned by `AUDIT_ROLE` (which must stay NOSUPERUSER NOBYPASSRLS) and pin
+/// their search_path; any other definer the app role can execute is a finding.
+pub const AUDIT_DEFINER_FUNCTIONS: &[&str] =
+    &["audit_append(text,text,text,text,jsonb,text)", "audit_head_locked(uuid)"];
+/// Audit tables the app role may read and never write: events are appended, and heads moved,
+/// only by `audit_append` as `AUDIT_ROLE`. `policies verify` reports any write grant on them.
+pub const AUDIT_LOG_TABLES: &[&str] = &["audit_events", "audit_chain_heads"];
+
+/// Tables that carry tenant data but are not tenant-owned: read before a tenant is known,
+/// written only by the platform role. Everything else with a `tenant_id` must have RLS.
+pub const PLATFORM_TABLES: &[&str] = &["tenants", "tenant_domains"];
+
+/// Tenant tables whose rows are not audited as data changes: the audit trail itself, and
+/// session bookkeeping whose every use would otherwise flood the log (logins and refresh
+/// reuse are recorded as access events instead). Every other tenant table must carry the
+/// `audit_row_change` trigger; `policies verify` reports one that does not. `import_id_map`
+/// is written once, by the importer, in the transaction whose single `tenant.import` event
+/// records the whole import (a row-change event per mapped id would double the log for no
+/// information).
+pub const AUDIT_EXEMPT_TABLES: &[&str] =
+    &["audit_events", "audit_chain_heads", "audit_checkpoints", "refresh_tokens", "import_id_map"];
+/// Platform tables without `tenant_id` that the app role may not touch at all, not even read
+/// (operators' password hashes). `policies verify` reports any grant on them to the app role.
+pub const PLATFORM_PRIVATE_TABLES: &[&str] = &["operators"];
