@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 
-use super::rate_limit::{Keyed, Limit, PRUNE_EARLY_AT, Refusal, keyed};
+use super::limiter::{Keyed, Limit, PRUNE_EARLY_AT, Refusal, keyed};
 
 /// The longest a failure limiter's backoff makes anyone wait.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);

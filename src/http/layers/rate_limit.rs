@@ -26,55 +26,17 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
-use governor::middleware::{StateInformationMiddleware, StateSnapshot};
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
+use governor::middleware::StateSnapshot;
 
 use super::failure_limiter::FailureLimiter;
+use super::limiter::{Keyed, PRUNE_EARLY_AT, ceil_secs, keyed};
+pub use super::limiter::{Limit, Refusal};
 use crate::domain::Plan;
 use crate::domain::{OperatorId, TenantId, UserId};
 use crate::http::ApiContext;
 use crate::http::context::{ClientAddr, RequestContext, ResolvedTenant};
 use crate::http::error::ApiError;
 use crate::metrics::RateLimited;
-
-/// A quota: one request's worth of capacity comes back every `replenish_every`, up to `burst`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Limit {
-    pub replenish_every: Duration,
-    pub burst: NonZeroU32,
-}
-
-impl Limit {
-    pub fn per_second(per_second: u32, burst: u32) -> Limit {
-        Limit {
-            replenish_every: Duration::from_secs(1) / per_second.max(1),
-            burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN),
-        }
-    }
-
-    pub(super) fn one_per(period: Duration, burst: u32) -> Limit {
-        Limit { replenish_every: period, burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN) }
-    }
-
-    fn quota(self) -> Quota {
-        Quota::with_period(self.replenish_every).unwrap_or(Quota::per_second(NonZeroU32::MAX)).allow_burst(self.burst)
-    }
-
-    /// Seconds for an empty bucket to fill up again: the window of `RateLimit-Policy`.
-    fn window_secs(self) -> u64 {
-        ceil_secs(self.replenish_every * self.burst.get())
-    }
-
-    /// The plan's quota, per instance (docs/rate-limits.md).
-    pub fn for_plan(plan: Plan) -> Limit {
-        match plan {
-            Plan::Free => Limit::per_second(20, 100),
-            Plan::Pro => Limit::per_second(100, 500),
-            Plan::Enterprise => Limit::per_second(500, 2000),
-        }
-    }
-}
 
 /// Requests that fail tenant resolution (no tenant, unknown, suspended): after this many from
 /// one address, one more per second. Only failures count, so a client whose tenant resolves
@@ -102,22 +64,6 @@ const OPERATOR_FAILURES_PER_ACCOUNT: (Duration, u32) = (Duration::from_secs(60),
 /// Signups from one address that got as far as hashing a password and creating (or trying to
 /// create) a tenant; refused ones (invalid slug, bad e-mail) cost nothing and do not count.
 const SIGNUP_PER_CLIENT: (Duration, u32) = (Duration::from_secs(60), 5);
-
-/// Past this many keys in one limiter, prune at once rather than wait for the next minute.
-pub(super) const PRUNE_EARLY_AT: usize = 100_000;
-
-pub(super) type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
-
-pub(super) fn keyed<K: Clone + Hash + Eq>(limit: Limit) -> Keyed<K> {
-    RateLimiter::keyed(limit.quota()).with_middleware::<StateInformationMiddleware>()
-}
-
-/// A refusal: how long to wait and under which quota.
-#[derive(Debug, Clone, Copy)]
-pub struct Refusal {
-    pub wait: Duration,
-    pub limit: Limit,
-}
 
 /// Whose failed password checks a per-account limit counts. The account itself when it
 /// exists — however the e-mail was spelled, so `vİctim@…` and `VICTIM@…` share `victim@…`'s
@@ -320,12 +266,6 @@ impl RateLimits {
 pub struct Allowance {
     pub remaining: u32,
     pub limit: Limit,
-}
-
-/// Whole seconds, rounded up: a client told "0" would retry at once and be refused again.
-fn ceil_secs(d: Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    secs.max(1)
 }
 
 fn set_number(headers: &mut HeaderMap, name: &'static str, value: u64) {
