@@ -17,11 +17,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use tower::ServiceBuilder;
 use tower::util::MapRequestLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -184,7 +185,8 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     let (tenant_router, tenant_doc) = tenant_api.split_for_parts();
     let tenant_router = tenant_router
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(ctx.clone(), layers::cors::per_tenant_cors));
+        .layer(from_fn_with_state(ctx.clone(), layers::cors::per_tenant_cors))
+        .layer(no_store());
     let tenant_api = OpenApiRouter::with_openapi(tenant_doc).merge(OpenApiRouter::from(tenant_router));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
@@ -212,11 +214,23 @@ fn platform_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     let signup = OpenApiRouter::new()
         .routes(routes!(signup::signup))
         .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_signup));
-    OpenApiRouter::new()
+    let platform = OpenApiRouter::new()
         .merge(login)
         .merge(signup)
         .merge(operators)
-        .route_layer(from_fn_with_state(ctx.clone(), layers::platform_auth::bare_host_only))
+        .route_layer(from_fn_with_state(ctx.clone(), layers::platform_auth::bare_host_only));
+    let (router, doc) = platform.split_for_parts();
+    let router = router.method_not_allowed_fallback(method_not_allowed).layer(no_store());
+    OpenApiRouter::with_openapi(doc).merge(OpenApiRouter::from(router))
+}
+
+/// `Cache-Control: no-store` on every answer of the router it wraps (the tenant and platform
+/// APIs, whose answers carry tenant data and tokens).
+fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(layers::security_headers::NO_STORE),
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -227,12 +241,21 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
     let (routes, mut api) = api_routes(&ctx).split_for_parts();
     openapi::document_common_answers(&mut api);
     ctx.metrics.register_routes(api.paths.paths.keys().map(String::as_str));
+    let document = Arc::new(api);
     let request_id = HeaderName::from_static("x-request-id");
     let hsts = layers::security_headers::Hsts(ctx.hsts);
     let observed = ctx.clone();
     Router::new()
         .merge(routes)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        // The document itself is an API answer (the API's policy); the page that renders it
+        // gets the docs policy.
+        .route("/openapi.json", axum::routing::get(move || std::future::ready(axum::Json(Arc::clone(&document)))))
+        .merge(Router::from(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json"))).layer(
+            SetResponseHeaderLayer::overriding(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(layers::security_headers::DOCS_CSP),
+            ),
+        ))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(ctx)

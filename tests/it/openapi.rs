@@ -91,3 +91,32 @@ async fn every_refusal_of_the_layers_is_a_documented_status_of_the_operation() {
     let export = &spec["paths"]["/v1/audit-events/export"]["get"]["responses"]["200"]["content"];
     assert!(export.get("application/x-ndjson").is_some() && export.get("text/csv").is_some(), "{export}");
 }
+
+#[tokio::test]
+async fn api_answers_are_never_cached_and_only_the_docs_may_run_scripts() {
+    let app = spawn_app_with(|_| {}).await;
+    let tenant = app.create_tenant("acme").await;
+    let token = app.owner_token(&tenant).await;
+    let header = |r: &crate::support::TestResponse, name: &str| {
+        r.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+    };
+    let api_csp = "default-src 'none'; frame-ancestors 'none'";
+    let answers = [
+        app.call_as(&token, "acme", Method::GET, "/v1/contacts", None).await,
+        app.call_as(&token, "acme", Method::GET, "/v1/contacts/01a20000-0000-7000-8000-000000000000", None).await,
+        app.call(Method::GET, "/v1/me", &[("x-tenant", "acme")], None).await,
+        app.call(Method::GET, "/platform/v1/tenants", &[], None).await,
+    ];
+    for r in &answers {
+        assert_eq!(header(r, "cache-control"), "no-store", "{}: {}", r.status, r.body);
+        assert_eq!(header(r, "content-security-policy"), api_csp, "{}", r.status);
+    }
+    for path in ["/healthz", "/openapi.json"] {
+        let r = app.call(Method::GET, path, &[], None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(header(&r, "content-security-policy"), api_csp, "{path}");
+    }
+    let docs = app.call(Method::GET, "/docs/", &[], None).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(header(&docs, "content-security-policy").contains("script-src 'self'"), "the docs page runs its script");
+}

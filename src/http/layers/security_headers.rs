@@ -1,5 +1,7 @@
 //! Baseline security headers on every answer, errors included. An API serves no documents,
-//! so the content security policy forbids everything; the docs page gets just enough.
+//! so the content security policy forbids everything; the docs router sets its own, just
+//! enough for the page (`DOCS_CSP`), and the API routers add `Cache-Control: no-store`
+//! (`NO_STORE`) — both attached in `http::router`, so this layer never looks at the path.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
@@ -7,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
-const DOCS_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
+pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
                         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
 
 /// Whether to send Strict-Transport-Security: a browser that saw it will only use HTTPS for
@@ -18,16 +20,20 @@ pub struct Hsts(pub bool);
 
 const HSTS: &str = "max-age=31536000; includeSubDomains";
 
+/// Tenant data and operator tokens must never sit in a shared cache: on every answer of the
+/// tenant and platform APIs.
+pub const NO_STORE: &str = "no-store";
+
 pub async fn security_headers(State(hsts): State<Hsts>, request: Request, next: Next) -> Response {
-    let docs = request.uri().path().starts_with("/docs");
-    // Tenant data and operator tokens must never sit in a shared cache.
-    let tenant_api = request.uri().path().starts_with("/v1/") || request.uri().path().starts_with("/platform/");
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));
     };
-    set(h, header::CONTENT_SECURITY_POLICY, if docs { DOCS_CSP } else { API_CSP });
+    // The docs router's own policy stands; every other answer gets the API's.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        set(h, header::CONTENT_SECURITY_POLICY, API_CSP);
+    }
     if hsts.0 {
         set(h, header::STRICT_TRANSPORT_SECURITY, HSTS);
     }
@@ -37,10 +43,6 @@ pub async fn security_headers(State(hsts): State<Hsts>, request: Request, next: 
     set(h, HeaderName::from_static("permissions-policy"), "camera=(), microphone=(), geolocation=(), payment=()");
     set(h, HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
     set(h, HeaderName::from_static("cross-origin-resource-policy"), "same-origin");
-    if tenant_api {
-        // Tenant data must never sit in a shared cache.
-        set(h, header::CACHE_CONTROL, "no-store");
-    }
     h.remove(header::SERVER);
     response
 }
