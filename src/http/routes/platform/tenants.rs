@@ -4,14 +4,11 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{Platform, path_slug, platform_conn};
-use crate::domain::{
-    DomainName, Email, NewPassword, Plan, Slug, TenantId, TenantName, TenantStatus, parse_unreserved_slug,
-};
+use crate::domain::{DomainName, Email, NewPassword, Plan, Slug, TenantName, TenantStatus, parse_unreserved_slug};
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
@@ -21,12 +18,9 @@ use crate::platform::{NewTenant, PlatformConn, TenantChange, TenantDomain, Tenan
 /// A tenant with its custom domains.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TenantView {
-    pub id: TenantId,
-    pub slug: String,
-    pub name: String,
-    pub status: TenantStatus,
-    pub plan: Plan,
-    pub created_at: DateTime<Utc>,
+    /// The registry entry, its fields at the top level of the answer.
+    #[serde(flatten)]
+    pub tenant: TenantSummary,
     pub domains: Vec<TenantDomain>,
 }
 
@@ -183,15 +177,7 @@ pub async fn delete_tenant(
 }
 
 async fn view(platform: &mut PlatformConn, slug: &Slug) -> Result<TenantView, ApiError> {
-    let t = platform.tenant(slug).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
-    let domains = platform.domains(t.id).await?;
-    Ok(TenantView {
-        id: t.id,
-        slug: t.slug,
-        name: t.name,
-        status: t.status,
-        plan: t.plan,
-        created_at: t.created_at,
-        domains,
-    })
+    let tenant = platform.tenant(slug).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
+    let domains = platform.domains(tenant.id).await?;
+    Ok(TenantView { tenant, domains })
 }
