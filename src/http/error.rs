@@ -75,12 +75,6 @@ impl ApiError {
     }
 
     /// A default error for a bare status some layer answered with.
-    /// The problem document for an extractor's rejection that carries only its status (a body
-    /// that could not be read: 413 too large, 400 otherwise).
-    pub fn for_rejection_status(status: StatusCode) -> ApiError {
-        Self::for_status(status)
-    }
-
     fn for_status(status: StatusCode) -> ApiError {
         let (code, detail) = match status {
             StatusCode::NOT_FOUND => ("route_not_found", "no such route"),

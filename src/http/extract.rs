@@ -30,7 +30,7 @@ where
         let (parts, body) = request.into_parts();
         let bytes = axum::body::Bytes::from_request(axum::extract::Request::from_parts(parts.clone(), body), state)
             .await
-            .map_err(|e| ApiError::for_rejection_status(e.status()))?;
+            .map_err(|e| ApiError::from(axum::extract::rejection::JsonRejection::from(e)))?;
         let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
         let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
