@@ -1,7 +1,9 @@
 //! The log's writer: lines are appended to a shared buffer (a lock and a copy: no system call,
 //! no thread to wake) and written out in batches, by a thread of its own every
 //! `FLUSH_EVERY`, or by the writing thread itself once `FLUSH_AT` bytes wait. A line is thus on
-//! stderr at most `FLUSH_EVERY` after it was logged, and none is ever dropped.
+//! stderr at most `FLUSH_EVERY` after it was logged; none is dropped while the process runs and
+//! stops normally (the guard writes what is pending). A process killed outright (SIGKILL, an
+//! abort) loses what was pending: at most the last `FLUSH_EVERY` of lines.
 //!
 //! Why not tracing-appender's non-blocking writer: it hands each line to its worker over a
 //! channel, waking the worker for nearly every line. Measured on get-by-id with the access line
