@@ -13,6 +13,7 @@ pub mod domain;
 pub mod http;
 pub mod import;
 pub mod key_file;
+pub mod limits;
 pub mod log_writer;
 pub mod metrics;
 pub mod migrate;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::audit::AuditSigner;
+use crate::auth::sessions::Sessions;
 use crate::auth::user_state::UserStateCache;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::cluster::{Durability, EmbeddedCluster};
@@ -153,7 +154,7 @@ pub async fn build_context_with_platform(
     // Operators are few: one hash at a time for them (and signups) is plenty, and leaves the
     // tenant budget whole whatever arrives at the platform login.
     let platform_hasher = hasher.with_budget(1);
-    let tenants = Arc::new(TenantCache::new(Duration::from_secs(30)));
+    let tenants = Arc::new(TenantCache::new(db.clone(), Duration::from_secs(30)));
     let watcher = Arc::clone(&tenants);
     let watched = db.clone();
     tokio::spawn(async move { watched.watch_tenant_changes(move || watcher.invalidate_all()).await });
@@ -161,18 +162,26 @@ pub async fn build_context_with_platform(
         Arc::new(AuditSigner::load(config.audit_signing_key.as_deref(), &config.data_dir.join("audit-ed25519.pem"))?);
     spawn_checkpoints(db.clone(), Arc::clone(&audit), Duration::from_secs(config.audit_checkpoint_secs));
     // A minute's backstop only: the users trigger's NOTIFY drops an entry within milliseconds.
-    let users = Arc::new(UserStateCache::new(Duration::from_secs(60)));
+    let users = Arc::new(UserStateCache::new(db.clone(), Duration::from_secs(60)));
     let user_watcher = Arc::clone(&users);
     let user_feed = db.clone();
     tokio::spawn(async move { user_feed.watch_user_changes(move |change| user_watcher.forget(change)).await });
     let rate_limits = Arc::new(RateLimits::new(config.rate_limits));
     rate_limits.spawn_pruning();
     let trusted_proxies = Arc::new(TrustedProxies::new(config.trusted_proxies.clone()));
+    let keys = Arc::new(keys);
+    let sessions = Arc::new(Sessions::new(
+        hasher.clone(),
+        Arc::clone(&keys),
+        Arc::clone(&rate_limits) as Arc<dyn crate::limits::AccountGate>,
+        Arc::clone(&users),
+    ));
     Ok(ApiContext::from(ApiState {
-        db,
+        door: http::extract::Door::new(db),
         tenants,
         users,
-        keys: Arc::new(keys),
+        keys,
+        sessions,
         hasher,
         platform_hasher,
         base_domain: config.normalized_base_domain().into(),
@@ -224,10 +233,9 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = ctx.db.clone();
-    let app = http::router(ctx, limits);
+    let app = http::router(ctx.clone(), limits);
     serve_router(listener, app, limits, shutdown).await;
-    db.close().await;
+    ctx.door.close().await;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ pub use checkpoint::{AuditSigner, Checkpoint};
 
 use serde_json::Value;
 
-use crate::db::{Actor, Database, TenantTx};
+use crate::db::{Actor, Database, TenantScope, TenantTx};
 use crate::domain::TenantId;
 
 /// An event that is not a row change: a login, a refusal, a checkpoint.
@@ -27,6 +27,13 @@ pub struct AccessEvent<'a> {
 pub async fn record(db: &Database, tenant: TenantId, actor: &Actor, event: AccessEvent<'_>) -> Result<(), sqlx::Error> {
     let mut tx = TenantTx::begin(db, tenant, actor).await?;
     append(&mut tx, actor, event).await?;
+    tx.commit().await
+}
+
+/// As `record`, through a request's tenant scope, as whoever acts in it.
+pub async fn record_in(scope: &TenantScope, event: AccessEvent<'_>) -> Result<(), sqlx::Error> {
+    let mut tx = scope.begin().await?;
+    append(&mut tx, &scope.actor(), event).await?;
     tx.commit().await
 }
 

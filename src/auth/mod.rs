@@ -4,6 +4,7 @@
 pub mod jwt;
 pub mod password;
 pub mod refresh;
+pub mod sessions;
 pub mod user_state;
 
 pub use jwt::{AccessClaims, JwtKeys, TokenError};

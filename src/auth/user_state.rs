@@ -32,24 +32,29 @@ const ENTRY_BYTES: usize = 96;
 /// (so its own instance never waits for the notification), and after `ttl` as a backstop.
 pub struct UserStateCache {
     /// A cached state; None: no such user.
+    db: Database,
     entries: BoundedCache<(TenantId, UserId), Option<UserState>>,
     /// Bumped on every invalidation; a load that raced one is used but not cached.
     generation: AtomicU64,
 }
 
 impl UserStateCache {
-    pub fn new(ttl: Duration) -> UserStateCache {
-        UserStateCache { entries: BoundedCache::new(ttl, MAX_BYTES, |_, _| ENTRY_BYTES), generation: AtomicU64::new(0) }
+    pub fn new(db: Database, ttl: Duration) -> UserStateCache {
+        UserStateCache {
+            db,
+            entries: BoundedCache::new(ttl, MAX_BYTES, |_, _| ENTRY_BYTES),
+            generation: AtomicU64::new(0),
+        }
     }
 
     /// The user's current state; None when the user does not exist (deleted).
-    pub async fn get(&self, db: &Database, tenant: TenantId, user: UserId) -> Result<Option<UserState>, sqlx::Error> {
+    pub async fn get(&self, tenant: TenantId, user: UserId) -> Result<Option<UserState>, sqlx::Error> {
         let key = (tenant, user);
         if let Some(state) = self.entries.get(&key) {
             return Ok(state);
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let state = load(db, tenant, user).await?;
+        let state = load(&self.db, tenant, user).await?;
         if self.generation.load(Ordering::SeqCst) == generation {
             self.entries.insert(key, state);
         }

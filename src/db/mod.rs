@@ -6,8 +6,10 @@
 mod hot_pool;
 pub mod listen;
 pub mod registry;
+mod scope;
 mod tenant_tx;
 pub mod user_changes;
+pub mod users;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,6 +20,7 @@ use sqlx::PgPool;
 use crate::backend::Backend;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+pub use scope::{Acting, TenantScope};
 pub use tenant_tx::{Actor, HotStatement, Literal, TenantTx};
 
 pub use crate::roles::*;

@@ -14,8 +14,8 @@ use std::sync::{Arc, OnceLock};
 use axum::http::header::USER_AGENT;
 use axum::http::{Extensions, HeaderMap, HeaderValue};
 
-use crate::db::Actor;
 use crate::db::registry::RateLimitOverride;
+use crate::db::{Acting, Actor};
 use crate::domain::{Plan, Role, TenantId, UserId};
 
 /// The client's address: the socket peer, or what a trusted proxy says (`client_ip`).
@@ -128,5 +128,11 @@ impl RequestContext {
         let client_ip = Some(self.client.0).filter(|ip| *ip != ClientAddr::UNKNOWN.0);
         let user_agent = text(&self.user_agent).map(|ua| ua.chars().filter(|c| !c.is_control()).take(256).collect());
         Actor { user: None, role: None, request_id, client_ip, user_agent }
+    }
+}
+
+impl Acting for RequestContext {
+    fn actor(&self) -> Actor {
+        RequestContext::actor(self)
     }
 }

@@ -219,6 +219,38 @@ impl From<crate::auth::password::HashError> for ApiError {
     }
 }
 
+impl From<crate::auth::sessions::SessionError> for ApiError {
+    fn from(e: crate::auth::sessions::SessionError) -> ApiError {
+        use crate::auth::sessions::SessionError as E;
+        let detail = e.to_string();
+        match e {
+            E::BadCredentials => ApiError::unauthorized("invalid_credentials", detail),
+            E::NulInCredentials => ApiError::bad_request("invalid_text", detail),
+            E::WrongPassword => ApiError::forbidden("wrong_password", detail),
+            E::InvalidRefreshToken => ApiError::unauthorized("invalid_refresh_token", detail),
+            E::RefreshTokenReused => ApiError::unauthorized("refresh_token_reused", detail),
+            // Handlers answer a throttled account with its wait (`account_refusal`); this is
+            // the fallback for one that did not.
+            E::Throttled(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail),
+            E::Database(e) => e.into(),
+            E::Hash(e) => e.into(),
+            E::Key(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::db::users::MembershipError> for ApiError {
+    fn from(e: crate::db::users::MembershipError) -> ApiError {
+        use crate::db::users::MembershipError as E;
+        match e {
+            E::NotFound => ApiError::not_found("user"),
+            E::Lacks(..) => ApiError::forbidden("forbidden", e.to_string()),
+            E::LastOwner => ApiError::new(StatusCode::CONFLICT, "last_owner", e.to_string()),
+            E::Database(e) => e.into(),
+        }
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
         match r {

@@ -1,8 +1,6 @@
 //! Extractors handlers use: JSON, path and query that reject with problem documents, the
 //! request's tenant scope (the way to a tenant transaction), and the authenticated principal.
 
-use std::sync::Arc;
-
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -10,8 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::ApiContext;
 use super::context::{ClientAddr, Principal, RequestContext, ResolvedTenant};
 use super::error::ApiError;
-use crate::db::{Actor, Database, HotStatement, Literal, TenantTx};
-use crate::domain::{TenantId, UserId};
+use crate::db::{Actor, Database, TenantScope};
 
 /// `axum::Json`, rejecting with a problem document (400 malformed, 422 wrong types or
 /// unknown fields, 413 too large, 415 wrong content type). Every request body of this API is a
@@ -61,44 +58,54 @@ pub struct Path<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
 
-/// The tenant (and user, once authenticated) this request acts for. Its `begin` is how a
-/// handler reaches tenant data: a transaction that has already set the tenant.
-pub struct TenantScope {
+/// The service's database as the HTTP side holds it: out of handlers' reach (the field is
+/// private to this module), so tenant data is reachable only through a `TenantScope` the
+/// extractor below makes for the request's own tenant. What else the door opens needs no
+/// tenant: the health and metrics figures, and the refusals the layers record.
+pub struct Door {
     db: Database,
-    context: Arc<RequestContext>,
 }
 
-impl TenantScope {
-    pub fn tenant(&self) -> &ResolvedTenant {
-        // Checked when the scope was extracted; set at most once.
-        self.context.tenant().unwrap_or_else(|| unreachable!("a tenant scope exists only once resolved"))
+impl Door {
+    pub fn new(db: Database) -> Door {
+        Door { db }
     }
 
-    pub fn tenant_id(&self) -> TenantId {
-        self.tenant().id
+    /// Reachable, and every embedded migration applied (`/readyz`).
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        self.db.ping().await
     }
 
-    pub fn user(&self) -> Option<UserId> {
-        self.context.principal().map(|p| p.user)
+    pub async fn migrations_current(&self) -> Result<bool, sqlx::Error> {
+        self.db.migrations_current().await
     }
 
-    /// Who acts, as the audit trail records it (user, role, request id, address, agent); built
-    /// when asked for, since reads never need it.
-    pub fn actor(&self) -> Actor {
-        self.context.actor()
+    /// `/metrics`: the pool's figures and the audit inserts the database counted.
+    pub fn pool_figures(&self) -> crate::metrics::PoolFigures {
+        self.db.pool_figures()
     }
 
-    pub async fn begin(&self) -> Result<TenantTx<'static>, ApiError> {
-        Ok(TenantTx::begin(&self.db, self.tenant_id(), &self.actor()).await?)
+    pub async fn audit_events_inserted(&self) -> Result<i64, sqlx::Error> {
+        self.db.audit_events_inserted().await
     }
 
-    /// A read whose parameters are all ids or numbers, in one round trip (`TenantTx::read_once`).
-    pub async fn read_once<T>(&self, statement: &HotStatement, args: &[Literal]) -> Result<Vec<T>, ApiError>
-    where
-        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
-    {
-        let rows = TenantTx::read_once(&self.db, self.tenant_id(), self.user(), statement, args).await?;
-        rows.iter().map(|r| T::from_row(r).map_err(ApiError::from)).collect()
+    /// Close the pool (shutdown, after the last request drained).
+    pub async fn close(&self) {
+        self.db.close().await;
+    }
+
+    /// Record `event` in the log of the tenant this request was resolved to, in a transaction
+    /// of its own (a refusal commits nothing else). Nothing if no tenant was resolved.
+    pub async fn record(
+        &self,
+        context: &RequestContext,
+        actor: &Actor,
+        event: crate::audit::AccessEvent<'_>,
+    ) -> Result<(), sqlx::Error> {
+        match context.tenant() {
+            Some(tenant) => crate::audit::record(&self.db, tenant.id, actor, event).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -107,10 +114,25 @@ impl FromRequestParts<ApiContext> for TenantScope {
 
     async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
         let context = RequestContext::of(&parts.extensions)
-            .filter(|c| c.tenant().is_some())
             .cloned()
             .ok_or_else(|| ApiError::internal("tenant scope requested on a route without tenant resolution"))?;
-        Ok(TenantScope { db: ctx.db.clone(), context })
+        let tenant = context
+            .tenant()
+            .map(|t| t.id)
+            .ok_or_else(|| ApiError::internal("tenant scope requested on a route without tenant resolution"))?;
+        let user = context.principal().map(|p| p.user);
+        Ok(TenantScope::new(&ctx.door.db, tenant, user, context))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ResolvedTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        RequestContext::of(&parts.extensions)
+            .and_then(|c| c.tenant())
+            .cloned()
+            .ok_or_else(|| ApiError::internal("tenant requested on a route without tenant resolution"))
     }
 }
 

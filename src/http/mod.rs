@@ -33,7 +33,6 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::audit::AuditSigner;
 use crate::auth::user_state::UserStateCache;
 use crate::auth::{JwtKeys, PasswordHasher};
-use crate::db::Database;
 use error::ApiError;
 use layers::tenant::TenantCache;
 
@@ -60,11 +59,14 @@ impl From<ApiState> for ApiContext {
 
 /// What `ApiContext` points to.
 pub struct ApiState {
-    pub db: Database,
+    /// The database, as only extractors, health and metrics may open it (`extract::Door`).
+    pub door: extract::Door,
     pub tenants: Arc<TenantCache>,
     /// Current role, status and session cut-off per user, for the auth layer (ASVS 8.3.2).
     pub users: Arc<UserStateCache>,
     pub keys: Arc<JwtKeys>,
+    /// Login, refresh, logout and password changes (`auth::sessions`).
+    pub sessions: Arc<crate::auth::sessions::Sessions>,
     /// argon2 for tenant users (login, password changes, new users).
     pub hasher: PasswordHasher,
     /// argon2 for operators and signup: a budget of its own, so a flood of operator logins

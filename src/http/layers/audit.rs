@@ -14,7 +14,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use crate::audit::{self, AccessEvent};
-use crate::db::Actor;
+use crate::db::TenantScope;
 use crate::domain::TenantId;
 use crate::http::ApiContext;
 use crate::http::context::RequestContext;
@@ -72,7 +72,7 @@ pub async fn record_refusals(State(ctx): State<ApiContext>, request: Request, ne
             outcome: "denied",
             details: json!({"method": method, "path": path, "status": status.as_u16(), "not_recorded_before": skipped}),
         };
-        if let Err(e) = audit::record(&ctx.db, tenant, &actor, event).await {
+        if let Err(e) = ctx.door.record(&context, &actor, event).await {
             ctx.metrics.audit_write_failed();
             tracing::warn!(error = %e, "could not record a refusal in the audit log");
         }
@@ -80,32 +80,44 @@ pub async fn record_refusals(State(ctx): State<ApiContext>, request: Request, ne
     response
 }
 
-/// Record a rate-limit refusal (`access.rate_limited`), sampled with the same per-tenant
-/// budget as other refusals so a flood over quota cannot flood the log.
-pub async fn record_throttled(ctx: &ApiContext, tenant: TenantId, parts: &axum::http::request::Parts, limit: &str) {
-    let actor = RequestContext::of(&parts.extensions).map_or_else(Actor::default, |c| c.anonymous_actor());
-    record_throttled_as(ctx, tenant, &actor, parts.method.as_str(), parts.uri.path(), limit).await;
-}
-
-/// As `record_throttled`, for a refusal decided inside a handler, which has the actor already.
-pub async fn record_throttled_as(
+/// A rate-limit refusal's event (`access.rate_limited`), sampled with the same per-tenant
+/// budget as other refusals so a flood over quota cannot flood the log; None when over it.
+fn throttled(
     ctx: &ApiContext,
     tenant: TenantId,
-    actor: &Actor,
     method: &str,
     path: &str,
     limit: &str,
-) {
-    let Some(skipped) = ctx.access_sampler.admit(tenant) else { return };
-    let event = AccessEvent {
+) -> Option<AccessEvent<'static>> {
+    let skipped = ctx.access_sampler.admit(tenant)?;
+    Some(AccessEvent {
         action: "access.rate_limited",
         resource_type: None,
         resource_id: None,
         outcome: "denied",
         details: json!({"method": method, "path": path, "limit": limit, "not_recorded_before": skipped}),
-    };
-    if let Err(e) = audit::record(&ctx.db, tenant, actor, event).await {
-        ctx.metrics.audit_write_failed();
-        tracing::warn!(error = %e, "could not record a rate-limit refusal in the audit log");
+    })
+}
+
+fn recording_failed(ctx: &ApiContext, e: sqlx::Error) {
+    ctx.metrics.audit_write_failed();
+    tracing::warn!(error = %e, "could not record a rate-limit refusal in the audit log");
+}
+
+/// Record a rate-limit refusal decided by a layer, as the anonymous actor of the request.
+pub async fn record_throttled(ctx: &ApiContext, parts: &axum::http::request::Parts, limit: &str) {
+    let Some(context) = RequestContext::of(&parts.extensions) else { return };
+    let Some(tenant) = context.tenant().map(|t| t.id) else { return };
+    let Some(event) = throttled(ctx, tenant, parts.method.as_str(), parts.uri.path(), limit) else { return };
+    if let Err(e) = ctx.door.record(context, &context.anonymous_actor(), event).await {
+        recording_failed(ctx, e);
+    }
+}
+
+/// As `record_throttled`, for a refusal decided inside a handler: as whoever acts in `scope`.
+pub async fn record_throttled_in(ctx: &ApiContext, scope: &TenantScope, method: &str, path: &str, limit: &str) {
+    let Some(event) = throttled(ctx, scope.tenant_id(), method, path, limit) else { return };
+    if let Err(e) = audit::record_in(scope, event).await {
+        recording_failed(ctx, e);
     }
 }

@@ -25,10 +25,8 @@ pub async fn authenticate(State(ctx): State<ApiContext>, request: Request, next:
     let ip = context.client().0;
     if let Some(refusal) = ctx.rate_limits.unauthenticated_refusal(tenant, ip) {
         ctx.metrics.rate_limited(RateLimited::UnauthenticatedPerAddress);
-        let actor = context.anonymous_actor();
-        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-        let limit = "unauthenticated_per_address";
-        super::audit::record_throttled_as(&ctx, tenant, &actor, method.as_str(), &path, limit).await;
+        let (parts, _) = request.into_parts();
+        super::audit::record_throttled(&ctx, &parts, "unauthenticated_per_address").await;
         return Ok(too_many_requests(
             refusal,
             "too many requests without valid credentials from this address; retry later",
@@ -67,7 +65,7 @@ async fn principal_of(
     }
     // Authorization changes count on the next request (ASVS 8.3.2): the user's current state,
     // from the per-instance cache, decides — not what the token said when it was issued.
-    let state = ctx.users.get(&ctx.db, tenant, claims.sub).await?;
+    let state = ctx.users.get(tenant, claims.sub).await?;
     let revoked = || ApiError::unauthorized("session_revoked", "this session has ended; log in again");
     let state = state.filter(|s| s.status == UserStatus::Active).ok_or_else(revoked)?;
     if issued_at_ms(&claims) < state.sessions_valid_after_ms {

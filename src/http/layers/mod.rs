@@ -3,8 +3,6 @@
 pub mod audit;
 pub mod auth;
 pub mod cors;
-mod failure_limiter;
-mod limiter;
 pub mod observe;
 pub mod platform_auth;
 pub mod rate_limit;

@@ -15,7 +15,6 @@
 //! so many tenants or many client addresses do not grow memory without bound.
 
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock, Weak};
@@ -28,14 +27,13 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateSnapshot;
 
-use super::failure_limiter::FailureLimiter;
-use super::limiter::{Keyed, PRUNE_EARLY_AT, ceil_secs, keyed};
-pub use super::limiter::{Limit, Refusal};
 use crate::domain::Plan;
-use crate::domain::{OperatorId, TenantId, UserId};
+use crate::domain::TenantId;
 use crate::http::ApiContext;
 use crate::http::context::{ClientAddr, RequestContext, ResolvedTenant};
 use crate::http::error::ApiError;
+pub use crate::limits::{Account, Limit, Refusal};
+use crate::limits::{AccountGate, FailureLimiter, Keyed, PRUNE_EARLY_AT, ceil_secs, keyed};
 use crate::metrics::RateLimited;
 
 /// Requests that fail tenant resolution (no tenant, unknown, suspended): after this many from
@@ -64,18 +62,6 @@ const OPERATOR_FAILURES_PER_ACCOUNT: (Duration, u32) = (Duration::from_secs(60),
 /// Signups from one address that got as far as hashing a password and creating (or trying to
 /// create) a tenant; refused ones (invalid slug, bad e-mail) cost nothing and do not count.
 const SIGNUP_PER_CLIENT: (Duration, u32) = (Duration::from_secs(60), 5);
-
-/// Whose failed password checks a per-account limit counts. The account itself when it
-/// exists — however the e-mail was spelled, so `vİctim@…` and `VICTIM@…` share `victim@…`'s
-/// budget — else the e-mail as the database lowered it (what `lower(email) = lower($1)`
-/// compares), never a normalisation of our own that could disagree with the database's.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Account {
-    User(TenantId, UserId),
-    UnknownUser(TenantId, String),
-    Operator(OperatorId),
-    UnknownOperator(String),
-}
 
 /// Every limiter of one instance.
 pub struct RateLimits {
@@ -331,7 +317,7 @@ pub async fn limit_tenant(State(ctx): State<ApiContext>, request: Request, next:
         Err(refusal) => {
             ctx.metrics.rate_limited(RateLimited::Tenant(tenant.plan));
             let (parts, _) = request.into_parts();
-            super::audit::record_throttled(&ctx, tenant.id, &parts, "tenant").await;
+            super::audit::record_throttled(&ctx, &parts, "tenant").await;
             too_many_requests(refusal, "this tenant has used its request quota; retry later")
         }
     }
@@ -399,7 +385,7 @@ async fn per_tenant_address(ctx: &ApiContext, request: Request, next: Next, whic
     if let Err(refusal) = limits.outcome(limiter.check_key(&(tenant, ip)), limit) {
         ctx.metrics.rate_limited(metric);
         let (parts, _) = request.into_parts();
-        super::audit::record_throttled(ctx, tenant, &parts, label).await;
+        super::audit::record_throttled(ctx, &parts, label).await;
         return too_many_requests(refusal, detail);
     }
     next.run(request).await
@@ -446,6 +432,16 @@ pub async fn limit_signup(State(ctx): State<ApiContext>, request: Request, next:
 /// The 429 for an account whose failed password checks must wait.
 pub fn account_refusal(refusal: Refusal) -> Response {
     too_many_requests(refusal, "too many failed password checks for this account; retry later")
+}
+
+impl AccountGate for RateLimits {
+    fn refused(&self, account: &Account) -> Option<Refusal> {
+        self.account_refused(account)
+    }
+
+    fn record_failure(&self, account: Account) {
+        self.record_account_failure(account);
+    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ enum Key {
 /// only syntactically valid names (at most 253 bytes) ever reach it, and each entry is
 /// weighed by its key and record, so a flood of distinct names cannot grow memory.
 pub struct TenantCache {
+    db: Database,
     entries: BoundedCache<Key, Option<TenantRecord>>,
     /// Bumped on every invalidation; a lookup that raced one is not cached.
     generation: AtomicU64,
@@ -82,8 +83,8 @@ fn weigh(key: &Key, record: &Option<TenantRecord>) -> usize {
 }
 
 impl TenantCache {
-    pub fn new(ttl: Duration) -> TenantCache {
-        TenantCache { entries: BoundedCache::new(ttl, MAX_CACHE_BYTES, weigh), generation: AtomicU64::new(0) }
+    pub fn new(db: Database, ttl: Duration) -> TenantCache {
+        TenantCache { db, entries: BoundedCache::new(ttl, MAX_CACHE_BYTES, weigh), generation: AtomicU64::new(0) }
     }
 
     pub fn invalidate_all(&self) {
@@ -96,14 +97,14 @@ impl TenantCache {
         self.entries.size()
     }
 
-    async fn lookup(&self, db: &Database, key: Key) -> Result<Option<TenantRecord>, ApiError> {
+    async fn lookup(&self, key: Key) -> Result<Option<TenantRecord>, ApiError> {
         if let Some(record) = self.entries.get(&key) {
             return Ok(record);
         }
         let generation = self.generation.load(Ordering::SeqCst);
         let record = match &key {
-            Key::Slug(slug) => db.tenant_by_slug(slug).await?,
-            Key::Domain(domain) => db.tenant_by_domain(domain).await?,
+            Key::Slug(slug) => self.db.tenant_by_slug(slug).await?,
+            Key::Domain(domain) => self.db.tenant_by_domain(domain).await?,
         };
         if self.generation.load(Ordering::SeqCst) == generation {
             self.entries.insert(key, record.clone());
@@ -111,9 +112,9 @@ impl TenantCache {
         Ok(record)
     }
 
-    async fn by_slug(&self, db: &Database, raw: &str) -> Result<Option<TenantRecord>, ApiError> {
+    async fn by_slug(&self, raw: &str) -> Result<Option<TenantRecord>, ApiError> {
         match Slug::parse(raw) {
-            Ok(slug) => self.lookup(db, Key::Slug(slug.as_str().to_string())).await,
+            Ok(slug) => self.lookup(Key::Slug(slug.as_str().to_string())).await,
             Err(_) => Ok(None), // not a possible slug: unknown, like any other
         }
     }
@@ -199,16 +200,16 @@ async fn resolve_noting_unknown_host(
     let cache = &ctx.tenants;
     let mut unknown_host = false;
     let from_host = match host.map(|h| classify_host(h, &ctx.base_domain)) {
-        Some(HostName::Subdomain(label)) => Some(cache.by_slug(&ctx.db, &label).await?.ok_or_else(unknown_tenant)?),
+        Some(HostName::Subdomain(label)) => Some(cache.by_slug(&label).await?.ok_or_else(unknown_tenant)?),
         Some(HostName::Custom(domain)) => {
-            let found = cache.lookup(&ctx.db, Key::Domain(domain)).await?;
+            let found = cache.lookup(Key::Domain(domain)).await?;
             unknown_host = found.is_none();
             found
         }
         Some(HostName::NoTenant) | None => None,
     };
     let from_header = match header {
-        Some(raw) => Some(cache.by_slug(&ctx.db, raw).await?),
+        Some(raw) => Some(cache.by_slug(raw).await?),
         None => None,
     };
     let record = match (from_host, from_header) {

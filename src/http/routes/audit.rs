@@ -13,12 +13,13 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::audit::{self, ChainReport, Checkpoint};
+use crate::db::TenantScope;
 use crate::domain::TenantId;
 use crate::domain::permissions::Permission;
 use crate::http::ApiContext;
 use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{Json, Query, TenantScope};
+use crate::http::extract::{Json, Query};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct AuditEvent {

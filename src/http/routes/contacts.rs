@@ -7,11 +7,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::db::TenantScope;
 use crate::db::{HotStatement, Literal};
 use crate::domain::{ContactId, ContactName, Email, OrganizationId, Permission, Phone};
 use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{Json, Path, Query, TenantScope};
+use crate::http::extract::{Json, Path, Query};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Contact {

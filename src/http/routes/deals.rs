@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::db::TenantScope;
 use crate::domain::{Amount, ContactId, Currency, DealId, DealStage, DealTitle, OrganizationId, Permission};
 use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{Json, Path, Query, TenantScope};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::Keyset;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]

@@ -26,8 +26,8 @@ pub async fn healthz() -> Json<Health> {
     responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<Health>, ApiError> {
     let unavailable = |detail: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", detail);
-    ctx.db.ping().await.map_err(|_| unavailable("the database is unreachable"))?;
-    match ctx.db.migrations_current().await {
+    ctx.door.ping().await.map_err(|_| unavailable("the database is unreachable"))?;
+    match ctx.door.migrations_current().await {
         Ok(true) => Ok(Json(Health { status: "ready" })),
         Ok(false) => Err(unavailable("the database is missing migrations; run `rowguard migrate`")),
         Err(_) => Err(unavailable("the migration history cannot be read")),

@@ -6,19 +6,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use uuid::Uuid;
+use axum::response::Response;
 
-use super::auth::{MAX_PASSWORD_BYTES, TokenResponse, end_all_sessions, store_refresh_token, token_pair};
-use crate::db::user_changes::UserChange;
+use super::auth::{TokenResponse, tokens_answer};
+use crate::db::TenantScope;
 use crate::domain::{NewPassword, Role, UserId};
 use crate::http::ApiContext;
-use crate::http::context::Principal;
+use crate::http::context::{Principal, ResolvedTenant};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{Json, TenantScope};
-use crate::http::layers::audit::record_throttled_as;
-use crate::http::layers::rate_limit::{Account, account_refusal};
-use crate::metrics::RateLimited;
+use crate::http::extract::Json;
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct Me {
@@ -32,7 +28,7 @@ pub struct Me {
 /// The user the access token belongs to.
 #[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = Problem, content_type = "application/problem+json")))]
-pub async fn me(scope: TenantScope, principal: Principal) -> Result<Json<Me>, ApiError> {
+pub async fn me(scope: TenantScope, tenant: ResolvedTenant, principal: Principal) -> Result<Json<Me>, ApiError> {
     let mut tx = scope.begin().await?;
     let row: Option<(String, DateTime<Utc>)> =
         sqlx::query_as("SELECT email, created_at FROM users WHERE tenant_id = $1 AND id = $2")
@@ -43,13 +39,7 @@ pub async fn me(scope: TenantScope, principal: Principal) -> Result<Json<Me>, Ap
     tx.commit().await?;
     let (email, created_at) =
         row.ok_or_else(|| ApiError::unauthorized("invalid_token", "the token's user no longer exists"))?;
-    Ok(Json(Me {
-        id: principal.user,
-        email,
-        role: principal.role,
-        tenant: scope.tenant().slug.to_string(),
-        created_at,
-    }))
+    Ok(Json(Me { id: principal.user, email, role: principal.role, tenant: tenant.slug.to_string(), created_at }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -74,42 +64,7 @@ pub async fn change_password(
     Json(body): Json<PasswordChange>,
 ) -> Result<Response, ApiError> {
     let new_password = NewPassword::parse(&body.new_password).map_err(ApiError::validation)?;
-    let wrong = || ApiError::forbidden("wrong_password", "the current password is wrong");
-    if body.current_password.len() > MAX_PASSWORD_BYTES {
-        return Err(wrong());
-    }
-    let (tenant, user) = (scope.tenant_id(), principal.user);
-    let mut tx = scope.begin().await?;
-    let stored: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant)
-        .bind(user)
-        .fetch_optional(tx.conn())
-        .await?;
-    tx.commit().await?;
-    // The same failure budget as login, keyed on the same account: a stolen access token
-    // must not become a way to guess the password at full speed.
-    let account = Account::User(tenant, user);
-    if let Some(refusal) = ctx.rate_limits.account_refused(&account) {
-        ctx.metrics.rate_limited(RateLimited::LoginPerAccount);
-        record_throttled_as(&ctx, tenant, &scope.actor(), "POST", "/v1/me/password", "login_per_account").await;
-        return Ok(account_refusal(refusal));
-    }
-    // Hash and verify outside any transaction: argon2 takes tens of milliseconds.
-    if !ctx.hasher.verify(body.current_password, stored).await? {
-        ctx.rate_limits.record_account_failure(account);
-        return Err(wrong());
-    }
-    let hash = ctx.hasher.hash(new_password.expose().to_string()).await?;
-    let mut tx = scope.begin().await?;
-    sqlx::query("UPDATE users SET password_hash = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant)
-        .bind(user)
-        .bind(&hash)
-        .execute(tx.conn())
-        .await?;
-    end_all_sessions(&mut tx, tenant, user, "password_changed").await?;
-    let refresh_token = store_refresh_token(&mut tx, tenant, user, Uuid::now_v7()).await?;
-    tx.commit().await?;
-    ctx.users.forget(UserChange::One(tenant, user));
-    token_pair(&ctx, tenant, user, principal.role, refresh_token).map(|pair| Json(pair).into_response())
+    let outcome =
+        ctx.sessions.change_password(&scope, principal.user, principal.role, body.current_password, new_password).await;
+    tokens_answer(&ctx, &scope, "/v1/me/password", outcome).await
 }

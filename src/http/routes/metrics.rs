@@ -27,14 +27,14 @@ pub async fn metrics(State(ctx): State<ApiContext>, headers: HeaderMap) -> Resul
             return Err(ApiError::unauthorized("metrics_token_required", "present the metrics bearer token"));
         }
     }
-    let audit_events = match ctx.db.audit_events_inserted().await {
+    let audit_events = match ctx.door.audit_events_inserted().await {
         Ok(n) => Some(n),
         Err(e) => {
             tracing::warn!(error = %e, "could not read the audit insert count for /metrics");
             None
         }
     };
-    let body = ctx.metrics.render(ctx.db.pool_figures(), audit_events);
+    let body = ctx.metrics.render(ctx.door.pool_figures(), audit_events);
     let mut response = body.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     Ok(response)

@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::db::TenantScope;
 use crate::domain::{OrganizationId, OrganizationName, Permission, WebDomain};
 use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{Json, Path, Query, TenantScope};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::Keyset;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]

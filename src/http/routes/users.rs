@@ -4,29 +4,20 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::end_all_sessions;
-use crate::db::TenantTx;
+use crate::db::TenantScope;
 use crate::db::user_changes::UserChange;
-use crate::domain::{Email, NewPassword, Permission, Role, TenantId, UserId, UserStatus};
+use crate::db::users;
+use crate::domain::{Email, NewPassword, Permission, Role, UserId, UserStatus};
 use crate::http::ApiContext;
 use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{Json, Path, Query, TenantScope};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::Keyset;
 
-#[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
-pub struct User {
-    pub id: UserId,
-    pub email: String,
-    pub role: Role,
-    pub status: UserStatus,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
+pub use crate::db::users::User;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserPage {
@@ -70,14 +61,6 @@ pub struct UserPatch {
 fn email_taken(index: &str) -> Option<ApiError> {
     (index == "users_email_unique")
         .then(|| ApiError::new(StatusCode::CONFLICT, "email_taken", "a user of this tenant already has this e-mail"))
-}
-
-fn last_owner() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "last_owner",
-        "the tenant's last active owner cannot be demoted, deactivated or removed",
-    )
 }
 
 /// List the tenant's users in creation order.
@@ -175,35 +158,8 @@ pub async fn update_user(
     Json(patch): Json<UserPatch>,
 ) -> Result<Json<User>, ApiError> {
     principal.require(Permission::ManageUsers)?;
-    let tenant = scope.tenant_id();
-    let mut tx = scope.begin().await?;
-    let target = lock_for_change(&mut tx, tenant, id).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    if target.role == Role::Owner || patch.role == Some(Role::Owner) {
-        principal.require(Permission::ManageOwners)?;
-    }
-    let stays_active_owner =
-        patch.role.unwrap_or(target.role) == Role::Owner && patch.status.unwrap_or(target.status) == UserStatus::Active;
-    if target.is_active_owner() && !stays_active_owner && target.other_active_owners == 0 {
-        return Err(last_owner());
-    }
-    let user: User = sqlx::query_as(
-        "UPDATE users SET role = COALESCE($3, role), status = COALESCE($4, status), updated_at = now()
-          WHERE tenant_id = $1 AND id = $2
-         RETURNING id, email, role, status, created_at, updated_at",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(patch.role.map(Role::as_str))
-    .bind(patch.status.map(UserStatus::as_str))
-    .fetch_one(tx.conn())
-    .await?;
-    if patch.status == Some(UserStatus::Deactivated) {
-        // Also cut off the access tokens issued so far, so that reactivating the account
-        // later does not bring them back to life.
-        end_all_sessions(&mut tx, tenant, id, "user_deactivated").await?;
-    }
-    tx.commit().await?;
-    ctx.users.forget(UserChange::One(tenant, id));
+    let user = users::update(&scope, principal.role, id, patch.role, patch.status).await?;
+    ctx.users.forget(UserChange::One(scope.tenant_id(), id));
     Ok(Json(user))
 }
 
@@ -219,55 +175,7 @@ pub async fn delete_user(
     Path(id): Path<UserId>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Permission::ManageUsers)?;
-    let tenant = scope.tenant_id();
-    let mut tx = scope.begin().await?;
-    let target = lock_for_change(&mut tx, tenant, id).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    if target.role == Role::Owner {
-        principal.require(Permission::ManageOwners)?;
-    }
-    if target.is_active_owner() && target.other_active_owners == 0 {
-        return Err(last_owner());
-    }
-    // Its refresh tokens go with it (ON DELETE CASCADE).
-    sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2").bind(tenant).bind(id).execute(tx.conn()).await?;
-    tx.commit().await?;
-    ctx.users.forget(UserChange::One(tenant, id));
+    users::delete(&scope, principal.role, id).await?;
+    ctx.users.forget(UserChange::One(scope.tenant_id(), id));
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The user about to change, and how many other active owners the tenant has.
-struct Target {
-    role: Role,
-    status: UserStatus,
-    other_active_owners: usize,
-}
-
-impl Target {
-    fn is_active_owner(&self) -> bool {
-        self.role == Role::Owner && self.status == UserStatus::Active
-    }
-}
-
-/// Lock the tenant's active owners, then the target, always in that order and by id: two
-/// owners demoting each other at once are serialised (the second sees the first's change)
-/// and cannot deadlock.
-async fn lock_for_change(tx: &mut TenantTx<'_>, tenant: TenantId, id: UserId) -> Result<Option<Target>, ApiError> {
-    let owners: Vec<UserId> = sqlx::query_scalar(
-        "SELECT id FROM users WHERE tenant_id = $1 AND role = 'owner' AND status = 'active' ORDER BY id FOR UPDATE",
-    )
-    .bind(tenant)
-    .fetch_all(tx.conn())
-    .await?;
-    let row: Option<(String, String)> =
-        sqlx::query_as("SELECT role, status FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(tx.conn())
-            .await?;
-    let Some((role, status)) = row else { return Ok(None) };
-    Ok(Some(Target {
-        role: Role::parse(&role).map_err(ApiError::internal)?,
-        status: UserStatus::parse(&status).map_err(ApiError::internal)?,
-        other_active_owners: owners.iter().filter(|o| **o != id).count(),
-    }))
 }

@@ -1,5 +1,5 @@
 //! A limiter charged only when something failed (failed logins, requests naming no tenant,
-//! failed authentication), with backoff for accounts. Used by `rate_limit`; touches nothing else.
+//! failed authentication), with backoff for accounts. Used by the rate limits; touches nothing else.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 
-use super::limiter::{Keyed, Limit, PRUNE_EARLY_AT, Refusal, keyed};
+use super::{Keyed, Limit, PRUNE_EARLY_AT, Refusal, keyed};
 
 /// The longest a failure limiter's backoff makes anyone wait.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
@@ -23,7 +23,7 @@ const BACKOFF_MEMORY: Duration = Duration::from_secs(30 * 60);
 /// period; every further failure while the key is remembered (its block, plus
 /// `BACKOFF_MEMORY`) doubles the block, up to `MAX_BACKOFF`. A steady guesser therefore slows down exponentially, not
 /// to a fixed trickle, and a key left alone long enough starts afresh.
-pub(super) struct FailureLimiter<K: Clone + Hash + Eq> {
+pub(crate) struct FailureLimiter<K: Clone + Hash + Eq> {
     limit: Limit,
     failures: Keyed<K>,
     blocked: Mutex<HashMap<K, Block>>,
@@ -41,22 +41,22 @@ struct Block {
 }
 
 impl<K: Clone + Hash + Eq> FailureLimiter<K> {
-    pub(super) fn new(limit: Limit) -> Self {
+    pub(crate) fn new(limit: Limit) -> Self {
         FailureLimiter { limit, failures: keyed(limit), blocked: Mutex::new(HashMap::new()), backoff: false }
     }
 
-    pub(super) fn with_backoff(limit: Limit) -> Self {
+    pub(crate) fn with_backoff(limit: Limit) -> Self {
         FailureLimiter { backoff: true, ..FailureLimiter::new(limit) }
     }
 
-    pub(super) fn refused(&self, key: &K) -> Option<Refusal> {
+    pub(crate) fn refused(&self, key: &K) -> Option<Refusal> {
         let blocked = self.blocked.lock().ok()?;
         let block = blocked.get(key)?;
         let wait = block.until.checked_duration_since(Instant::now())?;
         Some(Refusal { wait, limit: self.limit })
     }
 
-    pub(super) fn record_failure(&self, key: K, clock: &DefaultClock) {
+    pub(crate) fn record_failure(&self, key: K, clock: &DefaultClock) {
         // Blocked as soon as the burst is used up, so the next request is refused before it
         // costs anything; for at least one replenish period, or as long as governor says.
         let wait = match self.failures.check_key(&key) {
@@ -84,7 +84,7 @@ impl<K: Clone + Hash + Eq> FailureLimiter<K> {
         }
     }
 
-    pub(super) fn prune(&self) {
+    pub(crate) fn prune(&self) {
         self.failures.retain_recent();
         self.failures.shrink_to_fit();
         if let Ok(mut blocked) = self.blocked.lock() {
@@ -94,7 +94,7 @@ impl<K: Clone + Hash + Eq> FailureLimiter<K> {
         }
     }
 
-    pub(super) fn tracked(&self) -> usize {
+    pub(crate) fn tracked(&self) -> usize {
         self.failures.len()
     }
 }

@@ -1,6 +1,11 @@
-//! The quota type and keyed limiters both `rate_limit` (the layers) and `failure_limiter`
-//! (limits charged on failure only) are built on: governor's keyed GCRA limiters, a refusal
-//! with its wait, and the rounding the rate-limit headers use.
+//! Limits, apart from HTTP: the quota type and keyed limiters both the rate-limit layers and
+//! `failure` (limits charged on failure only) are built on — governor's keyed GCRA limiters, a
+//! refusal with its wait, the rounding the rate-limit headers use — and the per-account
+//! failure budget that login and password changes consult (`Account`, `AccountGate`).
+
+mod failure;
+
+pub(crate) use failure::FailureLimiter;
 
 use std::hash::Hash;
 use std::num::NonZeroU32;
@@ -11,7 +16,28 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::domain::Plan;
+use crate::domain::{OperatorId, Plan, TenantId, UserId};
+
+/// Whose failed password checks a per-account limit counts. The account itself when it
+/// exists — however the e-mail was spelled, so `vİctim@…` and `VICTIM@…` share `victim@…`'s
+/// budget — else the e-mail as the database lowered it (what `lower(email) = lower($1)`
+/// compares), never a normalisation of our own that could disagree with the database's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Account {
+    User(TenantId, UserId),
+    UnknownUser(TenantId, String),
+    Operator(OperatorId),
+    UnknownOperator(String),
+}
+
+/// The per-account failure budget, as password checks consult it (the rate limits keep it,
+/// per instance).
+pub trait AccountGate: Send + Sync {
+    /// Whether `account` must wait before its password is checked again.
+    fn refused(&self, account: &Account) -> Option<Refusal>;
+    /// Count one failed password check against `account`.
+    fn record_failure(&self, account: Account);
+}
 
 /// A quota: one request's worth of capacity comes back every `replenish_every`, up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,129 @@
+//! A tenant's users as the API changes them, with the membership rules: only a role with
+//! `manage_owners` may make, change or remove an owner, and the tenant's last active owner can
+//! be neither demoted, deactivated nor removed. Deactivating a user ends its sessions.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{TenantScope, TenantTx};
+use crate::auth::sessions::end_all_sessions;
+use crate::domain::{Permission, Role, TenantId, UserId, UserStatus};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub role: Role,
+    pub status: UserStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Why a change to a user was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("no such user")]
+    NotFound,
+    #[error("the {} role does not have the {} permission", .0.as_str(), .1.as_str())]
+    Lacks(Role, Permission),
+    #[error("the tenant's last active owner cannot be demoted, deactivated or removed")]
+    LastOwner,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Change `id`'s role or status as a user of role `acting` (who already holds `manage_users`).
+/// Deactivating also cuts off the access tokens issued so far, so that reactivating the
+/// account later does not bring them back to life.
+pub async fn update(
+    scope: &TenantScope,
+    acting: Role,
+    id: UserId,
+    role: Option<Role>,
+    status: Option<UserStatus>,
+) -> Result<User, MembershipError> {
+    let tenant = scope.tenant_id();
+    let mut tx = scope.begin().await?;
+    let target = lock_for_change(&mut tx, tenant, id).await?.ok_or(MembershipError::NotFound)?;
+    if target.role == Role::Owner || role == Some(Role::Owner) {
+        require(acting, Permission::ManageOwners)?;
+    }
+    let stays_active_owner =
+        role.unwrap_or(target.role) == Role::Owner && status.unwrap_or(target.status) == UserStatus::Active;
+    if target.is_active_owner() && !stays_active_owner && target.other_active_owners == 0 {
+        return Err(MembershipError::LastOwner);
+    }
+    let user: User = sqlx::query_as(
+        "UPDATE users SET role = COALESCE($3, role), status = COALESCE($4, status), updated_at = now()
+          WHERE tenant_id = $1 AND id = $2
+         RETURNING id, email, role, status, created_at, updated_at",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(role)
+    .bind(status)
+    .fetch_one(tx.conn())
+    .await?;
+    if status == Some(UserStatus::Deactivated) {
+        end_all_sessions(&mut tx, tenant, id, "user_deactivated").await?;
+    }
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Remove `id` (its refresh tokens go with it: ON DELETE CASCADE) as a user of role `acting`.
+pub async fn delete(scope: &TenantScope, acting: Role, id: UserId) -> Result<(), MembershipError> {
+    let tenant = scope.tenant_id();
+    let mut tx = scope.begin().await?;
+    let target = lock_for_change(&mut tx, tenant, id).await?.ok_or(MembershipError::NotFound)?;
+    if target.role == Role::Owner {
+        require(acting, Permission::ManageOwners)?;
+    }
+    if target.is_active_owner() && target.other_active_owners == 0 {
+        return Err(MembershipError::LastOwner);
+    }
+    sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2").bind(tenant).bind(id).execute(tx.conn()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn require(role: Role, permission: Permission) -> Result<(), MembershipError> {
+    if role.can(permission) { Ok(()) } else { Err(MembershipError::Lacks(role, permission)) }
+}
+
+/// The user about to change, and how many other active owners the tenant has.
+struct Target {
+    role: Role,
+    status: UserStatus,
+    other_active_owners: usize,
+}
+
+impl Target {
+    fn is_active_owner(&self) -> bool {
+        self.role == Role::Owner && self.status == UserStatus::Active
+    }
+}
+
+/// Lock the tenant's active owners, then the target, always in that order and by id: two
+/// owners demoting each other at once are serialised (the second sees the first's change)
+/// and cannot deadlock.
+async fn lock_for_change(tx: &mut TenantTx<'_>, tenant: TenantId, id: UserId) -> Result<Option<Target>, sqlx::Error> {
+    let owners: Vec<UserId> = sqlx::query_scalar(
+        "SELECT id FROM users WHERE tenant_id = $1 AND role = 'owner' AND status = 'active' ORDER BY id FOR UPDATE",
+    )
+    .bind(tenant)
+    .fetch_all(tx.conn())
+    .await?;
+    let row: Option<(Role, UserStatus)> =
+        sqlx::query_as("SELECT role, status FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?;
+    Ok(row.map(|(role, status)| Target {
+        role,
+        status,
+        other_active_owners: owners.iter().filter(|o| **o != id).count(),
+    }))
+}
