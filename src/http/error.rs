@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::domain::Invalid;
+use crate::http::error_codes::ErrorCode;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Retry-After on a 503: long enough for a restarting PostgreSQL or a drained pool, short
@@ -26,7 +27,7 @@ tokio::task_local! {
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub detail: String,
 }
 
@@ -40,53 +41,57 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     /// Stable, machine-readable error code (`tenant_mismatch`, `validation_failed`, …).
-    pub code: String,
+    pub code: ErrorCode,
     pub request_id: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> ApiError {
+        debug_assert!(code.statuses().contains(&status.as_u16()), "{code} is not catalogued with {status}");
         ApiError { status, code, detail: detail.into() }
     }
 
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("{what} not found"))
     }
 
     pub fn validation(invalid: Invalid) -> ApiError {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", invalid.to_string())
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::ValidationFailed, invalid.to_string())
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn bad_request(code: ErrorCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
-    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn unauthorized(code: ErrorCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, code, detail)
     }
 
-    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn forbidden(code: ErrorCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, code, detail)
     }
 
     pub fn internal(what: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %what, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed to handle the request")
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "the server failed to handle the request")
     }
 
     /// A default error for a bare status some layer answered with.
     fn for_status(status: StatusCode) -> ApiError {
         let (code, detail) = match status {
-            StatusCode::NOT_FOUND => ("route_not_found", "no such route"),
-            StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "the route does not accept this method"),
-            StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is too large"),
-            StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
-            StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is temporarily unavailable"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "expected Content-Type: application/json"),
-            s if s.is_server_error() => ("internal", "the server failed to handle the request"),
-            _ => ("bad_request", "the request could not be handled"),
+            StatusCode::NOT_FOUND => (ErrorCode::RouteNotFound, "no such route"),
+            StatusCode::METHOD_NOT_ALLOWED => (ErrorCode::MethodNotAllowed, "the route does not accept this method"),
+            StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::BodyTooLarge, "the request body is too large"),
+            StatusCode::SERVICE_UNAVAILABLE => (ErrorCode::Unavailable, "the service is temporarily unavailable"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                (ErrorCode::UnsupportedMediaType, "expected Content-Type: application/json")
+            }
+            s if s.is_server_error() => (ErrorCode::Internal, "the server failed to handle the request"),
+            _ => (ErrorCode::BadRequest, "the request could not be handled"),
         };
-        ApiError::new(status, code, detail)
+        // Not `new`: a status no layer should produce falls back to `bad_request` or
+        // `internal` whatever the catalogue lists for them.
+        ApiError { status, code, detail: detail.into() }
     }
 
     fn problem(&self) -> Problem {
@@ -95,7 +100,7 @@ impl ApiError {
             title: self.status.canonical_reason().unwrap_or("Error").into(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
-            code: self.code.into(),
+            code: self.code,
             request_id: REQUEST_ID.try_with(Clone::clone).ok(),
         }
     }
@@ -124,7 +129,11 @@ impl From<sqlx::Error> for ApiError {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 tracing::warn!(error = %e, "database unavailable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; try again")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    "the database is unavailable; try again",
+                )
             }
             // The server is there but cannot serve now: shutting down or starting (57P0x), out
             // of connections (53xxx), a statement or lock timeout (57014, 55P03), a lost
@@ -135,14 +144,18 @@ impl From<sqlx::Error> for ApiError {
                 }) =>
             {
                 tracing::warn!(error = %e, "database cannot serve now");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; try again")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    "the database is unavailable; try again",
+                )
             }
             // Data exceptions (class 22) come from values a request carried that PostgreSQL
             // refuses: a NUL byte in text (22021), a `\u0000` in JSON (22P05), a number out
             // of range (22003). The input is at fault, so a 4xx, never a 500.
             sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c == "22021" || c == "22P05") => {
                 ApiError::bad_request(
-                    "invalid_text",
+                    ErrorCode::InvalidText,
                     "text must not contain NUL bytes or characters the database cannot store",
                 )
             }
@@ -150,7 +163,7 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(error = %e, "the database refused a value");
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_value",
+                    ErrorCode::InvalidValue,
                     "a value is out of the range the database accepts",
                 )
             }
@@ -172,7 +185,7 @@ impl ApiError {
                     c if c.contains("contact") => "contact_id does not name a contact of this tenant",
                     _ => "a referenced id does not name a record of this tenant",
                 };
-                return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reference", detail);
+                return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidReference, detail);
             }
             if db.is_unique_violation()
                 && let Some(mapped) = on_unique(&violated_constraint(db.constraint(), db.message()))
@@ -211,7 +224,7 @@ impl From<crate::auth::password::HashError> for ApiError {
         match e {
             crate::auth::password::HashError::Busy => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
+                ErrorCode::Busy,
                 "too many password checks are in progress; try again shortly",
             ),
             other => ApiError::internal(other),
@@ -224,14 +237,14 @@ impl From<crate::auth::sessions::SessionError> for ApiError {
         use crate::auth::sessions::SessionError as E;
         let detail = e.to_string();
         match e {
-            E::BadCredentials => ApiError::unauthorized("invalid_credentials", detail),
-            E::NulInCredentials => ApiError::bad_request("invalid_text", detail),
-            E::WrongPassword => ApiError::forbidden("wrong_password", detail),
-            E::InvalidRefreshToken => ApiError::unauthorized("invalid_refresh_token", detail),
-            E::RefreshTokenReused => ApiError::unauthorized("refresh_token_reused", detail),
+            E::BadCredentials => ApiError::unauthorized(ErrorCode::InvalidCredentials, detail),
+            E::NulInCredentials => ApiError::bad_request(ErrorCode::InvalidText, detail),
+            E::WrongPassword => ApiError::forbidden(ErrorCode::WrongPassword, detail),
+            E::InvalidRefreshToken => ApiError::unauthorized(ErrorCode::InvalidRefreshToken, detail),
+            E::RefreshTokenReused => ApiError::unauthorized(ErrorCode::RefreshTokenReused, detail),
             // Handlers answer a throttled account with its wait (`account_refusal`); this is
             // the fallback for one that did not.
-            E::Throttled(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail),
+            E::Throttled(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, detail),
             E::Database(e) => e.into(),
             E::Hash(e) => e.into(),
             E::Key(e) => ApiError::internal(e),
@@ -244,8 +257,8 @@ impl From<crate::db::users::MembershipError> for ApiError {
         use crate::db::users::MembershipError as E;
         match e {
             E::NotFound => ApiError::not_found("user"),
-            E::Lacks(..) => ApiError::forbidden("forbidden", e.to_string()),
-            E::LastOwner => ApiError::new(StatusCode::CONFLICT, "last_owner", e.to_string()),
+            E::Lacks(..) => ApiError::forbidden(ErrorCode::Forbidden, e.to_string()),
+            E::LastOwner => ApiError::new(StatusCode::CONFLICT, ErrorCode::LastOwner, e.to_string()),
             E::Database(e) => e.into(),
         }
     }
@@ -255,27 +268,27 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
         match r {
             JsonRejection::JsonDataError(e) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.body_text())
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidBody, e.body_text())
             }
-            JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("malformed_json", e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(ErrorCode::MalformedJson, e.body_text()),
             JsonRejection::MissingJsonContentType(_) => ApiError::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE),
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE)
             }
-            other => ApiError::bad_request("invalid_body", other.body_text()),
+            other => ApiError::bad_request(ErrorCode::InvalidBody, other.body_text()),
         }
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> ApiError {
-        ApiError::bad_request("invalid_path", r.body_text())
+        ApiError::bad_request(ErrorCode::InvalidPath, r.body_text())
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> ApiError {
-        ApiError::bad_request("invalid_query", r.body_text())
+        ApiError::bad_request(ErrorCode::InvalidQuery, r.body_text())
     }
 }
 

@@ -9,6 +9,7 @@ use super::ApiContext;
 use super::context::{ClientAddr, Principal, RequestContext, ResolvedTenant};
 use super::error::ApiError;
 use crate::db::{Actor, Database, TenantScope};
+use crate::http::error_codes::ErrorCode;
 
 /// `axum::Json`, rejecting with a problem document (400 malformed, 422 wrong types or
 /// unknown fields, 413 too large, 415 wrong content type). Every request body of this API is a
@@ -34,7 +35,7 @@ where
         if !object {
             return Err(ApiError::new(
                 axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "the body must be a JSON object",
             ));
         }

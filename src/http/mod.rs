@@ -4,6 +4,7 @@
 pub mod client_ip;
 pub mod context;
 pub mod error;
+pub mod error_codes;
 pub mod extract;
 pub mod header_timer;
 pub mod layers;
@@ -33,6 +34,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::audit::AuditSigner;
 use crate::auth::user_state::UserStateCache;
 use crate::auth::{JwtKeys, PasswordHasher};
+use crate::http::error_codes::ErrorCode;
 use error::ApiError;
 use layers::tenant::TenantCache;
 
@@ -236,7 +238,7 @@ fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "the route does not accept this method")
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "the route does not accept this method")
 }
 
 pub fn router(ctx: ApiContext, limits: Limits) -> Router {
@@ -258,7 +260,7 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
                 HeaderValue::from_static(layers::security_headers::DOCS_CSP),
             ),
         ))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route") })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, ErrorCode::RouteNotFound, "no such route") })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(ctx)
         .layer(

@@ -2,13 +2,15 @@
 //! document from what the operation is: a tenant route (resolution can refuse it), a bearer
 //! route (authentication and the tenant's quota can), one that reads a body (the extractor
 //! can), one with a path parameter, and any route (an unavailable database, the request
-//! timeout). Each operation's own `responses(...)` list what only its handler answers; an
+//! timeout), each answer's codes described from the error catalogue (`error_codes`). Each operation's own `responses(...)` list what only its handler answers; an
 //! answer listed there is left as it is. With this, a client generated from the document (or a
 //! fuzzer checking conformance) meets no status it was not told about.
 
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
+
+use super::error_codes::ErrorCode;
 
 /// What a route is, for the answers it can give.
 struct Route<'a> {
@@ -33,18 +35,48 @@ impl Route<'_> {
         self.operation.request_body.is_some()
     }
 
+    fn pages(&self) -> bool {
+        self.operation
+            .parameters
+            .as_ref()
+            .is_some_and(|ps| ps.iter().any(|p| matches!(p, RefOr::T(p) if p.name == "cursor")))
+    }
+
     fn has_path_parameter(&self) -> bool {
         self.path.contains('{')
     }
 
-    /// Add `status` with a problem document described by `what`, unless already documented.
-    fn answers(&mut self, status: &str, what: &str) {
-        if self.operation.responses.responses.contains_key(status) {
+    /// Add `status` with a problem document carrying one of `codes` (each described from the
+    /// catalogue), unless the operation already documents it.
+    fn answers(&mut self, status: u16, codes: &[ErrorCode], note: &str) {
+        let key = status.to_string();
+        debug_assert!(codes.iter().all(|c| c.statuses().contains(&status)), "{status}: {codes:?}");
+        let described = |codes: &mut dyn Iterator<Item = &ErrorCode>| -> Vec<String> {
+            codes.map(|c| format!("`{c}`: {}", c.meaning())).collect()
+        };
+        // Documented by the handler: add the codes its description does not name yet.
+        if let Some(documented) = self.operation.responses.responses.get_mut(&key) {
+            if let RefOr::T(response) = documented {
+                let named = |c: &&ErrorCode| response.description.contains(&format!("`{c}`"));
+                let mut unnamed = codes.iter().filter(|c| !named(c)).peekable();
+                if unnamed.peek().is_some() {
+                    let mut what = described(&mut unnamed);
+                    if !response.description.is_empty() {
+                        what.insert(0, response.description.clone());
+                    }
+                    response.description = what.join("; ");
+                }
+            }
             return;
         }
+        let mut what = described(&mut codes.iter());
+        if !note.is_empty() {
+            what.push(note.to_string());
+        }
         let problem = Content::new(Some(RefOr::Ref(Ref::from_schema_name("Problem"))));
-        let response = ResponseBuilder::new().description(what).content("application/problem+json", problem).build();
-        self.operation.responses.responses.insert(status.to_string(), RefOr::T(response));
+        let response =
+            ResponseBuilder::new().description(what.join("; ")).content("application/problem+json", problem).build();
+        self.operation.responses.responses.insert(key, RefOr::T(response));
     }
 }
 
@@ -65,52 +97,55 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 
 /// Document the answers of the layers and extractors on every operation of `api`.
 pub fn document_common_answers(api: &mut OpenApi) {
+    use ErrorCode as E;
     for (path, item) in api.paths.paths.iter_mut() {
         for operation in operations(item) {
             let mut route = Route { path, operation };
             if route.tenant() {
                 route.answers(
-                    "400",
-                    "`tenant_required` (no host or X-Tenant names a tenant), `invalid_host`, `tenant_ambiguous`, \
-                     `ambiguous_request` (a repeated Host, X-Tenant, Authorization, Content-Type, Content-Encoding or \
-                     Origin header), `invalid_query`, `malformed_json`, `invalid_text` (a NUL byte)",
+                    400,
+                    &[E::TenantRequired, E::InvalidHost, E::InvalidHeader, E::TenantAmbiguous, E::AmbiguousRequest, E::InvalidQuery, E::MalformedJson, E::InvalidText],
+                    "a repeated Host, X-Tenant, Authorization, Content-Type, Content-Encoding or Origin header is `ambiguous_request`",
                 );
-                route.answers("403", "`tenant_suspended`; on bearer routes also `tenant_mismatch` and `forbidden`");
-                route.answers("404", "`tenant_not_found` (unknown or deleted tenant)");
+                route.answers(403, &[E::TenantSuspended, E::CorsOriginNotAllowed, E::TenantMismatch, E::Forbidden], "");
+                route.answers(404, &[E::TenantNotFound], "an unknown or deleted tenant");
                 route.answers(
-                    "429",
-                    "`rate_limited`: too many requests naming no known tenant from this address, or (bearer routes) \
-                     the tenant's quota; `Retry-After` says when to retry",
+                    429,
+                    &[E::RateLimited],
+                    "too many requests naming no known tenant from this address, or (bearer routes) the tenant's quota; `Retry-After` says when to retry",
                 );
             }
             if route.bearer() {
                 route.answers(
-                    "401",
-                    "`missing_token`, `invalid_authorization`, `invalid_token`, `token_expired` or \
-                     `session_revoked`",
+                    401,
+                    &[E::MissingToken, E::InvalidAuthorization, E::InvalidToken, E::TokenExpired, E::SessionRevoked],
+                    "",
                 );
-                route.answers("403", "`forbidden` (the role lacks the permission) or `tenant_mismatch`");
-                route.answers("429", "`rate_limited`: a quota is spent; `Retry-After` says when to retry");
+                route.answers(403, &[E::Forbidden, E::TenantMismatch], "");
+                route.answers(429, &[E::RateLimited], "a quota is spent; `Retry-After` says when to retry");
             }
             if route.platform() {
-                route.answers("404", "`route_not_found`: the platform API answers on the bare host only");
-                route.answers("429", "`rate_limited`; `Retry-After` says when to retry");
+                route.answers(404, &[E::RouteNotFound], "the platform API answers on the bare host only");
+                route.answers(429, &[E::RateLimited], "`Retry-After` says when to retry");
+                route.answers(503, &[E::PlatformUnavailable], "");
+            }
+            if route.pages() {
+                route.answers(400, &[E::InvalidCursor], "");
             }
             if route.has_path_parameter() {
-                route.answers("400", "`invalid_path`: a path parameter that does not parse");
+                route.answers(400, &[E::InvalidPath], "");
+                route.answers(404, &[E::NotFound], "");
             }
             if route.reads_body() {
-                route.answers("400", "`malformed_json`, `invalid_text` (a NUL byte)");
-                route.answers("413", "`body_too_large`");
-                route.answers(
-                    "415",
-                    "`unsupported_media_type` (not application/json) or `unsupported_content_encoding`",
-                );
-                route.answers("422", "`invalid_body` (wrong types, unknown fields) or `validation_failed`");
+                route.answers(400, &[E::MalformedJson, E::InvalidBody, E::InvalidText], "");
+                route.answers(413, &[E::BodyTooLarge], "");
+                route.answers(415, &[E::UnsupportedMediaType, E::UnsupportedContentEncoding], "");
+                route.answers(422, &[E::InvalidBody, E::ValidationFailed, E::InvalidValue], "");
             }
             route.answers(
-                "503",
-                "`unavailable` (the database cannot be reached), `busy`, or `timeout`; `Retry-After` says when",
+                503,
+                &[E::Unavailable, E::Busy],
+                "also when the request outlives its timeout; `Retry-After` says when",
             );
         }
     }

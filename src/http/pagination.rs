@@ -1,6 +1,7 @@
 //! Keyset pagination shared by every list route: `limit` (1–100, default 20) and an opaque
 //! `cursor` (the last id of the previous page; ids are uuid v7, so id order is creation order).
 
+use crate::http::error_codes::ErrorCode;
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -16,12 +17,12 @@ impl Keyset {
     pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> Result<Keyset, ApiError> {
         let limit = limit.unwrap_or(20);
         if !(1..=100).contains(&limit) {
-            return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 100"));
+            return Err(ApiError::bad_request(ErrorCode::InvalidQuery, "limit must be between 1 and 100"));
         }
         let after = cursor
             .map(|c| {
                 Uuid::parse_str(c)
-                    .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API gave out"))
+                    .map_err(|_| ApiError::bad_request(ErrorCode::InvalidCursor, "cursor is not one this API gave out"))
             })
             .transpose()?;
         Ok(Keyset { limit, after })

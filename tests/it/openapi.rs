@@ -120,3 +120,53 @@ async fn api_answers_are_never_cached_and_only_the_docs_may_run_scripts() {
     assert_eq!(docs.status, StatusCode::OK);
     assert!(header(&docs, "content-security-policy").contains("script-src 'self'"), "the docs page runs its script");
 }
+
+/// The error catalogue feeds the document: `Problem.code` is exactly its enum, and every code an
+/// operation can answer is named, with its meaning, under one of the statuses it comes with.
+#[tokio::test]
+async fn the_document_lists_every_error_code_of_the_catalogue_under_its_status() {
+    use rowguard::http::error_codes::ErrorCode;
+    let app = spawn_app_with(|_| {}).await;
+    let spec = app.call(Method::GET, "/openapi.json", &[], None).await.body;
+    let listed: Vec<&str> = spec["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .expect("an ErrorCode enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let catalogue: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(listed, catalogue);
+    assert_eq!(
+        spec["components"]["schemas"]["Problem"]["properties"]["code"]["$ref"],
+        "#/components/schemas/ErrorCode"
+    );
+    let mut missing = Vec::new();
+    for code in ErrorCode::ALL {
+        // Not an answer of any operation: the fallbacks for statuses no layer should produce, a
+        // method no operation has, and the purge's refusal (the purge is a CLI command).
+        if matches!(
+            code,
+            ErrorCode::Internal | ErrorCode::BadRequest | ErrorCode::MethodNotAllowed | ErrorCode::TenantNotDeleted
+        ) {
+            continue;
+        }
+        let named = operations(&spec).iter().any(|(_, _, operation)| {
+            code.statuses().iter().any(|status| {
+                operation["responses"][status.to_string()]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(&format!("`{code}`")))
+            })
+        });
+        if !named {
+            missing.push(code.as_str());
+        }
+    }
+    assert!(missing.is_empty(), "codes no operation documents: {missing:?}");
+}
+
+#[test]
+fn docs_list_the_error_codes_of_the_catalogue() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).expect("docs/api.md");
+    let table = rowguard::http::error_codes::markdown_table();
+    assert!(docs.contains(&table), "docs/api.md's error table differs from src/http/error_codes.rs; it should read:\n{table}");
+}

@@ -13,6 +13,7 @@ use crate::domain::{Permission, TenantId, UserStatus};
 use crate::http::ApiContext;
 use crate::http::context::{Principal, RequestContext};
 use crate::http::error::ApiError;
+use crate::http::error_codes::ErrorCode;
 use crate::metrics::RateLimited;
 
 pub async fn authenticate(State(ctx): State<ApiContext>, request: Request, next: Next) -> Result<Response, ApiError> {
@@ -40,7 +41,7 @@ pub async fn authenticate(State(ctx): State<ApiContext>, request: Request, next:
         Err(e) => {
             // No valid credentials for this tenant: charged to the client's address, so a
             // stream of them is refused before it costs a token check (`limit_unauthenticated`).
-            if e.status == StatusCode::UNAUTHORIZED || e.code == "tenant_mismatch" {
+            if e.status == StatusCode::UNAUTHORIZED || e.code == ErrorCode::TenantMismatch {
                 ctx.rate_limits.record_unauthenticated(tenant, ip);
             }
             return Err(e);
@@ -57,16 +58,16 @@ async fn principal_of(
 ) -> Result<Principal, ApiError> {
     let token = bearer_of(authorization)?;
     let claims = ctx.keys.verify(token).map_err(|e| match e {
-        TokenError::Expired => ApiError::unauthorized("token_expired", "the access token has expired"),
-        other => ApiError::unauthorized("invalid_token", other.to_string()),
+        TokenError::Expired => ApiError::unauthorized(ErrorCode::TokenExpired, "the access token has expired"),
+        other => ApiError::unauthorized(ErrorCode::InvalidToken, other.to_string()),
     })?;
     if claims.tid != tenant {
-        return Err(ApiError::forbidden("tenant_mismatch", "the token was issued for another tenant"));
+        return Err(ApiError::forbidden(ErrorCode::TenantMismatch, "the token was issued for another tenant"));
     }
     // Authorization changes count on the next request (ASVS 8.3.2): the user's current state,
     // from the per-instance cache, decides — not what the token said when it was issued.
     let state = ctx.users.get(tenant, claims.sub).await?;
-    let revoked = || ApiError::unauthorized("session_revoked", "this session has ended; log in again");
+    let revoked = || ApiError::unauthorized(ErrorCode::SessionRevoked, "this session has ended; log in again");
     let state = state.filter(|s| s.status == UserStatus::Active).ok_or_else(revoked)?;
     if issued_at_ms(&claims) < state.sessions_valid_after_ms {
         return Err(revoked());
@@ -83,7 +84,7 @@ impl Principal {
             return Ok(());
         }
         Err(ApiError::forbidden(
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("the {} role does not have the {} permission", self.role.as_str(), permission.as_str()),
         ))
     }
@@ -107,15 +108,15 @@ pub(crate) fn bearer_token(request: &Request) -> Result<&str, ApiError> {
 
 fn bearer_of(authorization: Option<&HeaderValue>) -> Result<&str, ApiError> {
     let value = authorization
-        .ok_or_else(|| ApiError::unauthorized("missing_token", "send Authorization: Bearer <access token>"))?;
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("invalid_authorization", "the Authorization header is not ASCII"))?;
-    let (scheme, token) = text
-        .split_once(' ')
-        .ok_or_else(|| ApiError::unauthorized("invalid_authorization", "expected Authorization: Bearer <token>"))?;
+        .ok_or_else(|| ApiError::unauthorized(ErrorCode::MissingToken, "send Authorization: Bearer <access token>"))?;
+    let text = value.to_str().map_err(|_| {
+        ApiError::unauthorized(ErrorCode::InvalidAuthorization, "the Authorization header is not ASCII")
+    })?;
+    let (scheme, token) = text.split_once(' ').ok_or_else(|| {
+        ApiError::unauthorized(ErrorCode::InvalidAuthorization, "expected Authorization: Bearer <token>")
+    })?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::unauthorized("invalid_authorization", "expected Authorization: Bearer <token>"));
+        return Err(ApiError::unauthorized(ErrorCode::InvalidAuthorization, "expected Authorization: Bearer <token>"));
     }
     Ok(token.trim())
 }

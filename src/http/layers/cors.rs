@@ -19,6 +19,7 @@ use super::tenant::resolve;
 use crate::http::ApiContext;
 use crate::http::context::{RequestContext, ResolvedTenant};
 use crate::http::error::ApiError;
+use crate::http::error_codes::ErrorCode;
 
 const ALLOWED_METHODS: &str = "GET, POST, PATCH, DELETE";
 const ALLOWED_HEADERS: &str = "authorization, content-type, x-tenant, x-request-id";
@@ -52,7 +53,7 @@ pub async fn per_tenant_cors(State(ctx): State<ApiContext>, request: Request, ne
             }
         };
         if !allowed {
-            return ApiError::forbidden("cors_origin_not_allowed", "this origin may not call this tenant")
+            return ApiError::forbidden(ErrorCode::CorsOriginNotAllowed, "this origin may not call this tenant")
                 .into_response();
         }
         let mut response = StatusCode::NO_CONTENT.into_response();

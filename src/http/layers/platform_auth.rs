@@ -13,6 +13,7 @@ use crate::auth::TokenError;
 use crate::domain::OperatorId;
 use crate::http::ApiContext;
 use crate::http::error::ApiError;
+use crate::http::error_codes::ErrorCode;
 
 /// The operator acting on a platform route: established here, read by handlers.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +26,7 @@ pub struct Operator {
 pub async fn bare_host_only(State(ctx): State<ApiContext>, request: Request, next: Next) -> Result<Response, ApiError> {
     let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok());
     if let Some(HostName::Subdomain(_)) = host.map(|h| classify_host(h, &ctx.base_domain)) {
-        return Err(ApiError::new(axum::http::StatusCode::NOT_FOUND, "route_not_found", "no such route"));
+        return Err(ApiError::new(axum::http::StatusCode::NOT_FOUND, ErrorCode::RouteNotFound, "no such route"));
     }
     Ok(next.run(request).await)
 }
@@ -41,11 +42,11 @@ pub async fn authenticate_operator(
     let platform = ctx.platform.as_ref().ok_or_else(platform_unavailable)?;
     let token = bearer_token(&request)?;
     let claims = ctx.keys.verify_platform(token).map_err(|e| match e {
-        TokenError::Expired => ApiError::unauthorized("token_expired", "the access token has expired"),
-        other => ApiError::unauthorized("invalid_token", other.to_string()),
+        TokenError::Expired => ApiError::unauthorized(ErrorCode::TokenExpired, "the access token has expired"),
+        other => ApiError::unauthorized(ErrorCode::InvalidToken, other.to_string()),
     })?;
     if !platform.acquire().await?.operator_is_active(claims.sub).await? {
-        return Err(ApiError::unauthorized("invalid_token", "the operator account is disabled or gone"));
+        return Err(ApiError::unauthorized(ErrorCode::InvalidToken, "the operator account is disabled or gone"));
     }
     tracing::Span::current().record("user", tracing::field::display(claims.sub));
     request.extensions_mut().insert(Operator { id: claims.sub });
@@ -55,7 +56,7 @@ pub async fn authenticate_operator(
 pub fn platform_unavailable() -> ApiError {
     ApiError::new(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "platform_unavailable",
+        ErrorCode::PlatformUnavailable,
         "the platform API is not configured on this instance (ROWGUARD_PLATFORM_DATABASE_URL)",
     )
 }

@@ -32,6 +32,7 @@ use crate::domain::TenantId;
 use crate::http::ApiContext;
 use crate::http::context::{ClientAddr, RequestContext, ResolvedTenant};
 use crate::http::error::ApiError;
+use crate::http::error_codes::ErrorCode;
 pub use crate::limits::{Account, Limit, Refusal};
 use crate::limits::{AccountGate, FailureLimiter, Keyed, PRUNE_EARLY_AT, ceil_secs, keyed};
 use crate::metrics::RateLimited;
@@ -273,7 +274,7 @@ fn rate_limit_headers(headers: &mut HeaderMap, limit: Limit, remaining: u32, res
 /// The 429 problem document, with Retry-After in whole seconds (never 0) and RateLimit headers.
 pub fn too_many_requests(refusal: Refusal, detail: &str) -> Response {
     let retry_after = ceil_secs(refusal.wait);
-    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail).into_response();
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, detail).into_response();
     let headers = response.headers_mut();
     set_number(headers, "retry-after", retry_after);
     rate_limit_headers(headers, refusal.limit, 0, retry_after);

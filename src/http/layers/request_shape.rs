@@ -18,6 +18,7 @@ use futures_util::future::Either;
 use tower::{Layer, Service};
 
 use crate::http::error::ApiError;
+use crate::http::error_codes::ErrorCode;
 
 /// Headers that must appear at most once: each decides who a request is for or from, or how
 /// its body is read.
@@ -78,7 +79,7 @@ fn check(request: &Request) -> Result<(), ApiError> {
     for name in SINGLE_VALUED.iter().filter(|_| repeated) {
         if headers.get_all(name).iter().nth(1).is_some() {
             return Err(ApiError::bad_request(
-                "ambiguous_request",
+                ErrorCode::AmbiguousRequest,
                 format!("the request carries more than one {name} header"),
             ));
         }
@@ -87,7 +88,7 @@ fn check(request: &Request) -> Result<(), ApiError> {
         let same = host.to_str().is_ok_and(|host| same_authority(authority.as_str(), host));
         if !same {
             return Err(ApiError::bad_request(
-                "ambiguous_request",
+                ErrorCode::AmbiguousRequest,
                 "the request target names another host than the Host header",
             ));
         }
@@ -99,7 +100,7 @@ fn check(request: &Request) -> Result<(), ApiError> {
         if !identity {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_content_encoding",
+                ErrorCode::UnsupportedContentEncoding,
                 "request bodies must not be compressed or otherwise encoded (Content-Encoding)",
             ));
         }

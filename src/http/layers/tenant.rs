@@ -19,6 +19,7 @@ use crate::domain::TenantStatus;
 use crate::http::ApiContext;
 use crate::http::context::{RequestContext, ResolvedTenant};
 use crate::http::error::ApiError;
+use crate::http::error_codes::ErrorCode;
 
 /// What the Host header says about the tenant.
 #[derive(Debug, PartialEq, Eq)]
@@ -168,7 +169,7 @@ pub fn valid_label(label: &str) -> bool {
 }
 
 fn unknown_tenant() -> ApiError {
-    ApiError::new(axum::http::StatusCode::NOT_FOUND, "tenant_not_found", "no such tenant")
+    ApiError::new(axum::http::StatusCode::NOT_FOUND, ErrorCode::TenantNotFound, "no such tenant")
 }
 
 /// The resolution rules of DESIGN.md: host and header naming different tenants → 400;
@@ -190,7 +191,7 @@ async fn resolve_noting_unknown_host(
     // host name is a malformed request (RFC 9112 §3.2: 400).
     let host = host.map(str::trim).filter(|h| !h.is_empty());
     if host.is_some_and(|h| !valid_host(h)) {
-        return Err(ApiError::bad_request("invalid_host", "the Host header is not a valid host name"));
+        return Err(ApiError::bad_request(ErrorCode::InvalidHost, "the Host header is not a valid host name"));
     }
     // An X-Tenant that is not a DNS label cannot be a slug: unknown, like any other name no
     // tenant has (`by_slug` never looks it up), however long it is.
@@ -217,21 +218,21 @@ async fn resolve_noting_unknown_host(
         (Some(h), Some(Some(x))) if h.id == x.id => h,
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
-                "tenant_ambiguous",
+                ErrorCode::TenantAmbiguous,
                 "the Host and the X-Tenant header name different tenants",
             ));
         }
         (None, Some(found)) => found.ok_or_else(unknown_tenant)?,
         (None, None) => {
             return Err(ApiError::bad_request(
-                "tenant_required",
+                ErrorCode::TenantRequired,
                 "name the tenant with the host ({slug}.{base domain} or a custom domain) or an X-Tenant header",
             ));
         }
     };
     match record.status {
         TenantStatus::Deleted => Err(unknown_tenant()),
-        TenantStatus::Suspended => Err(ApiError::forbidden("tenant_suspended", "this tenant is suspended")),
+        TenantStatus::Suspended => Err(ApiError::forbidden(ErrorCode::TenantSuspended, "this tenant is suspended")),
         TenantStatus::Trial | TenantStatus::Active => Ok((
             ResolvedTenant {
                 id: record.id,
@@ -284,7 +285,7 @@ fn naming_headers(request: &Request) -> Result<(Option<String>, Option<String>),
             .map(|v| {
                 v.to_str()
                     .map(str::to_string)
-                    .map_err(|_| ApiError::bad_request("invalid_header", "Host and X-Tenant must be ASCII"))
+                    .map_err(|_| ApiError::bad_request(ErrorCode::InvalidHeader, "Host and X-Tenant must be ASCII"))
             })
             .transpose()
     };

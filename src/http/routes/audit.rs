@@ -19,6 +19,7 @@ use crate::domain::permissions::Permission;
 use crate::http::ApiContext;
 use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
+use crate::http::error_codes::ErrorCode;
 use crate::http::extract::{Json, Query};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
@@ -120,12 +121,12 @@ pub async fn list_events(
     require_reader(&principal)?;
     let limit = filter.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 500"));
+        return Err(ApiError::bad_request(ErrorCode::InvalidQuery, "limit must be between 1 and 500"));
     }
     let before = match filter.cursor.as_deref() {
         Some(c) => Some(
             c.parse::<i64>()
-                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API gave out"))?,
+                .map_err(|_| ApiError::bad_request(ErrorCode::InvalidCursor, "cursor is not one this API gave out"))?,
         ),
         None => None,
     };
@@ -180,12 +181,12 @@ pub async fn export_events(
     let csv = match params.format.as_deref() {
         None | Some("jsonl") => false,
         Some("csv") => true,
-        Some(_) => return Err(ApiError::bad_request("invalid_query", "format must be jsonl or csv")),
+        Some(_) => return Err(ApiError::bad_request(ErrorCode::InvalidQuery, "format must be jsonl or csv")),
     };
     let Some(slot) = ctx.exports.take(scope.tenant_id()) else {
         let mut refused = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "export_limit",
+            ErrorCode::ExportLimit,
             "too many audit exports are in progress for this tenant or on this instance; retry later",
         )
         .into_response();
@@ -240,7 +241,7 @@ impl ExportPages {
         let events = match self.read_page().await {
             Ok(events) => events,
             Err(e) => {
-                tracing::error!(code = e.code, detail = %e.detail, "audit export failed midway");
+                tracing::error!(code = e.code.as_str(), detail = %e.detail, "audit export failed midway");
                 return Some(Err(std::io::Error::other("export failed")));
             }
         };
@@ -483,7 +484,7 @@ pub async fn verify_events(
     if let (Some(seq), Some(head)) = (params.seq, params.head.as_deref()) {
         expected.push((
             seq,
-            hex::decode(head).ok().ok_or_else(|| ApiError::bad_request("invalid_query", "head must be hex"))?,
+            hex::decode(head).ok().ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidQuery, "head must be hex"))?,
         ));
     }
     let mut tx = scope.begin().await?;

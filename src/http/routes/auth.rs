@@ -83,7 +83,7 @@ pub(crate) async fn tokens_answer(
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, description = "`invalid_text`: a NUL byte in the e-mail or password", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "bad credentials (the same answer whichever part was wrong)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: bad credentials (the same answer whichever part was wrong)", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "too many attempts from this address, or too many failed ones for this account", body = Problem, content_type = "application/problem+json"),
     ))]

@@ -12,6 +12,7 @@ use crate::db::{HotStatement, Literal};
 use crate::domain::{ContactId, ContactName, Email, OrganizationId, Permission, Phone};
 use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
+use crate::http::error_codes::ErrorCode;
 use crate::http::extract::{Json, Path, Query};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
@@ -95,12 +96,12 @@ pub async fn list_contacts(
     principal.require(Permission::ReadContacts)?;
     let limit = params.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 100"));
+        return Err(ApiError::bad_request(ErrorCode::InvalidQuery, "limit must be between 1 and 100"));
     }
     let after = match params.cursor.as_deref() {
         Some(c) => Some(
             uuid::Uuid::parse_str(c)
-                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API gave out"))?,
+                .map_err(|_| ApiError::bad_request(ErrorCode::InvalidCursor, "cursor is not one this API gave out"))?,
         ),
         None => None,
     };
@@ -251,7 +252,7 @@ pub async fn delete_contact(
             // Deals name their contact; deleting it would orphan them.
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => ApiError::new(
                 StatusCode::CONFLICT,
-                "contact_in_use",
+                ErrorCode::ContactInUse,
                 "the contact still has deals; delete or move them first",
             ),
             _ => ApiError::from(e),

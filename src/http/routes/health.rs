@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
+use crate::http::error_codes::ErrorCode;
 use crate::http::extract::Json;
 
 #[derive(Serialize, ToSchema)]
@@ -23,9 +24,9 @@ pub async fn healthz() -> Json<Health> {
 
 /// Readiness: the database is reachable and migrations are current.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Health), (status = 503, description = "`unavailable`: the database cannot be reached; `not_ready`: it lacks a migration this binary needs", body = Problem, content_type = "application/problem+json")))]
 pub async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<Health>, ApiError> {
-    let unavailable = |detail: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", detail);
+    let unavailable = |detail: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady, detail);
     ctx.door.ping().await.map_err(|_| unavailable("the database is unreachable"))?;
     match ctx.door.migrations_current().await {
         Ok(true) => Ok(Json(Health { status: "ready" })),

@@ -14,6 +14,7 @@ use crate::domain::{NewPassword, Role, UserId};
 use crate::http::ApiContext;
 use crate::http::context::{Principal, ResolvedTenant};
 use crate::http::error::{ApiError, Problem};
+use crate::http::error_codes::ErrorCode;
 use crate::http::extract::Json;
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -38,7 +39,7 @@ pub async fn me(scope: TenantScope, tenant: ResolvedTenant, principal: Principal
             .await?;
     tx.commit().await?;
     let (email, created_at) =
-        row.ok_or_else(|| ApiError::unauthorized("invalid_token", "the token's user no longer exists"))?;
+        row.ok_or_else(|| ApiError::unauthorized(ErrorCode::InvalidToken, "the token's user no longer exists"))?;
     Ok(Json(Me { id: principal.user, email, role: principal.role, tenant: tenant.slug.to_string(), created_at }))
 }
 

@@ -9,13 +9,14 @@ use subtle::ConstantTimeEq;
 
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
+use crate::http::error_codes::ErrorCode;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Metrics in Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+        (status = 401, description = "`metrics_token_required`: ROWGUARD_METRICS_TOKEN is set and the bearer token is not it", body = Problem, content_type = "application/problem+json")))]
 pub async fn metrics(State(ctx): State<ApiContext>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(expected) = &ctx.metrics_token {
         let presented = headers
@@ -24,7 +25,7 @@ pub async fn metrics(State(ctx): State<ApiContext>, headers: HeaderMap) -> Resul
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-            return Err(ApiError::unauthorized("metrics_token_required", "present the metrics bearer token"));
+            return Err(ApiError::unauthorized(ErrorCode::MetricsTokenRequired, "present the metrics bearer token"));
         }
     }
     let audit_events = match ctx.door.audit_events_inserted().await {

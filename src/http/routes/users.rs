@@ -14,6 +14,7 @@ use crate::domain::{Email, NewPassword, Permission, Role, UserId, UserStatus};
 use crate::http::ApiContext;
 use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
+use crate::http::error_codes::ErrorCode;
 use crate::http::extract::{Json, Path, Query};
 use crate::http::pagination::Keyset;
 
@@ -59,8 +60,9 @@ pub struct UserPatch {
 }
 
 fn email_taken(index: &str) -> Option<ApiError> {
-    (index == "users_email_unique")
-        .then(|| ApiError::new(StatusCode::CONFLICT, "email_taken", "a user of this tenant already has this e-mail"))
+    (index == "users_email_unique").then(|| {
+        ApiError::new(StatusCode::CONFLICT, ErrorCode::EmailTaken, "a user of this tenant already has this e-mail")
+    })
 }
 
 /// List the tenant's users in creation order.

@@ -11,6 +11,7 @@ use super::Platform;
 use crate::http::ApiContext;
 use crate::http::context::ClientAddr;
 use crate::http::error::{ApiError, Problem};
+use crate::http::error_codes::ErrorCode;
 use crate::http::extract::Json;
 use crate::http::layers::rate_limit::{Account, account_refusal};
 use crate::metrics::RateLimited;
@@ -39,10 +40,10 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 #[utoipa::path(post, path = "/platform/v1/auth/login", tag = "platform", request_body = OperatorLogin,
     responses(
         (status = 200, body = PlatformToken),
-        (status = 401, description = "bad credentials (the same answer whichever part was wrong)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: bad credentials (the same answer whichever part was wrong)", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "`invalid_text`: a NUL byte in the e-mail or password", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "too many attempts from this address, or too many failed ones for this account", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "no platform login configured, or too many password checks at once", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`platform_unavailable`: no platform login configured; `busy`: too many password checks at once", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn operator_login(
     State(ctx): State<ApiContext>,
@@ -50,11 +51,14 @@ pub async fn operator_login(
     client: ClientAddr,
     Json(body): Json<OperatorLogin>,
 ) -> Result<Response, ApiError> {
-    let bad_credentials = || ApiError::unauthorized("invalid_credentials", "the e-mail or password is wrong");
+    let bad_credentials = || ApiError::unauthorized(ErrorCode::InvalidCredentials, "the e-mail or password is wrong");
     let email = body.email.trim();
     if email.contains('\0') || body.password.contains('\0') {
         tracing::warn!(client = %client.0, email = ?email, "operator login failed: a NUL byte in the e-mail or password");
-        return Err(ApiError::bad_request("invalid_text", "the e-mail and password must not contain NUL bytes"));
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidText,
+            "the e-mail and password must not contain NUL bytes",
+        ));
     }
     if body.password.len() > MAX_PASSWORD_BYTES || email.len() > 254 {
         return Err(bad_credentials());

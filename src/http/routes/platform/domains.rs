@@ -30,7 +30,7 @@ pub struct NewDomain {
     request_body = NewDomain, security(("bearer" = [])),
     responses((status = 201, body = TenantDomain),
               (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "the domain belongs to a tenant already", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`domain_taken`: the domain belongs to a tenant already", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn add_domain(
     State(ctx): State<ApiContext>,

@@ -14,6 +14,7 @@ use axum::http::request::Parts;
 use crate::domain::Slug;
 use crate::http::ApiContext;
 use crate::http::error::ApiError;
+use crate::http::error_codes::ErrorCode;
 use crate::http::layers::platform_auth::platform_unavailable;
 use crate::platform::{PlatformConn, PlatformError};
 
@@ -40,11 +41,11 @@ impl From<PlatformError> for ApiError {
     fn from(e: PlatformError) -> ApiError {
         let conflict = |code, e: &PlatformError| ApiError::new(StatusCode::CONFLICT, code, e.to_string());
         match e {
-            PlatformError::SlugTaken(_) => conflict("slug_taken", &e),
-            PlatformError::DomainTaken(_) => conflict("domain_taken", &e),
-            PlatformError::TenantDeleted(_) => conflict("tenant_deleted", &e),
-            PlatformError::TenantNotDeleted(_) => conflict("tenant_not_deleted", &e),
-            PlatformError::OperatorEmailTaken(_) => conflict("email_taken", &e),
+            PlatformError::SlugTaken(_) => conflict(ErrorCode::SlugTaken, &e),
+            PlatformError::DomainTaken(_) => conflict(ErrorCode::DomainTaken, &e),
+            PlatformError::TenantDeleted(_) => conflict(ErrorCode::TenantDeleted, &e),
+            PlatformError::TenantNotDeleted(_) => conflict(ErrorCode::TenantNotDeleted, &e),
+            PlatformError::OperatorEmailTaken(_) => conflict(ErrorCode::EmailTaken, &e),
             PlatformError::TenantNotFound(_) => ApiError::not_found("tenant"),
             PlatformError::PrivilegedLogin(_) => ApiError::internal(e),
             PlatformError::Sql(e) => ApiError::from(e),

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::domain::{Email, NewPassword, Plan, TenantId, TenantName, TenantStatus, parse_unreserved_slug};
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
+use crate::http::error_codes::ErrorCode;
 use crate::http::extract::Json;
 use crate::platform::NewTenant;
 
@@ -33,15 +34,15 @@ pub struct SignupResponse {
 /// Sign up: a new trial tenant and its owner.
 #[utoipa::path(post, path = "/platform/v1/signup", tag = "platform", request_body = SignupRequest,
     responses((status = 201, body = SignupResponse),
-              (status = 404, description = "signup is off", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "the slug is taken", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "`signup_disabled`: signup is off", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`slug_taken`: the slug is taken", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "invalid or reserved slug, bad e-mail or password", body = Problem, content_type = "application/problem+json")))]
 pub async fn signup(
     State(ctx): State<ApiContext>,
     Json(body): Json<SignupRequest>,
 ) -> Result<(StatusCode, Json<SignupResponse>), ApiError> {
     if !ctx.signup {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "signup_disabled", "self-service signup is off"));
+        return Err(ApiError::new(StatusCode::NOT_FOUND, ErrorCode::SignupDisabled, "self-service signup is off"));
     }
     let slug = parse_unreserved_slug(&body.slug).map_err(ApiError::validation)?;
     let name = TenantName::parse(&body.name).map_err(ApiError::validation)?;

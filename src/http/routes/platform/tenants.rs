@@ -11,6 +11,7 @@ use super::{Platform, path_slug, platform_conn};
 use crate::domain::{DomainName, Email, NewPassword, Plan, Slug, TenantName, TenantStatus, parse_unreserved_slug};
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
+use crate::http::error_codes::ErrorCode;
 use crate::http::extract::{Json, Path, Query};
 use crate::http::layers::platform_auth::Operator;
 use crate::platform::{NewTenant, PlatformConn, TenantChange, TenantDomain, TenantSummary};
@@ -78,12 +79,12 @@ pub async fn list_tenants(
 ) -> Result<Json<TenantPage>, ApiError> {
     let limit = params.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 100"));
+        return Err(ApiError::bad_request(ErrorCode::InvalidQuery, "limit must be between 1 and 100"));
     }
     let after = match params.cursor.as_deref() {
         Some(c) => Some(
             Slug::parse(c)
-                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API gave out"))?,
+                .map_err(|_| ApiError::bad_request(ErrorCode::InvalidCursor, "cursor is not one this API gave out"))?,
         ),
         None => None,
     };
@@ -100,7 +101,7 @@ pub async fn list_tenants(
 /// Create a tenant, its custom domains and its owner, in one transaction.
 #[utoipa::path(post, path = "/platform/v1/tenants", tag = "platform", request_body = NewTenantRequest, security(("bearer" = [])),
     responses((status = 201, body = TenantView),
-              (status = 409, description = "slug or domain taken", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`slug_taken` or `domain_taken`", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_tenant(
     State(ctx): State<ApiContext>,
@@ -145,7 +146,7 @@ pub async fn get_tenant(
 #[utoipa::path(patch, path = "/platform/v1/tenants/{slug}", tag = "platform", params(("slug" = String, Path)),
     request_body = TenantPatch, security(("bearer" = [])),
     responses((status = 200, body = TenantView), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "the tenant is deleted", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`tenant_deleted`: the tenant is deleted", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn update_tenant(
     _: Operator,
