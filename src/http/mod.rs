@@ -131,8 +131,10 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Every route with its documentation and its route-specific layers. Tenant routes (all of
-/// `/v1`) resolve the tenant; all of them but login also authenticate.
+/// Every route with its documentation and its route-specific layers. The tenant API is nested
+/// at `/v1` and the platform API at `/platform/v1`, each with its own layer stack (paths in
+/// their handlers' annotations are relative to the nest). Tenant routes resolve the tenant;
+/// all of them but login, refresh and logout also authenticate.
 fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     let authenticated = OpenApiRouter::new()
         .routes(routes!(routes::me::me))
@@ -197,11 +199,11 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .routes(routes!(routes::health::readyz))
         .routes(routes!(routes::jwks::jwks))
         .routes(routes!(routes::metrics::metrics))
-        .merge(tenant_api)
-        .merge(platform_routes(ctx))
+        .nest("/v1", tenant_api)
+        .nest("/platform/v1", platform_routes(ctx))
 }
 
-/// `/platform/v1`: no tenant resolution, the bare host only; all but login and signup need an
+/// `/platform/v1` (paths below are relative to it): no tenant resolution, the bare host only; all but login and signup need an
 /// operator's platform token.
 fn platform_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     use routes::platform::{auth, domains, signup, tenants};
