@@ -78,7 +78,6 @@ struct Candidate {
 }
 
 /// Who a presented refresh token belongs to, and whether it may still be exchanged.
-#[derive(sqlx::FromRow)]
 struct PresentedToken {
     id: Uuid,
     user_id: UserId,
@@ -148,24 +147,28 @@ impl Sessions {
         let mut tx = scope.begin().await?;
         // FOR UPDATE: two refreshes racing with one token are serialised, and the second one
         // sees it rotated — which is reuse, exactly as if a thief had replayed it.
-        let presented: Option<PresentedToken> = sqlx::query_as(
-            "SELECT t.id, t.user_id, t.family_id, t.rotated_at IS NOT NULL AS rotated,
-                    (t.revoked_at IS NULL AND t.expires_at > now()) AS live, u.role, u.status
-               FROM refresh_tokens t JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.user_id
-              WHERE t.tenant_id = $1 AND t.token_hash = $2
-                FOR UPDATE OF t",
+        let presented = sqlx::query_as!(
+            PresentedToken,
+            r#"SELECT t.id, t.user_id AS "user_id: UserId", t.family_id, t.rotated_at IS NOT NULL AS "rotated!",
+                      (t.revoked_at IS NULL AND t.expires_at > now()) AS "live!",
+                      u.role AS "role: Role", u.status AS "status: UserStatus"
+                 FROM refresh_tokens t JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.user_id
+                WHERE t.tenant_id = $1 AND t.token_hash = $2
+                  FOR UPDATE OF t"#,
+            tenant.0,
+            &hash[..],
         )
-        .bind(tenant)
-        .bind(&hash[..])
         .fetch_optional(tx.conn())
         .await?;
         let token = presented.ok_or(SessionError::InvalidRefreshToken)?;
         if token.rotated {
-            sqlx::query("UPDATE refresh_tokens SET reused_at = now() WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(token.id)
-                .execute(tx.conn())
-                .await?;
+            sqlx::query!(
+                "UPDATE refresh_tokens SET reused_at = now() WHERE tenant_id = $1 AND id = $2",
+                tenant.0,
+                token.id
+            )
+            .execute(tx.conn())
+            .await?;
             revoke(&mut tx, tenant, Revoke::Family(token.family_id), "reuse_detected").await?;
             let event = AccessEvent {
                 action: "auth.refresh_reuse",
@@ -183,11 +186,13 @@ impl Sessions {
         if !token.live || token.status != UserStatus::Active {
             return Err(SessionError::InvalidRefreshToken);
         }
-        sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(token.id)
-            .execute(tx.conn())
-            .await?;
+        sqlx::query!(
+            "UPDATE refresh_tokens SET rotated_at = now() WHERE tenant_id = $1 AND id = $2",
+            tenant.0,
+            token.id
+        )
+        .execute(tx.conn())
+        .await?;
         let successor = store_refresh_token(&mut tx, tenant, token.user_id, token.family_id).await?;
         tx.commit().await?;
         self.tokens(tenant, token.user_id, token.role, successor)
@@ -199,12 +204,13 @@ impl Sessions {
         let hash = hash_presented(presented).ok_or(SessionError::InvalidRefreshToken)?;
         let tenant = scope.tenant_id();
         let mut tx = scope.begin().await?;
-        let family: Option<Uuid> =
-            sqlx::query_scalar("SELECT family_id FROM refresh_tokens WHERE tenant_id = $1 AND token_hash = $2")
-                .bind(tenant)
-                .bind(&hash[..])
-                .fetch_optional(tx.conn())
-                .await?;
+        let family = sqlx::query_scalar!(
+            "SELECT family_id FROM refresh_tokens WHERE tenant_id = $1 AND token_hash = $2",
+            tenant.0,
+            &hash[..],
+        )
+        .fetch_optional(tx.conn())
+        .await?;
         if let Some(family) = family {
             revoke(&mut tx, tenant, Revoke::Family(family), "logout").await?;
         }
@@ -238,10 +244,8 @@ impl Sessions {
         }
         let tenant = scope.tenant_id();
         let mut tx = scope.begin().await?;
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT password_hash FROM users WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(user)
+        let stored =
+            sqlx::query_scalar!("SELECT password_hash FROM users WHERE tenant_id = $1 AND id = $2", tenant.0, user.0)
                 .fetch_optional(tx.conn())
                 .await?;
         tx.commit().await?;
@@ -256,12 +260,14 @@ impl Sessions {
         }
         let hash = self.hasher.hash(new.expose().to_string()).await?;
         let mut tx = scope.begin().await?;
-        sqlx::query("UPDATE users SET password_hash = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(user)
-            .bind(&hash)
-            .execute(tx.conn())
-            .await?;
+        sqlx::query!(
+            "UPDATE users SET password_hash = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2",
+            tenant.0,
+            user.0,
+            hash,
+        )
+        .execute(tx.conn())
+        .await?;
         end_all_sessions(&mut tx, tenant, user, "password_changed").await?;
         let refresh_token = store_refresh_token(&mut tx, tenant, user, Uuid::now_v7()).await?;
         tx.commit().await?;
@@ -282,14 +288,14 @@ impl Sessions {
     ) -> Result<(), SessionError> {
         let new_hash = self.hasher.hash(password).await?;
         let mut tx = scope.begin().await?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE users SET password_hash = $3, updated_at = now()
               WHERE tenant_id = $1 AND id = $2 AND password_hash = $4",
+            scope.tenant_id().0,
+            user.0,
+            new_hash,
+            old_hash,
         )
-        .bind(scope.tenant_id())
-        .bind(user)
-        .bind(&new_hash)
-        .bind(old_hash)
         .execute(tx.conn())
         .await?;
         tx.commit().await?;
@@ -314,21 +320,23 @@ impl Sessions {
 /// that the database folds together gets a budget of its own.
 async fn find_account(scope: &TenantScope, email: &str) -> Result<(String, Option<Candidate>), sqlx::Error> {
     let mut tx = scope.begin().await?;
-    let row: (String, Option<UserId>, Option<String>, Option<Role>, Option<UserStatus>) = sqlx::query_as(
-        "SELECT lower($2), u.id, u.password_hash, u.role, u.status
-           FROM (VALUES (1)) AS one (x)
-           LEFT JOIN users u ON u.tenant_id = $1 AND lower(u.email) = lower($2)",
+    // The LEFT JOIN makes every column of `u` nullable, whatever the table says.
+    let row = sqlx::query!(
+        r#"SELECT lower($2) AS "lowered!", u.id AS "id?: UserId", u.password_hash AS "hash?",
+                  u.role AS "role?: Role", u.status AS "status?: UserStatus"
+             FROM (VALUES (1)) AS one (x)
+             LEFT JOIN users u ON u.tenant_id = $1 AND lower(u.email) = lower($2)"#,
+        scope.tenant_id().0,
+        email,
     )
-    .bind(scope.tenant_id())
-    .bind(email)
     .fetch_one(tx.conn())
     .await?;
     tx.commit().await?;
-    let candidate = match row {
-        (_, Some(id), Some(hash), Some(role), Some(status)) => Some(Candidate { id, hash, role, status }),
+    let candidate = match (row.id, row.hash, row.role, row.status) {
+        (Some(id), Some(hash), Some(role), Some(status)) => Some(Candidate { id, hash, role, status }),
         _ => None,
     };
-    Ok((row.0, candidate))
+    Ok((row.lowered, candidate))
 }
 
 /// The login's audit event: `auth.login` for `user`, `auth.login_failed` without one. The
@@ -361,19 +369,24 @@ async fn revoke(
     which: Revoke,
     reason: &'static str,
 ) -> Result<(), sqlx::Error> {
-    let (sql, id) = match which {
-        Revoke::Family(family) => (
+    match which {
+        Revoke::Family(family) => sqlx::query!(
             "UPDATE refresh_tokens SET revoked_at = now(), revoked_reason = $3
               WHERE tenant_id = $1 AND family_id = $2 AND revoked_at IS NULL",
+            tenant.0,
             family,
+            reason,
         ),
-        Revoke::User(user) => (
+        Revoke::User(user) => sqlx::query!(
             "UPDATE refresh_tokens SET revoked_at = now(), revoked_reason = $3
               WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+            tenant.0,
             user.0,
+            reason,
         ),
-    };
-    sqlx::query(sql).bind(tenant).bind(id).bind(reason).execute(tx.conn()).await?;
+    }
+    .execute(tx.conn())
+    .await?;
     Ok(())
 }
 
@@ -387,12 +400,14 @@ pub async fn end_all_sessions(
     reason: &'static str,
 ) -> Result<(), sqlx::Error> {
     // The service's clock, not the database's: it is the clock that stamps tokens (`jti`).
-    sqlx::query("UPDATE users SET sessions_valid_after = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant)
-        .bind(user)
-        .bind(Utc::now())
-        .execute(tx.conn())
-        .await?;
+    sqlx::query!(
+        "UPDATE users SET sessions_valid_after = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2",
+        tenant.0,
+        user.0,
+        Utc::now(),
+    )
+    .execute(tx.conn())
+    .await?;
     revoke(tx, tenant, Revoke::User(user), reason).await
 }
 
@@ -404,16 +419,16 @@ async fn store_refresh_token(
     family: Uuid,
 ) -> Result<String, sqlx::Error> {
     let new = NewRefreshToken::generate();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO refresh_tokens (tenant_id, id, user_id, family_id, token_hash, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
+        tenant.0,
+        Uuid::now_v7(),
+        user.0,
+        family,
+        &new.hash[..],
+        Utc::now() + REFRESH_TOKEN_TTL,
     )
-    .bind(tenant)
-    .bind(Uuid::now_v7())
-    .bind(user)
-    .bind(family)
-    .bind(&new.hash[..])
-    .bind(Utc::now() + REFRESH_TOKEN_TTL)
     .execute(tx.conn())
     .await?;
     Ok(new.token)

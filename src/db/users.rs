@@ -54,15 +54,16 @@ pub async fn update(
     if target.is_active_owner() && !stays_active_owner && target.other_active_owners == 0 {
         return Err(MembershipError::LastOwner);
     }
-    let user: User = sqlx::query_as(
-        "UPDATE users SET role = COALESCE($3, role), status = COALESCE($4, status), updated_at = now()
-          WHERE tenant_id = $1 AND id = $2
-         RETURNING id, email, role, status, created_at, updated_at",
+    let user = sqlx::query_as!(
+        User,
+        r#"UPDATE users SET role = COALESCE($3, role), status = COALESCE($4, status), updated_at = now()
+            WHERE tenant_id = $1 AND id = $2
+           RETURNING id AS "id: UserId", email, role AS "role: Role", status AS "status: UserStatus", created_at, updated_at"#,
+        tenant.0,
+        id.0,
+        role.map(Role::as_str),
+        status.map(UserStatus::as_str),
     )
-    .bind(tenant)
-    .bind(id)
-    .bind(role)
-    .bind(status)
     .fetch_one(tx.conn())
     .await?;
     if status == Some(UserStatus::Deactivated) {
@@ -83,7 +84,7 @@ pub async fn delete(scope: &TenantScope, acting: Role, id: UserId) -> Result<(),
     if target.is_active_owner() && target.other_active_owners == 0 {
         return Err(MembershipError::LastOwner);
     }
-    sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2").bind(tenant).bind(id).execute(tx.conn()).await?;
+    sqlx::query!("DELETE FROM users WHERE tenant_id = $1 AND id = $2", tenant.0, id.0).execute(tx.conn()).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -109,21 +110,24 @@ impl Target {
 /// owners demoting each other at once are serialised (the second sees the first's change)
 /// and cannot deadlock.
 async fn lock_for_change(tx: &mut TenantTx<'_>, tenant: TenantId, id: UserId) -> Result<Option<Target>, sqlx::Error> {
-    let owners: Vec<UserId> = sqlx::query_scalar(
-        "SELECT id FROM users WHERE tenant_id = $1 AND role = 'owner' AND status = 'active' ORDER BY id FOR UPDATE",
+    let owners = sqlx::query_scalar!(
+        r#"SELECT id AS "id: UserId" FROM users
+            WHERE tenant_id = $1 AND role = 'owner' AND status = 'active' ORDER BY id FOR UPDATE"#,
+        tenant.0,
     )
-    .bind(tenant)
     .fetch_all(tx.conn())
     .await?;
-    let row: Option<(Role, UserStatus)> =
-        sqlx::query_as("SELECT role, status FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(tx.conn())
-            .await?;
-    Ok(row.map(|(role, status)| Target {
-        role,
-        status,
+    let row = sqlx::query!(
+        r#"SELECT role AS "role: Role", status AS "status: UserStatus" FROM users
+            WHERE tenant_id = $1 AND id = $2 FOR UPDATE"#,
+        tenant.0,
+        id.0,
+    )
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(row.map(|r| Target {
+        role: r.role,
+        status: r.status,
         other_active_owners: owners.iter().filter(|o| **o != id).count(),
     }))
 }

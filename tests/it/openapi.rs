@@ -168,5 +168,8 @@ async fn the_document_lists_every_error_code_of_the_catalogue_under_its_status()
 fn docs_list_the_error_codes_of_the_catalogue() {
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).expect("docs/api.md");
     let table = rowguard::http::error_codes::markdown_table();
-    assert!(docs.contains(&table), "docs/api.md's error table differs from src/http/error_codes.rs; it should read:\n{table}");
+    assert!(
+        docs.contains(&table),
+        "docs/api.md's error table differs from src/http/error_codes.rs; it should read:\n{table}"
+    );
 }

@@ -140,16 +140,18 @@ pub async fn create_contact(
     let email = Email::parse(&body.email).map_err(ApiError::validation)?;
     let phone = body.phone.as_deref().map(Phone::parse).transpose().map_err(ApiError::validation)?;
     let mut tx = scope.begin().await?;
-    let contact: Contact = sqlx::query_as(
-        "INSERT INTO contacts (tenant_id, id, name, email, phone, organization_id) VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING id, name, email, phone, organization_id, created_at, updated_at",
+    let contact = sqlx::query_as!(
+        Contact,
+        r#"INSERT INTO contacts (tenant_id, id, name, email, phone, organization_id) VALUES ($1, $2, $3, $4, $5, $6)
+           RETURNING id AS "id: ContactId", name, email, phone, organization_id AS "organization_id: OrganizationId",
+                     created_at, updated_at"#,
+        scope.tenant_id().0,
+        ContactId::new_v7().0,
+        name.as_str(),
+        email.as_str(),
+        phone.as_ref().map(Phone::as_str),
+        body.organization_id.map(|o| o.0),
     )
-    .bind(scope.tenant_id())
-    .bind(ContactId::new_v7())
-    .bind(name.as_str())
-    .bind(email.as_str())
-    .bind(phone.as_ref().map(Phone::as_str))
-    .bind(body.organization_id)
     .fetch_one(tx.conn())
     .await
     .map_err(|e| ApiError::from_write(e, |_| None))?;
@@ -206,25 +208,28 @@ pub async fn update_contact(
         Some(None) => Some(None),
         None => None,
     };
+    let (set_phone, new_phone) = (phone.is_some(), phone.flatten());
     let mut tx = scope.begin().await?;
-    let contact: Option<Contact> = sqlx::query_as(
-        "UPDATE contacts
-            SET name = COALESCE($3, name),
-                email = COALESCE($4, email),
-                phone = CASE WHEN $5 THEN $6 ELSE phone END,
-                organization_id = CASE WHEN $7 THEN $8 ELSE organization_id END,
-                updated_at = now()
-          WHERE tenant_id = $1 AND id = $2
-         RETURNING id, name, email, phone, organization_id, created_at, updated_at",
+    let contact = sqlx::query_as!(
+        Contact,
+        r#"UPDATE contacts
+              SET name = COALESCE($3, name),
+                  email = COALESCE($4, email),
+                  phone = CASE WHEN $5 THEN $6 ELSE phone END,
+                  organization_id = CASE WHEN $7 THEN $8 ELSE organization_id END,
+                  updated_at = now()
+            WHERE tenant_id = $1 AND id = $2
+           RETURNING id AS "id: ContactId", name, email, phone, organization_id AS "organization_id: OrganizationId",
+                     created_at, updated_at"#,
+        scope.tenant_id().0,
+        id.0,
+        name.as_ref().map(ContactName::as_str),
+        email.as_ref().map(Email::as_str),
+        set_phone,
+        new_phone.as_ref().map(Phone::as_str),
+        patch.organization_id.is_some(),
+        patch.organization_id.flatten().map(|o| o.0),
     )
-    .bind(scope.tenant_id())
-    .bind(id)
-    .bind(name.as_ref().map(ContactName::as_str))
-    .bind(email.as_ref().map(Email::as_str))
-    .bind(phone.is_some())
-    .bind(phone.flatten().as_ref().map(Phone::as_str))
-    .bind(patch.organization_id.is_some())
-    .bind(patch.organization_id.flatten())
     .fetch_optional(tx.conn())
     .await
     .map_err(|e| ApiError::from_write(e, |_| None))?;
@@ -243,9 +248,7 @@ pub async fn delete_contact(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Permission::WriteContacts)?;
     let mut tx = scope.begin().await?;
-    let deleted = sqlx::query("DELETE FROM contacts WHERE tenant_id = $1 AND id = $2")
-        .bind(scope.tenant_id())
-        .bind(id)
+    let deleted = sqlx::query!("DELETE FROM contacts WHERE tenant_id = $1 AND id = $2", scope.tenant_id().0, id.0)
         .execute(tx.conn())
         .await
         .map_err(|e| match &e {
@@ -273,14 +276,17 @@ async fn list_of_organization(
     after: Option<uuid::Uuid>,
 ) -> Result<ContactPage, ApiError> {
     let mut tx = scope.begin().await?;
-    let mut items: Vec<Contact> = sqlx::query_as(
-        "SELECT id, name, email, phone, organization_id, created_at, updated_at FROM contacts
-          WHERE tenant_id = $1 AND organization_id = $2 AND ($3::uuid IS NULL OR id > $3) ORDER BY id LIMIT $4",
+    let mut items = sqlx::query_as!(
+        Contact,
+        r#"SELECT id AS "id: ContactId", name, email, phone, organization_id AS "organization_id: OrganizationId",
+                  created_at, updated_at
+             FROM contacts
+            WHERE tenant_id = $1 AND organization_id = $2 AND ($3::uuid IS NULL OR id > $3) ORDER BY id LIMIT $4"#,
+        scope.tenant_id().0,
+        organization.0,
+        after,
+        i64::from(limit) + 1,
     )
-    .bind(scope.tenant_id())
-    .bind(organization)
-    .bind(after)
-    .bind(i64::from(limit) + 1)
     .fetch_all(tx.conn())
     .await?;
     tx.commit().await?;

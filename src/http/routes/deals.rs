@@ -103,17 +103,19 @@ pub async fn list_deals(
     principal.require(Permission::ReadDeals)?;
     let page = Keyset::parse(params.limit, params.cursor.as_deref())?;
     let mut tx = scope.begin().await?;
-    let mut items: Vec<Deal> = sqlx::query_as(
-        "SELECT id, title, contact_id, organization_id, stage, amount::text AS amount, currency,
-                created_at, updated_at
-           FROM deals
-          WHERE tenant_id = $1 AND ($2::text IS NULL OR stage = $2) AND ($3::uuid IS NULL OR id > $3)
-          ORDER BY id LIMIT $4",
+    let mut items = sqlx::query_as!(
+        Deal,
+        r#"SELECT id AS "id: DealId", title, contact_id AS "contact_id: ContactId",
+                  organization_id AS "organization_id: OrganizationId", stage AS "stage: DealStage",
+                  amount::text AS "amount!", currency, created_at, updated_at
+             FROM deals
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR stage = $2) AND ($3::uuid IS NULL OR id > $3)
+            ORDER BY id LIMIT $4"#,
+        scope.tenant_id().0,
+        params.stage.map(DealStage::as_str),
+        page.after,
+        page.fetch_limit(),
     )
-    .bind(scope.tenant_id())
-    .bind(params.stage.map(DealStage::as_str))
-    .bind(page.after)
-    .bind(page.fetch_limit())
     .fetch_all(tx.conn())
     .await?;
     tx.commit().await?;
@@ -136,20 +138,22 @@ pub async fn create_deal(
     let amount = Amount::parse(&body.amount).map_err(ApiError::validation)?;
     let currency = Currency::parse(&body.currency).map_err(ApiError::validation)?;
     let mut tx = scope.begin().await?;
-    let deal: Deal = sqlx::query_as(
-        "INSERT INTO deals (tenant_id, id, title, contact_id, organization_id, stage, amount, currency)
-         VALUES ($1, $2, $3, $4, $5, $6, $7::numeric, $8)
-         RETURNING id, title, contact_id, organization_id, stage, amount::text AS amount, currency,
-                   created_at, updated_at",
+    let deal = sqlx::query_as!(
+        Deal,
+        r#"INSERT INTO deals (tenant_id, id, title, contact_id, organization_id, stage, amount, currency)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::text::numeric, $8)
+           RETURNING id AS "id: DealId", title, contact_id AS "contact_id: ContactId",
+                  organization_id AS "organization_id: OrganizationId", stage AS "stage: DealStage",
+                  amount::text AS "amount!", currency, created_at, updated_at"#,
+        scope.tenant_id().0,
+        DealId::new_v7().0,
+        title.as_str(),
+        body.contact_id.0,
+        body.organization_id.map(|o| o.0),
+        body.stage.unwrap_or(DealStage::Lead).as_str(),
+        amount.as_str(),
+        currency.as_str(),
     )
-    .bind(scope.tenant_id())
-    .bind(DealId::new_v7())
-    .bind(title.as_str())
-    .bind(body.contact_id)
-    .bind(body.organization_id)
-    .bind(body.stage.unwrap_or(DealStage::Lead).as_str())
-    .bind(amount.as_str())
-    .bind(currency.as_str())
     .fetch_one(tx.conn())
     .await
     .map_err(|e| ApiError::from_write(e, |_| None))?;
@@ -167,13 +171,15 @@ pub async fn get_deal(
 ) -> Result<Json<Deal>, ApiError> {
     principal.require(Permission::ReadDeals)?;
     let mut tx = scope.begin().await?;
-    let deal: Option<Deal> = sqlx::query_as(
-        "SELECT id, title, contact_id, organization_id, stage, amount::text AS amount, currency,
-                created_at, updated_at
-           FROM deals WHERE tenant_id = $1 AND id = $2",
+    let deal = sqlx::query_as!(
+        Deal,
+        r#"SELECT id AS "id: DealId", title, contact_id AS "contact_id: ContactId",
+                  organization_id AS "organization_id: OrganizationId", stage AS "stage: DealStage",
+                  amount::text AS "amount!", currency, created_at, updated_at
+             FROM deals WHERE tenant_id = $1 AND id = $2"#,
+        scope.tenant_id().0,
+        id.0,
     )
-    .bind(scope.tenant_id())
-    .bind(id)
     .fetch_optional(tx.conn())
     .await?;
     tx.commit().await?;
@@ -196,28 +202,31 @@ pub async fn update_deal(
     let amount = patch.amount.as_deref().map(Amount::parse).transpose().map_err(ApiError::validation)?;
     let currency = patch.currency.as_deref().map(Currency::parse).transpose().map_err(ApiError::validation)?;
     let mut tx = scope.begin().await?;
-    let deal: Option<Deal> = sqlx::query_as(
-        "UPDATE deals
-            SET title = COALESCE($3, title),
-                contact_id = COALESCE($4, contact_id),
-                organization_id = CASE WHEN $5 THEN $6 ELSE organization_id END,
-                stage = COALESCE($7, stage),
-                amount = COALESCE($8::numeric, amount),
-                currency = COALESCE($9, currency),
-                updated_at = now()
-          WHERE tenant_id = $1 AND id = $2
-         RETURNING id, title, contact_id, organization_id, stage, amount::text AS amount, currency,
-                   created_at, updated_at",
+    let (set_organization, new_organization) = (patch.organization_id.is_some(), patch.organization_id.flatten());
+    let deal = sqlx::query_as!(
+        Deal,
+        r#"UPDATE deals
+              SET title = COALESCE($3, title),
+                  contact_id = COALESCE($4, contact_id),
+                  organization_id = CASE WHEN $5 THEN $6 ELSE organization_id END,
+                  stage = COALESCE($7, stage),
+                  amount = COALESCE($8::text::numeric, amount),
+                  currency = COALESCE($9, currency),
+                  updated_at = now()
+            WHERE tenant_id = $1 AND id = $2
+           RETURNING id AS "id: DealId", title, contact_id AS "contact_id: ContactId",
+                     organization_id AS "organization_id: OrganizationId", stage AS "stage: DealStage",
+                     amount::text AS "amount!", currency, created_at, updated_at"#,
+        scope.tenant_id().0,
+        id.0,
+        title.as_ref().map(DealTitle::as_str),
+        patch.contact_id.map(|c| c.0),
+        set_organization,
+        new_organization.map(|o| o.0),
+        patch.stage.map(DealStage::as_str),
+        amount.as_ref().map(Amount::as_str),
+        currency.as_ref().map(Currency::as_str),
     )
-    .bind(scope.tenant_id())
-    .bind(id)
-    .bind(title.as_ref().map(DealTitle::as_str))
-    .bind(patch.contact_id)
-    .bind(patch.organization_id.is_some())
-    .bind(patch.organization_id.flatten())
-    .bind(patch.stage.map(DealStage::as_str))
-    .bind(amount.as_ref().map(Amount::as_str))
-    .bind(currency.as_ref().map(Currency::as_str))
     .fetch_optional(tx.conn())
     .await
     .map_err(|e| ApiError::from_write(e, |_| None))?;
@@ -235,9 +244,7 @@ pub async fn delete_deal(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Permission::WriteDeals)?;
     let mut tx = scope.begin().await?;
-    let deleted = sqlx::query("DELETE FROM deals WHERE tenant_id = $1 AND id = $2")
-        .bind(scope.tenant_id())
-        .bind(id)
+    let deleted = sqlx::query!("DELETE FROM deals WHERE tenant_id = $1 AND id = $2", scope.tenant_id().0, id.0)
         .execute(tx.conn())
         .await?
         .rows_affected();

@@ -31,15 +31,17 @@ pub struct Me {
     responses((status = 200, body = Me), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn me(scope: TenantScope, tenant: ResolvedTenant, principal: Principal) -> Result<Json<Me>, ApiError> {
     let mut tx = scope.begin().await?;
-    let row: Option<(String, DateTime<Utc>)> =
-        sqlx::query_as("SELECT email, created_at FROM users WHERE tenant_id = $1 AND id = $2")
-            .bind(scope.tenant_id())
-            .bind(principal.user)
-            .fetch_optional(tx.conn())
-            .await?;
+    let row = sqlx::query!(
+        "SELECT email, created_at FROM users WHERE tenant_id = $1 AND id = $2",
+        scope.tenant_id().0,
+        principal.user.0,
+    )
+    .fetch_optional(tx.conn())
+    .await?;
     tx.commit().await?;
-    let (email, created_at) =
-        row.ok_or_else(|| ApiError::unauthorized(ErrorCode::InvalidToken, "the token's user no longer exists"))?;
+    let (email, created_at) = row
+        .map(|r| (r.email, r.created_at))
+        .ok_or_else(|| ApiError::unauthorized(ErrorCode::InvalidToken, "the token's user no longer exists"))?;
     Ok(Json(Me { id: principal.user, email, role: principal.role, tenant: tenant.slug.to_string(), created_at }))
 }
 

@@ -80,13 +80,14 @@ pub async fn list_organizations(
     principal.require(Permission::ReadOrganizations)?;
     let page = Keyset::parse(params.limit, params.cursor.as_deref())?;
     let mut tx = scope.begin().await?;
-    let mut items: Vec<Organization> = sqlx::query_as(
-        "SELECT id, name, domain, created_at, updated_at FROM organizations
-          WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+    let mut items = sqlx::query_as!(
+        Organization,
+        r#"SELECT id AS "id: OrganizationId", name, domain, created_at, updated_at FROM organizations
+            WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"#,
+        scope.tenant_id().0,
+        page.after,
+        page.fetch_limit(),
     )
-    .bind(scope.tenant_id())
-    .bind(page.after)
-    .bind(page.fetch_limit())
     .fetch_all(tx.conn())
     .await?;
     tx.commit().await?;
@@ -107,14 +108,15 @@ pub async fn create_organization(
     let name = OrganizationName::parse(&body.name).map_err(ApiError::validation)?;
     let domain = body.domain.as_deref().map(WebDomain::parse).transpose().map_err(ApiError::validation)?;
     let mut tx = scope.begin().await?;
-    let organization: Organization = sqlx::query_as(
-        "INSERT INTO organizations (tenant_id, id, name, domain) VALUES ($1, $2, $3, $4)
-         RETURNING id, name, domain, created_at, updated_at",
+    let organization = sqlx::query_as!(
+        Organization,
+        r#"INSERT INTO organizations (tenant_id, id, name, domain) VALUES ($1, $2, $3, $4)
+           RETURNING id AS "id: OrganizationId", name, domain, created_at, updated_at"#,
+        scope.tenant_id().0,
+        OrganizationId::new_v7().0,
+        name.as_str(),
+        domain.as_ref().map(WebDomain::as_str),
     )
-    .bind(scope.tenant_id())
-    .bind(OrganizationId::new_v7())
-    .bind(name.as_str())
-    .bind(domain.as_ref().map(WebDomain::as_str))
     .fetch_one(tx.conn())
     .await?;
     tx.commit().await?;
@@ -132,11 +134,12 @@ pub async fn get_organization(
 ) -> Result<Json<Organization>, ApiError> {
     principal.require(Permission::ReadOrganizations)?;
     let mut tx = scope.begin().await?;
-    let organization: Option<Organization> = sqlx::query_as(
-        "SELECT id, name, domain, created_at, updated_at FROM organizations WHERE tenant_id = $1 AND id = $2",
+    let organization = sqlx::query_as!(
+        Organization,
+        r#"SELECT id AS "id: OrganizationId", name, domain, created_at, updated_at FROM organizations WHERE tenant_id = $1 AND id = $2"#,
+        scope.tenant_id().0,
+        id.0,
     )
-    .bind(scope.tenant_id())
-    .bind(id)
     .fetch_optional(tx.conn())
     .await?;
     tx.commit().await?;
@@ -161,20 +164,22 @@ pub async fn update_organization(
         Some(None) => Some(None),
         None => None,
     };
+    let (set_domain, new_domain) = (domain.is_some(), domain.flatten());
     let mut tx = scope.begin().await?;
-    let organization: Option<Organization> = sqlx::query_as(
-        "UPDATE organizations
-            SET name = COALESCE($3, name),
-                domain = CASE WHEN $4 THEN $5 ELSE domain END,
-                updated_at = now()
-          WHERE tenant_id = $1 AND id = $2
-         RETURNING id, name, domain, created_at, updated_at",
+    let organization = sqlx::query_as!(
+        Organization,
+        r#"UPDATE organizations
+              SET name = COALESCE($3, name),
+                  domain = CASE WHEN $4 THEN $5 ELSE domain END,
+                  updated_at = now()
+            WHERE tenant_id = $1 AND id = $2
+           RETURNING id AS "id: OrganizationId", name, domain, created_at, updated_at"#,
+        scope.tenant_id().0,
+        id.0,
+        name.as_ref().map(OrganizationName::as_str),
+        set_domain,
+        new_domain.as_ref().map(WebDomain::as_str),
     )
-    .bind(scope.tenant_id())
-    .bind(id)
-    .bind(name.as_ref().map(OrganizationName::as_str))
-    .bind(domain.is_some())
-    .bind(domain.flatten().as_ref().map(WebDomain::as_str))
     .fetch_optional(tx.conn())
     .await?;
     tx.commit().await?;
@@ -195,15 +200,18 @@ pub async fn delete_organization(
     // Detach first, rather than leave it to the foreign keys' ON DELETE SET NULL: on Citus
     // those keys are added back without the action (it refuses SET NULL on a key that
     // includes the distribution column; see migrate::citus). The same audit events either way.
-    for detach in [
+    let (tenant, id) = (scope.tenant_id().0, id.0);
+    sqlx::query!(
         "UPDATE contacts SET organization_id = NULL WHERE tenant_id = $1 AND organization_id = $2",
-        "UPDATE deals SET organization_id = NULL WHERE tenant_id = $1 AND organization_id = $2",
-    ] {
-        sqlx::query(detach).bind(scope.tenant_id()).bind(id).execute(tx.conn()).await?;
-    }
-    let deleted = sqlx::query("DELETE FROM organizations WHERE tenant_id = $1 AND id = $2")
-        .bind(scope.tenant_id())
-        .bind(id)
+        tenant,
+        id
+    )
+    .execute(tx.conn())
+    .await?;
+    sqlx::query!("UPDATE deals SET organization_id = NULL WHERE tenant_id = $1 AND organization_id = $2", tenant, id)
+        .execute(tx.conn())
+        .await?;
+    let deleted = sqlx::query!("DELETE FROM organizations WHERE tenant_id = $1 AND id = $2", tenant, id)
         .execute(tx.conn())
         .await?
         .rows_affected();

@@ -76,13 +76,14 @@ pub async fn list_users(
     principal.require(Permission::ReadUsers)?;
     let page = Keyset::parse(params.limit, params.cursor.as_deref())?;
     let mut tx = scope.begin().await?;
-    let mut items: Vec<User> = sqlx::query_as(
-        "SELECT id, email, role, status, created_at, updated_at FROM users
-          WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+    let mut items = sqlx::query_as!(
+        User,
+        r#"SELECT id AS "id: UserId", email, role AS "role: Role", status AS "status: UserStatus", created_at, updated_at FROM users
+            WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"#,
+        scope.tenant_id().0,
+        page.after,
+        page.fetch_limit(),
     )
-    .bind(scope.tenant_id())
-    .bind(page.after)
-    .bind(page.fetch_limit())
     .fetch_all(tx.conn())
     .await?;
     tx.commit().await?;
@@ -109,15 +110,16 @@ pub async fn create_user(
     let password = NewPassword::parse(&body.password).map_err(ApiError::validation)?;
     let hash = ctx.hasher.hash(password.expose().to_string()).await?;
     let mut tx = scope.begin().await?;
-    let user: User = sqlx::query_as(
-        "INSERT INTO users (tenant_id, id, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)
-         RETURNING id, email, role, status, created_at, updated_at",
+    let user = sqlx::query_as!(
+        User,
+        r#"INSERT INTO users (tenant_id, id, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)
+           RETURNING id AS "id: UserId", email, role AS "role: Role", status AS "status: UserStatus", created_at, updated_at"#,
+        scope.tenant_id().0,
+        UserId::new_v7().0,
+        email.as_str(),
+        hash,
+        body.role.as_str(),
     )
-    .bind(scope.tenant_id())
-    .bind(UserId::new_v7())
-    .bind(email.as_str())
-    .bind(&hash)
-    .bind(body.role.as_str())
     .fetch_one(tx.conn())
     .await
     .map_err(|e| ApiError::from_write(e, email_taken))?;
@@ -135,11 +137,12 @@ pub async fn get_user(
 ) -> Result<Json<User>, ApiError> {
     principal.require(Permission::ReadUsers)?;
     let mut tx = scope.begin().await?;
-    let user: Option<User> = sqlx::query_as(
-        "SELECT id, email, role, status, created_at, updated_at FROM users WHERE tenant_id = $1 AND id = $2",
+    let user = sqlx::query_as!(
+        User,
+        r#"SELECT id AS "id: UserId", email, role AS "role: Role", status AS "status: UserStatus", created_at, updated_at FROM users WHERE tenant_id = $1 AND id = $2"#,
+        scope.tenant_id().0,
+        id.0,
     )
-    .bind(scope.tenant_id())
-    .bind(id)
     .fetch_optional(tx.conn())
     .await?;
     tx.commit().await?;
