@@ -12,7 +12,7 @@ mod text;
 mod text_column;
 
 pub use crm::{Amount, Currency, DealStage, DealTitle, OrganizationName, WebDomain};
-pub use email::Email;
+pub use email::{EMAIL_PATTERN, Email};
 pub use ids::{ContactId, DealId, OrganizationId, TenantId, UserId};
 pub use permissions::Permission;
 pub use platform::{DomainName, OperatorId, Plan, RESERVED_SLUGS, TenantName, TenantStatus, parse_unreserved_slug};

@@ -19,12 +19,7 @@ impl Keyset {
         if !(1..=100).contains(&limit) {
             return Err(ApiError::bad_request(ErrorCode::InvalidQuery, "limit must be between 1 and 100"));
         }
-        let after = cursor
-            .map(|c| {
-                Uuid::parse_str(c)
-                    .map_err(|_| ApiError::bad_request(ErrorCode::InvalidCursor, "cursor is not one this API gave out"))
-            })
-            .transpose()?;
+        let after = cursor.map(uuid_cursor).transpose()?;
         Ok(Keyset { limit, after })
     }
 
@@ -42,4 +37,13 @@ impl Keyset {
             None
         }
     }
+}
+
+/// A uuid cursor as this API gives them out: the hyphenated form only (what the documented
+/// pattern allows; `Uuid::parse_str` would also take braces, a urn or bare hex).
+pub fn uuid_cursor(cursor: &str) -> Result<Uuid, ApiError> {
+    Some(cursor)
+        .filter(|c| c.len() == 36)
+        .and_then(|c| Uuid::parse_str(c).ok())
+        .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidCursor, "cursor is not one this API gave out"))
 }

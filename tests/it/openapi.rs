@@ -173,3 +173,24 @@ fn docs_list_the_error_codes_of_the_catalogue() {
         "docs/api.md's error table differs from src/http/error_codes.rs; it should read:\n{table}"
     );
 }
+
+/// Every e-mail field of every request body that `Email::parse` reads is documented with its
+/// rule, so a client (or a fuzzer) is told exactly what the service accepts. (A login's e-mail
+/// is not parsed: any text is a wrong one.)
+#[tokio::test]
+async fn every_email_field_documents_the_parsers_pattern() {
+    let app = spawn_app_with(|_| {}).await;
+    let spec = app.call(Method::GET, "/openapi.json", &[], None).await.body;
+    let mut emails = Vec::new();
+    for (name, schema) in spec["components"]["schemas"].as_object().expect("schemas") {
+        let request = schema["additionalProperties"] == Value::Bool(false);
+        let Some(properties) = schema["properties"].as_object().filter(|_| request && !name.contains("Login")) else {
+            continue;
+        };
+        for (field, property) in properties.iter().filter(|(f, _)| f.ends_with("email")) {
+            assert_eq!(property["pattern"].as_str(), Some(rowguard::domain::EMAIL_PATTERN), "{name}.{field}");
+            emails.push(format!("{name}.{field}"));
+        }
+    }
+    assert!(emails.len() >= 4, "only {emails:?} are request e-mail fields");
+}

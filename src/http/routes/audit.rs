@@ -67,6 +67,8 @@ pub struct AuditFilter {
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     cursor: Option<String>,
 }
 
@@ -125,8 +127,12 @@ pub async fn list_events(
     }
     let before = match filter.cursor.as_deref() {
         Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| ApiError::bad_request(ErrorCode::InvalidCursor, "cursor is not one this API gave out"))?,
+            Some(c)
+                .filter(|c| (1..=18).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|c| c.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(ErrorCode::InvalidCursor, "cursor is not one this API gave out")
+                })?,
         ),
         None => None,
     };
@@ -433,6 +439,7 @@ pub struct VerifyParams {
     /// An event sequence number from a checkpoint the auditor holds…
     seq: Option<i64>,
     /// …and the head hash (hex) that checkpoint recorded for it.
+    #[param(pattern = r"^([0-9A-Fa-f]{2})*$")]
     head: Option<String>,
 }
 
@@ -481,11 +488,14 @@ pub async fn verify_events(
 ) -> Result<Json<VerifyReport>, ApiError> {
     require_reader(&principal)?;
     let mut expected = Vec::new();
-    if let (Some(seq), Some(head)) = (params.seq, params.head.as_deref()) {
-        expected.push((
-            seq,
-            hex::decode(head).ok().ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidQuery, "head must be hex"))?,
-        ));
+    // A head that is not hex is refused whether or not a `seq` came with it.
+    let head = params
+        .head
+        .as_deref()
+        .map(|h| hex::decode(h).ok().ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidQuery, "head must be hex")))
+        .transpose()?;
+    if let (Some(seq), Some(head)) = (params.seq, head) {
+        expected.push((seq, head));
     }
     let mut tx = scope.begin().await?;
     let checkpoints = audit::checkpoint::list(tx.conn(), scope.tenant_id()).await?;

@@ -14,6 +14,7 @@ use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::error_codes::ErrorCode;
 use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::Keyset;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Contact {
@@ -40,6 +41,7 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")]
     cursor: Option<String>,
     /// Only the contacts of this organization.
     organization_id: Option<OrganizationId>,
@@ -51,7 +53,7 @@ pub struct NewContact {
     #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 200)]
     name: String,
     #[schema(
-        pattern = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
+        pattern = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)+$",
         max_length = 254
     )]
     email: String,
@@ -67,7 +69,7 @@ pub struct ContactPatch {
     #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 200)]
     name: Option<String>,
     #[schema(
-        pattern = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$",
+        pattern = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)+$",
         max_length = 254
     )]
     email: Option<String>,
@@ -94,17 +96,8 @@ pub async fn list_contacts(
     Query(params): Query<ListParams>,
 ) -> Result<Json<ContactPage>, ApiError> {
     principal.require(Permission::ReadContacts)?;
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(ErrorCode::InvalidQuery, "limit must be between 1 and 100"));
-    }
-    let after = match params.cursor.as_deref() {
-        Some(c) => Some(
-            uuid::Uuid::parse_str(c)
-                .map_err(|_| ApiError::bad_request(ErrorCode::InvalidCursor, "cursor is not one this API gave out"))?,
-        ),
-        None => None,
-    };
+    let page = Keyset::parse(params.limit, params.cursor.as_deref())?;
+    let (limit, after) = (page.limit, page.after);
     if let Some(organization) = params.organization_id {
         return list_of_organization(&scope, organization, limit, after).await.map(Json);
     }

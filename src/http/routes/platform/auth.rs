@@ -19,7 +19,9 @@ use crate::metrics::RateLimited;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorLogin {
+    #[schema(pattern = r"^[^\x00]*$")]
     email: String,
+    #[schema(pattern = r"^[^\x00]*$")]
     password: String,
 }
 

@@ -36,8 +36,10 @@ pub struct TenantPage {
 #[serde(deny_unknown_fields)]
 pub struct TenantListParams {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page (tenants are listed in slug order).
+    #[param(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")]
     cursor: Option<String>,
     /// Only tenants in this status.
     status: Option<TenantStatus>,
@@ -46,17 +48,37 @@ pub struct TenantListParams {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenantRequest {
+    /// The tenant's subdomain: a DNS label that is not reserved (www, api, admin, …).
+    #[schema(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")]
     slug: String,
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 200)]
     name: String,
+    #[schema(
+        pattern = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)+$",
+        max_length = 254
+    )]
     owner_email: String,
+    /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     owner_password: String,
-    /// `active` (default) or `trial`.
+    /// `active` (default) or `trial`; any other status is 422 `validation_failed`.
+    #[schema(value_type = Option<InitialStatus>)]
     status: Option<TenantStatus>,
     /// Default `free`.
     plan: Option<Plan>,
     /// Custom domains; the first is primary.
     #[serde(default)]
-    domains: Vec<String>,
+    domains: Vec<super::domains::DomainText>,
+}
+
+/// The statuses a tenant can start in, as the document shows them (the request reads any
+/// status, so that another one gets a 422 naming the rule).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum InitialStatus {
+    Active,
+    Trial,
 }
 
 /// Fields to change; absent fields stay as they are. `"status": "deleted"` deletes and purges,
@@ -66,6 +88,7 @@ pub struct NewTenantRequest {
 pub struct TenantPatch {
     status: Option<TenantStatus>,
     plan: Option<Plan>,
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 200)]
     name: Option<String>,
 }
 
@@ -119,7 +142,7 @@ pub async fn create_tenant(
     let domains = body
         .domains
         .iter()
-        .map(|d| DomainName::parse(d).and_then(|d| d.outside_base(&ctx.base_domain)).map(|d| d.as_str().to_string()))
+        .map(|d| DomainName::parse(&d.0).and_then(|d| d.outside_base(&ctx.base_domain)).map(|d| d.as_str().to_string()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::validation)?;
     let hash = ctx.platform_hasher.hash(password.expose().to_string()).await?;
