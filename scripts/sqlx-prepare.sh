@@ -48,6 +48,11 @@ apply() {
 }
 apply sql
 apply policies
+# refinery's history tables (it creates them itself when it migrates; `/readyz` reads them).
+for history in rowguard_schema_history rowguard_policy_history; do
+  "${psql[@]}" -d rowguard -c "SET ROLE rowguard_owner" -c "CREATE TABLE $history (
+    version int4 PRIMARY KEY, name varchar(255), applied_on varchar(255), checksum varchar(255))" >/dev/null
+done
 
 rm -rf "$root/.sqlx"
 mkdir -p "$root/.sqlx"

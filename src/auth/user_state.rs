@@ -4,8 +4,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
 use crate::cache::BoundedCache;
 use crate::db::user_changes::UserChange;
 use crate::db::{Database, TenantTx};
@@ -73,14 +71,16 @@ impl UserStateCache {
 /// The users table is tenant-owned: read it in a tenant transaction like any handler.
 async fn load(db: &Database, tenant: TenantId, user: UserId) -> Result<Option<UserState>, sqlx::Error> {
     let mut tx = TenantTx::begin(db, tenant, &crate::db::Actor::default()).await?;
-    let row: Option<(Role, UserStatus, DateTime<Utc>)> =
-        sqlx::query_as("SELECT role, status, sessions_valid_after FROM users WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(user)
-            .fetch_optional(tx.conn())
-            .await?;
+    let row = sqlx::query!(
+        r#"SELECT role AS "role: Role", status AS "status: UserStatus", sessions_valid_after
+             FROM users WHERE tenant_id = $1 AND id = $2"#,
+        tenant.0,
+        user.0,
+    )
+    .fetch_optional(tx.conn())
+    .await?;
     tx.commit().await?;
-    Ok(row.map(|(role, status, valid_after)| UserState {
+    Ok(row.map(|r| (r.role, r.status, r.sessions_valid_after)).map(|(role, status, valid_after)| UserState {
         role,
         status,
         sessions_valid_after_ms: valid_after.timestamp_millis(),

@@ -109,7 +109,9 @@ impl Database {
     /// How many audit events the database has inserted (every instance's), from its
     /// statistics: cheap, and readable without any privilege on the audit tables.
     pub async fn audit_events_inserted(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT pg_stat_get_tuples_inserted('audit_events'::regclass)").fetch_one(&self.pool).await
+        sqlx::query_scalar!(r#"SELECT pg_stat_get_tuples_inserted('audit_events'::regclass) AS "inserted!""#)
+            .fetch_one(&self.pool)
+            .await
     }
 
     /// On Citus, refuse unless `citus.propagate_set_commands` is `local` for the app role:
@@ -131,13 +133,13 @@ impl Database {
     /// Whether the database has every migration this binary embeds (`/readyz`).
     pub async fn migrations_current(&self) -> Result<bool, sqlx::Error> {
         let (schema, policies) = crate::migrate::embedded_versions();
-        let applied: (Option<i32>, Option<i32>) = sqlx::query_as(
-            "SELECT (SELECT max(version) FROM rowguard_schema_history),
-                    (SELECT max(version) FROM rowguard_policy_history)",
+        let applied = sqlx::query!(
+            "SELECT (SELECT max(version) FROM rowguard_schema_history) AS schema,
+                    (SELECT max(version) FROM rowguard_policy_history) AS policies",
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(applied == (Some(schema), Some(policies)))
+        Ok((applied.schema, applied.policies) == (Some(schema), Some(policies)))
     }
 
     pub async fn close(&self) {

@@ -26,9 +26,27 @@ pub struct RateLimitOverride {
     pub burst: u32,
 }
 
-type Row = (TenantId, String, TenantStatus, Plan, Option<i32>, Option<i32>, Vec<String>);
+/// A registry row as the two lookups below read it.
+struct Row {
+    id: TenantId,
+    slug: String,
+    status: TenantStatus,
+    plan: Plan,
+    rate_limit_per_second: Option<i32>,
+    rate_limit_burst: Option<i32>,
+    cors_allowed_origins: Vec<String>,
+}
 
-fn record((id, slug, status, plan, per_second, burst, cors_allowed_origins): Row) -> TenantRecord {
+fn record(row: Row) -> TenantRecord {
+    let Row {
+        id,
+        slug,
+        status,
+        plan,
+        rate_limit_per_second: per_second,
+        rate_limit_burst: burst,
+        cors_allowed_origins,
+    } = row;
     // The CHECK constraints keep both positive and set together; anything else means "no override".
     let rate_limit = match (per_second.map(u32::try_from), burst.map(u32::try_from)) {
         (Some(Ok(per_second)), Some(Ok(burst))) if per_second > 0 && burst > 0 => {
@@ -42,28 +60,33 @@ fn record((id, slug, status, plan, per_second, burst, cors_allowed_origins): Row
 impl Database {
     /// Every tenant that is not deleted (for scheduled work such as audit checkpoints).
     pub async fn live_tenant_ids(&self) -> Result<Vec<TenantId>, sqlx::Error> {
-        sqlx::query_scalar("SELECT id FROM tenants WHERE status <> 'deleted' ORDER BY id").fetch_all(&self.pool).await
+        sqlx::query_scalar!(r#"SELECT id AS "id: TenantId" FROM tenants WHERE status <> 'deleted' ORDER BY id"#)
+            .fetch_all(&self.pool)
+            .await
     }
 
     pub async fn tenant_by_slug(&self, slug: &str) -> Result<Option<TenantRecord>, sqlx::Error> {
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT id, slug, status, plan, rate_limit_per_second, rate_limit_burst, cors_allowed_origins
-               FROM tenants WHERE slug = $1",
+        let row = sqlx::query_as!(
+            Row,
+            r#"SELECT id AS "id: TenantId", slug, status AS "status: TenantStatus", plan AS "plan: Plan",
+                      rate_limit_per_second, rate_limit_burst, cors_allowed_origins
+                 FROM tenants WHERE slug = $1"#,
+            slug,
         )
-        .bind(slug)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(record))
     }
 
     pub async fn tenant_by_domain(&self, domain: &str) -> Result<Option<TenantRecord>, sqlx::Error> {
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT t.id, t.slug, t.status, t.plan, t.rate_limit_per_second, t.rate_limit_burst,
-                    t.cors_allowed_origins
-               FROM tenant_domains d JOIN tenants t ON t.id = d.tenant_id
-              WHERE d.domain = $1",
+        let row = sqlx::query_as!(
+            Row,
+            r#"SELECT t.id AS "id: TenantId", t.slug, t.status AS "status: TenantStatus", t.plan AS "plan: Plan",
+                      t.rate_limit_per_second, t.rate_limit_burst, t.cors_allowed_origins
+                 FROM tenant_domains d JOIN tenants t ON t.id = d.tenant_id
+                WHERE d.domain = $1"#,
+            domain,
         )
-        .bind(domain)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(record))
