@@ -131,10 +131,12 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Every route with its documentation and its route-specific layers. The tenant API is nested
-/// at `/v1` and the platform API at `/platform/v1`, each with its own layer stack (paths in
-/// their handlers' annotations are relative to the nest). Tenant routes resolve the tenant;
-/// all of them but login, refresh and logout also authenticate.
+/// Every route with its documentation and its route-specific layers. The tenant API (`/v1`) and
+/// the platform API (`/platform/v1`) are sub-routers, each with its own layer stack, merged
+/// rather than nested: a nested router wrapped in layers is an opaque service, so every request
+/// would be routed twice (prefix, then path) — measured at ~2% of get-by-id's throughput
+/// (BENCHMARKS.md) for no separation that merging does not already give. Tenant routes resolve
+/// the tenant; all of them but login, refresh and logout also authenticate.
 fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     let authenticated = OpenApiRouter::new()
         .routes(routes!(routes::me::me))
@@ -199,11 +201,11 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .routes(routes!(routes::health::readyz))
         .routes(routes!(routes::jwks::jwks))
         .routes(routes!(routes::metrics::metrics))
-        .nest("/v1", tenant_api)
-        .nest("/platform/v1", platform_routes(ctx))
+        .merge(tenant_api)
+        .merge(platform_routes(ctx))
 }
 
-/// `/platform/v1` (paths below are relative to it): no tenant resolution, the bare host only; all but login and signup need an
+/// `/platform/v1`: no tenant resolution, the bare host only; all but login and signup need an
 /// operator's platform token.
 fn platform_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     use routes::platform::{auth, domains, signup, tenants};

@@ -113,7 +113,7 @@ fn bind_filter<'q>(
 }
 
 /// Audit events, newest first.
-#[utoipa::path(get, path = "/audit-events", tag = "audit", params(AuditFilter), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/audit-events", tag = "audit", params(AuditFilter), security(("bearer" = [])),
     responses((status = 200, body = AuditPage), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_events(
     scope: TenantScope,
@@ -171,7 +171,7 @@ pub struct ExportParams {
 /// same events as one snapshot would (events appended meanwhile are left out, never half
 /// included). Exports at once are bounded per tenant and per instance (`ExportSlots`), and a
 /// slot is given back when the client has not taken a page for `STALLED_AFTER`.
-#[utoipa::path(get, path = "/audit-events/export", tag = "audit", params(ExportParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/audit-events/export", tag = "audit", params(ExportParams), security(("bearer" = [])),
     responses(
         (status = 200, description = "JSON Lines (`format=jsonl`, the default) or CSV (`format=csv`)",
             content((String = "application/x-ndjson"), (String = "text/csv"))),
@@ -478,7 +478,7 @@ impl From<ChainReport> for ChainReportSchema {
 }
 
 /// Verify the tenant's hash chain and every signed checkpoint against it.
-#[utoipa::path(get, path = "/audit-events/verify", tag = "audit", params(VerifyParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/audit-events/verify", tag = "audit", params(VerifyParams), security(("bearer" = [])),
     responses((status = 200, body = VerifyReport)))]
 pub async fn verify_events(
     State(ctx): State<ApiContext>,
@@ -522,7 +522,7 @@ pub struct CheckpointList {
 }
 
 /// Signed checkpoints of the tenant's chain, newest first.
-#[utoipa::path(get, path = "/audit-events/checkpoints", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/audit-events/checkpoints", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = CheckpointList)))]
 pub async fn list_checkpoints(
     State(ctx): State<ApiContext>,
@@ -537,7 +537,7 @@ pub async fn list_checkpoints(
 }
 
 /// Sign a checkpoint of the chain's current head now (also done on a schedule).
-#[utoipa::path(post, path = "/audit-events/checkpoints", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/audit-events/checkpoints", tag = "audit", security(("bearer" = [])),
     responses((status = 201, description = "created"), (status = 200, description = "nothing new to sign")))]
 pub async fn create_checkpoint(
     State(ctx): State<ApiContext>,

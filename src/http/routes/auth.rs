@@ -78,7 +78,7 @@ pub(crate) async fn tokens_answer(
 }
 
 /// Log in to the tenant named by the host or X-Tenant header.
-#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     params(("X-Tenant" = Option<String>, Header, description = "tenant slug, when the host names none")),
     responses(
         (status = 200, body = TokenResponse),
@@ -100,7 +100,7 @@ pub async fn login(
 ///
 /// Takes the refresh token in the body, not a bearer token: the access token has usually
 /// expired by now. The tenant still comes from the host or X-Tenant header.
-#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     params(("X-Tenant" = Option<String>, Header, description = "tenant slug, when the host names none")),
     responses(
         (status = 200, body = TokenResponse),
@@ -121,7 +121,7 @@ pub async fn refresh(
 /// Takes the refresh token in the body, not a bearer token: holding a family's token is
 /// what entitles ending it. Access tokens already issued stay valid until they expire
 /// (15 minutes at most by default); use logout-all to cut those off too.
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     params(("X-Tenant" = Option<String>, Header, description = "tenant slug, when the host names none")),
     responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn logout(
@@ -135,7 +135,7 @@ pub async fn logout(
 
 /// End every session of the authenticated user, on every instance, from the next request
 /// on: all refresh tokens are revoked and access tokens issued until now are refused.
-#[utoipa::path(post, path = "/auth/logout-all", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn logout_all(
     State(ctx): State<ApiContext>,

@@ -88,7 +88,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 }
 
 /// List contacts in creation order (keyset pagination on the uuid v7 id).
-#[utoipa::path(get, path = "/contacts", tag = "contacts", params(ListParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/contacts", tag = "contacts", params(ListParams), security(("bearer" = [])),
     responses((status = 200, body = ContactPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_contacts(
     scope: TenantScope,
@@ -121,7 +121,7 @@ pub async fn list_contacts(
 }
 
 /// Create a contact.
-#[utoipa::path(post, path = "/contacts", tag = "contacts", request_body = NewContact, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/contacts", tag = "contacts", request_body = NewContact, security(("bearer" = [])),
     responses((status = 201, body = Contact), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_contact(
     scope: TenantScope,
@@ -169,7 +169,7 @@ pub const GET_CONTACT: HotStatement = HotStatement {
 };
 
 /// One contact.
-#[utoipa::path(get, path = "/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), security(("bearer" = [])),
     responses((status = 200, body = Contact), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_contact(
     scope: TenantScope,
@@ -183,7 +183,7 @@ pub async fn get_contact(
 }
 
 /// Change some fields of a contact.
-#[utoipa::path(patch, path = "/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), request_body = ContactPatch,
+#[utoipa::path(patch, path = "/v1/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), request_body = ContactPatch,
     security(("bearer" = [])),
     responses((status = 200, body = Contact), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -231,7 +231,7 @@ pub async fn update_contact(
 }
 
 /// Delete a contact.
-#[utoipa::path(delete, path = "/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "`contact_in_use`: deals name this contact", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_contact(

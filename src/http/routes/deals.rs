@@ -93,7 +93,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 }
 
 /// List deals in creation order, optionally only those at one stage.
-#[utoipa::path(get, path = "/deals", tag = "deals", params(ListParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/deals", tag = "deals", params(ListParams), security(("bearer" = [])),
     responses((status = 200, body = DealPage), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_deals(
@@ -125,7 +125,7 @@ pub async fn list_deals(
 }
 
 /// Create a deal for a contact of this tenant.
-#[utoipa::path(post, path = "/deals", tag = "deals", request_body = NewDeal, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/deals", tag = "deals", request_body = NewDeal, security(("bearer" = [])),
     responses((status = 201, body = Deal), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "`validation_failed`, or `invalid_reference`: the contact or organization is not this tenant's (missing and foreign look the same)",
                   body = Problem, content_type = "application/problem+json")))]
@@ -163,7 +163,7 @@ pub async fn create_deal(
 }
 
 /// One deal.
-#[utoipa::path(get, path = "/deals/{id}", tag = "deals", params(("id" = DealId, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/deals/{id}", tag = "deals", params(("id" = DealId, Path)), security(("bearer" = [])),
     responses((status = 200, body = Deal), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_deal(
     scope: TenantScope,
@@ -188,7 +188,7 @@ pub async fn get_deal(
 }
 
 /// Change some fields of a deal: move it along the stages, re-price it, re-assign it.
-#[utoipa::path(patch, path = "/deals/{id}", tag = "deals", params(("id" = DealId, Path)), request_body = DealPatch,
+#[utoipa::path(patch, path = "/v1/deals/{id}", tag = "deals", params(("id" = DealId, Path)), request_body = DealPatch,
     security(("bearer" = [])),
     responses((status = 200, body = Deal), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -236,7 +236,7 @@ pub async fn update_deal(
 }
 
 /// Delete a deal.
-#[utoipa::path(delete, path = "/deals/{id}", tag = "deals", params(("id" = DealId, Path)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/deals/{id}", tag = "deals", params(("id" = DealId, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_deal(
     scope: TenantScope,

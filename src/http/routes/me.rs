@@ -27,7 +27,7 @@ pub struct Me {
 }
 
 /// The user the access token belongs to.
-#[utoipa::path(get, path = "/me", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn me(scope: TenantScope, tenant: ResolvedTenant, principal: Principal) -> Result<Json<Me>, ApiError> {
     let mut tx = scope.begin().await?;
@@ -55,7 +55,7 @@ pub struct PasswordChange {
 
 /// Change one's own password. Every session of the user ends (refresh tokens revoked, access
 /// tokens refused); the answer carries a fresh token pair for this client.
-#[utoipa::path(post, path = "/me/password", tag = "auth", request_body = PasswordChange, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/me/password", tag = "auth", request_body = PasswordChange, security(("bearer" = [])),
     responses((status = 200, body = TokenResponse),
               (status = 403, description = "`wrong_password`: the current password does not match", body = Problem, content_type = "application/problem+json"),
               (status = 429, description = "too many wrong current passwords for this account (shared with login)", body = Problem, content_type = "application/problem+json"),

@@ -70,7 +70,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 }
 
 /// List organizations in creation order.
-#[utoipa::path(get, path = "/organizations", tag = "organizations", params(ListParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/organizations", tag = "organizations", params(ListParams), security(("bearer" = [])),
     responses((status = 200, body = OrganizationPage), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_organizations(
@@ -97,7 +97,7 @@ pub async fn list_organizations(
 }
 
 /// Create an organization.
-#[utoipa::path(post, path = "/organizations", tag = "organizations", request_body = NewOrganization, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/organizations", tag = "organizations", request_body = NewOrganization, security(("bearer" = [])),
     responses((status = 201, body = Organization), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_organization(
@@ -125,7 +125,7 @@ pub async fn create_organization(
 }
 
 /// One organization.
-#[utoipa::path(get, path = "/organizations/{id}", tag = "organizations", params(("id" = OrganizationId, Path)),
+#[utoipa::path(get, path = "/v1/organizations/{id}", tag = "organizations", params(("id" = OrganizationId, Path)),
     security(("bearer" = [])),
     responses((status = 200, body = Organization), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_organization(
@@ -148,7 +148,7 @@ pub async fn get_organization(
 }
 
 /// Change some fields of an organization.
-#[utoipa::path(patch, path = "/organizations/{id}", tag = "organizations", params(("id" = OrganizationId, Path)),
+#[utoipa::path(patch, path = "/v1/organizations/{id}", tag = "organizations", params(("id" = OrganizationId, Path)),
     request_body = OrganizationPatch, security(("bearer" = [])),
     responses((status = 200, body = Organization), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -188,7 +188,7 @@ pub async fn update_organization(
 }
 
 /// Delete an organization; its contacts and deals stay, detached from it.
-#[utoipa::path(delete, path = "/organizations/{id}", tag = "organizations", params(("id" = OrganizationId, Path)),
+#[utoipa::path(delete, path = "/v1/organizations/{id}", tag = "organizations", params(("id" = OrganizationId, Path)),
     security(("bearer" = [])),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_organization(

@@ -67,7 +67,7 @@ fn email_taken(index: &str) -> Option<ApiError> {
 }
 
 /// List the tenant's users in creation order.
-#[utoipa::path(get, path = "/users", tag = "users", params(ListParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/users", tag = "users", params(ListParams), security(("bearer" = [])),
     responses((status = 200, body = UserPage), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_users(
     scope: TenantScope,
@@ -93,7 +93,7 @@ pub async fn list_users(
 }
 
 /// Create a user with a role and an initial password. Only owners may create owners.
-#[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = NewUser, security(("bearer" = [])),
     responses((status = 201, body = User), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -129,7 +129,7 @@ pub async fn create_user(
 }
 
 /// One user.
-#[utoipa::path(get, path = "/users/{id}", tag = "users", params(("id" = UserId, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", params(("id" = UserId, Path)), security(("bearer" = [])),
     responses((status = 200, body = User), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_user(
     scope: TenantScope,
@@ -151,7 +151,7 @@ pub async fn get_user(
 }
 
 /// Change a user's role or status. Deactivating ends every session of the user at once.
-#[utoipa::path(patch, path = "/users/{id}", tag = "users", params(("id" = UserId, Path)), request_body = UserPatch,
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", params(("id" = UserId, Path)), request_body = UserPatch,
     security(("bearer" = [])),
     responses((status = 200, body = User), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -170,7 +170,7 @@ pub async fn update_user(
 }
 
 /// Remove a user and its sessions.
-#[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = UserId, Path)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", params(("id" = UserId, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "`last_owner`", body = Problem, content_type = "application/problem+json")))]

@@ -39,7 +39,7 @@ pub struct PlatformToken {
 const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Log in as an operator.
-#[utoipa::path(post, path = "/auth/login", tag = "platform", request_body = OperatorLogin,
+#[utoipa::path(post, path = "/platform/v1/auth/login", tag = "platform", request_body = OperatorLogin,
     responses(
         (status = 200, body = PlatformToken),
         (status = 401, description = "`invalid_credentials`: bad credentials (the same answer whichever part was wrong)", body = Problem, content_type = "application/problem+json"),

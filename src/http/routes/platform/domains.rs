@@ -33,7 +33,7 @@ pub struct NewDomain {
 }
 
 /// Add a custom domain to a tenant.
-#[utoipa::path(post, path = "/tenants/{slug}/domains", tag = "platform", params(("slug" = String, Path)),
+#[utoipa::path(post, path = "/platform/v1/tenants/{slug}/domains", tag = "platform", params(("slug" = String, Path)),
     request_body = NewDomain, security(("bearer" = [])),
     responses((status = 201, body = TenantDomain),
               (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -55,7 +55,7 @@ pub async fn add_domain(
 }
 
 /// Remove a custom domain from a tenant.
-#[utoipa::path(delete, path = "/tenants/{slug}/domains/{domain}", tag = "platform",
+#[utoipa::path(delete, path = "/platform/v1/tenants/{slug}/domains/{domain}", tag = "platform",
     params(("slug" = String, Path), ("domain" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "`tenant_deleted`: the tenant is deleted; it cannot change any more", body = Problem, content_type = "application/problem+json")))]
@@ -73,7 +73,7 @@ pub async fn remove_domain(
 }
 
 /// Make one of the tenant's domains its primary domain.
-#[utoipa::path(put, path = "/tenants/{slug}/domains/{domain}/primary", tag = "platform",
+#[utoipa::path(put, path = "/platform/v1/tenants/{slug}/domains/{domain}/primary", tag = "platform",
     params(("slug" = String, Path), ("domain" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "`tenant_deleted`: the tenant is deleted; it cannot change any more", body = Problem, content_type = "application/problem+json")))]

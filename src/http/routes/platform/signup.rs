@@ -40,7 +40,7 @@ pub struct SignupResponse {
 }
 
 /// Sign up: a new trial tenant and its owner.
-#[utoipa::path(post, path = "/signup", tag = "platform", request_body = SignupRequest,
+#[utoipa::path(post, path = "/platform/v1/signup", tag = "platform", request_body = SignupRequest,
     responses((status = 201, body = SignupResponse),
               (status = 404, description = "`signup_disabled`: signup is off", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "`slug_taken`: the slug is taken", body = Problem, content_type = "application/problem+json"),

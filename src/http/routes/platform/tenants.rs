@@ -93,7 +93,7 @@ pub struct TenantPatch {
 }
 
 /// List tenants in slug order (keyset pagination on the slug).
-#[utoipa::path(get, path = "/tenants", tag = "platform", params(TenantListParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/platform/v1/tenants", tag = "platform", params(TenantListParams), security(("bearer" = [])),
     responses((status = 200, body = TenantPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_tenants(
     _: Operator,
@@ -122,7 +122,7 @@ pub async fn list_tenants(
 }
 
 /// Create a tenant, its custom domains and its owner, in one transaction.
-#[utoipa::path(post, path = "/tenants", tag = "platform", request_body = NewTenantRequest, security(("bearer" = [])),
+#[utoipa::path(post, path = "/platform/v1/tenants", tag = "platform", request_body = NewTenantRequest, security(("bearer" = [])),
     responses((status = 201, body = TenantView),
               (status = 409, description = "`slug_taken` or `domain_taken`", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -154,7 +154,7 @@ pub async fn create_tenant(
 }
 
 /// One tenant, deleted ones included (operators see the tombstone).
-#[utoipa::path(get, path = "/tenants/{slug}", tag = "platform", params(("slug" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/platform/v1/tenants/{slug}", tag = "platform", params(("slug" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = TenantView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_tenant(
     _: Operator,
@@ -166,7 +166,7 @@ pub async fn get_tenant(
 
 /// Change a tenant's status (trial, active, suspended, deleted), plan or name. A suspended
 /// tenant's routes answer 403 at once on every instance; deleted purges and is final.
-#[utoipa::path(patch, path = "/tenants/{slug}", tag = "platform", params(("slug" = String, Path)),
+#[utoipa::path(patch, path = "/platform/v1/tenants/{slug}", tag = "platform", params(("slug" = String, Path)),
     request_body = TenantPatch, security(("bearer" = [])),
     responses((status = 200, body = TenantView), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "`tenant_deleted`: the tenant is deleted", body = Problem, content_type = "application/problem+json"),
@@ -186,7 +186,7 @@ pub async fn update_tenant(
 
 /// Delete a tenant: mark it deleted (its hosts answer 404 like an unknown tenant) and purge
 /// its rows from every table with a `tenant_id`, in one transaction. Repeating it is harmless.
-#[utoipa::path(delete, path = "/tenants/{slug}", tag = "platform", params(("slug" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/platform/v1/tenants/{slug}", tag = "platform", params(("slug" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_tenant(
     Operator { id }: Operator,
