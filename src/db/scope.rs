@@ -49,7 +49,8 @@ impl TenantScope {
     /// Who acts (user, role, request id, address, agent).
     pub fn actor(&self) -> Actor {
         let mut actor = self.acting.actor();
-        if actor.user.is_none() {
+        // The scope's user is the principal's (the same) or the one `acting_as` named.
+        if self.user.is_some() {
             actor.user = self.user;
         }
         actor
