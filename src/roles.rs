@@ -41,3 +41,21 @@ pub const AUDIT_EXEMPT_TABLES: &[&str] =
 /// Platform tables without `tenant_id` that the app role may not touch at all, not even read
 /// (operators' password hashes). `policies verify` reports any grant on them to the app role.
 pub const PLATFORM_PRIVATE_TABLES: &[&str] = &["operators"];
+
+/// The tenant tables rowguard's own migrations create (guarded by `policies/`). Every other
+/// tenant table is the operator's: adopted (`ADOPTED_TABLES_REGISTRY` names it) or waiting to
+/// be. A test compares this list with a freshly migrated database.
+pub const BUILT_IN_TENANT_TABLES: &[&str] = &[
+    "audit_chain_heads",
+    "audit_checkpoints",
+    "audit_events",
+    "contacts",
+    "deals",
+    "import_id_map",
+    "organizations",
+    "refresh_tokens",
+    "users",
+];
+
+/// The registry of adopted tables (sql/V18): the app role reads it, only `tables adopt` writes it.
+pub const ADOPTED_TABLES_REGISTRY: &str = "rowguard_adopted_tables";
