@@ -3,6 +3,7 @@
 //! owner role, each folder with its own history table. Never used by request handling.
 
 pub mod citus;
+pub mod operator;
 pub mod status;
 
 use std::str::FromStr;
@@ -467,7 +468,7 @@ pub fn quote_ident(name: &str) -> String {
 }
 
 /// A SQL string literal (`ALTER ROLE … PASSWORD` takes no bind parameter).
-fn quote_literal(value: &str) -> String {
+pub(crate) fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
