@@ -5,7 +5,8 @@
 //! query `migrate::citus` shares); `rls` checks row-level security and the policies (their
 //! shape, the functions they call, `current_tenant()`); `grants` the app role (attributes,
 //! ownership, memberships, privileges, definer functions) and the views over tenant tables;
-//! `keys` the primary, unique and foreign keys; `audit` the audit triggers.
+//! `keys` the primary, unique and foreign keys; `audit` the audit triggers. `overview` is
+//! what `tables list` shows: every tenant table with its RLS, audit and API state.
 
 use std::collections::BTreeSet;
 
@@ -16,6 +17,7 @@ use crate::roles::APP_ROLE;
 mod audit;
 mod grants;
 mod keys;
+pub mod overview;
 mod rls;
 mod tables;
 

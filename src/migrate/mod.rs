@@ -2,6 +2,7 @@
 //! invariant 5 and the database, then apply `sql/` (schema) and `policies/` (RLS) as the
 //! owner role, each folder with its own history table. Never used by request handling.
 
+pub mod adopt;
 pub mod citus;
 pub mod operator;
 pub mod status;
