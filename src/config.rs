@@ -106,6 +106,11 @@ pub struct Config {
     #[arg(long, env = "ROWGUARD_SEED_DEMO", default_value_t = true, global = true, action = clap::ArgAction::Set)]
     pub seed_demo: bool,
 
+    /// A folder of the operator's own SQL migrations (`V1__name.sql`, …), applied after the
+    /// built-in ones when `serve` starts (and by `migrate` when it has no `--dir`).
+    #[arg(long, env = "ROWGUARD_MIGRATIONS_DIR", global = true)]
+    pub migrations_dir: Option<PathBuf>,
+
     /// Proxies (addresses or networks, comma-separated) whose X-Forwarded-For / Forwarded
     /// headers name the client. Default: none, so the socket peer is the client.
     #[arg(long, env = "ROWGUARD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::http::client_ip::parse_trusted_proxy, global = true)]
@@ -174,6 +179,7 @@ impl Config {
             log: "warn".into(),
             log_format: "text".into(),
             seed_demo: false,
+            migrations_dir: None,
             trusted_proxies: Vec::new(),
             hsts: None,
             rate_limits: true,

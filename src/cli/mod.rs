@@ -6,6 +6,7 @@ mod import;
 mod operators;
 mod policies;
 mod serve;
+mod tables;
 mod tenants;
 
 use clap::{Parser, Subcommand};
@@ -25,8 +26,14 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Serve the HTTP API (the default). Without DATABASE_URL, runs an embedded PostgreSQL.
     Serve,
-    /// Create roles and database if needed, then apply schema and policy migrations.
-    Migrate,
+    /// Create roles and database if needed, then apply schema and policy migrations, then the
+    /// operator's own migrations from `--dir` (or ROWGUARD_MIGRATIONS_DIR).
+    Migrate {
+        /// A folder of SQL migrations of your own (`V1__projects.sql`, …), applied as the owner
+        /// role after the built-in ones, recorded in `rowguard_operator_history`.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Manage tenants.
     #[command(subcommand)]
     Tenants(tenants::TenantsCommand),
@@ -39,6 +46,9 @@ pub(crate) enum Command {
     /// Schema and RLS policy migrations, and proof from the live catalog that isolation holds.
     #[command(subcommand)]
     Policies(policies::PoliciesCommand),
+    /// Tenant tables: list them with their guards, adopt tables of your own.
+    #[command(subcommand)]
+    Tables(tables::TablesCommand),
     /// Operator accounts for the platform API (`/platform/v1`).
     #[command(subcommand)]
     Operators(operators::OperatorsCommand),
@@ -50,11 +60,12 @@ pub(crate) enum Command {
 pub(crate) async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve::serve(config, setup).await,
-        Command::Migrate => policies::migrate(setup).await,
+        Command::Migrate { dir } => policies::migrate(setup, dir.or_else(|| config.migrations_dir.clone())).await,
         Command::Tenants(command) => tenants::run(command, setup).await,
         Command::Db(command) => policies::db(command, setup),
         Command::Audit(command) => audit::run(command, config, setup).await,
         Command::Policies(command) => policies::run(command, setup).await,
+        Command::Tables(command) => tables::run(command, setup).await,
         Command::Operators(command) => operators::run(command, setup).await,
         Command::Import(command) => import::run(command, config, setup).await,
     }

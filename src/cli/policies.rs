@@ -1,12 +1,16 @@
-//! `rowguard migrate`, `rowguard policies …` and `rowguard db …`: the migrations, the catalog
-//! verifier, and the database's URLs.
+//! `rowguard migrate`, `rowguard policies …` and `rowguard db …`: the migrations (built-in and
+//! the operator's), the catalog verifier, and the database's URLs.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
 use rowguard::catalog;
 use rowguard::db::OWNER_ROLE;
+use rowguard::migrate::operator;
 use rowguard::migrate::status::{MigrationStatus, migration_status};
 use rowguard::startup::DatabaseSetup;
+use sqlx::Connection;
 
 use super::list_or_none;
 
@@ -46,12 +50,42 @@ pub(crate) async fn run(command: PoliciesCommand, setup: &mut DatabaseSetup) -> 
     }
 }
 
-pub(crate) async fn migrate(setup: &mut DatabaseSetup) -> anyhow::Result<()> {
+pub(crate) async fn migrate(setup: &mut DatabaseSetup, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    // A bad folder is refused before anything is applied.
+    if let Some(dir) = &dir {
+        operator::load(dir)?;
+    }
     let report = setup.bootstrap_and_migrate().await?;
     println!("schema migrations applied: {}", list_or_none(&report.schema));
     println!("policy migrations applied: {}", list_or_none(&report.policies));
     if let Some(citus) = &report.citus {
         print_citus_report(citus);
+    }
+    if let Some(dir) = &dir {
+        apply_operator_migrations(setup, dir).await?;
+    }
+    Ok(())
+}
+
+/// The operator's folder, after the built-in migrations (`migrate --dir`, and `serve` with
+/// ROWGUARD_MIGRATIONS_DIR); then a word about tenant tables still waiting to be adopted.
+pub(crate) async fn apply_operator_migrations(setup: &DatabaseSetup, dir: &Path) -> anyhow::Result<()> {
+    let admin = setup.admin_url()?;
+    let applied = operator::apply(admin, dir).await?;
+    println!("operator migrations applied from {}: {}", dir.display(), list_or_none(&applied));
+    let mut conn = sqlx::PgConnection::connect(admin).await.context("connecting with the admin URL")?;
+    let waiting: Vec<String> = catalog::overview::tenant_tables(&mut conn)
+        .await?
+        .into_iter()
+        .filter(|t| t.origin == catalog::overview::TableOrigin::NotAdopted)
+        .map(|t| t.name)
+        .collect();
+    conn.close().await?;
+    if !waiting.is_empty() {
+        println!(
+            "tenant tables not adopted yet (unguarded until then): {}; `rowguard tables adopt TABLE` guards each",
+            waiting.join(", ")
+        );
     }
     Ok(())
 }
@@ -132,7 +166,6 @@ fn print_dry_run(status: &MigrationStatus) {
 }
 
 async fn policies_verify(setup: &DatabaseSetup, json: bool) -> anyhow::Result<()> {
-    use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(setup.admin_url()?).await.context("connecting with the admin URL")?;
     let findings = catalog::verify(&mut conn).await.context("reading the catalog")?;
     conn.close().await?;

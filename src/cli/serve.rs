@@ -1,4 +1,5 @@
-//! `rowguard serve` (the default): migrate, seed the demo on a fresh embedded cluster, listen.
+//! `rowguard serve` (the default): migrate (built-in, then ROWGUARD_MIGRATIONS_DIR), seed the
+//! demo on a fresh embedded cluster, listen.
 
 use anyhow::Context;
 use rowguard::config::Config;
@@ -7,6 +8,14 @@ use rowguard::startup::{self, DatabaseSetup};
 pub(crate) async fn serve(config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {
     if setup.admin_url.is_some() {
         setup.bootstrap_and_migrate().await.context("bootstrap and migrations")?;
+    }
+    if let Some(dir) = &config.migrations_dir {
+        anyhow::ensure!(
+            setup.admin_url.is_some(),
+            "ROWGUARD_MIGRATIONS_DIR needs ROWGUARD_ADMIN_DATABASE_URL: migrations run as the owner role, never \
+             as the app role"
+        );
+        super::policies::apply_operator_migrations(setup, dir).await.context("operator migrations")?;
     }
     let embedded = setup.cluster.is_some();
     let mut seeded = Vec::new();
