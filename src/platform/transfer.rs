@@ -216,7 +216,11 @@ pub async fn import(
             // VALUES, not INSERT … SELECT: Citus runs an INSERT … SELECT whose source is not a
             // distributed table by evaluating the SELECT on the coordinator and COPYing the rows
             // into the shards, and COPY into a table with row-level security is refused there.
-            let sql = format!("INSERT INTO {ident} VALUES ((jsonb_populate_record(NULL::{ident}, $1)).*)");
+            // OVERRIDING SYSTEM VALUE: rows keep their ids, also in a `GENERATED ALWAYS AS
+            // IDENTITY` column of an adopted table (a no-op for tables without one).
+            let sql = format!(
+                "INSERT INTO {ident} OVERRIDING SYSTEM VALUE VALUES ((jsonb_populate_record(NULL::{ident}, $1)).*)"
+            );
             sqlx::query(AssertSqlSafe(sql)).bind(&row).execute(tx.conn()).await
         };
         result.map_err(|e| bad(n, format!("{table}: {e}")))?;
