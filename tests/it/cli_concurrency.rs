@@ -19,7 +19,7 @@ const PATIENCE: Duration = Duration::from_secs(120);
 
 /// `rowguard ARGS` against the database of `env`, killed if it is dropped before it exits
 /// (a failed assertion or a timeout never leaves one behind).
-fn rowguard(env: &[(&'static str, String)], data_dir: &Path, args: &[&str]) -> Command {
+pub(crate) fn rowguard(env: &[(&'static str, String)], data_dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rowguard"));
     command
         .args(args)

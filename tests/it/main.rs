@@ -4,6 +4,7 @@
 mod support;
 
 mod abuse;
+mod adopt;
 mod audit;
 mod audit_export;
 mod bad_input;
