@@ -79,15 +79,22 @@ async fn list(setup: &DatabaseSetup, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&tables)?);
         return Ok(());
     }
-    println!("{:<20} {:<22} {:<24} {:<9} {:<42} VERIFY", "TABLE", "RLS", "POLICY", "AUDIT", "API");
-    for t in &tables {
+    // The long columns go last: the API state (with the role sets), then verify's findings.
+    let name_width = tables.iter().map(|t| t.name.len()).max().unwrap_or(0).max(5);
+    let api: Vec<String> = tables.iter().map(|t| api_state(&t.origin)).collect();
+    let api_width = api.iter().map(String::len).max().unwrap_or(0).max(3);
+    println!(
+        "{:<name_width$}  {:<19}  {:<16}  {:<7}  {:<api_width$}  VERIFY",
+        "TABLE", "RLS", "POLICY", "AUDIT", "API"
+    );
+    for (t, api) in tables.iter().zip(&api) {
         println!(
-            "{:<20} {:<22} {:<24} {:<9} {:<42} {}",
+            "{:<name_width$}  {:<19}  {:<16}  {:<7}  {:<api_width$}  {}",
             t.name,
             rls_state(t),
             if t.policies.is_empty() { "none".to_string() } else { t.policies.join(",") },
             t.audit,
-            api_state(&t.origin),
+            api,
             if t.findings.is_empty() { "ok".to_string() } else { t.findings.join(",") },
         );
     }
@@ -107,7 +114,7 @@ fn api_state(origin: &TableOrigin) -> String {
     match origin {
         TableOrigin::BuiltIn => "built-in".into(),
         TableOrigin::Adopted { read_roles, write_roles } => {
-            format!("adopted r:{} w:{}", read_roles.join(","), write_roles.join(","))
+            format!("adopted, read: {}; write: {}", read_roles.join(","), write_roles.join(","))
         }
         TableOrigin::NotAdopted => "NOT ADOPTED".into(),
     }

@@ -487,7 +487,10 @@ async fn the_cli_migrates_a_folder_adopts_and_lists() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role \"root\""));
     let list = output(run(vec!["tables".into(), "list".into()])).await;
     let line = |name: &str| list.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_default().to_string();
-    assert!(line("projects").contains("enabled, forced") && line("projects").contains("adopted r:owner"), "{list}");
+    assert!(
+        line("projects").contains("enabled, forced") && line("projects").contains("adopted, read: owner"),
+        "{list}"
+    );
     assert!(line("contacts").contains("built-in"), "{list}");
     assert!(line("tasks").contains("NOT ADOPTED") && line("tasks").contains("rls-not-enabled"), "{list}");
     // The folder again: nothing pending.
