@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
+use super::operator::OPERATOR_HISTORY;
 use super::{POLICY_HISTORY, SCHEMA_HISTORY};
 use crate::catalog::{Table as CatalogTable, read_tables};
 
@@ -83,7 +84,7 @@ pub struct PlannedTable {
 pub fn plan(tables: &[PlannedTable], foreign_keys: &[ForeignKey]) -> DistributionPlan {
     let mut out = DistributionPlan::default();
     for t in tables {
-        if t.name == SCHEMA_HISTORY || t.name == POLICY_HISTORY {
+        if [SCHEMA_HISTORY, POLICY_HISTORY, OPERATOR_HISTORY].contains(&t.name.as_str()) {
             continue;
         }
         match (t.tenant, t.placement) {

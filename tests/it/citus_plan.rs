@@ -45,7 +45,7 @@ async fn the_plan_distributes_every_tenant_table_and_references_the_platform_tab
         let groups: std::collections::BTreeSet<i64> = placed.iter().filter(|p| p.1 == "h").map(|p| p.3).collect();
         assert_eq!(groups.len(), 1, "one colocation group: {placed:?}");
         let reference: Vec<&str> = placed.iter().filter(|p| p.1 == "n").map(|p| p.0.as_str()).collect();
-        assert_eq!(reference, ["operators", "tenant_domains", "tenants"], "{placed:?}");
+        assert_eq!(reference, ["operators", "rowguard_adopted_tables", "tenant_domains", "tenants"], "{placed:?}");
         return;
     }
     let mut distribute = plan.distribute.clone();
@@ -54,7 +54,12 @@ async fn the_plan_distributes_every_tenant_table_and_references_the_platform_tab
     assert!(distribute.contains(&"audit_events".to_string()));
     let mut reference = plan.reference.clone();
     reference.sort();
-    assert_eq!(reference, ["operators", "tenant_domains", "tenants"], "history tables stay local");
+    // The registry of adopted tables is a platform table like the others.
+    assert_eq!(
+        reference,
+        ["operators", "rowguard_adopted_tables", "tenant_domains", "tenants"],
+        "history tables stay local"
+    );
     assert_eq!(plan.colocate_with, None);
     assert!(plan.misplaced.is_empty());
     // The two organization keys lose ON DELETE SET NULL (Citus refuses it); nothing else changes.
