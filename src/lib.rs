@@ -8,6 +8,7 @@ pub mod cache;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
+pub mod data;
 pub mod db;
 pub mod domain;
 pub mod http;

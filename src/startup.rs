@@ -155,17 +155,21 @@ pub async fn build_context_with_platform(
     // tenant budget whole whatever arrives at the platform login.
     let platform_hasher = hasher.with_budget(1);
     let tenants = Arc::new(TenantCache::new(db.clone(), Duration::from_secs(30)));
-    let watcher = Arc::clone(&tenants);
-    let watched = db.clone();
-    tokio::spawn(async move { watched.watch_tenant_changes(move || watcher.invalidate_all()).await });
     let audit =
         Arc::new(AuditSigner::load(config.audit_signing_key.as_deref(), &config.data_dir.join("audit-ed25519.pem"))?);
     spawn_checkpoints(db.clone(), Arc::clone(&audit), Duration::from_secs(config.audit_checkpoint_secs));
     // A minute's backstop only: the users trigger's NOTIFY drops an entry within milliseconds.
     let users = Arc::new(UserStateCache::new(db.clone(), Duration::from_secs(60)));
-    let user_watcher = Arc::clone(&users);
-    let user_feed = db.clone();
-    tokio::spawn(async move { user_feed.watch_user_changes(move |change| user_watcher.forget(change)).await });
+    let data = crate::data::Tables::watch(db.clone()).await.context("reading the adopted tables")?;
+    // One listener connection for every change feed.
+    let (tenant_watcher, user_watcher) = (Arc::clone(&tenants), Arc::clone(&users));
+    let feeds = vec![
+        crate::db::registry::tenant_changes(move || tenant_watcher.invalidate_all()),
+        crate::db::user_changes::user_changes(move |change| user_watcher.forget(change)),
+        data.feed(),
+    ];
+    let listener = db.clone();
+    tokio::spawn(async move { listener.listen(feeds).await });
     let rate_limits = Arc::new(RateLimits::new(config.rate_limits));
     rate_limits.spawn_pruning();
     let trusted_proxies = Arc::new(TrustedProxies::new(config.trusted_proxies.clone()));
@@ -177,6 +181,7 @@ pub async fn build_context_with_platform(
         Arc::clone(&users),
     ));
     Ok(ApiContext::from(ApiState {
+        data,
         door: http::extract::Door::new(db),
         tenants,
         users,

@@ -1,6 +1,7 @@
-//! The one LISTEN loop behind every change feed: a dedicated connection of the pool LISTENs on
-//! a channel and hands each notification on; when the connection is lost (or first made) the
-//! handler hears that notifications may have been missed, so caches drop everything.
+//! The one LISTEN loop behind every change feed: a dedicated connection LISTENs on every feed's
+//! channel and hands each notification to its feed; when the connection is lost (or first
+//! made) every feed hears that notifications may have been missed, so caches drop everything.
+//! One connection for all of them: each listener holds a connection of the pool for good.
 
 use futures_util::StreamExt;
 use sqlx::postgres::PgListener;
@@ -16,28 +17,45 @@ pub enum Notice<'a> {
     MayHaveMissed,
 }
 
+/// One channel and what to do with what arrives on it.
+pub struct Feed {
+    channel: &'static str,
+    on_notice: Box<dyn Fn(Notice<'_>) + Send + Sync>,
+}
+
+impl Feed {
+    pub fn new(channel: &'static str, on_notice: impl Fn(Notice<'_>) + Send + Sync + 'static) -> Feed {
+        Feed { channel, on_notice: Box::new(on_notice) }
+    }
+}
+
 impl Database {
-    /// LISTEN on `channel` until the pool closes, calling `on_notice` for every notification
-    /// and with `MayHaveMissed` on every (re)connect and loss; retries each second.
-    pub async fn listen(&self, channel: &'static str, on_notice: impl Fn(Notice<'_>) + Send + 'static) {
+    /// LISTEN on every feed's channel until the pool closes, calling each feed for its
+    /// notifications and every feed with `MayHaveMissed` on every (re)connect and loss;
+    /// retries each second.
+    pub async fn listen(&self, feeds: Vec<Feed>) {
+        let channels: Vec<&str> = feeds.iter().map(|f| f.channel).collect();
+        let missed = || feeds.iter().for_each(|f| (f.on_notice)(Notice::MayHaveMissed));
         loop {
             if self.pool.is_closed() {
                 return;
             }
             match PgListener::connect_with(&self.pool).await {
                 Ok(mut listener) => {
-                    if listener.listen(channel).await.is_ok() {
-                        on_notice(Notice::MayHaveMissed);
+                    if listener.listen_all(channels.iter().copied()).await.is_ok() {
+                        missed();
                         let mut stream = listener.into_stream();
                         while let Some(note) = stream.next().await {
                             let Ok(note) = note else { break };
-                            on_notice(Notice::Payload(note.payload()));
+                            if let Some(feed) = feeds.iter().find(|f| f.channel == note.channel()) {
+                                (feed.on_notice)(Notice::Payload(note.payload()));
+                            }
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, channel, "change listener cannot connect; retrying"),
+                Err(e) => tracing::warn!(error = %e, ?channels, "change listener cannot connect; retrying"),
             }
-            on_notice(Notice::MayHaveMissed);
+            missed();
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }

@@ -66,7 +66,8 @@ impl Database {
         hot: &'static [HotStatement],
     ) -> Result<Database, sqlx::Error> {
         let options: PgConnectOptions = url.parse()?;
-        let options = options.application_name("rowguard");
+        // UTC, so timestamps the database renders (the generic API's JSON rows) read the same everywhere.
+        let options = options.application_name("rowguard").options([("TimeZone", "UTC")]);
         let prepare: String = hot.iter().map(HotStatement::prepare_sql).collect::<Vec<_>>().join("; ");
         let prepare: std::sync::Arc<str> = prepare.into();
         let acquire_timeout = Duration::from_secs(3);
@@ -126,6 +127,12 @@ impl Database {
     }
 
     /// Reachable at all (`/readyz`).
+    /// The adopted tables the API serves (`data::schema::load`), read as the app role.
+    pub async fn adopted_tables(&self, generation: u64) -> Result<crate::data::Schema, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        crate::data::schema::load(&mut conn, generation).await
+    }
+
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
     }

@@ -91,11 +91,11 @@ impl Database {
         .await?;
         Ok(row.map(record))
     }
+}
 
-    /// Calls `on_change` whenever a tenant or domain changes anywhere (a trigger NOTIFYs),
-    /// and also after a lost listener connection is re-established, since changes may
-    /// have been missed meanwhile. Runs until the pool closes.
-    pub async fn watch_tenant_changes(&self, on_change: impl Fn() + Send + 'static) {
-        self.listen("rowguard_tenant_changed", move |_| on_change()).await
-    }
+/// The feed that calls `on_change` whenever a tenant or domain changes anywhere (a trigger
+/// NOTIFYs), and also after a lost listener connection is re-established, since changes may
+/// have been missed meanwhile.
+pub fn tenant_changes(on_change: impl Fn() + Send + Sync + 'static) -> super::listen::Feed {
+    super::listen::Feed::new("rowguard_tenant_changed", move |_| on_change())
 }

@@ -1,8 +1,7 @@
 //! The change feed of users: a trigger NOTIFYs `rowguard_user_changed` with `tenant:user`
 //! after a role, status or sessions change commits; every instance LISTENs and drops its cache entry.
 
-use super::Database;
-use super::listen::Notice;
+use super::listen::{Feed, Notice};
 use crate::domain::{TenantId, UserId};
 
 /// What a notification says should be forgotten.
@@ -13,18 +12,15 @@ pub enum UserChange {
     All,
 }
 
-impl Database {
-    /// Calls `on_change` for every changed user, and with `All` whenever notifications may
-    /// have been missed (first connect, reconnect). Runs until the pool closes.
-    pub async fn watch_user_changes(&self, on_change: impl Fn(UserChange) + Send + 'static) {
-        self.listen("rowguard_user_changed", move |notice| {
-            on_change(match notice {
-                Notice::Payload(payload) => parse_payload(payload).unwrap_or(UserChange::All),
-                Notice::MayHaveMissed => UserChange::All,
-            })
+/// The feed that calls `on_change` for every changed user, and with `All` whenever
+/// notifications may have been missed (first connect, reconnect); `Database::listen` runs it.
+pub fn user_changes(on_change: impl Fn(UserChange) + Send + Sync + 'static) -> Feed {
+    Feed::new("rowguard_user_changed", move |notice| {
+        on_change(match notice {
+            Notice::Payload(payload) => parse_payload(payload).unwrap_or(UserChange::All),
+            Notice::MayHaveMissed => UserChange::All,
         })
-        .await
-    }
+    })
 }
 
 fn parse_payload(payload: &str) -> Option<UserChange> {

@@ -14,7 +14,7 @@ mod text_column;
 pub use crm::{Amount, Currency, DealStage, DealTitle, OrganizationName, WebDomain};
 pub use email::{EMAIL_PATTERN, Email};
 pub use ids::{ContactId, DealId, OrganizationId, TenantId, UserId};
-pub use permissions::Permission;
+pub use permissions::{Permission, Requirement, TableAccess};
 pub use platform::{DomainName, OperatorId, Plan, RESERVED_SLUGS, TenantName, TenantStatus, parse_unreserved_slug};
 pub use role::{Role, UserStatus};
 pub use slug::Slug;

@@ -80,6 +80,44 @@ impl Role {
     }
 }
 
+/// What `Principal::require` checks: a permission of the matrix, or reading or writing the rows
+/// of one adopted table (its role sets, from the registry `tables adopt` keeps). One check for
+/// both, so an adopted table is held to the same rule as a built-in one.
+pub trait Requirement {
+    fn allows(&self, role: Role) -> bool;
+    /// How a 403 names what was missing.
+    fn describe(&self) -> String;
+}
+
+impl Requirement for Permission {
+    fn allows(&self, role: Role) -> bool {
+        role.can(*self)
+    }
+
+    fn describe(&self) -> String {
+        format!("the {} permission", self.as_str())
+    }
+}
+
+/// Reading (`write` false) or writing an adopted table's rows: allowed to the roles its
+/// registry row lists.
+#[derive(Debug, Clone, Copy)]
+pub struct TableAccess<'a> {
+    pub table: &'a str,
+    pub write: bool,
+    pub roles: &'a [Role],
+}
+
+impl Requirement for TableAccess<'_> {
+    fn allows(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} access to table {}", if self.write { "write" } else { "read" }, self.table)
+    }
+}
+
 /// The matrix as the Markdown table docs/api.md shows.
 pub fn markdown_table() -> String {
     let mut out = String::from("| permission |");

@@ -38,6 +38,7 @@ error_codes! {
     BadRequest = "bad_request", [400], "the request could not be handled";
     BodyTooLarge = "body_too_large", [413], "the request body is larger than the limit";
     Busy = "busy", [503], "too many password checks are in progress";
+    CheckViolation = "check_violation", [422], "a value breaks a CHECK constraint of an adopted table (the detail names it)";
     ContactInUse = "contact_in_use", [409], "the contact is still referenced by a deal";
     CorsOriginNotAllowed = "cors_origin_not_allowed", [403], "the Origin is not on the tenant's CORS list";
     DomainTaken = "domain_taken", [409], "another tenant already has this domain";
@@ -68,6 +69,7 @@ error_codes! {
     PlatformUnavailable = "platform_unavailable", [503], "the platform API is not configured on this instance";
     RateLimited = "rate_limited", [429], "a rate limit was reached; see Retry-After";
     RefreshTokenReused = "refresh_token_reused", [401], "a rotated refresh token was presented again; its login is ended";
+    RowInUse = "row_in_use", [409], "rows of another table still reference this row (the detail names the foreign key)";
     RouteNotFound = "route_not_found", [404], "no such route";
     SessionRevoked = "session_revoked", [401], "the token's sessions were ended (logout-all, password change, deactivation)";
     SignupDisabled = "signup_disabled", [404], "self-service signup is off";
@@ -81,6 +83,8 @@ error_codes! {
     TenantSuspended = "tenant_suspended", [403], "the tenant is suspended";
     TokenExpired = "token_expired", [401], "the access token has expired";
     Unavailable = "unavailable", [503], "the database is unavailable; retry later";
+    UniqueViolation = "unique_violation", [409], "another row of this tenant already has these values for a unique key (the detail names it)";
+    UnknownTable = "unknown_table", [404], "no adopted table of this name is served (or the table is not served over HTTP: `rowguard tables list` says why)";
     UnsupportedContentEncoding = "unsupported_content_encoding", [415], "the body's Content-Encoding is not accepted";
     UnsupportedMediaType = "unsupported_media_type", [415], "expected Content-Type: application/json";
     ValidationFailed = "validation_failed", [422], "a field failed validation";

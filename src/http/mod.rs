@@ -20,6 +20,7 @@ use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::get;
 use tower::ServiceBuilder;
 use tower::util::MapRequestLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -64,6 +65,8 @@ pub struct ApiState {
     /// The database, as only extractors, health and metrics may open it (`extract::Door`).
     pub door: extract::Door,
     pub tenants: Arc<TenantCache>,
+    /// The adopted tables `/v1/data` serves, as last read from the catalog.
+    pub data: Arc<crate::data::Tables>,
     /// Current role, status and session cut-off per user, for the auth layer (ASVS 8.3.2).
     pub users: Arc<UserStateCache>,
     pub keys: Arc<JwtKeys>,
@@ -158,6 +161,12 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
             routes::contacts::update_contact,
             routes::contacts::delete_contact
         ))
+        // Adopted tables: documented per table from the catalog (`data::openapi`), not here.
+        .route("/v1/data/{table}", get(routes::data::list_rows).post(routes::data::create_row))
+        .route(
+            "/v1/data/{table}/{id}",
+            get(routes::data::get_row).patch(routes::data::update_row).delete(routes::data::delete_row),
+        )
         .routes(routes!(routes::audit::list_events))
         .routes(routes!(routes::audit::export_events))
         .routes(routes!(routes::audit::verify_events))
@@ -248,8 +257,9 @@ async fn method_not_allowed() -> ApiError {
 pub fn router(ctx: ApiContext, limits: Limits) -> Router {
     let (routes, mut api) = api_routes(&ctx).split_for_parts();
     openapi::document_common_answers(&mut api);
-    ctx.metrics.register_routes(api.paths.paths.keys().map(String::as_str));
-    let document = Arc::new(api);
+    let data_routes = ["/v1/data/{table}", "/v1/data/{table}/{id}"];
+    ctx.metrics.register_routes(api.paths.paths.keys().map(String::as_str).chain(data_routes));
+    let document = openapi::Document::new(&api, Arc::clone(&ctx.data));
     let request_id = HeaderName::from_static("x-request-id");
     let hsts = layers::security_headers::Hsts(ctx.hsts);
     let observed = ctx.clone();
@@ -257,7 +267,7 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
         .merge(routes)
         // The document itself is an API answer (the API's policy); the page that renders it
         // gets the docs policy.
-        .route("/openapi.json", axum::routing::get(move || std::future::ready(axum::Json(Arc::clone(&document)))))
+        .route("/openapi.json", get(move || std::future::ready(document.current())))
         .merge(Router::from(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json"))).layer(
             SetResponseHeaderLayer::overriding(
                 header::CONTENT_SECURITY_POLICY,

@@ -150,3 +150,39 @@ pub fn document_common_answers(api: &mut OpenApi) {
         }
     }
 }
+
+/// `/openapi.json`: the built-in routes' document with the adopted tables merged in
+/// (`data::openapi`), built again whenever the tables were read again — no restart.
+#[derive(Clone)]
+pub struct Document {
+    base: std::sync::Arc<serde_json::Value>,
+    tables: std::sync::Arc<crate::data::Tables>,
+    /// The last document made, with the generation of the tables it was made from.
+    made: std::sync::Arc<std::sync::Mutex<Option<(u64, bytes::Bytes)>>>,
+}
+
+impl Document {
+    pub fn new(api: &OpenApi, tables: std::sync::Arc<crate::data::Tables>) -> Document {
+        let base = serde_json::to_value(api).unwrap_or_default();
+        Document { base: std::sync::Arc::new(base), tables, made: Default::default() }
+    }
+
+    pub fn current(&self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let schema = self.tables.snapshot();
+        let cached = self.made.lock().ok().and_then(|m| m.clone()).filter(|(g, _)| *g == schema.generation);
+        let bytes = match cached {
+            Some((_, bytes)) => bytes,
+            None => {
+                let mut document = (*self.base).clone();
+                crate::data::openapi::merge_into(&mut document, &schema);
+                let bytes = bytes::Bytes::from(document.to_string());
+                if let Ok(mut made) = self.made.lock() {
+                    *made = Some((schema.generation, bytes.clone()));
+                }
+                bytes
+            }
+        };
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    }
+}

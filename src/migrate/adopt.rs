@@ -126,6 +126,12 @@ pub async fn adopt(
         for step in &plan.steps {
             tx.execute(AssertSqlSafe(step.sql.clone())).await?;
         }
+        // Running services serve the table (and its role sets) once this commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::data::CHANGED_CHANNEL)
+            .bind(&plan.table)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
     } else {
         tx.rollback().await?;

@@ -207,6 +207,8 @@ pub async fn apply(admin_url: &str, dir: &Path) -> Result<Vec<String>, OperatorM
             .await
             .map_err(|source| OperatorMigrationError::Apply { dir: dir.to_path_buf(), source })?;
         names.extend(report.applied_migrations().iter().map(|m| m.to_string()));
+        // Running services read the adopted tables again: a migration may have altered one.
+        sqlx::query("SELECT pg_notify($1, 'migrate')").bind(crate::data::CHANGED_CHANNEL).execute(&mut admin).await?;
     }
     // Closing ends the session, and with it the lock.
     admin.close().await?;

@@ -50,7 +50,7 @@ const TASKS: &str = "CREATE TABLE tasks (
 ";
 
 /// A folder with the two migrations.
-fn operator_folder() -> PathBuf {
+pub(crate) fn operator_folder() -> PathBuf {
     let dir = scratch_dir("operator-migrations");
     std::fs::write(dir.join("V1__projects.sql"), PROJECTS).expect("write V1");
     std::fs::write(dir.join("V2__tasks.sql"), TASKS).expect("write V2");
@@ -59,7 +59,7 @@ fn operator_folder() -> PathBuf {
 }
 
 /// A database with the operator's two tables applied through the `migrate --dir` code path.
-async fn app_with_operator_tables() -> (TestApp, PathBuf) {
+pub(crate) async fn app_with_operator_tables() -> (TestApp, PathBuf) {
     let app = spawn_installed_app().await;
     let dir = operator_folder();
     let applied = operator::apply(&app.superuser_url(), &dir).await.expect("operator migrations");
@@ -67,7 +67,7 @@ async fn app_with_operator_tables() -> (TestApp, PathBuf) {
     (app, dir)
 }
 
-async fn adopt_both(app: &TestApp) {
+pub(crate) async fn adopt_both(app: &TestApp) {
     let mut su = app.superuser_connection().await;
     for table in ["projects", "tasks"] {
         let adopted = adopt(&mut su, table, None, None, false).await.expect("adopt");

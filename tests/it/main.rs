@@ -14,6 +14,7 @@ mod cli_concurrency;
 mod contacts;
 mod cors;
 mod crm;
+mod data_api;
 mod database_faults;
 mod hostile_input;
 mod import;

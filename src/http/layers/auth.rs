@@ -9,7 +9,7 @@ use axum::response::Response;
 
 use super::rate_limit::too_many_requests;
 use crate::auth::{AccessClaims, TokenError};
-use crate::domain::{Permission, TenantId, UserStatus};
+use crate::domain::{Requirement, TenantId, UserStatus};
 use crate::http::ApiContext;
 use crate::http::context::{Principal, RequestContext};
 use crate::http::error::ApiError;
@@ -79,13 +79,13 @@ async fn principal_of(
 impl Principal {
     /// The one permission check (the matrix is `domain::permissions`): 403 `forbidden` when
     /// the principal's current role does not hold `permission`.
-    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
-        if self.role.can(permission) {
+    pub fn require(&self, need: impl Requirement) -> Result<(), ApiError> {
+        if need.allows(self.role) {
             return Ok(());
         }
         Err(ApiError::forbidden(
             ErrorCode::Forbidden,
-            format!("the {} role does not have the {} permission", self.role.as_str(), permission.as_str()),
+            format!("the {} role does not have {}", self.role.as_str(), need.describe()),
         ))
     }
 }

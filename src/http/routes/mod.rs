@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod contacts;
+pub mod data;
 pub mod deals;
 pub mod health;
 pub mod jwks;
