@@ -107,7 +107,41 @@ pub async fn create_one(
         .bind(&ids)
         .execute(tx.conn())
         .await?;
+        // The same rows in the adopted table (`adopt_bench_items`), for `get-adopted`.
+        sqlx::query(
+            "INSERT INTO bench_items (tenant_id, id, name, email, created_at, updated_at)
+             SELECT tenant_id, id, name, email, created_at, updated_at FROM contacts WHERE tenant_id = $1",
+        )
+        .bind(created.tenant)
+        .execute(tx.conn())
+        .await?;
         tx.commit().await?;
     }
     Ok(TenantFixture { id: created.tenant, slug, owner: created.owner, token: String::new(), contacts: ids })
+}
+
+/// An operator's table shaped like contacts, adopted as `tables adopt` does it, so `get-adopted`
+/// reads the same rows through `/v1/data` that `get` reads through `/v1/contacts`.
+pub async fn adopt_bench_items(admin_url: &str) -> anyhow::Result<()> {
+    use sqlx::{Connection, Executor};
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    admin
+        .execute(
+            "SET ROLE rowguard_owner;
+             CREATE TABLE IF NOT EXISTS bench_items (
+                 tenant_id uuid NOT NULL REFERENCES tenants (id),
+                 id uuid NOT NULL,
+                 name text NOT NULL,
+                 email text NOT NULL,
+                 phone text,
+                 organization_id uuid,
+                 created_at timestamptz NOT NULL DEFAULT now(),
+                 updated_at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (tenant_id, id));
+             RESET ROLE",
+        )
+        .await?;
+    rowguard::migrate::adopt::adopt(&mut admin, "bench_items", None, None, false).await?;
+    admin.close().await?;
+    Ok(())
 }

@@ -23,6 +23,8 @@ pub enum Workload {
     Mixed,
     /// get-by-id on most connections while a few send logins as fast as they can.
     GetUnderLoginFlood,
+    /// get-by-id of the same rows in an adopted table (`bench_items`, served by /v1/data).
+    GetAdopted,
 }
 
 impl FromStr for Workload {
@@ -35,6 +37,7 @@ impl FromStr for Workload {
             "login" => Workload::Login,
             "mixed" => Workload::Mixed,
             "get-under-login-flood" => Workload::GetUnderLoginFlood,
+            "get-adopted" => Workload::GetAdopted,
             other => anyhow::bail!("unknown workload {other:?}"),
         })
     }
@@ -43,6 +46,7 @@ impl FromStr for Workload {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Op {
     Get,
+    GetAdopted,
     List,
     Create,
     Login,
@@ -128,6 +132,7 @@ impl Stats {
 fn pick_op(workload: Workload, worker: usize, connections: usize, rng: &mut impl Rng) -> Op {
     match workload {
         Workload::Get => Op::Get,
+        Workload::GetAdopted => Op::GetAdopted,
         Workload::List => Op::List,
         Workload::Create => Op::Create,
         Workload::Login => Op::Login,
@@ -156,6 +161,11 @@ fn build(op: Op, fixture: &Fixture, rng: &mut impl Rng) -> Request<Full<Bytes>> 
             let id =
                 tenant.contacts.get(rng.random_range(0..tenant.contacts.len().max(1))).copied().unwrap_or_default();
             builder.uri(format!("/v1/contacts/{id}")).header("authorization", auth).body(Full::default())
+        }
+        Op::GetAdopted => {
+            let id =
+                tenant.contacts.get(rng.random_range(0..tenant.contacts.len().max(1))).copied().unwrap_or_default();
+            builder.uri(format!("/v1/data/bench_items/{id}")).header("authorization", auth).body(Full::default())
         }
         Op::List => builder.uri("/v1/contacts?limit=20").header("authorization", auth).body(Full::default()),
         Op::Create => {

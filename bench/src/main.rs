@@ -38,8 +38,13 @@ pub struct Args {
     /// Seconds of warm-up before each measurement.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
-    /// Workloads to run, comma-separated: get, list, create, login, mixed, get-under-login-flood.
-    #[arg(long, value_delimiter = ',', default_value = "get,list,create,login,mixed,get-under-login-flood")]
+    /// Workloads to run, comma-separated: get, list, create, login, mixed, get-under-login-flood,
+    /// get-adopted (get-by-id of the same rows in an adopted table, through /v1/data).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "get,list,create,login,mixed,get-under-login-flood,get-adopted"
+    )]
     workloads: Vec<String>,
     /// Skip the database ceiling and RLS-cost measurements.
     #[arg(long)]
@@ -119,6 +124,7 @@ async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_ur
     let app_password = cluster_app_password(app_url);
     migrate::create_roles_and_database(admin_url, &app_password).await?;
     migrate::migrate(admin_url).await?;
+    fixture::adopt_bench_items(admin_url).await?;
     println!("# rowguard-bench");
     println!(
         "machine: {} cores; tenants {} x contacts {}; {} connections; {:.0} s per workload after {:.0} s warm-up; {}",

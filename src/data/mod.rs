@@ -51,10 +51,15 @@ impl Tables {
         tokio::spawn(async move {
             loop {
                 reloader.reload.notified().await;
-                if let Err(e) = reloader.load(&reload_db).await {
-                    tracing::warn!(error = %e, "reading the adopted tables failed; retrying in a second");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    reloader.reload.notify_one();
+                match reloader.load(&reload_db).await {
+                    Ok(()) => {}
+                    // Shutting down.
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the adopted tables failed; retrying in a second");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        reloader.reload.notify_one();
+                    }
                 }
             }
         });

@@ -47,6 +47,18 @@ pub fn get(table: &Table, key: &Column) -> String {
     )
 }
 
+/// One row by key, to be PREPAREd with `(uuid, key type)` (`TenantScope::read_once_adhoc`):
+/// `$1` tenant, `$2` the key in its own type.
+pub fn get_prepared(table: &Table, key: &Column) -> (String, String) {
+    let sql = format!(
+        "SELECT {} FROM {} t WHERE t.tenant_id = $1 AND t.{} = $2",
+        row_json(&all_columns(table)),
+        quote_ident(&table.name),
+        quote_ident(&key.name)
+    );
+    (format!("uuid, {}", key.cast), sql)
+}
+
 /// A keyset page: `$1` tenant, `$2` the previous page's last key (text) or NULL, `$3` the limit,
 /// then one text parameter per filter, in `filters` order. Answers (key text, row JSON).
 pub fn list(table: &Table, key: &Column, filters: &[&Column], select: &[&Column]) -> String {

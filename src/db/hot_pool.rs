@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(crate) struct ReadPool {
-    idle: Mutex<Vec<PgConnection>>,
+    idle: Mutex<Vec<(PgConnection, Prepared)>>,
     /// One permit per connection that may exist (idle or lent).
     permits: Arc<Semaphore>,
     max: u32,
@@ -27,9 +27,14 @@ pub(crate) struct ReadPool {
     acquire_timeout: Duration,
 }
 
+/// The statements a connection prepared after it opened (by the hash of their text), beyond
+/// the hot ones every connection prepares: adopted tables' reads, prepared on first use.
+pub(crate) type Prepared = std::collections::HashSet<u64>;
+
 /// A lent connection. Returned to the pool on drop only if `reusable` was set.
 pub(crate) struct Lease {
     conn: Option<PgConnection>,
+    pub(crate) prepared: Prepared,
     pool: Arc<ReadPool>,
     reusable: bool,
     _permit: OwnedSemaphorePermit,
@@ -54,11 +59,11 @@ impl ReadPool {
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self.connect().await?,
+        let (conn, prepared) = match idle {
+            Some(idle) => idle,
+            None => (self.connect().await?, Prepared::new()),
         };
-        Ok(Lease { conn: Some(conn), pool: Arc::clone(self), reusable: false, _permit: permit })
+        Ok(Lease { conn: Some(conn), prepared, pool: Arc::clone(self), reusable: false, _permit: permit })
     }
 
     async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
@@ -109,7 +114,7 @@ impl Drop for Lease {
             && !self.pool.permits.is_closed()
             && let Ok(mut idle) = self.pool.idle.lock()
         {
-            idle.push(conn);
+            idle.push((conn, std::mem::take(&mut self.prepared)));
         }
         // Otherwise the connection is dropped here, closing its socket; the server ends the
         // backend, and whatever it was doing goes with it.

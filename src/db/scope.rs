@@ -69,4 +69,13 @@ impl TenantScope {
         let rows = TenantTx::read_once(&self.db, self.tenant, self.user, statement, args).await?;
         rows.iter().map(T::from_row).collect()
     }
+
+    /// `read_once` for a statement made at run time (`TenantTx::read_once_adhoc`).
+    pub async fn read_once_adhoc<T>(&self, params: &str, sql: &str, args: &[Literal]) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, PgRow>,
+    {
+        let rows = TenantTx::read_once_adhoc(&self.db, self.tenant, self.user, params, sql, args).await?;
+        rows.iter().map(T::from_row).collect()
+    }
 }

@@ -145,6 +145,58 @@ impl TenantTx<'static> {
     }
 }
 
+impl TenantTx<'static> {
+    /// `read_once` for a statement made at run time (an adopted table's get-by-id): prepared
+    /// on each read connection the first time it is used there, under a name derived from its
+    /// text, so a changed table (a new text) gets a new statement. `params` are the types of
+    /// `$1`, `$2`, …; as with `read_once`, only `Literal`s are rendered.
+    pub async fn read_once_adhoc(
+        db: &Database,
+        tenant: TenantId,
+        user: Option<UserId>,
+        params: &str,
+        sql: &str,
+        args: &[Literal],
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (params, sql).hash(&mut hasher);
+        let hash = hasher.finish();
+        let name = format!("rg_adhoc_{hash:016x}");
+        let execute = format!("EXECUTE {name}({})", render(args));
+        if db.backend() == crate::backend::Backend::Citus {
+            // As in `read_once`: settings alone first, then the statement, unprepared.
+            let mut tx = TenantTx::begin(db, tenant, &Actor { user, ..Actor::default() }).await?;
+            let text = format!("PREPARE {name}({params}) AS {sql}; {execute}; DEALLOCATE {name}");
+            let rows = sqlx::raw_sql(AssertSqlSafe(text)).fetch_all(tx.conn()).await?;
+            tx.commit().await?;
+            return Ok(rows);
+        }
+        let _demand = DemandGuard::new(&db.demand);
+        let mut lease = db.reads.acquire().await?;
+        let prepare =
+            if lease.prepared.contains(&hash) { String::new() } else { format!("PREPARE {name}({params}) AS {sql}; ") };
+        let text = format!("{}; {prepare}{execute}", set_statement(tenant, user));
+        let rows = sqlx::raw_sql(AssertSqlSafe(text)).fetch_all(lease.conn()?).await?;
+        // Only now: had anything failed, the connection would have been dropped, not reused.
+        lease.prepared.insert(hash);
+        lease.done();
+        Ok(rows)
+    }
+}
+
+/// The rendering of `Literal`s: ids, integers, NULL.
+fn render(args: &[Literal]) -> String {
+    args.iter()
+        .map(|a| match a {
+            Literal::Uuid(u) => format!("'{u}'"),
+            Literal::Int(i) => i.to_string(),
+            Literal::Null => "NULL".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A read on the hot path, prepared on every pooled connection (see `Database::connect`).
 /// `params` are the PostgreSQL types of `$1`, `$2`, … in `sql`.
 #[derive(Debug)]
@@ -160,15 +212,7 @@ impl HotStatement {
     }
 
     fn execute_sql(&self, args: &[Literal]) -> String {
-        let rendered: Vec<String> = args
-            .iter()
-            .map(|a| match a {
-                Literal::Uuid(u) => format!("'{u}'"),
-                Literal::Int(i) => i.to_string(),
-                Literal::Null => "NULL".to_string(),
-            })
-            .collect();
-        format!("EXECUTE {}({})", self.name, rendered.join(", "))
+        format!("EXECUTE {}({})", self.name, render(args))
     }
 }
 

@@ -444,3 +444,62 @@ async fn each_tables_role_sets_decide_who_reads_and_writes() {
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "missing_token");
 }
+
+#[tokio::test]
+async fn a_table_altered_while_served_is_read_again_without_a_restart() {
+    let (app, _dir) = app_with_operator_tables().await;
+    adopt_both(&app).await;
+    let a = app.create_tenant("alter-a").await;
+    let owner = app.owner_token(&a).await;
+    until_served(&app, &owner, &a.slug, "projects").await;
+    let created = app
+        .call_as(
+            &owner,
+            &a.slug,
+            Method::POST,
+            "/v1/data/projects",
+            Some(json!({"name": "p", "starts_on": "2026-01-01"})),
+        )
+        .await;
+    let path = format!("/v1/data/projects/{}", id_of(&created));
+    // Read twice: the second read runs the statement its connection prepared the first time.
+    for _ in 0..2 {
+        let r = app.call_as(&owner, &a.slug, Method::GET, &path, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(r.body.get("note").is_none());
+    }
+    // A column added by an operator migration (which notifies): served once read again.
+    let mut su = app.superuser_connection().await;
+    su.execute("ALTER TABLE projects ADD COLUMN note text DEFAULT 'hello'; NOTIFY rowguard_tables_changed")
+        .await
+        .expect("alter");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = app.call_as(&owner, &a.slug, Method::GET, &path, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        if r.body["note"] == "hello" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new column never appeared: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A column dropped behind the service's back (no NOTIFY): the first statement that meets
+    // it answers 503 and asks for the catalog again; the next one is served without it.
+    su.execute("ALTER TABLE projects DROP COLUMN starts_on").await.expect("drop");
+    let first = app.call_as(&owner, &a.slug, Method::GET, &path, None).await;
+    assert!(first.status == StatusCode::SERVICE_UNAVAILABLE || first.status == StatusCode::OK, "{}", first.body);
+    if first.status == StatusCode::SERVICE_UNAVAILABLE {
+        first.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = app.call_as(&owner, &a.slug, Method::GET, &path, None).await;
+        if r.status == StatusCode::OK {
+            assert!(r.body.get("starts_on").is_none(), "{}", r.body);
+            assert_eq!(r.body["note"], "hello");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {} {}", r.status, r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

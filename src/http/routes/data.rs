@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use sqlx::AssertSqlSafe;
 
-use crate::data::{Column, Schema, Table, sql, values};
-use crate::db::TenantScope;
+use crate::data::{Column, Scalar, Schema, Table, sql, values};
+use crate::db::{Literal, TenantScope};
 use crate::domain::TableAccess;
 use crate::http::ApiContext;
 use crate::http::context::Principal;
@@ -76,6 +76,14 @@ pub async fn get_row(
     principal.require(TableAccess { table: &table.name, write: false, roles: &table.read })?;
     let key = key_of(table)?;
     values::check_text(key, &id).map_err(|why| ApiError::bad_request(ErrorCode::InvalidPath, why))?;
+    // Integer and uuid keys take the one-message read (their literals cannot carry SQL).
+    if let Some(literal) = literal_key(key, &id) {
+        let (params, statement) = sql::get_prepared(table, key);
+        let args = [Literal::Uuid(scope.tenant_id().0), literal];
+        let rows: Vec<(String,)> =
+            scope.read_once_adhoc(&params, &statement, &args).await.map_err(|e| statement_error(&ctx, table, e))?;
+        return rows.into_iter().next().map(|(r,)| json_text(StatusCode::OK, r)).ok_or_else(|| not_found(table));
+    }
     let mut tx = scope.begin().await?;
     let row: Option<String> = sqlx::query_scalar(AssertSqlSafe(sql::get(table, key)))
         .bind(scope.tenant_id().0)
@@ -163,6 +171,16 @@ pub async fn delete_row(
         return Err(not_found(table));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The key as a literal `read_once` may render: a checked integer or uuid, re-rendered from
+/// its parsed value; None for text keys (bound instead).
+fn literal_key(key: &Column, id: &str) -> Option<Literal> {
+    match key.scalar {
+        Scalar::Int2 | Scalar::Int4 | Scalar::Int8 => id.parse().ok().map(Literal::Int),
+        Scalar::Uuid => uuid::Uuid::try_parse(id).ok().map(Literal::Uuid),
+        _ => None,
+    }
 }
 
 /// The table, if it is adopted and served.
