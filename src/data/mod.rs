@@ -6,7 +6,8 @@
 //!
 //! The service keeps one `Schema` snapshot and reads it again when `tables adopt` or
 //! `migrate --dir` says something changed (NOTIFY `rowguard_tables_changed`), when the listener
-//! reconnects, and when a statement finds the table no longer as the snapshot describes it.
+//! reconnects, when a statement finds the table no longer as the snapshot describes it, and
+//! every minute (for changes made by hand, which nobody announces).
 
 pub mod openapi;
 pub mod schema;
@@ -23,6 +24,9 @@ use crate::db::listen::Feed;
 
 /// The channel `tables adopt` and `migrate --dir` notify when adopted tables may have changed.
 pub const CHANGED_CHANNEL: &str = "rowguard_tables_changed";
+
+/// How often the tables are read again even when nothing announced a change.
+const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The current snapshot of the adopted tables, reloaded in the background on request.
 pub struct Tables {
@@ -46,6 +50,16 @@ impl Tables {
     pub async fn watch(db: Database) -> Result<Arc<Tables>, sqlx::Error> {
         let tables = Tables::empty();
         tables.load(&db).await?;
+        // A backstop for changes nobody announced (DDL typed into psql): read again every minute.
+        let ticker = Arc::clone(&tables);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(RELOAD_EVERY);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                ticker.request_reload();
+            }
+        });
         let reloader = Arc::clone(&tables);
         let reload_db = db.clone();
         tokio::spawn(async move {

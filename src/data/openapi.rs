@@ -183,6 +183,7 @@ const CODES: &[ErrorCode] = &[
     ErrorCode::InvalidBody,
     ErrorCode::InvalidReference,
     ErrorCode::CheckViolation,
+    ErrorCode::InvalidValue,
     ErrorCode::RateLimited,
     ErrorCode::Unavailable,
 ];
@@ -211,20 +212,36 @@ fn key_schema(key: &Column) -> Value {
 
 fn column_schema(column: &Column) -> Value {
     let scalar = scalar_schema(column);
-    let mut schema = if column.array { json!({"type": "array", "items": scalar}) } else { scalar };
+    // Array elements may be null whatever the column says.
+    let mut schema = if column.array { json!({"type": "array", "items": nullable(scalar)}) } else { scalar };
     if !column.not_null {
-        schema = match schema.get("type").cloned() {
-            Some(Value::String(t)) => {
-                schema["type"] = json!([t, "null"]);
-                if let Some(values) = schema.get_mut("enum").and_then(Value::as_array_mut) {
-                    values.push(Value::Null);
-                }
-                schema
-            }
-            _ => schema,
-        };
+        schema = nullable(schema);
     }
     schema
+}
+
+/// `schema` or null.
+fn nullable(schema: Value) -> Value {
+    match schema.get("type") {
+        Some(Value::String(_)) => {
+            let mut schema = schema;
+            schema["type"] = json!([schema["type"].clone(), "null"]);
+            if let Some(values) = schema.get_mut("enum").and_then(Value::as_array_mut) {
+                values.push(Value::Null);
+            }
+            schema
+        }
+        Some(_) => schema,
+        None if schema.as_object().is_some_and(|o| o.contains_key("oneOf")) => {
+            let mut schema = schema;
+            if let Some(options) = schema["oneOf"].as_array_mut() {
+                options.push(json!({"type": "null"}));
+            }
+            schema
+        }
+        // Any JSON (json/jsonb): null included already.
+        None => schema,
+    }
 }
 
 fn scalar_schema(column: &Column) -> Value {
@@ -232,7 +249,10 @@ fn scalar_schema(column: &Column) -> Value {
         Scalar::Int2 => json!({"type": "integer", "minimum": i16::MIN, "maximum": i16::MAX}),
         Scalar::Int4 => json!({"type": "integer", "format": "int32"}),
         Scalar::Int8 => json!({"type": "integer", "format": "int64"}),
-        Scalar::Numeric { .. } => json!({"type": "string", "pattern": r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$"}),
+        Scalar::Numeric { .. } => json!({"oneOf": [
+            {"type": "string", "pattern": r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$"},
+            {"type": "integer"}
+        ]}),
         Scalar::Float4 | Scalar::Float8 => json!({"type": "number"}),
         Scalar::Bool => json!({"type": "boolean"}),
         Scalar::Text { max: Some(n) } => json!({"type": "string", "maxLength": n}),
@@ -244,6 +264,6 @@ fn scalar_schema(column: &Column) -> Value {
         Scalar::Jsonb | Scalar::Json => json!({}),
         Scalar::Enum(labels) => json!({"type": "string", "enum": labels}),
     };
-    schema["description"] = json!(format!("{} ({})", describe(&column.scalar), column.cast));
+    schema["description"] = json!(format!("{}; PostgreSQL type {}", describe(&column.scalar), column.cast));
     schema
 }

@@ -17,9 +17,11 @@ pub enum Scalar {
     Int2,
     Int4,
     Int8,
-    /// `numeric(p, s)` when declared so: at most `p - s` digits before the point.
+    /// `numeric(p, s)` when declared so: at most `p - s` digits before the point and `s` after
+    /// it (PostgreSQL would round more away silently; the API refuses instead).
     Numeric {
         integer_digits: Option<u32>,
+        scale: Option<u32>,
     },
     Float4,
     Float8,
@@ -55,6 +57,7 @@ impl Scalar {
                 // typmod - 4 = precision << 16 | scale
                 integer_digits: declared
                     .and_then(|m| u32::try_from(((m >> 16) & 0xffff).saturating_sub(m & 0xffff)).ok()),
+                scale: declared.and_then(|m| u32::try_from(m & 0xffff).ok()),
             },
             "float4" => Scalar::Float4,
             "float8" => Scalar::Float8,
@@ -306,8 +309,11 @@ mod tests {
         // varchar(20): typmod 24; numeric(12, 2): (12 << 16 | 2) + 4.
         assert_eq!(Scalar::of("varchar", 24, None), Scalar::Text { max: Some(20) });
         assert_eq!(Scalar::of("text", -1, None), Scalar::Text { max: None });
-        assert_eq!(Scalar::of("numeric", (12 << 16 | 2) + 4, None), Scalar::Numeric { integer_digits: Some(10) });
-        assert_eq!(Scalar::of("numeric", -1, None), Scalar::Numeric { integer_digits: None });
+        assert_eq!(
+            Scalar::of("numeric", (12 << 16 | 2) + 4, None),
+            Scalar::Numeric { integer_digits: Some(10), scale: Some(2) }
+        );
+        assert_eq!(Scalar::of("numeric", -1, None), Scalar::Numeric { integer_digits: None, scale: None });
         assert_eq!(Scalar::of("inet", -1, None), Scalar::Other);
         assert_eq!(Scalar::of("mood", -1, Some(vec!["sad".into()])), Scalar::Enum(vec!["sad".into()]));
     }

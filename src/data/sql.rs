@@ -1,7 +1,7 @@
 //! The statements the generic API runs on an adopted table. Table and column names come only
 //! from the catalog (`Schema`) and are always quoted; every value a request carries is a bound
 //! parameter: `$1` the tenant, then text cast to the column's type, or one JSON object that
-//! `jsonb_populate_record` turns into the table's row type (PostgreSQL reads each field with the
+//! `json_populate_record` turns into the table's row type (PostgreSQL reads each field with the
 //! column type's own input function). Each statement also filters on `tenant_id = $1`: RLS is
 //! the guarantee, the filter is the index path — as for the built-in tables.
 
@@ -83,7 +83,7 @@ pub fn insert(table: &Table, columns: &[&Column]) -> String {
     let from_record: Vec<String> = names.iter().map(|n| format!("v.{n}")).collect();
     let ident = quote_ident(&table.name);
     format!(
-        "INSERT INTO {ident} AS t (tenant_id{}) SELECT $1{} FROM jsonb_populate_record(NULL::{ident}, $2::text::jsonb) v \
+        "INSERT INTO {ident} AS t (tenant_id{}) SELECT $1{} FROM json_populate_record(NULL::{ident}, $2::text::json) v \
          RETURNING {}",
         names.iter().map(|n| format!(", {n}")).collect::<String>(),
         from_record.iter().map(|n| format!(", {n}")).collect::<String>(),
@@ -103,7 +103,7 @@ pub fn update(table: &Table, key: &Column, columns: &[&Column]) -> String {
         })
         .collect();
     format!(
-        "UPDATE {ident} AS t SET {} FROM jsonb_populate_record(NULL::{ident}, $3::text::jsonb) v \
+        "UPDATE {ident} AS t SET {} FROM json_populate_record(NULL::{ident}, $3::text::json) v \
          WHERE t.tenant_id = $1 AND {} RETURNING {}",
         sets.join(", "),
         equals(key, 2),
@@ -139,7 +139,7 @@ mod tests {
             name: "Odd \"name\"".into(),
             columns: vec![
                 column("id", Scalar::Int8, "bigint"),
-                column("budget", Scalar::Numeric { integer_digits: None }, "numeric"),
+                column("budget", Scalar::Numeric { integer_digits: None, scale: None }, "numeric"),
             ],
             key: Some("id".into()),
             not_served: None,

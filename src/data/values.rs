@@ -78,17 +78,22 @@ fn check_scalar(scalar: &Scalar, value: &Value) -> Result<(), Refusal> {
                 return wrong();
             }
         }
-        Scalar::Numeric { integer_digits } => {
+        Scalar::Numeric { integer_digits, scale } => {
             let text = match value {
                 Value::String(s) => s.clone(),
                 Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
                 _ => return wrong(),
             };
-            let digits = decimal_integer_digits(&text).ok_or_else(|| format!("must be {}", describe(scalar)))?;
+            let (digits, fraction) = decimal_digits(&text).ok_or_else(|| format!("must be {}", describe(scalar)))?;
             if let Some(max) = integer_digits
                 && digits > *max
             {
                 return Err(format!("has {digits} digits before the decimal point; at most {max} fit"));
+            }
+            if let Some(max) = scale
+                && fraction > *max
+            {
+                return Err(format!("has {fraction} digits after the decimal point; the column keeps {max}"));
             }
         }
         Scalar::Bool => {
@@ -184,17 +189,21 @@ fn has_nul(value: &Value) -> bool {
     }
 }
 
-/// The number of significant digits before the point of a plain decimal (`-12.50`, `0.5`,
-/// `7`), or None when it is not one (exponents, NaN and infinities are refused: they are
-/// rarely meant, and a column of money should not take them).
-fn decimal_integer_digits(text: &str) -> Option<u32> {
+/// The significant digits before the point and the digits after it (trailing zeros do not
+/// count: `1.50` fits a scale of 1) of a plain decimal (`-12.50`, `0.5`, `7`), or None when
+/// it is not one (exponents, NaN and infinities are refused: they are rarely meant, and a
+/// column of money should not take them).
+fn decimal_digits(text: &str) -> Option<(u32, u32)> {
     let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
     let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if whole.is_empty() && fraction.is_empty() || !digits(whole) || !digits(fraction) || unsigned.len() > 1000 {
         return None;
     }
-    u32::try_from(whole.trim_start_matches('0').len()).ok()
+    Some((
+        u32::try_from(whole.trim_start_matches('0').len()).ok()?,
+        u32::try_from(fraction.trim_end_matches('0').len()).ok()?,
+    ))
 }
 
 #[cfg(test)]
@@ -222,8 +231,10 @@ mod tests {
         assert_eq!(check(&int4, &json!("7")).unwrap_err(), "c must be an integer");
         assert_eq!(check(&int4, &json!(3_000_000_000i64)).unwrap_err(), "c must be between -2147483648 and 2147483647");
         assert_eq!(check(&int4, &json!(null)).unwrap_err(), "c must not be null");
-        let money = column(Scalar::Numeric { integer_digits: Some(3) }, false, false);
+        let money = column(Scalar::Numeric { integer_digits: Some(3), scale: Some(3) }, false, false);
         assert!(check(&money, &json!("123.456")).is_ok());
+        assert!(check(&money, &json!("1.45600")).is_ok(), "trailing zeros are no precision");
+        assert!(check(&money, &json!("1.4567")).unwrap_err().contains("the column keeps 3"));
         assert!(check(&money, &json!(12)).is_ok());
         assert!(check(&money, &json!(1.5)).is_err(), "a float is refused");
         assert!(check(&money, &json!("1e3")).is_err());

@@ -295,7 +295,7 @@ async fn adopted_tables_are_served_with_crud_pages_filters_and_named_errors() {
         assert!(doc.body["paths"][path].is_object(), "{path} documented");
     }
     let schemas = &doc.body["components"]["schemas"];
-    assert_eq!(schemas["data.projects"]["properties"]["budget"]["type"], "string");
+    assert_eq!(schemas["data.projects"]["properties"]["budget"]["oneOf"][0]["type"], "string");
     assert!(schemas["data.projects"]["properties"].get("tenant_id").is_none());
     assert_eq!(schemas["data.projects.new"]["required"], json!(["name"]));
     assert!(schemas["data.projects.new"]["properties"].get("id").is_none(), "generated always: not writable");
@@ -366,10 +366,34 @@ async fn every_mapped_type_round_trips_and_uuid_keys_work() {
         r.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
         assert!(r.body["detail"].as_str().unwrap_or_default().contains(column), "{body}: {}", r.body);
     }
-    // A value only PostgreSQL can check (inet): a 4xx, never a 500.
+    // A value only PostgreSQL can check (inet): 422 with the database's words (type and value).
     let r =
         app.call_as(&ta, &a.slug, Method::POST, "/v1/data/samples", Some(json!({"address": "not an address"}))).await;
-    assert!(r.status.is_client_error(), "{} {}", r.status, r.body);
+    r.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value");
+    assert!(r.body["detail"].as_str().unwrap_or_default().contains("inet"), "{}", r.body);
+    // More decimals than the column keeps: refused, not rounded.
+    let r = app.call_as(&ta, &a.slug, Method::POST, "/v1/data/samples", Some(json!({"money": "1.005"}))).await;
+    r.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert!(r.body["detail"].as_str().unwrap_or_default().contains("money"), "{}", r.body);
+    // json/jsonb get the digits and keys the client sent, not a float's.
+    let body = r#"{"doc": {"n": 12345678901234567890123456789.5}, "raw": {"b": 1, "a": 2, "a": 3}}"#;
+    let bearer = format!("Bearer {ta}");
+    let headers = [("x-tenant", a.slug.as_str()), ("authorization", bearer.as_str())];
+    let r = app
+        .send_raw(Method::POST, "/v1/data/samples", &headers, Some("application/json"), axum::body::Body::from(body))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let exact: (String, String) = sqlx::query_as("SELECT doc::text, raw::text FROM samples WHERE id = $1::uuid")
+        .bind(r.body["id"].as_str().expect("id"))
+        .fetch_one(&mut su)
+        .await
+        .expect("stored");
+    assert_eq!(exact.0, r#"{"n": 12345678901234567890123456789.5}"#);
+    assert_eq!(exact.1, r#"{"b": 1, "a": 2, "a": 3}"#, "json keeps the text as sent");
+    // A filter value that is not UTF-8 once decoded is refused, not matched against nothing.
+    app.call_as(&ta, &a.slug, Method::GET, "/v1/data/samples?code=%ff", None)
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST, "invalid_query");
     // A unique key per tenant → 409 naming its column.
     let r = app.call_as(&ta, &a.slug, Method::POST, "/v1/data/samples", Some(json!({"code": "ab"}))).await;
     r.assert_problem(StatusCode::CONFLICT, "unique_violation");

@@ -8,7 +8,10 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::AssertSqlSafe;
 
 use crate::data::{Column, Scalar, Schema, Table, sql, values};
@@ -101,11 +104,11 @@ pub async fn create_row(
     scope: TenantScope,
     principal: Principal,
     Path(name): Path<String>,
-    Json(body): Json<Map<String, Value>>,
+    Json(body): Json<Body>,
 ) -> Result<Response, ApiError> {
     let schema = ctx.data.snapshot();
     let table = served(&schema, &name)?;
-    principal.require(TableAccess { table: &table.name, write: true, roles: &table.write })?;
+    require_write(&principal, table)?;
     let columns = checked_columns(table, &body)?;
     if let Some(missing) = table.columns.iter().find(|c| c.required() && !body.contains_key(&c.name)) {
         return Err(ApiError::validation_of(format!("{} is required", missing.name)));
@@ -113,7 +116,7 @@ pub async fn create_row(
     let mut tx = scope.begin().await?;
     let row: String = sqlx::query_scalar(AssertSqlSafe(sql::insert(table, &columns)))
         .bind(scope.tenant_id().0)
-        .bind(Value::Object(body).to_string())
+        .bind(record(&body))
         .fetch_one(tx.conn())
         .await
         .map_err(|e| write_error(&ctx, table, e, false))?;
@@ -127,11 +130,11 @@ pub async fn update_row(
     scope: TenantScope,
     principal: Principal,
     Path((name, id)): Path<(String, String)>,
-    Json(body): Json<Map<String, Value>>,
+    Json(body): Json<Body>,
 ) -> Result<Response, ApiError> {
     let schema = ctx.data.snapshot();
     let table = served(&schema, &name)?;
-    principal.require(TableAccess { table: &table.name, write: true, roles: &table.write })?;
+    require_write(&principal, table)?;
     let key = key_of(table)?;
     values::check_text(key, &id).map_err(|why| ApiError::bad_request(ErrorCode::InvalidPath, why))?;
     let columns = checked_columns(table, &body)?;
@@ -139,7 +142,7 @@ pub async fn update_row(
     let statement = if columns.is_empty() { sql::get(table, key) } else { sql::update(table, key, &columns) };
     let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(statement)).bind(scope.tenant_id().0).bind(&id);
     if !columns.is_empty() {
-        q = q.bind(Value::Object(body).to_string());
+        q = q.bind(record(&body));
     }
     let row = q.fetch_optional(tx.conn()).await.map_err(|e| write_error(&ctx, table, e, false))?;
     tx.commit().await?;
@@ -155,7 +158,7 @@ pub async fn delete_row(
 ) -> Result<StatusCode, ApiError> {
     let schema = ctx.data.snapshot();
     let table = served(&schema, &name)?;
-    principal.require(TableAccess { table: &table.name, write: true, roles: &table.write })?;
+    require_write(&principal, table)?;
     let key = key_of(table)?;
     values::check_text(key, &id).map_err(|why| ApiError::bad_request(ErrorCode::InvalidPath, why))?;
     let mut tx = scope.begin().await?;
@@ -183,6 +186,13 @@ fn literal_key(key: &Column, id: &str) -> Option<Literal> {
     }
 }
 
+/// Writing a row answers with the row, so a writer must be a reader too (`tables adopt` keeps
+/// the write set inside the read set; this holds whatever the registry says).
+fn require_write(principal: &Principal, table: &Table) -> Result<(), ApiError> {
+    principal.require(TableAccess { table: &table.name, write: false, roles: &table.read })?;
+    principal.require(TableAccess { table: &table.name, write: true, roles: &table.write })
+}
+
 /// The table, if it is adopted and served.
 fn served<'s>(schema: &'s Schema, name: &str) -> Result<&'s Table, ApiError> {
     let table = schema.tables.get(name).ok_or_else(|| {
@@ -206,11 +216,27 @@ fn not_found(table: &Table) -> ApiError {
     ApiError::not_found(&format!("row of {}", table.name))
 }
 
+/// A write's body: each value kept as the client wrote it, so json/jsonb columns get exactly
+/// those digits and keys (a parsed `Value` would pass numbers through f64).
+type Body = BTreeMap<String, Box<RawValue>>;
+
+/// The body as one JSON object for `json_populate_record`, values as written.
+fn record(body: &Body) -> String {
+    let fields: Vec<String> = body
+        .iter()
+        .map(|(name, raw)| format!("{}:{}", serde_json::to_string(name).unwrap_or_default(), raw.get()))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
 /// The columns a write body names, each checked: known, settable, of the right type. tenant_id
 /// is never taken from a body (the request's tenant is the row's).
-fn checked_columns<'t>(table: &'t Table, body: &Map<String, Value>) -> Result<Vec<&'t Column>, ApiError> {
+fn checked_columns<'t>(table: &'t Table, body: &Body) -> Result<Vec<&'t Column>, ApiError> {
     let mut columns = Vec::with_capacity(body.len());
-    for (name, value) in body {
+    for (name, raw) in body {
+        let value: Value = serde_json::from_str(raw.get())
+            .map_err(|_| ApiError::validation_of(format!("{name} is not JSON this API can read")))?;
+        let value = &value;
         if name == "tenant_id" {
             return Err(ApiError::validation_of(
                 "tenant_id is never taken from a body: a row belongs to the tenant of the request".to_string(),
@@ -227,6 +253,11 @@ fn checked_columns<'t>(table: &'t Table, body: &Map<String, Value>) -> Result<Ve
             return Err(ApiError::validation_of(format!("{name} is set by the database, never by a request")));
         }
         values::check(column, value).map_err(ApiError::validation_of)?;
+        if table.key.as_deref() == Some(name.as_str()) && value.as_str() == Some("") {
+            return Err(ApiError::validation_of(format!(
+                "{name} is the key; an empty key could never be named in a path"
+            )));
+        }
         columns.push(column);
     }
     Ok(columns)
@@ -247,6 +278,11 @@ impl<'t> ListParams<'t> {
         let mut params =
             ListParams { limit: DEFAULT_LIMIT, cursor: None, select: table.columns.iter().collect(), filters: vec![] };
         for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            // form_urlencoded replaces bytes that are not UTF-8 with U+FFFD; a value of that
+            // kind was not what the client meant.
+            if name.contains('\u{fffd}') || value.contains('\u{fffd}') {
+                return Err(invalid(format!("{name} is not valid UTF-8 once percent-decoded")));
+            }
             if seen.contains(&name) {
                 return Err(invalid(format!("{name} is given twice")));
             }
@@ -377,6 +413,13 @@ fn write_error(ctx: &ApiContext, table: &Table, e: sqlx::Error, deleting: bool) 
             StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::CheckViolation,
             format!("the row breaks check constraint {constraint} of {}", table.name),
+        ),
+        // A value only PostgreSQL could check (inet, interval, a date before year 1, …): its
+        // message names the type and the value, never another tenant's data.
+        Some(code) if code.starts_with("22") && !matches!(code, "22021" | "22P05") => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidValue,
+            format!("{} refused a value: {}", table.name, db.message()),
         ),
         Some("23P01") => ApiError::new(
             StatusCode::CONFLICT,
