@@ -77,8 +77,7 @@ pub async fn get_row(
     let schema = ctx.data.snapshot();
     let table = served(&schema, &name)?;
     principal.require(TableAccess { table: &table.name, write: false, roles: &table.read })?;
-    let key = key_of(table)?;
-    values::check_text(key, &id).map_err(|why| ApiError::bad_request(ErrorCode::InvalidPath, why))?;
+    let key = key_named(table, &id)?;
     // Integer and uuid keys take the one-message read (their literals cannot carry SQL).
     if let Some(literal) = literal_key(key, &id) {
         let (params, statement) = sql::get_prepared(table, key);
@@ -135,8 +134,7 @@ pub async fn update_row(
     let schema = ctx.data.snapshot();
     let table = served(&schema, &name)?;
     require_write(&principal, table)?;
-    let key = key_of(table)?;
-    values::check_text(key, &id).map_err(|why| ApiError::bad_request(ErrorCode::InvalidPath, why))?;
+    let key = key_named(table, &id)?;
     let columns = checked_columns(table, &body)?;
     let mut tx = scope.begin().await?;
     let statement = if columns.is_empty() { sql::get(table, key) } else { sql::update(table, key, &columns) };
@@ -159,8 +157,7 @@ pub async fn delete_row(
     let schema = ctx.data.snapshot();
     let table = served(&schema, &name)?;
     require_write(&principal, table)?;
-    let key = key_of(table)?;
-    values::check_text(key, &id).map_err(|why| ApiError::bad_request(ErrorCode::InvalidPath, why))?;
+    let key = key_named(table, &id)?;
     let mut tx = scope.begin().await?;
     let deleted = sqlx::query(AssertSqlSafe(sql::delete(table, key)))
         .bind(scope.tenant_id().0)
@@ -210,6 +207,13 @@ fn served<'s>(schema: &'s Schema, name: &str) -> Result<&'s Table, ApiError> {
 
 fn key_of(table: &Table) -> Result<&Column, ApiError> {
     table.key_column().ok_or_else(|| ApiError::internal(format!("served table {} has no key column", table.name)))
+}
+
+/// The key column, with `id` (from the path) checked against its type: 400 `invalid_path`.
+fn key_named<'t>(table: &'t Table, id: &str) -> Result<&'t Column, ApiError> {
+    let key = key_of(table)?;
+    values::check_text(key, id).map_err(|why| ApiError::bad_request(ErrorCode::InvalidPath, why))?;
+    Ok(key)
 }
 
 fn not_found(table: &Table) -> ApiError {
