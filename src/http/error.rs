@@ -297,8 +297,11 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// Outermost layer after the request id: makes the request id available to `ApiError`, and
-/// rewrites any error answer that is not already a problem document into one.
+/// Outermost layer after the request id: makes the request id available to `ApiError`,
+/// rewrites any error answer that is not already a problem document into one, and marks every
+/// error answer `Cache-Control: no-store`. Here rather than on the API sub-routers alone: the
+/// answers of the layers outside them (an unknown path under `/v1/`, an ambiguous request, the
+/// request timeout) are no sub-router's, and no error is worth a cache's keeping anyway.
 pub async fn problem_documents(request: Request, next: Next) -> Response {
     let request_id =
         request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
@@ -306,11 +309,16 @@ pub async fn problem_documents(request: Request, next: Next) -> Response {
         .scope(request_id, async move {
             let response = next.run(request).await;
             let status = response.status();
+            if !(status.is_client_error() || status.is_server_error()) {
+                return response;
+            }
             let is_problem = response
                 .headers()
                 .get(header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-            if (status.is_client_error() || status.is_server_error()) && !is_problem {
+            let mut response = if is_problem {
+                response
+            } else {
                 let (mut parts, _) = response.into_parts();
                 let replacement = ApiError::for_status(status).into_response();
                 let (new_parts, body) = replacement.into_parts();
@@ -318,8 +326,12 @@ pub async fn problem_documents(request: Request, next: Next) -> Response {
                     parts.headers.insert(name, value.clone());
                 }
                 parts.headers.remove(header::CONTENT_LENGTH);
-                return Response::from_parts(parts, Body::new(body));
-            }
+                Response::from_parts(parts, Body::new(body))
+            };
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(crate::http::layers::security_headers::NO_STORE),
+            );
             response
         })
         .await

@@ -121,6 +121,69 @@ async fn api_answers_are_never_cached_and_only_the_docs_may_run_scripts() {
     assert!(header(&docs, "content-security-policy").contains("script-src 'self'"), "the docs page runs its script");
 }
 
+/// The layers outside the API sub-routers answer paths under `/v1/` and `/platform/` too: an
+/// unknown route, an ambiguous request, a request that outlives its timeout. Their problem
+/// documents must not be cached either.
+#[tokio::test]
+async fn error_answers_of_the_outer_layers_are_never_cached_either() {
+    use axum::http::Request;
+    let app = spawn_app_with(|_| {}).await;
+    app.create_tenant("acme").await;
+    let ambiguous = |path: &str| {
+        Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header("host", "localhost")
+            .header("x-tenant", "acme")
+            .header("x-tenant", "globex")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let cases = [
+        (
+            "an unknown path under /v1/",
+            app.call(Method::GET, "/v1/no-such-route", &[("x-tenant", "acme")], None).await,
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+        ),
+        (
+            "an unknown path under /platform/",
+            app.call(Method::GET, "/platform/v1/no-such-route", &[], None).await,
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+        ),
+        (
+            "an ambiguous request to /v1/",
+            app.send(ambiguous("/v1/contacts")).await,
+            StatusCode::BAD_REQUEST,
+            "ambiguous_request",
+        ),
+        (
+            "an ambiguous request to /platform/",
+            app.send(ambiguous("/platform/v1/tenants")).await,
+            StatusCode::BAD_REQUEST,
+            "ambiguous_request",
+        ),
+    ];
+    // A login hashes for tens of milliseconds: past a 1 ms request timeout.
+    let impatient = spawn_app_with(|c| c.request_timeout_ms = 1).await;
+    let tenant = impatient.create_tenant("acme").await;
+    let login = serde_json::json!({"email": tenant.owner_email, "password": "not the password"});
+    let timed_out = impatient.call(Method::POST, "/v1/auth/login", &[("x-tenant", "acme")], Some(login)).await;
+    let cases = cases.into_iter().chain([(
+        "a request past its timeout",
+        timed_out,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    )]);
+    for (case, r, status, code) in cases {
+        assert_eq!(r.status, status, "{case}: {}", r.body);
+        r.assert_problem(status, code);
+        let cache_control = r.headers.get("cache-control").and_then(|v| v.to_str().ok());
+        assert_eq!(cache_control, Some("no-store"), "{case}");
+    }
+}
+
 /// The error catalogue feeds the document: `Problem.code` is exactly its enum, and every code an
 /// operation can answer is named, with its meaning, under one of the statuses it comes with.
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! so the content security policy forbids everything; the docs router sets its own, just
 //! enough for the page (`DOCS_CSP`), and the API routers add `Cache-Control: no-store`
 //! (`NO_STORE`) — both attached in `http::router`, so this layer never looks at the path.
+//! Error answers of every path, the outer layers' included, get `NO_STORE` from
+//! `error::problem_documents`.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
@@ -21,7 +23,7 @@ pub struct Hsts(pub bool);
 const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// Tenant data and operator tokens must never sit in a shared cache: on every answer of the
-/// tenant and platform APIs.
+/// tenant and platform APIs, and on every error answer.
 pub const NO_STORE: &str = "no-store";
 
 pub async fn security_headers(State(hsts): State<Hsts>, request: Request, next: Next) -> Response {
