@@ -184,7 +184,7 @@ pub async fn build_context_with_platform(
         data,
         door: http::extract::Door::new(db),
         tenants,
-        users,
+        users: http::layers::auth::UserStates::new(users),
         keys,
         sessions,
         hasher,

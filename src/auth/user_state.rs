@@ -46,7 +46,7 @@ impl UserStateCache {
     }
 
     /// The user's current state; None when the user does not exist (deleted).
-    pub async fn get(&self, tenant: TenantId, user: UserId) -> Result<Option<UserState>, sqlx::Error> {
+    pub(crate) async fn get(&self, tenant: TenantId, user: UserId) -> Result<Option<UserState>, sqlx::Error> {
         let key = (tenant, user);
         if let Some(state) = self.entries.get(&key) {
             return Ok(state);

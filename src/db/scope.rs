@@ -2,9 +2,11 @@
 //!
 //! A scope is made where the tenant was resolved (the HTTP extractor, from the request's
 //! context) and nowhere else a handler can reach: the service's `Database` is held out of
-//! handlers' sight (`http::extract::Door`), so a handler can open a transaction for the tenant
-//! of its own request and for no other. Every way in sets the tenant first: `begin` (a
-//! transaction, `TenantTx`) and `read_once` (one round trip; its fast path, same pool).
+//! handlers' sight (`http::extract::Door`), so through the service's pool a handler can open a
+//! transaction for the tenant of its own request and for no other. (The platform pool, there
+//! for the operators' routes, can open any tenant and is not hidden from handlers: see "handler"
+//! in docs/architecture.md.) Every way in sets the tenant first: `begin` (a transaction,
+//! `TenantTx`) and `read_once` (one round trip; its fast path, same pool).
 
 use std::sync::Arc;
 

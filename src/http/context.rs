@@ -6,7 +6,9 @@
 //! out. The tenant and the user are also recorded on the request's tracing span.
 //!
 //! Both slots are set at most once (`OnceLock`): a later layer cannot swap the tenant a
-//! request was resolved to.
+//! request was resolved to. Making a context and setting its slots take a `LayersOnly`,
+//! which only the layers can make: a handler reads the context, it cannot make one that names
+//! another tenant.
 
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -17,6 +19,7 @@ use axum::http::{Extensions, HeaderMap, HeaderValue};
 use crate::db::registry::RateLimitOverride;
 use crate::db::{Acting, Actor};
 use crate::domain::{Plan, Role, TenantId, UserId};
+use crate::http::layers::LayersOnly;
 
 /// The client's address: the socket peer, or what a trusted proxy says (`client_ip`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +72,7 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    pub fn new(client: ClientAddr, headers: &HeaderMap) -> Arc<RequestContext> {
+    pub fn new(_: LayersOnly, client: ClientAddr, headers: &HeaderMap) -> Arc<RequestContext> {
         Arc::new(RequestContext {
             client,
             request_id: headers.get("x-request-id").cloned(),
@@ -93,7 +96,7 @@ impl RequestContext {
     }
 
     /// Set by tenant resolution, once; the span records the slug.
-    pub fn set_tenant(&self, tenant: ResolvedTenant) {
+    pub fn set_tenant(&self, _: LayersOnly, tenant: ResolvedTenant) {
         tracing::Span::current().record("tenant", &*tenant.slug);
         let _ = self.tenant.set(tenant);
     }
@@ -103,7 +106,7 @@ impl RequestContext {
     }
 
     /// Set by authentication, once; the span records the user.
-    pub fn set_principal(&self, principal: Principal) {
+    pub fn set_principal(&self, _: LayersOnly, principal: Principal) {
         tracing::Span::current().record("user", tracing::field::display(principal.user));
         let _ = self.principal.set(principal);
     }

@@ -60,15 +60,15 @@ pub struct Path<T>(pub T);
 pub struct Query<T>(pub T);
 
 /// The service's database as the HTTP side holds it: out of handlers' reach (the field is
-/// private to this module), so tenant data is reachable only through a `TenantScope` the
-/// extractor below makes for the request's own tenant. What else the door opens needs no
-/// tenant: the health and metrics figures, and the refusals the layers record.
+/// private to this module), so the service's pool reaches tenant data only through a
+/// `TenantScope` the extractor below makes for the request's own tenant. What else the door
+/// opens needs no tenant: the health and metrics figures, and the refusals the layers record.
 pub struct Door {
     db: Database,
 }
 
 impl Door {
-    pub fn new(db: Database) -> Door {
+    pub(crate) fn new(db: Database) -> Door {
         Door { db }
     }
 
@@ -91,14 +91,17 @@ impl Door {
     }
 
     /// Close the pool (shutdown, after the last request drained).
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.db.close().await;
     }
 
     /// Record `event` in the log of the tenant this request was resolved to, in a transaction
-    /// of its own (a refusal commits nothing else). Nothing if no tenant was resolved.
+    /// of its own (a refusal commits nothing else). Nothing if no tenant was resolved. The
+    /// layers' alone (`LayersOnly`): they record the refusals; a handler's writes are recorded
+    /// by the audit triggers in its own tenant transaction.
     pub async fn record(
         &self,
+        _: super::layers::LayersOnly,
         context: &RequestContext,
         actor: &Actor,
         event: crate::audit::AccessEvent<'_>,

@@ -33,7 +33,6 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::audit::AuditSigner;
-use crate::auth::user_state::UserStateCache;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::http::error_codes::ErrorCode;
 use error::ApiError;
@@ -68,7 +67,7 @@ pub struct ApiState {
     /// The adopted tables `/v1/data` serves, as last read from the catalog.
     pub data: Arc<crate::data::Tables>,
     /// Current role, status and session cut-off per user, for the auth layer (ASVS 8.3.2).
-    pub users: Arc<UserStateCache>,
+    pub users: layers::auth::UserStates,
     pub keys: Arc<JwtKeys>,
     /// Login, refresh, logout and password changes (`auth::sessions`).
     pub sessions: Arc<crate::auth::sessions::Sessions>,
@@ -88,6 +87,7 @@ pub struct ApiState {
     pub audit: Arc<AuditSigner>,
     pub access_sampler: Arc<layers::audit::AccessSampler>,
     /// The platform login's pool (`rowguard_platform_login`) for `/platform/v1`; None: 503.
+    /// It opens any tenant (`PlatformConn::tenant_tx`): tenant routes' handlers leave it alone.
     pub platform: Option<crate::platform::PlatformDb>,
     /// Self-service signup (`POST /platform/v1/signup`) is on.
     pub signup: bool,

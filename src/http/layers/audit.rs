@@ -72,7 +72,7 @@ pub async fn record_refusals(State(ctx): State<ApiContext>, request: Request, ne
             outcome: "denied",
             details: json!({"method": method, "path": path, "status": status.as_u16(), "not_recorded_before": skipped}),
         };
-        if let Err(e) = ctx.door.record(&context, &actor, event).await {
+        if let Err(e) = ctx.door.record(super::LAYERS_ONLY, &context, &actor, event).await {
             ctx.metrics.audit_write_failed();
             tracing::warn!(error = %e, "could not record a refusal in the audit log");
         }
@@ -109,7 +109,7 @@ pub async fn record_throttled(ctx: &ApiContext, parts: &axum::http::request::Par
     let Some(context) = RequestContext::of(&parts.extensions) else { return };
     let Some(tenant) = context.tenant().map(|t| t.id) else { return };
     let Some(event) = throttled(ctx, tenant, parts.method.as_str(), parts.uri.path(), limit) else { return };
-    if let Err(e) = ctx.door.record(context, &context.anonymous_actor(), event).await {
+    if let Err(e) = ctx.door.record(super::LAYERS_ONLY, context, &context.anonymous_actor(), event).await {
         recording_failed(ctx, e);
     }
 }

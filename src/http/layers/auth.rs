@@ -2,19 +2,40 @@
 //! bound to the resolved tenant — a token issued for tenant A is refused on tenant B with 403
 //! `tenant_mismatch`. Runs after tenant resolution, before the handler.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::rate_limit::too_many_requests;
+use crate::auth::user_state::UserStateCache;
 use crate::auth::{AccessClaims, TokenError};
+use crate::db::user_changes::UserChange;
 use crate::domain::{Requirement, TenantId, UserStatus};
 use crate::http::ApiContext;
 use crate::http::context::{Principal, RequestContext};
 use crate::http::error::ApiError;
 use crate::http::error_codes::ErrorCode;
 use crate::metrics::RateLimited;
+
+/// The per-instance user-state cache as the HTTP side holds it. It answers for any (tenant,
+/// user), so reading it is this layer's alone (the field is private to this module); a handler
+/// that changed a user only drops that user's entry.
+pub struct UserStates(Arc<UserStateCache>);
+
+impl UserStates {
+    pub(crate) fn new(cache: Arc<UserStateCache>) -> UserStates {
+        UserStates(cache)
+    }
+
+    /// Drop what is cached for `change` (the users trigger's NOTIFY does the same on every
+    /// instance; this spares the changing one the wait).
+    pub fn forget(&self, change: UserChange) {
+        self.0.forget(change);
+    }
+}
 
 pub async fn authenticate(State(ctx): State<ApiContext>, request: Request, next: Next) -> Result<Response, ApiError> {
     let context = RequestContext::of(request.extensions()).cloned();
@@ -47,7 +68,7 @@ pub async fn authenticate(State(ctx): State<ApiContext>, request: Request, next:
             return Err(e);
         }
     };
-    context.set_principal(principal);
+    context.set_principal(super::LAYERS_ONLY, principal);
     Ok(next.run(request).await)
 }
 
@@ -66,7 +87,7 @@ async fn principal_of(
     }
     // Authorization changes count on the next request (ASVS 8.3.2): the user's current state,
     // from the per-instance cache, decides — not what the token said when it was issued.
-    let state = ctx.users.get(tenant, claims.sub).await?;
+    let state = ctx.users.0.get(tenant, claims.sub).await?;
     let revoked = || ApiError::unauthorized(ErrorCode::SessionRevoked, "this session has ended; log in again");
     let state = state.filter(|s| s.status == UserStatus::Active).ok_or_else(revoked)?;
     if issued_at_ms(&claims) < state.sessions_valid_after_ms {

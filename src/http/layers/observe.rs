@@ -28,7 +28,7 @@ pub async fn observe(State(ctx): State<ApiContext>, mut request: Request, next: 
         Some(ConnectInfo(peer)) => ClientAddr(ctx.trusted_proxies.client_ip(peer.ip(), request.headers())),
         None => ClientAddr::UNKNOWN,
     };
-    let context = RequestContext::new(client, request.headers());
+    let context = RequestContext::new(super::LAYERS_ONLY, client, request.headers());
     request.extensions_mut().insert(std::sync::Arc::clone(&context));
     let span = tracing::info_span!("request", request_id = %request_id, tenant = tracing::field::Empty,
         user = tracing::field::Empty);

@@ -272,7 +272,7 @@ pub async fn resolve_tenant(State(ctx): State<ApiContext>, request: Request, nex
             return Err(e);
         }
     };
-    context.set_tenant(tenant);
+    context.set_tenant(super::LAYERS_ONLY, tenant);
     Ok(next.run(request).await)
 }
 
