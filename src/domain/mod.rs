@@ -12,7 +12,7 @@ mod text;
 mod text_column;
 
 pub use crm::{Amount, Currency, DealStage, DealTitle, OrganizationName, WebDomain};
-pub use email::{EMAIL_PATTERN, Email};
+pub use email::{EMAIL_PATTERN, Email, ImportedEmail};
 pub use ids::{ContactId, DealId, OrganizationId, TenantId, UserId};
 pub use permissions::{Permission, Requirement, TableAccess};
 pub use platform::{DomainName, OperatorId, Plan, RESERVED_SLUGS, TenantName, TenantStatus, parse_unreserved_slug};

@@ -1,13 +1,15 @@
 //! `rowguard import schemas`: a schema-per-tenant (django-tenants) database, read only, into
 //! rowguard tenants — each tenant in ONE tenant transaction as the platform role, verified.
 //!
-//! Per tenant: read its schema in one snapshot, validate every row as the API would, give
-//! every row a new uuid v7 (the old ids are kept in `import_id_map`), then in the tenant's own
-//! transaction (`SET LOCAL app.tenant_id`, never an RLS bypass) create the tenant, its domains
-//! and its rows with batched inserts (`UNNEST` arrays; multi-row `VALUES` on Citus), count and check the references, and commit.
-//! Anything wrong rolls that tenant back and the run goes on with the next one; the command
-//! then exits non-zero naming what failed. A tenant already imported (`tenants.import_source`)
-//! is skipped, so the command can be re-run and run tenant by tenant (`--tenant`).
+//! Per tenant: read its schema in one snapshot, validate every row as the API would (e-mail
+//! addresses as Django stored them, `ImportedEmail`), give every row a new uuid v7 (the old
+//! ids are kept in `import_id_map`), then in the tenant's own transaction (`SET LOCAL
+//! app.tenant_id`, never an RLS bypass) create the tenant, its domains and its rows with
+//! batched inserts (`UNNEST` arrays; multi-row `VALUES` on Citus), count and check the
+//! references, and commit. Anything wrong rolls that tenant back and the run goes on with the
+//! next one; the command then exits non-zero naming what failed. A tenant already imported
+//! (`tenants.import_source`) is skipped, so the command can be re-run and run tenant by tenant
+//! (`--tenant`).
 
 pub mod mapping;
 mod plan;
@@ -21,8 +23,8 @@ use std::time::Instant;
 
 use crate::db::TenantTx;
 use crate::domain::{
-    Amount, ContactName, Currency, DealStage, DealTitle, DomainName, Email, OrganizationName, Phone, Role, Slug,
-    TenantId, TenantName, WebDomain, parse_unreserved_slug,
+    Amount, ContactName, Currency, DealStage, DealTitle, DomainName, ImportedEmail, OrganizationName, Phone, Role,
+    Slug, TenantId, TenantName, WebDomain, parse_unreserved_slug,
 };
 use crate::platform::PlatformConn;
 use mapping::{Mapping, SlugSource};

@@ -1,5 +1,6 @@
 //! Planning one tenant: its registry entry (slug, name, domains) and every row of its schema,
-//! validated as the API would and given new ids, column by column, with the id map.
+//! validated as the API would (e-mail addresses as Django stored them: `ImportedEmail`) and
+//! given new ids, column by column, with the id map.
 
 use std::collections::{HashMap, HashSet};
 
@@ -129,7 +130,7 @@ impl Plan {
             let mut seen = HashSet::new();
             for row in &rows.rows {
                 let sid = field(row, 0);
-                let email = field(row, 1).map(Email::parse);
+                let email = field(row, 1).map(ImportedEmail::parse);
                 let email = match email {
                     Some(Ok(e)) if seen.insert(e.as_str().to_lowercase()) => Ok(e),
                     Some(Ok(e)) => Err(format!("{e} is used by another user of this tenant (case-insensitively)")),
@@ -191,7 +192,7 @@ impl Plan {
                 let sid = field(row, 0);
                 let Some(id) = new_id(&mut plan, &mut ids, problems, "contact", &rows.table, sid) else { continue };
                 let name = ContactName::parse(field(row, 1).unwrap_or_default()).map_err(|e| e.to_string());
-                let email = Email::parse(field(row, 2).unwrap_or_default()).map_err(|e| e.to_string());
+                let email = ImportedEmail::parse(field(row, 2).unwrap_or_default()).map_err(|e| e.to_string());
                 let phone = field(row, 3).map(Phone::parse).transpose().map_err(|e| e.to_string());
                 let organization = resolve(&ids, "organization", field(row, 4));
                 match (name, email, phone, organization) {

@@ -381,6 +381,75 @@ async fn a_broken_row_rolls_back_only_its_tenant() {
     assert_eq!(outcome(&report, "bravo"), Outcome::Imported, "{report:#?}");
 }
 
+/// Django keeps addresses the API's own rule refuses (a non-ASCII local part, an international
+/// domain in Unicode): such users come across as they are and log in with the address they
+/// know. What cannot be a login (whitespace, a control character) is refused and named.
+#[tokio::test]
+async fn addresses_django_kept_come_across_and_log_in_and_unusable_ones_are_named() {
+    let app = spawn_app().await;
+    let mut source = django_source(&app).await;
+    let sql = format!(
+        "INSERT INTO alpha.auth_user (password, is_superuser, username, email, is_staff, is_active) VALUES
+             ('{zoe}', false, 'zoe', 'zoë@alpha.example', false, true),
+             ('{jorg}', false, 'jorg', 'jörg@münchen.example', false, true);
+         UPDATE alpha.crm_contact SET email = 'kontakt@bücher.example' WHERE first_name = 'Person3';
+         UPDATE bravo.auth_user SET email = 'two words@bravo.example' WHERE username = 'member';
+         UPDATE charlie_co.auth_user SET email = E'bell\\x07@charlie.example' WHERE username = 'member';",
+        zoe = django_hash("zoe-pw", "salt4"),
+        jorg = django_hash("jorg-pw", "salt5"),
+    );
+    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut source.conn).await.expect("django's addresses");
+    let report = run(&app, &source, &mapping(), &options(&[], false)).await;
+    assert_eq!(outcome(&report, "alpha"), Outcome::Imported, "{report:#?}");
+    for (schema, address) in [("bravo", "two words@bravo.example"), ("charlie_co", "bell\u{7}@charlie.example")] {
+        assert_eq!(outcome(&report, schema), Outcome::Failed, "{report:#?}");
+        let member: String = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT id::text FROM {schema}.auth_user WHERE username = 'member'"
+        )))
+        .fetch_one(&mut source.conn)
+        .await
+        .expect("id");
+        let problems = &report.tenants.iter().find(|t| t.schema == schema).expect("report").problems;
+        assert!(
+            problems.iter().any(|p| p.table == "auth_user"
+                && p.row.as_deref() == Some(member.as_str())
+                && p.message.starts_with("email: ")),
+            "{address:?}: {problems:?}"
+        );
+    }
+
+    // Stored as Django had them, and each logs in with it, whatever the case of its ASCII letters.
+    for (email, login_as, password) in [
+        ("zoë@alpha.example", "Zoë@Alpha.example", "zoe-pw"),
+        ("jörg@münchen.example", "jörg@münchen.example", "jorg-pw"),
+    ] {
+        let ok = app.login("alpha", login_as, password).await;
+        assert_eq!(ok.status, StatusCode::OK, "{login_as}: {}", ok.body);
+        let token = ok.body["access_token"].as_str().expect("token").to_string();
+        let me = app.call_as(&token, "alpha", Method::GET, "/v1/me", None).await;
+        assert_eq!(me.body["email"], email, "{}", me.body);
+        let wrong = app.login("alpha", login_as, "not-the-password").await;
+        wrong.assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    let boss = app.login("alpha", "boss@alpha.example", "alpha-owner-pw").await;
+    let token = boss.body["access_token"].as_str().expect("token").to_string();
+    let listed = app.call_as(&token, "alpha", Method::GET, "/v1/contacts?limit=100", None).await;
+    let emails: Vec<&str> =
+        listed.body["items"].as_array().expect("items").iter().filter_map(|c| c["email"].as_str()).collect();
+    assert!(emails.contains(&"kontakt@bücher.example"), "{emails:?}");
+    // The API's own rule still holds for what is written through it.
+    let refused = app
+        .call_as(
+            &token,
+            "alpha",
+            Method::POST,
+            "/v1/contacts",
+            Some(json!({"name": "Neu", "email": "neu@bücher.example"})),
+        )
+        .await;
+    refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+}
+
 #[tokio::test]
 async fn a_dry_run_writes_nothing_and_bad_mappings_and_clashes_are_named() {
     let app = spawn_app().await;
