@@ -116,14 +116,17 @@ pub async fn refresh(
 }
 
 /// End this login: revoke every refresh token of the presented token's family. Answers 204
-/// whether or not the token was still live, so it tells a caller nothing.
+/// whether or not the token was still live, so it tells a caller nothing; only text that
+/// cannot be a refresh token at all is refused (401 `invalid_refresh_token`).
 ///
 /// Takes the refresh token in the body, not a bearer token: holding a family's token is
 /// what entitles ending it. Access tokens already issued stay valid until they expire
 /// (15 minutes at most by default); use logout-all to cut those off too.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
     params(("X-Tenant" = Option<String>, Header, description = "tenant slug, when the host names none")),
-    responses((status = 204), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 204),
+        (status = 401, description = "`invalid_refresh_token`: the text is not in the form of a refresh token (one in the form answers 204, live or not)",
+            body = Problem, content_type = "application/problem+json")))]
 pub async fn logout(
     State(ctx): State<ApiContext>,
     scope: TenantScope,

@@ -122,7 +122,9 @@ pub async fn list_contacts(
 
 /// Create a contact.
 #[utoipa::path(post, path = "/v1/contacts", tag = "contacts", request_body = NewContact, security(("bearer" = [])),
-    responses((status = 201, body = Contact), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 201, body = Contact),
+              (status = 422, description = "`validation_failed`, or `invalid_reference`: the organization is not this tenant's (missing and foreign look the same)",
+                  body = Problem, content_type = "application/problem+json")))]
 pub async fn create_contact(
     scope: TenantScope,
     principal: Principal,
@@ -186,7 +188,8 @@ pub async fn get_contact(
 #[utoipa::path(patch, path = "/v1/contacts/{id}", tag = "contacts", params(("id" = ContactId, Path)), request_body = ContactPatch,
     security(("bearer" = [])),
     responses((status = 200, body = Contact), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "`validation_failed`, or `invalid_reference`: the organization is not this tenant's (missing and foreign look the same)",
+                  body = Problem, content_type = "application/problem+json")))]
 pub async fn update_contact(
     scope: TenantScope,
     principal: Principal,

@@ -191,7 +191,8 @@ pub async fn get_deal(
 #[utoipa::path(patch, path = "/v1/deals/{id}", tag = "deals", params(("id" = DealId, Path)), request_body = DealPatch,
     security(("bearer" = [])),
     responses((status = 200, body = Deal), (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "`validation_failed`, or `invalid_reference`: the contact or organization is not this tenant's (missing and foreign look the same)",
+                  body = Problem, content_type = "application/problem+json")))]
 pub async fn update_deal(
     scope: TenantScope,
     principal: Principal,
