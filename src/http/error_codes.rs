@@ -34,7 +34,7 @@ macro_rules! error_codes {
 }
 
 error_codes! {
-    AmbiguousRequest = "ambiguous_request", [400], "the request could be read more than one way (two Content-Length headers, say)";
+    AmbiguousRequest = "ambiguous_request", [400], "the request could be read more than one way: a Host, X-Tenant, Authorization, Content-Type, Content-Encoding or Origin header given twice, or a target naming another host than Host";
     BadRequest = "bad_request", [400], "the request could not be handled";
     BodyTooLarge = "body_too_large", [413], "the request body is larger than the limit";
     Busy = "busy", [503], "too many password checks are in progress";
@@ -65,7 +65,7 @@ error_codes! {
     MetricsTokenRequired = "metrics_token_required", [401], "/metrics wants its bearer token";
     MissingToken = "missing_token", [401], "the route needs a bearer token";
     NotFound = "not_found", [404], "no such resource in this tenant";
-    NotReady = "not_ready", [503], "the database lacks a migration this binary needs";
+    NotReady = "not_ready", [503], "/readyz: the database cannot be reached, its migration history cannot be read, or it lacks a migration this binary needs";
     PlatformUnavailable = "platform_unavailable", [503], "the platform API is not configured on this instance";
     RateLimited = "rate_limited", [429], "a rate limit was reached; see Retry-After";
     RefreshTokenReused = "refresh_token_reused", [401], "a rotated refresh token was presented again; its login is ended";

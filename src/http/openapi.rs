@@ -104,8 +104,17 @@ pub fn document_common_answers(api: &mut OpenApi) {
             if route.tenant() {
                 route.answers(
                     400,
-                    &[E::TenantRequired, E::InvalidHost, E::InvalidHeader, E::TenantAmbiguous, E::AmbiguousRequest, E::InvalidQuery, E::MalformedJson, E::InvalidText],
-                    "a repeated Host, X-Tenant, Authorization, Content-Type, Content-Encoding or Origin header is `ambiguous_request`",
+                    &[
+                        E::TenantRequired,
+                        E::InvalidHost,
+                        E::InvalidHeader,
+                        E::TenantAmbiguous,
+                        E::AmbiguousRequest,
+                        E::InvalidQuery,
+                        E::MalformedJson,
+                        E::InvalidText,
+                    ],
+                    "",
                 );
                 route.answers(403, &[E::TenantSuspended, E::CorsOriginNotAllowed, E::TenantMismatch, E::Forbidden], "");
                 route.answers(404, &[E::TenantNotFound], "an unknown or deleted tenant");

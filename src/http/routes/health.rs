@@ -24,7 +24,7 @@ pub async fn healthz() -> Json<Health> {
 
 /// Readiness: the database is reachable and migrations are current.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Health), (status = 503, description = "`unavailable`: the database cannot be reached; `not_ready`: it lacks a migration this binary needs", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Health), (status = 503, description = "`not_ready`: the database cannot be reached, its migration history cannot be read, or it lacks a migration this binary needs (`unavailable` only when the check outlives the request timeout)", body = Problem, content_type = "application/problem+json")))]
 pub async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<Health>, ApiError> {
     let unavailable = |detail: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NotReady, detail);
     ctx.door.ping().await.map_err(|_| unavailable("the database is unreachable"))?;
