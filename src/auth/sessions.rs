@@ -16,6 +16,7 @@ use super::password::{HashError, PasswordHasher, Verified};
 use super::refresh::{NewRefreshToken, REFRESH_TOKEN_TTL, hash_presented};
 use super::user_state::UserStateCache;
 use crate::audit::{self, AccessEvent};
+use crate::db::revocation::{Revoke, end_all_sessions, revoke};
 use crate::db::user_changes::UserChange;
 use crate::db::{TenantScope, TenantTx};
 use crate::domain::{NewPassword, Role, TenantId, UserId, UserStatus};
@@ -354,61 +355,6 @@ async fn record_login(scope: &TenantScope, user: Option<UserId>, email: &str) ->
         Some(user) => audit::record_in(&scope.acting_as(user), event).await,
         None => audit::record_in(scope, event).await,
     }
-}
-
-/// Which refresh tokens to revoke.
-enum Revoke {
-    Family(Uuid),
-    User(UserId),
-}
-
-/// Revoke the live tokens of a family or of a user, recording why.
-async fn revoke(
-    tx: &mut TenantTx<'_>,
-    tenant: TenantId,
-    which: Revoke,
-    reason: &'static str,
-) -> Result<(), sqlx::Error> {
-    match which {
-        Revoke::Family(family) => sqlx::query!(
-            "UPDATE refresh_tokens SET revoked_at = now(), revoked_reason = $3
-              WHERE tenant_id = $1 AND family_id = $2 AND revoked_at IS NULL",
-            tenant.0,
-            family,
-            reason,
-        ),
-        Revoke::User(user) => sqlx::query!(
-            "UPDATE refresh_tokens SET revoked_at = now(), revoked_reason = $3
-              WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL",
-            tenant.0,
-            user.0,
-            reason,
-        ),
-    }
-    .execute(tx.conn())
-    .await?;
-    Ok(())
-}
-
-/// Refuse every access token issued before now and revoke every refresh token of `user`
-/// (logout-all, a password change, a deactivation). The caller commits, then drops its cache
-/// entry.
-pub async fn end_all_sessions(
-    tx: &mut TenantTx<'_>,
-    tenant: TenantId,
-    user: UserId,
-    reason: &'static str,
-) -> Result<(), sqlx::Error> {
-    // The service's clock, not the database's: it is the clock that stamps tokens (`jti`).
-    sqlx::query!(
-        "UPDATE users SET sessions_valid_after = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2",
-        tenant.0,
-        user.0,
-        Utc::now(),
-    )
-    .execute(tx.conn())
-    .await?;
-    revoke(tx, tenant, Revoke::User(user), reason).await
 }
 
 /// Store a new refresh token of `family` for `user`; returns the token to hand out once.

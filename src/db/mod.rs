@@ -6,6 +6,7 @@
 mod hot_pool;
 pub mod listen;
 pub mod registry;
+pub(crate) mod revocation;
 mod scope;
 mod tenant_tx;
 pub mod user_changes;

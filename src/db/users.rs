@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::revocation::end_all_sessions;
 use super::{TenantScope, TenantTx};
-use crate::auth::sessions::end_all_sessions;
+use crate::domain::permissions::Lacking;
 use crate::domain::{Permission, Role, TenantId, UserId, UserStatus};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
@@ -25,8 +26,8 @@ pub struct User {
 pub enum MembershipError {
     #[error("no such user")]
     NotFound,
-    #[error("the {} role does not have the {} permission", .0.as_str(), .1.as_str())]
-    Lacks(Role, Permission),
+    #[error(transparent)]
+    Lacks(#[from] Lacking),
     #[error("the tenant's last active owner cannot be demoted, deactivated or removed")]
     LastOwner,
     #[error(transparent)]
@@ -47,7 +48,7 @@ pub async fn update(
     let mut tx = scope.begin().await?;
     let target = lock_for_change(&mut tx, tenant, id).await?.ok_or(MembershipError::NotFound)?;
     if target.role == Role::Owner || role == Some(Role::Owner) {
-        require(acting, Permission::ManageOwners)?;
+        acting.require(Permission::ManageOwners)?;
     }
     let stays_active_owner =
         role.unwrap_or(target.role) == Role::Owner && status.unwrap_or(target.status) == UserStatus::Active;
@@ -79,7 +80,7 @@ pub async fn delete(scope: &TenantScope, acting: Role, id: UserId) -> Result<(),
     let mut tx = scope.begin().await?;
     let target = lock_for_change(&mut tx, tenant, id).await?.ok_or(MembershipError::NotFound)?;
     if target.role == Role::Owner {
-        require(acting, Permission::ManageOwners)?;
+        acting.require(Permission::ManageOwners)?;
     }
     if target.is_active_owner() && target.other_active_owners == 0 {
         return Err(MembershipError::LastOwner);
@@ -87,10 +88,6 @@ pub async fn delete(scope: &TenantScope, acting: Role, id: UserId) -> Result<(),
     sqlx::query!("DELETE FROM users WHERE tenant_id = $1 AND id = $2", tenant.0, id.0).execute(tx.conn()).await?;
     tx.commit().await?;
     Ok(())
-}
-
-fn require(role: Role, permission: Permission) -> Result<(), MembershipError> {
-    if role.can(permission) { Ok(()) } else { Err(MembershipError::Lacks(role, permission)) }
 }
 
 /// The user about to change, and how many other active owners the tenant has.

@@ -1,5 +1,6 @@
-//! The permission matrix: which role may do what inside a tenant, in one table. Handlers
-//! ask `Principal::require(Permission::X)`; no other code decides access.
+//! The permission matrix: which role may do what inside a tenant, in one table, and the one
+//! check against it, `Role::require`. Handlers ask it through `Principal::require(Permission::X)`,
+//! the membership rules (`db::users`, owners-only changes) directly; no other code decides access.
 
 use serde::Serialize;
 
@@ -78,6 +79,21 @@ impl Role {
     pub fn can(self, permission: Permission) -> bool {
         MATRIX.iter().any(|(p, roles)| *p == permission && roles.contains(&self))
     }
+
+    /// The permission check: Ok when this role meets `need` (a permission of the matrix, or an
+    /// adopted table's role sets), else the refusal naming both.
+    pub fn require(self, need: impl Requirement) -> Result<(), Lacking> {
+        if need.allows(self) { Ok(()) } else { Err(Lacking { role: self, missing: need.describe() }) }
+    }
+}
+
+/// A role refused what it needed (`Role::require`); answered as 403 `forbidden`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {} role does not have {missing}", .role.as_str())]
+pub struct Lacking {
+    pub role: Role,
+    /// What was missing, as `Requirement::describe` names it (`the manage_owners permission`).
+    pub missing: String,
 }
 
 /// What `Principal::require` checks: a permission of the matrix, or reading or writing the rows

@@ -257,12 +257,18 @@ impl From<crate::auth::sessions::SessionError> for ApiError {
     }
 }
 
+impl From<crate::domain::permissions::Lacking> for ApiError {
+    fn from(e: crate::domain::permissions::Lacking) -> ApiError {
+        ApiError::forbidden(ErrorCode::Forbidden, e.to_string())
+    }
+}
+
 impl From<crate::db::users::MembershipError> for ApiError {
     fn from(e: crate::db::users::MembershipError) -> ApiError {
         use crate::db::users::MembershipError as E;
         match e {
             E::NotFound => ApiError::not_found("user"),
-            E::Lacks(..) => ApiError::forbidden(ErrorCode::Forbidden, e.to_string()),
+            E::Lacks(lacking) => lacking.into(),
             E::LastOwner => ApiError::new(StatusCode::CONFLICT, ErrorCode::LastOwner, e.to_string()),
             E::Database(e) => e.into(),
         }

@@ -98,16 +98,11 @@ async fn principal_of(
 }
 
 impl Principal {
-    /// The one permission check (the matrix is `domain::permissions`): 403 `forbidden` when
-    /// the principal's current role does not hold `permission`.
+    /// The permission check (`Role::require`: the matrix in `domain::permissions`, or an
+    /// adopted table's role sets) for the principal's current role: 403 `forbidden` when it
+    /// does not meet `need`.
     pub fn require(&self, need: impl Requirement) -> Result<(), ApiError> {
-        if need.allows(self.role) {
-            return Ok(());
-        }
-        Err(ApiError::forbidden(
-            ErrorCode::Forbidden,
-            format!("the {} role does not have {}", self.role.as_str(), need.describe()),
-        ))
+        Ok(self.role.require(need)?)
     }
 }
 
