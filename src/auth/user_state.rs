@@ -80,9 +80,9 @@ async fn load(db: &Database, tenant: TenantId, user: UserId) -> Result<Option<Us
     .fetch_optional(tx.conn())
     .await?;
     tx.commit().await?;
-    Ok(row.map(|r| (r.role, r.status, r.sessions_valid_after)).map(|(role, status, valid_after)| UserState {
-        role,
-        status,
-        sessions_valid_after_ms: valid_after.timestamp_millis(),
+    Ok(row.map(|r| UserState {
+        role: r.role,
+        status: r.status,
+        sessions_valid_after_ms: r.sessions_valid_after.timestamp_millis(),
     }))
 }

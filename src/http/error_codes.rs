@@ -91,13 +91,6 @@ error_codes! {
     WrongPassword = "wrong_password", [403], "the current password is wrong";
 }
 
-impl ErrorCode {
-    /// The codes answered with `status`.
-    pub fn for_status(status: u16) -> impl Iterator<Item = ErrorCode> {
-        ErrorCode::ALL.iter().copied().filter(move |c| c.statuses().contains(&status))
-    }
-}
-
 /// The catalogue as the Markdown table docs/api.md shows (a test keeps them equal).
 pub fn markdown_table() -> String {
     let mut out = String::from("| code | status | meaning |\n|---|---|---|\n");

@@ -1,6 +1,8 @@
 //! Extractors handlers use: JSON, path and query that reject with problem documents, the
 //! request's tenant scope (the way to a tenant transaction), and the authenticated principal.
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -117,12 +119,8 @@ impl FromRequestParts<ApiContext> for TenantScope {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
-        let context = RequestContext::of(&parts.extensions)
-            .cloned()
-            .ok_or_else(|| ApiError::internal("tenant scope requested on a route without tenant resolution"))?;
-        let tenant = context
-            .tenant()
-            .map(|t| t.id)
+        let (context, tenant) = RequestContext::of(&parts.extensions)
+            .and_then(|context| context.tenant().map(|t| (Arc::clone(context), t.id)))
             .ok_or_else(|| ApiError::internal("tenant scope requested on a route without tenant resolution"))?;
         let user = context.principal().map(|p| p.user);
         Ok(TenantScope::new(&ctx.door.db, tenant, user, context))
