@@ -5,6 +5,15 @@ use serde::{Deserialize, Serialize};
 
 use super::Invalid;
 
+/// `WebDomain::parse`'s rule as a regular expression (either case: `parse` folds it), for the
+/// OpenAPI document (`pattern = "WEB_DOMAIN_PATTERN"`, see `http::openapi::resolve_patterns`).
+pub const WEB_DOMAIN_PATTERN: &str =
+    r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$";
+
+/// `Amount::parse`'s rule as a regular expression, for the OpenAPI document
+/// (`pattern = "AMOUNT_PATTERN"`).
+pub const AMOUNT_PATTERN: &str = r"^0*[0-9]{1,15}(\.[0-9]{1,4})?$";
+
 /// A display name or title: 1–200 characters after trimming, no control characters.
 fn bounded_text(field: &'static str, raw: &str) -> Result<String, Invalid> {
     let text = raw.trim();
@@ -151,6 +160,12 @@ const ISO_4217: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN 
     TTD TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG";
 
 impl Currency {
+    /// The codes `parse` knows as a regular expression, for the OpenAPI document
+    /// (`pattern = "CURRENCY_PATTERN"`): made from the same list, so the two cannot disagree.
+    pub fn pattern() -> String {
+        format!("^({})$", ISO_4217.split_whitespace().collect::<Vec<_>>().join("|"))
+    }
+
     pub fn parse(raw: &str) -> Result<Currency, Invalid> {
         let code = raw.trim().to_ascii_uppercase();
         let known = code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) && ISO_4217.contains(&code);

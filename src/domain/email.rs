@@ -14,8 +14,8 @@ use super::Invalid;
 #[serde(transparent)]
 pub struct Email(String);
 
-/// `Email::parse`'s rule as a regular expression, for the OpenAPI schemas (`#[schema(pattern)]`
-/// needs the literal; a test checks each copy is this one).
+/// `Email::parse`'s rule as a regular expression, for the OpenAPI document
+/// (`pattern = "EMAIL_PATTERN"`, see `http::openapi::resolve_patterns`).
 pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)+$";
 
 impl Email {

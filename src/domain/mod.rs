@@ -11,14 +11,16 @@ mod slug;
 mod text;
 mod text_column;
 
-pub use crm::{Amount, Currency, DealStage, DealTitle, OrganizationName, WebDomain};
+pub use crm::{
+    AMOUNT_PATTERN, Amount, Currency, DealStage, DealTitle, OrganizationName, WEB_DOMAIN_PATTERN, WebDomain,
+};
 pub use email::{EMAIL_PATTERN, Email, ImportedEmail};
 pub use ids::{ContactId, DealId, OrganizationId, TenantId, UserId};
 pub use permissions::{Permission, Requirement, TableAccess};
 pub use platform::{DomainName, OperatorId, Plan, RESERVED_SLUGS, TenantName, TenantStatus, parse_unreserved_slug};
 pub use role::{Role, UserStatus};
-pub use slug::Slug;
-pub use text::{ContactName, NewPassword, Phone};
+pub use slug::{SLUG_PATTERN, Slug};
+pub use text::{ContactName, NewPassword, PHONE_PATTERN, Phone, TEXT_PATTERN};
 
 /// Why a value was refused; the message is shown to the client as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

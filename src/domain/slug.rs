@@ -7,6 +7,10 @@ use super::Invalid;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Slug(String);
 
+/// `Slug::parse`'s rule as a regular expression (either case: `parse` folds it), for the OpenAPI
+/// document (`pattern = "SLUG_PATTERN"`, see `http::openapi::resolve_patterns`).
+pub const SLUG_PATTERN: &str = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$";
+
 impl Slug {
     /// RFC 1123 label in lower case: 1–63 of `a-z 0-9 -`, not starting or ending with `-`.
     /// Upper case is folded, since host names are case-insensitive.

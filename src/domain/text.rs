@@ -2,6 +2,16 @@
 
 use super::Invalid;
 
+/// The rule of display names and titles (`ContactName`, `OrganizationName`, `DealTitle`,
+/// `TenantName`) as a regular expression, for the OpenAPI document (`pattern = "TEXT_PATTERN"`,
+/// see `http::openapi::resolve_patterns`): no control characters, one that is not a space. The
+/// 200-character bound is the schemas' `max_length`.
+pub const TEXT_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+
+/// `Phone::parse`'s rule as a regular expression, for the OpenAPI document
+/// (`pattern = "PHONE_PATTERN"`); the 40-character bound is the schemas' `max_length`.
+pub const PHONE_PATTERN: &str = r"^[ +()./-]*[0-9][ +()./-]*[0-9][ +()./-]*[0-9][0-9 +()./-]*$";
+
 /// A contact's display name: 1–200 characters after trimming, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactName(String);

@@ -257,6 +257,7 @@ async fn method_not_allowed() -> ApiError {
 pub fn router(ctx: ApiContext, limits: Limits) -> Router {
     let (routes, mut api) = api_routes(&ctx).split_for_parts();
     openapi::document_common_answers(&mut api);
+    openapi::resolve_patterns(&mut api);
     let data_routes = ["/v1/data/{table}", "/v1/data/{table}/{id}"];
     ctx.metrics.register_routes(api.paths.paths.keys().map(String::as_str).chain(data_routes));
     let document = openapi::Document::new(&api, Arc::clone(&ctx.data));

@@ -2,15 +2,104 @@
 //! document from what the operation is: a tenant route (resolution can refuse it), a bearer
 //! route (authentication and the tenant's quota can), one that reads a body (the extractor
 //! can), one with a path parameter, and any route (an unavailable database, the request
-//! timeout), each answer's codes described from the error catalogue (`error_codes`). Each operation's own `responses(...)` list what only its handler answers; an
-//! answer listed there is left as it is. With this, a client generated from the document (or a
-//! fuzzer checking conformance) meets no status it was not told about.
+//! timeout), each answer's codes described from the error catalogue (`error_codes`). Each
+//! operation's own `responses(...)` list what only its handler answers; an answer listed there
+//! is left as it is. With this, a client generated from the document (or a fuzzer checking
+//! conformance) meets no status it was not told about.
+//!
+//! Also the parsers' rules as regular expressions (`resolve_patterns`): a schema names the rule
+//! (`pattern = "SLUG_PATTERN"`) and gets the constant kept beside its parser.
 
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{AdditionalProperties, ArrayItems, Schema};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
 
 use super::error_codes::ErrorCode;
+use crate::domain::{
+    AMOUNT_PATTERN, Currency, EMAIL_PATTERN, PHONE_PATTERN, SLUG_PATTERN, TEXT_PATTERN, WEB_DOMAIN_PATTERN,
+};
+use crate::http::pagination::UUID_CURSOR_PATTERN;
+
+/// Text PostgreSQL can store (no NUL): a login's e-mail and password, which are not parsed.
+const NUL_FREE_PATTERN: &str = r"^[^\x00]*$";
+
+/// The regular expression a schema names by `pattern = "NAME"`. utoipa takes only a string
+/// literal there, so a rule used in several schemas is named once and kept beside its parser
+/// instead of copied into each; `resolve_patterns` puts it in.
+fn named_pattern(name: &str) -> Option<String> {
+    let pattern = match name {
+        "AMOUNT_PATTERN" => AMOUNT_PATTERN,
+        "CURRENCY_PATTERN" => return Some(Currency::pattern()),
+        "EMAIL_PATTERN" => EMAIL_PATTERN,
+        "NUL_FREE_PATTERN" => NUL_FREE_PATTERN,
+        "PHONE_PATTERN" => PHONE_PATTERN,
+        "SLUG_PATTERN" => SLUG_PATTERN,
+        "TEXT_PATTERN" => TEXT_PATTERN,
+        "UUID_CURSOR_PATTERN" => UUID_CURSOR_PATTERN,
+        "WEB_DOMAIN_PATTERN" => WEB_DOMAIN_PATTERN,
+        _ => return None,
+    };
+    Some(pattern.to_string())
+}
+
+/// Replace every named pattern in `api` (component schemas, parameters, bodies) with the rule it
+/// names. A name that names nothing is a typo in a schema attribute: it panics while the router
+/// is built, so every test that builds one fails.
+pub fn resolve_patterns(api: &mut OpenApi) {
+    fn resolve(schema: &mut RefOr<Schema>) {
+        let RefOr::T(schema) = schema else { return };
+        match schema {
+            Schema::Object(object) => {
+                if let Some(pattern) = object.pattern.as_mut().filter(|p| p.ends_with("_PATTERN")) {
+                    *pattern = named_pattern(pattern).unwrap_or_else(|| {
+                        panic!("pattern = {pattern:?} names no rule (http::openapi::named_pattern)")
+                    });
+                }
+                object.properties.values_mut().for_each(resolve);
+                if let Some(AdditionalProperties::RefOr(inner)) = object.additional_properties.as_deref_mut() {
+                    resolve(inner);
+                }
+            }
+            Schema::Array(array) => {
+                if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                    resolve(items);
+                }
+            }
+            Schema::OneOf(one) => one.items.iter_mut().for_each(resolve),
+            Schema::AllOf(all) => all.items.iter_mut().for_each(resolve),
+            Schema::AnyOf(any) => any.items.iter_mut().for_each(resolve),
+            _ => {}
+        }
+    }
+    fn resolve_content(content: &mut RefOr<Content>) {
+        if let RefOr::T(Content { schema: Some(schema), .. }) = content {
+            resolve(schema);
+        }
+    }
+    if let Some(components) = api.components.as_mut() {
+        components.schemas.values_mut().for_each(resolve);
+    }
+    for item in api.paths.paths.values_mut() {
+        for operation in operations(item) {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if let RefOr::T(parameter) = parameter
+                    && let Some(schema) = parameter.schema.as_mut()
+                {
+                    resolve(schema);
+                }
+            }
+            if let Some(RefOr::T(body)) = operation.request_body.as_mut() {
+                body.content.values_mut().for_each(resolve_content);
+            }
+            for response in operation.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.content.values_mut().for_each(resolve_content);
+                }
+            }
+        }
+    }
+}
 
 /// What a route is, for the answers it can give.
 struct Route<'a> {
@@ -193,5 +282,45 @@ impl Document {
             }
         };
         ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ComponentsBuilder, OpenApiBuilder};
+
+    use super::*;
+
+    fn document_with_pattern(pattern: &str) -> OpenApi {
+        let field = ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern));
+        let schema = ObjectBuilder::new().property("slug", field);
+        OpenApiBuilder::new().components(Some(ComponentsBuilder::new().schema("Named", schema).build())).build()
+    }
+
+    fn pattern_of(api: &OpenApi) -> Option<String> {
+        let Some(RefOr::T(Schema::Object(named))) = api.components.as_ref().and_then(|c| c.schemas.get("Named")) else {
+            return None;
+        };
+        match named.properties.get("slug") {
+            Some(RefOr::T(Schema::Object(slug))) => slug.pattern.clone(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_named_pattern_becomes_its_rule_and_a_literal_stays() {
+        let mut api = document_with_pattern("SLUG_PATTERN");
+        resolve_patterns(&mut api);
+        assert_eq!(pattern_of(&api).as_deref(), Some(SLUG_PATTERN));
+        let mut api = document_with_pattern("^(jsonl|csv)$");
+        resolve_patterns(&mut api);
+        assert_eq!(pattern_of(&api).as_deref(), Some("^(jsonl|csv)$"));
+    }
+
+    #[test]
+    #[should_panic(expected = "names no rule")]
+    fn a_name_that_names_no_rule_is_refused() {
+        resolve_patterns(&mut document_with_pattern("SLUGG_PATTERN"));
     }
 }

@@ -39,6 +39,10 @@ impl Keyset {
     }
 }
 
+/// `uuid_cursor`'s rule as a regular expression, for the OpenAPI document (parameters name it:
+/// `pattern = "UUID_CURSOR_PATTERN"`, see `openapi::resolve_patterns`).
+pub const UUID_CURSOR_PATTERN: &str = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$";
+
 /// A uuid cursor as this API gives them out: the hyphenated form only (what the documented
 /// pattern allows; `Uuid::parse_str` would also take braces, a urn or bare hex).
 pub fn uuid_cursor(cursor: &str) -> Result<Uuid, ApiError> {

@@ -328,3 +328,57 @@ async fn every_email_field_documents_the_parsers_pattern() {
     }
     assert!(emails.len() >= 4, "only {emails:?} are request e-mail fields");
 }
+
+/// A rule used by several schemas is named in their attributes and kept once beside its parser
+/// (`http::openapi::resolve_patterns`): each field and parameter below carries its parser's
+/// rule, and no name is left in the document.
+#[tokio::test]
+async fn schemas_and_parameters_carry_their_parsers_rules() {
+    use rowguard::domain::{
+        AMOUNT_PATTERN, Currency, EMAIL_PATTERN, PHONE_PATTERN, SLUG_PATTERN, TEXT_PATTERN, WEB_DOMAIN_PATTERN,
+    };
+    use rowguard::http::pagination::UUID_CURSOR_PATTERN;
+    let app = spawn_app_with(|_| {}).await;
+    let spec = app.call(Method::GET, "/openapi.json", &[], None).await.body;
+    let currency = Currency::pattern();
+    let fields: &[(&str, &str, &str)] = &[
+        ("SignupRequest", "slug", SLUG_PATTERN),
+        ("NewTenantRequest", "slug", SLUG_PATTERN),
+        ("SignupRequest", "name", TEXT_PATTERN),
+        ("NewTenantRequest", "name", TEXT_PATTERN),
+        ("TenantPatch", "name", TEXT_PATTERN),
+        ("NewContact", "name", TEXT_PATTERN),
+        ("ContactPatch", "name", TEXT_PATTERN),
+        ("NewOrganization", "name", TEXT_PATTERN),
+        ("OrganizationPatch", "name", TEXT_PATTERN),
+        ("NewDeal", "title", TEXT_PATTERN),
+        ("DealPatch", "title", TEXT_PATTERN),
+        ("NewContact", "email", EMAIL_PATTERN),
+        ("NewContact", "phone", PHONE_PATTERN),
+        ("ContactPatch", "phone", PHONE_PATTERN),
+        ("NewOrganization", "domain", WEB_DOMAIN_PATTERN),
+        ("OrganizationPatch", "domain", WEB_DOMAIN_PATTERN),
+        ("NewDeal", "amount", AMOUNT_PATTERN),
+        ("DealPatch", "amount", AMOUNT_PATTERN),
+        ("NewDeal", "currency", &currency),
+        ("DealPatch", "currency", &currency),
+    ];
+    for (schema, field, rule) in fields {
+        let pattern = spec["components"]["schemas"][schema]["properties"][field]["pattern"].as_str();
+        assert_eq!(pattern, Some(*rule), "{schema}.{field}");
+    }
+    let cursors = [
+        ("/v1/users", UUID_CURSOR_PATTERN),
+        ("/v1/contacts", UUID_CURSOR_PATTERN),
+        ("/v1/organizations", UUID_CURSOR_PATTERN),
+        ("/v1/deals", UUID_CURSOR_PATTERN),
+        ("/platform/v1/tenants", SLUG_PATTERN),
+    ];
+    for (path, rule) in cursors {
+        let parameters = spec["paths"][path]["get"]["parameters"].as_array().expect("parameters");
+        let cursor = parameters.iter().find(|p| p["name"] == "cursor").expect("a cursor parameter");
+        assert_eq!(cursor["schema"]["pattern"].as_str(), Some(rule), "GET {path} cursor");
+    }
+    let document = spec.to_string();
+    assert!(!document.contains("_PATTERN\""), "a pattern name is left unresolved");
+}

@@ -21,9 +21,9 @@ use crate::metrics::RateLimited;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(pattern = r"^[^\x00]*$")]
+    #[schema(pattern = "NUL_FREE_PATTERN")]
     email: String,
-    #[schema(pattern = r"^[^\x00]*$")]
+    #[schema(pattern = "NUL_FREE_PATTERN")]
     password: String,
 }
 

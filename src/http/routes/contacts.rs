@@ -41,7 +41,7 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    #[param(pattern = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")]
+    #[param(pattern = "UUID_CURSOR_PATTERN")]
     cursor: Option<String>,
     /// Only the contacts of this organization.
     organization_id: Option<OrganizationId>,
@@ -50,14 +50,11 @@ pub struct ListParams {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewContact {
-    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 200)]
+    #[schema(pattern = "TEXT_PATTERN", max_length = 200)]
     name: String,
-    #[schema(
-        pattern = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)+$",
-        max_length = 254
-    )]
+    #[schema(pattern = "EMAIL_PATTERN", max_length = 254)]
     email: String,
-    #[schema(pattern = r"^[ +()./-]*[0-9][ +()./-]*[0-9][ +()./-]*[0-9][0-9 +()./-]*$", max_length = 40)]
+    #[schema(pattern = "PHONE_PATTERN", max_length = 40)]
     phone: Option<String>,
     organization_id: Option<OrganizationId>,
 }
@@ -66,15 +63,12 @@ pub struct NewContact {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactPatch {
-    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 200)]
+    #[schema(pattern = "TEXT_PATTERN", max_length = 200)]
     name: Option<String>,
-    #[schema(
-        pattern = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)+$",
-        max_length = 254
-    )]
+    #[schema(pattern = "EMAIL_PATTERN", max_length = 254)]
     email: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, pattern = r"^[ +()./-]*[0-9][ +()./-]*[0-9][ +()./-]*[0-9][0-9 +()./-]*$", max_length = 40)]
+    #[schema(value_type = Option<String>, pattern = "PHONE_PATTERN", max_length = 40)]
     phone: Option<Option<String>>,
     /// `null` detaches the contact from its organization.
     #[serde(default, deserialize_with = "present")]

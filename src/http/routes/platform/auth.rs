@@ -19,9 +19,9 @@ use crate::metrics::RateLimited;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorLogin {
-    #[schema(pattern = r"^[^\x00]*$")]
+    #[schema(pattern = "NUL_FREE_PATTERN")]
     email: String,
-    #[schema(pattern = r"^[^\x00]*$")]
+    #[schema(pattern = "NUL_FREE_PATTERN")]
     password: String,
 }
 

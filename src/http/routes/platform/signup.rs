@@ -17,14 +17,11 @@ use crate::platform::NewTenant;
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
     /// The tenant's subdomain: a DNS label that is not reserved (www, api, admin, …).
-    #[schema(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")]
+    #[schema(pattern = "SLUG_PATTERN")]
     slug: String,
-    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 200)]
+    #[schema(pattern = "TEXT_PATTERN", max_length = 200)]
     name: String,
-    #[schema(
-        pattern = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)+$",
-        max_length = 254
-    )]
+    #[schema(pattern = "EMAIL_PATTERN", max_length = 254)]
     owner_email: String,
     /// 8 to 256 characters.
     #[schema(min_length = 8, max_length = 256)]

@@ -39,7 +39,7 @@ pub struct TenantListParams {
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page (tenants are listed in slug order).
-    #[param(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")]
+    #[param(pattern = "SLUG_PATTERN")]
     cursor: Option<String>,
     /// Only tenants in this status.
     status: Option<TenantStatus>,
@@ -49,14 +49,11 @@ pub struct TenantListParams {
 #[serde(deny_unknown_fields)]
 pub struct NewTenantRequest {
     /// The tenant's subdomain: a DNS label that is not reserved (www, api, admin, …).
-    #[schema(pattern = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")]
+    #[schema(pattern = "SLUG_PATTERN")]
     slug: String,
-    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 200)]
+    #[schema(pattern = "TEXT_PATTERN", max_length = 200)]
     name: String,
-    #[schema(
-        pattern = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)+$",
-        max_length = 254
-    )]
+    #[schema(pattern = "EMAIL_PATTERN", max_length = 254)]
     owner_email: String,
     /// 8 to 256 characters.
     #[schema(min_length = 8, max_length = 256)]
@@ -88,7 +85,7 @@ pub enum InitialStatus {
 pub struct TenantPatch {
     status: Option<TenantStatus>,
     plan: Option<Plan>,
-    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$", max_length = 200)]
+    #[schema(pattern = "TEXT_PATTERN", max_length = 200)]
     name: Option<String>,
 }
 
