@@ -17,6 +17,16 @@ pub fn merge_into(document: &mut Value, schema: &Schema) {
         let Some(key) = table.key_column() else { continue };
         let base = component_name(&table.name);
         schemas.insert(base.clone(), row_schema(table));
+        // A page's rows hold only the `select`ed columns when it names some.
+        let mut selected = row_schema(table);
+        if let Some(o) = selected.as_object_mut() {
+            o.remove("required");
+            o.insert(
+                "description".into(),
+                json!(format!("A row of {}: the `select`ed columns, else all.", table.name)),
+            );
+        }
+        schemas.insert(format!("{base}.selected"), selected);
         schemas.insert(format!("{base}.new"), write_schema(table, true));
         schemas.insert(format!("{base}.patch"), write_schema(table, false));
         schemas.insert(
@@ -25,7 +35,7 @@ pub fn merge_into(document: &mut Value, schema: &Schema) {
                 "type": "object",
                 "required": ["items", "next_cursor"],
                 "properties": {
-                    "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{base}")}},
+                    "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{base}.selected")}},
                     "next_cursor": {"type": ["string", "null"],
                         "description": "Pass as `cursor` for the next page; null on the last page."}
                 }
@@ -36,7 +46,10 @@ pub fn merge_into(document: &mut Value, schema: &Schema) {
         let mut list_params = vec![
             query_param("limit", json!({"type": "integer", "minimum": 1, "maximum": 100}), "Page size (default 20)."),
             query_param("cursor", key_schema(key), "`next_cursor` of the previous page."),
-            query_param("select", json!({"type": "string"}), "Comma-separated columns to answer with (default: all)."),
+            json!({"name": "select", "in": "query", "required": false, "style": "form", "explode": false,
+                "schema": {"type": "array", "minItems": 1,
+                    "items": {"type": "string", "enum": table.columns.iter().map(|c| &c.name).collect::<Vec<_>>()}},
+                "description": "The columns to answer with, comma-separated (default: all)."}),
         ];
         for column in table.filterable.iter().filter_map(|c| table.column(c)) {
             if !["limit", "cursor", "select"].contains(&column.name.as_str()) {
@@ -96,7 +109,7 @@ fn generic_paths(paths: &mut Map<String, Value>) {
         table.clone(),
         query_param("limit", json!({"type": "integer", "minimum": 1, "maximum": 100}), "Page size (default 20)."),
         query_param("cursor", json!({"type": "string"}), "`next_cursor` of the previous page."),
-        query_param("select", json!({"type": "string"}), "Comma-separated columns to answer with."),
+        query_param("select", json!({"type": "string", "minLength": 1}), "Comma-separated columns to answer with."),
     ];
     let one = vec![table.clone(), id];
     paths.insert(
