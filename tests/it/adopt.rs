@@ -400,6 +400,36 @@ async fn verify_names_an_adopted_table_once_its_rls_is_no_longer_forced() {
 }
 
 #[tokio::test]
+async fn verify_names_an_adopted_table_whose_app_role_grants_were_revoked_and_adopt_restores_them() {
+    let (app, _dir) = app_with_operator_tables().await;
+    adopt_both(&app).await;
+    let mut su = app.superuser_connection().await;
+    su.execute("REVOKE DELETE ON projects FROM rowguard_app").await.expect("revoke");
+    let findings = verify(&mut su).await.expect("verify");
+    let named: Vec<_> = findings.iter().map(|f| (f.object.as_str(), f.rule)).collect();
+    assert_eq!(named, vec![("projects", Rule::AppRoleGrantMissing)], "{findings:#?}");
+    let message = &findings[0].message;
+    assert!(message.contains("rowguard_app lacks DELETE on projects"), "{message}");
+    assert!(message.contains("`rowguard tables adopt projects`"), "{message}");
+    let listed = tenant_tables(&mut su).await.expect("list");
+    let projects = listed.iter().find(|t| t.name == "projects").expect("listed");
+    assert_eq!(projects.findings, vec!["app-role-grant-missing".to_string()]);
+    // The API's delete is what fails without it, as the app role finds.
+    let a = app.create_tenant("alpha").await;
+    let mut conn = app.app_connection().await;
+    let project = insert_project(&mut conn, a.id, "Alpha's", "tok-a").await;
+    let mut tx = TenantTx::begin_on(&mut conn, a.id).await.expect("begin");
+    let refused = sqlx::query("DELETE FROM projects WHERE id = $1").bind(project).execute(tx.conn()).await;
+    assert!(refused.expect_err("no DELETE").to_string().contains("permission denied"));
+    drop(tx);
+
+    let repaired = adopt(&mut su, "projects", None, None, false).await.expect("adopt again");
+    let steps: Vec<&str> = repaired.plan.steps.iter().map(|s| s.sql.as_str()).collect();
+    assert_eq!(steps, vec!["GRANT DELETE ON \"projects\" TO rowguard_app"]);
+    assert!(verify(&mut su).await.expect("verify").is_empty());
+}
+
+#[tokio::test]
 async fn export_import_and_purge_carry_adopted_tables() {
     let (app, _dir) = app_with_operator_tables().await;
     adopt_both(&app).await;
