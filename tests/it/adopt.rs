@@ -429,6 +429,41 @@ async fn verify_names_an_adopted_table_whose_app_role_grants_were_revoked_and_ad
     assert!(verify(&mut su).await.expect("verify").is_empty());
 }
 
+/// An operator's table is fixed with `rowguard tables adopt`, not by editing rowguard's
+/// migrations or constants: every fix verify offers for one says so, and none names internals.
+#[tokio::test]
+async fn verify_tells_an_operator_to_adopt_their_table_never_to_edit_rowguard() {
+    let (app, _dir) = app_with_operator_tables().await;
+    let mut su = app.superuser_connection().await;
+    // tasks: RLS on but no policy, a second shape of "not guarded yet".
+    su.execute("ALTER TABLE tasks ENABLE ROW LEVEL SECURITY").await.expect("enable");
+    let findings = verify(&mut su).await.expect("verify");
+    let rules = |table: &str| findings.iter().filter(|f| f.object == table).map(|f| f.rule).collect::<Vec<_>>();
+    assert_eq!(
+        rules("projects"),
+        vec![Rule::RlsNotEnabled, Rule::RlsNotForced, Rule::CommandNotCovered, Rule::AuditTriggerMissing],
+        "{findings:#?}"
+    );
+    assert_eq!(rules("tasks"), vec![Rule::RlsNotForced, Rule::RlsEnabledNoPolicy, Rule::AuditTriggerMissing]);
+    for f in findings.iter().filter(|f| f.object == "projects" || f.object == "tasks") {
+        assert!(f.message.contains(&format!("`rowguard tables adopt {}`", f.object)), "{f:?}");
+        for internal in ["PLATFORM_TABLES", "AUDIT_EXEMPT_TABLES", "policies/V", "policy migration", "schema migration"]
+        {
+            assert!(!f.message.contains(internal), "{internal} is rowguard's, not the operator's: {f:?}");
+        }
+    }
+    // Not adopted yet: granting is part of adopting, so no grant is reported missing.
+    assert!(!findings.iter().any(|f| f.rule == Rule::AppRoleGrantMissing), "{findings:#?}");
+    // A built-in table keeps the advice for rowguard's own migrations.
+    su.execute("DROP TRIGGER audit_row_change ON contacts").await.expect("drop trigger");
+    let findings = verify(&mut su).await.expect("verify");
+    let contacts = findings.iter().find(|f| f.object == "contacts").expect("contacts");
+    assert!(
+        contacts.message.contains("AUDIT_EXEMPT_TABLES") && !contacts.message.contains("tables adopt"),
+        "{contacts:?}"
+    );
+}
+
 #[tokio::test]
 async fn export_import_and_purge_carry_adopted_tables() {
     let (app, _dir) = app_with_operator_tables().await;
