@@ -248,7 +248,9 @@ pub async fn plan(
         )),
         Some(_) => {}
     }
-    if !problems.is_empty() {
+    // Without tenant_id every key check below would only say so again; with one (nullable or
+    // of the wrong type), the keys are checked too, so one run names everything to change.
+    if tenant_id.is_none() {
         return Err(AdoptError::Refused { table: table.to_string(), problems });
     }
 
@@ -333,14 +335,12 @@ pub async fn plan(
         }
         let carries_tenant = fk.columns.iter().zip(&fk.ref_columns).any(|(c, r)| c == "tenant_id" && r == "tenant_id");
         if !carries_tenant {
+            let (columns, ref_columns) = tenant_foreign_key(&fk.columns, &fk.ref_columns);
             problems.push(format!(
                 "foreign key {} on {from} ({}) does not match tenant_id to tenant_id; foreign-key checks ignore \
                  RLS, so it would let one tenant point at (and probe for) another tenant's {to} rows: make it \
-                 FOREIGN KEY ({}) REFERENCES {to} ({})",
-                fk.name,
-                fk.definition,
-                with_tenant_id(&fk.columns),
-                with_tenant_id(&fk.ref_columns)
+                 FOREIGN KEY ({columns}) REFERENCES {to} ({ref_columns})",
+                fk.name, fk.definition,
             ));
         }
     }
@@ -568,6 +568,30 @@ fn with_tenant_id(columns: &[String]) -> String {
         .join(", ")
 }
 
+/// A foreign key as it must be to carry the tenant: tenant_id paired with the target's
+/// tenant_id, then every other column with the column it references now, in order. A column
+/// that stood where the target's tenant_id is (`(other_tenant, client_id) REFERENCES clients
+/// (tenant_id, id)`) drops out, since tenant_id takes its place: `(tenant_id, client_id)
+/// REFERENCES clients (tenant_id, id)`. A target without tenant_id in the key gets it first
+/// (its key must become `(tenant_id, …)` too). Returns both column lists.
+fn tenant_foreign_key(columns: &[String], ref_columns: &[String]) -> (String, String) {
+    let rest: Vec<(&str, &str)> = columns
+        .iter()
+        .zip(ref_columns)
+        .map(|(c, r)| (c.as_str(), r.as_str()))
+        .filter(|(_, r)| *r != "tenant_id")
+        .collect();
+    // tenant_id paired with another column of the target: the column that should reference it
+    // is not in the key, so it is left for the reader to name.
+    let from = rest.iter().map(|(c, _)| if *c == "tenant_id" { "…".to_string() } else { quote_ident_if_needed(c) });
+    let to = rest.iter().map(|(_, r)| quote_ident_if_needed(r));
+    let list = |names: Vec<String>| names.join(", ");
+    (
+        list(std::iter::once("tenant_id".to_string()).chain(from).collect()),
+        list(std::iter::once("tenant_id".to_string()).chain(to).collect()),
+    )
+}
+
 fn carries_tenant_id(columns: &[String]) -> bool {
     columns.iter().any(|c| c == "tenant_id")
 }
@@ -598,5 +622,24 @@ mod tests {
         assert_eq!(with_tenant_id(&cols(&["id"])), "tenant_id, id");
         assert_eq!(with_tenant_id(&cols(&["id", "tenant_id"])), "tenant_id, id");
         assert_eq!(with_tenant_id(&cols(&["Project Id"])), "tenant_id, \"Project Id\"");
+    }
+
+    #[test]
+    fn a_suggested_foreign_key_pairs_tenant_id_with_tenant_id_and_keeps_the_rest_aligned() {
+        let cols = |s: &[&str]| s.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let table = [
+            // (columns, referenced columns) → (suggested columns, suggested referenced columns)
+            (&["parent_id"][..], &["id"][..], "tenant_id, parent_id", "tenant_id, id"),
+            (&["other_tenant", "client_id"], &["tenant_id", "id"], "tenant_id, client_id", "tenant_id, id"),
+            (&["client_id", "other_tenant"], &["id", "tenant_id"], "tenant_id, client_id", "tenant_id, id"),
+            (&["a", "b"], &["x", "y"], "tenant_id, a, b", "tenant_id, x, y"),
+            (&["tenant_id", "owner"], &["id", "tenant_id"], "tenant_id, …", "tenant_id, id"),
+            (&["Client Id"], &["id"], "tenant_id, \"Client Id\"", "tenant_id, id"),
+        ];
+        for (columns, references, from, to) in table {
+            let (c, r) = tenant_foreign_key(&cols(columns), &cols(references));
+            assert_eq!((c.as_str(), r.as_str()), (from, to), "{columns:?} → {references:?}");
+            assert_eq!(c.split(", ").count(), r.split(", ").count(), "as many columns on both sides");
+        }
     }
 }

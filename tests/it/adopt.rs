@@ -200,6 +200,11 @@ async fn adopt_refuses_keys_that_break_invariant_1_and_names_what_to_change() {
         "CREATE TABLE children (tenant_id uuid NOT NULL, id uuid NOT NULL, parent_id uuid REFERENCES parents (id),
                                 PRIMARY KEY (tenant_id, id))",
         "CREATE TABLE loose (tenant_id uuid, id uuid NOT NULL)",
+        "CREATE TABLE clients (tenant_id uuid NOT NULL, id uuid NOT NULL, PRIMARY KEY (tenant_id, id))",
+        "CREATE TABLE invoices (tenant_id uuid NOT NULL, id uuid NOT NULL, other_tenant uuid, client_id uuid,
+                                PRIMARY KEY (tenant_id, id),
+                                CONSTRAINT invoices_client FOREIGN KEY (other_tenant, client_id)
+                                    REFERENCES clients (tenant_id, id))",
         "RESET ROLE",
     ] {
         su.execute(statement).await.expect(statement);
@@ -222,8 +227,20 @@ async fn adopt_refuses_keys_that_break_invariant_1_and_names_what_to_change() {
     assert!(parents.contains("ADD UNIQUE (tenant_id, id)"), "{parents}");
     assert!(parents.contains("children_parent_id_fkey"), "the incoming key too: {parents}");
 
+    // A key that carries some other column where the target has tenant_id: tenant_id takes
+    // that column's place, and the lists stay as long as each other.
+    let invoices = refusal(adopt(&mut su, "invoices", None, None, false).await.expect_err("wrong tenant column"));
+    assert!(invoices.contains("foreign key invoices_client"), "{invoices}");
+    assert!(
+        invoices.contains("make it FOREIGN KEY (tenant_id, client_id) REFERENCES clients (tenant_id, id)"),
+        "{invoices}"
+    );
+    assert!(!invoices.contains("(tenant_id, other_tenant"), "{invoices}");
+
+    // Every problem at once: a nullable tenant_id does not hide the missing key.
     let loose = refusal(adopt(&mut su, "loose", None, None, false).await.expect_err("nullable tenant"));
     assert!(loose.contains("SET NOT NULL"), "{loose}");
+    assert!(loose.contains("loose has no primary key") && loose.contains("ADD PRIMARY KEY (tenant_id, id)"), "{loose}");
 
     assert!(matches!(adopt(&mut su, "contacts", None, None, false).await, Err(AdoptError::BuiltIn(_))));
     assert!(matches!(adopt(&mut su, "tenants", None, None, false).await, Err(AdoptError::Platform(_))));
