@@ -50,6 +50,11 @@ fn role_names(roles: &[Role]) -> Vec<String> {
     roles.iter().map(|r| r.as_str().to_string()).collect()
 }
 
+/// `owner,admin`, as the flags take them.
+fn role_list(roles: &[Role]) -> String {
+    role_names(roles).join(",")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdoptError {
     #[error("database: {0}")]
@@ -68,6 +73,15 @@ pub enum AdoptError {
     NoRegistry,
     #[error("cannot adopt {table}:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
     Refused { table: String, problems: Vec<String> },
+    /// A role that may write but not read would get rows back from its writes (the API answers
+    /// a POST or PATCH with the row), so every writer must also read.
+    #[error(
+        "cannot adopt {table}: {} may write its rows but not read them, and a write answers with the row written; \
+         add them to --read-roles (`--read-roles {}`) or leave them out of --write-roles",
+        role_list(.unreadable),
+        role_list(.read_with_them)
+    )]
+    WritersCannotRead { table: String, unreadable: Vec<Role>, read_with_them: Vec<Role> },
 }
 
 /// One change adopt will make: what it is for, and the SQL that makes it.
@@ -215,6 +229,19 @@ pub async fn plan(
         .fetch_optional(&mut *conn)
         .await?
     };
+    // The role sets: as given, else as registered, else the defaults; writers must read.
+    let registered_sets = registered.as_ref().map(|(r, w)| RoleSets {
+        read: Role::ALL.into_iter().filter(|x| r.iter().any(|n| n == x.as_str())).collect(),
+        write: Role::ALL.into_iter().filter(|x| w.iter().any(|n| n == x.as_str())).collect(),
+    });
+    let base = registered_sets.clone().unwrap_or_default();
+    let roles = RoleSets { read: read.unwrap_or(base.read), write: write.unwrap_or(base.write) };
+    let unreadable: Vec<Role> = roles.write.iter().filter(|r| !roles.read.contains(r)).copied().collect();
+    if !unreadable.is_empty() {
+        let read_with_them =
+            Role::ALL.into_iter().filter(|r| roles.read.contains(r) || unreadable.contains(r)).collect();
+        return Err(AdoptError::WritersCannotRead { table: table.to_string(), unreadable, read_with_them });
+    }
     let ident = quote_ident(table);
     let mut problems = Vec::new();
 
@@ -510,13 +537,7 @@ pub async fn plan(
         }
     }
 
-    // The registry: roles as given, else as registered, else the defaults.
-    let registered_sets = registered.as_ref().map(|(r, w)| RoleSets {
-        read: Role::ALL.into_iter().filter(|x| r.iter().any(|n| n == x.as_str())).collect(),
-        write: Role::ALL.into_iter().filter(|x| w.iter().any(|n| n == x.as_str())).collect(),
-    });
-    let base = registered_sets.clone().unwrap_or_default();
-    let roles = RoleSets { read: read.unwrap_or(base.read), write: write.unwrap_or(base.write) };
+    // The registry: the role sets worked out above.
     let literal_array = |roles: &[Role]| {
         format!("ARRAY[{}]::text[]", role_names(roles).iter().map(|r| quote_literal(r)).collect::<Vec<_>>().join(", "))
     };

@@ -481,6 +481,91 @@ async fn verify_tells_an_operator_to_adopt_their_table_never_to_edit_rowguard() 
     );
 }
 
+/// Writers must read: the API answers a write with the row written.
+#[tokio::test]
+async fn adopt_refuses_writers_who_cannot_read_whichever_flag_or_default_sets_them() {
+    let (app, _dir) = app_with_operator_tables().await;
+    let mut su = app.superuser_connection().await;
+    let roles = |names: &[&str]| parse_roles(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("roles");
+    let refused = |err: AdoptError| {
+        let text = err.to_string();
+        match err {
+            AdoptError::WritersCannotRead { unreadable, .. } => (unreadable, text),
+            other => panic!("expected writers who cannot read, got {other}"),
+        }
+    };
+
+    // Both flags.
+    let err = adopt(&mut su, "projects", Some(roles(&["owner"])), Some(roles(&["owner", "admin"])), false)
+        .await
+        .expect_err("admin writes but cannot read");
+    let (unreadable, text) = refused(err);
+    assert_eq!(unreadable, vec![Role::Admin]);
+    assert!(text.contains("admin may write its rows but not read them"), "{text}");
+    assert!(text.contains("`--read-roles owner,admin`"), "{text}");
+    // --read-roles alone, against the default writers.
+    let err = adopt(&mut su, "projects", Some(roles(&["owner", "admin"])), None, false).await.expect_err("defaults");
+    let (unreadable, text) = refused(err);
+    assert_eq!(unreadable, vec![Role::Manager, Role::Member]);
+    assert!(text.contains("`--read-roles owner,admin,manager,member`"), "{text}");
+    let registered: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM rowguard_adopted_tables").fetch_one(&mut su).await.expect("count");
+    assert_eq!(registered, 0, "a refusal records nothing");
+
+    // --write-roles alone, against the registered readers.
+    adopt(&mut su, "projects", Some(roles(&["owner", "admin"])), Some(roles(&["owner"])), false).await.expect("adopt");
+    let err = adopt(&mut su, "projects", None, Some(roles(&["owner", "member"])), false).await.expect_err("registry");
+    assert_eq!(refused(err).0, vec![Role::Member]);
+    // Narrowing the readers below the registered writers, too.
+    let err = adopt(&mut su, "projects", Some(roles(&["admin"])), None, false).await.expect_err("registered writers");
+    assert_eq!(refused(err).0, vec![Role::Owner]);
+
+    // The registry holds it whoever writes it.
+    let check = sqlx::query("UPDATE rowguard_adopted_tables SET write_roles = '{owner,member}'")
+        .execute(&mut su)
+        .await
+        .expect_err("the CHECK refuses");
+    assert_eq!(check.as_database_error().and_then(|e| e.code()).as_deref(), Some("23514"), "{check}");
+}
+
+/// sql/V20 adds the CHECK to registries that may already break it: such rows are fixed first
+/// (the writers are added to the readers), so the migration cannot fail on them.
+#[tokio::test]
+async fn the_writers_read_migration_widens_the_readers_of_rows_written_before_it() {
+    const V20: &str = include_str!("../../sql/V20__adopted_tables_writers_read.sql");
+    let (app, _dir) = app_with_operator_tables().await;
+    adopt_both(&app).await;
+    let mut su = app.superuser_connection().await;
+    su.execute(
+        "ALTER TABLE rowguard_adopted_tables DROP CONSTRAINT rowguard_adopted_tables_writers_read;
+         UPDATE rowguard_adopted_tables SET read_roles = '{auditor,owner}', write_roles = '{owner,member}'
+          WHERE table_name = 'projects'",
+    )
+    .await
+    .expect("a row from before the CHECK");
+    su.execute(V20).await.expect("the migration applies");
+    let sets: Vec<(String, Vec<String>, Vec<String>)> =
+        sqlx::query_as("SELECT table_name, read_roles, write_roles FROM rowguard_adopted_tables ORDER BY 1")
+            .fetch_all(&mut su)
+            .await
+            .expect("registry");
+    let all = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        sets,
+        vec![
+            ("projects".into(), all(&["owner", "member", "auditor"]), all(&["owner", "member"])),
+            (
+                "tasks".into(),
+                all(&["owner", "admin", "manager", "member", "auditor"]),
+                all(&["owner", "admin", "manager", "member"])
+            ),
+        ]
+    );
+    // The fixed set is stored as adopt stores it: adopting again changes nothing.
+    let again = adopt(&mut su, "projects", None, None, false).await.expect("adopt again");
+    assert!(again.plan.is_empty(), "{:?}", again.plan.steps);
+}
+
 #[tokio::test]
 async fn export_import_and_purge_carry_adopted_tables() {
     let (app, _dir) = app_with_operator_tables().await;
