@@ -8,6 +8,9 @@
 //! serial sequences), no TRUNCATE/REFERENCES/TRIGGER for the app role; an index
 //! `(tenant_id, …)` under each composite foreign key; its row in `rowguard_adopted_tables`.
 //! All in one transaction: the registry never names a table that is not guarded.
+//!
+//! Guarded is not the same as served: the HTTP API serves a table only when `data::schema`
+//! can name its rows by one key column; adopt says so when it cannot (`Adopted::not_served`).
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
@@ -115,6 +118,9 @@ impl AdoptPlan {
 pub struct Adopted {
     pub plan: AdoptPlan,
     pub applied: bool,
+    /// Why the HTTP API will not serve the (guarded) table, as `data::schema` decides it —
+    /// a key of several columns after tenant_id, say. None when it is served, and for a dry run.
+    pub not_served: Option<String>,
 }
 
 /// Adopt `table` over `admin` (a connection that may act as the owner role). `roles` None:
@@ -146,11 +152,20 @@ pub async fn adopt(
             .bind(&plan.table)
             .execute(&mut *tx)
             .await?;
+    }
+    // What the service will make of it, read the way the service reads it (never a second
+    // copy of its rule), inside the transaction so an error here changes nothing.
+    let not_served = if dry_run {
+        None
+    } else {
+        crate::data::schema::load(&mut tx, 0).await?.tables.remove(&plan.table).and_then(|t| t.not_served)
+    };
+    if applied {
         tx.commit().await?;
     } else {
         tx.rollback().await?;
     }
-    Ok(Adopted { plan, applied })
+    Ok(Adopted { plan, applied, not_served })
 }
 
 /// A constraint of the table, with its columns by name.

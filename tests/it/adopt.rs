@@ -566,6 +566,49 @@ async fn the_writers_read_migration_widens_the_readers_of_rows_written_before_it
     assert!(again.plan.is_empty(), "{:?}", again.plan.steps);
 }
 
+/// Guarded is not served: the API names rows by one key column of an integer, uuid or text
+/// type. `tables adopt` warns, and `tables list` says why, as the service itself decides it.
+#[tokio::test]
+async fn an_adopted_table_the_api_cannot_serve_is_reported_as_not_served() {
+    let (app, dir) = app_with_operator_tables().await;
+    std::fs::write(
+        dir.join("V3__unserved.sql"),
+        "CREATE TABLE pairs (tenant_id uuid NOT NULL REFERENCES tenants (id), a int NOT NULL, b int NOT NULL,
+                             note text, PRIMARY KEY (tenant_id, a, b));
+         CREATE TABLE days (tenant_id uuid NOT NULL REFERENCES tenants (id), day date NOT NULL, note text,
+                            PRIMARY KEY (tenant_id, day));",
+    )
+    .expect("V3");
+    operator::apply(&app.superuser_url(), &dir).await.expect("V3 applies");
+    let mut su = app.superuser_connection().await;
+    let pairs = adopt(&mut su, "pairs", None, None, false).await.expect("adopt pairs");
+    assert!(pairs.applied);
+    let why = pairs.not_served.expect("pairs is not served");
+    assert!(why.contains("(tenant_id, a, b) has 2 columns after tenant_id"), "{why}");
+    let projects = adopt(&mut su, "projects", None, None, false).await.expect("adopt projects");
+    assert_eq!(projects.not_served, None);
+
+    let listed = tenant_tables(&mut su).await.expect("list");
+    let state = |name: &str| listed.iter().find(|t| t.name == name).map(|t| t.not_served.clone()).expect("listed");
+    assert_eq!(state("pairs"), Some(why));
+    assert_eq!((state("projects"), state("contacts")), (None, None));
+
+    // The binary: the warning after adopting, and the list's API column.
+    let data_dir = scratch_dir("cli-unserved");
+    let adopted = output(rowguard(&app.cli_env(), &data_dir, &["tables", "adopt", "days"])).await;
+    assert!(adopted.starts_with("adopted days:"), "{adopted}");
+    assert!(
+        adopted.contains("warning: days is guarded, but the HTTP API will not serve it")
+            && adopted.contains("its key column day is of type date"),
+        "{adopted}"
+    );
+    let list = output(rowguard(&app.cli_env(), &data_dir, &["tables", "list"])).await;
+    let line = |name: &str| list.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_default().to_string();
+    assert!(line("pairs").contains("adopted, not served: its primary key"), "{list}");
+    assert!(line("days").contains("not served: its key column day"), "{list}");
+    assert!(line("projects").contains("adopted, read: owner") && !line("projects").contains("not served"), "{list}");
+}
+
 #[tokio::test]
 async fn export_import_and_purge_carry_adopted_tables() {
     let (app, _dir) = app_with_operator_tables().await;
