@@ -461,3 +461,34 @@ async fn a_retention_purge_is_recorded_in_the_chain_and_the_rest_still_verifies(
     let err = sqlx::query("SELECT audit_retention_purge(now())").execute(tx.conn()).await.expect_err("app role");
     assert!(err.to_string().contains("permission denied"), "{err}");
 }
+
+/// A refusal of an authenticated user (a member on the auditors' route) names that user; a
+/// refusal before authentication stays anonymous.
+#[tokio::test]
+async fn a_refused_user_is_recorded_as_the_actor_of_access_denied() {
+    let app = spawn_app().await;
+    let t = app.create_tenant("alpha").await;
+    let member = app.create_user(&t, "member").await;
+    let owner = app.owner_token(&t).await;
+    let refused = app.call_as(&member.access_token, "alpha", Method::GET, "/v1/audit-events", None).await;
+    refused.assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    let anonymous = app.call(Method::GET, "/v1/contacts", &[("x-tenant", "alpha")], None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+
+    let denied = events(&app, &owner, "alpha", "?action=access.denied").await;
+    let by_path = |path: &str| denied.iter().find(|e| e["details"]["path"] == path).cloned().expect(path);
+    let member_event = by_path("/v1/audit-events");
+    assert_eq!(
+        (&member_event["actor_type"], &member_event["actor_id"], &member_event["actor_role"]),
+        (&json!("user"), &json!(member.id), &json!("member")),
+        "{member_event}"
+    );
+    assert_eq!(member_event["details"]["status"], 403);
+    let anonymous_event = by_path("/v1/contacts");
+    assert_eq!(
+        (&anonymous_event["actor_type"], &anonymous_event["actor_id"], &anonymous_event["actor_role"]),
+        (&json!("anonymous"), &Value::Null, &Value::Null),
+        "{anonymous_event}"
+    );
+    assert_eq!(verify(&app, &owner, "alpha").await["valid"], true);
+}
