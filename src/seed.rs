@@ -1,5 +1,6 @@
 //! The development seed: on the first start of an embedded cluster, two demo tenants (acme and
-//! globex) with an owner each, made through the same platform path as `tenants create`.
+//! globex) with an owner each, made through the same platform path as `tenants create`; and
+//! whether they are there, so that `serve` offers the demo login only where it can work.
 
 use crate::auth::password::hash_now;
 use crate::domain::{Email, Slug};
@@ -32,4 +33,12 @@ pub async fn seed_demo(admin_url: &str) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(created)
+}
+
+/// Whether the first demo tenant (the one `serve`'s welcome logs in to) exists: seeded on this
+/// start or an earlier one. The seed is skipped when the database was set up before the first
+/// `serve` (an operator created first, say), and a tenant it never made has no demo login.
+pub async fn demo_tenant_exists(admin_url: &str) -> anyhow::Result<bool> {
+    let slug = Slug::parse(DEMO_TENANTS[0].0)?;
+    Ok(PlatformConn::connect(admin_url).await?.tenant_exists(&slug).await?)
 }

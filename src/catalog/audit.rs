@@ -21,15 +21,19 @@ pub(super) async fn check_audit_triggers(
     for t in tables.iter().filter(|t| t.is_tenant()) {
         if !AUDIT_EXEMPT_TABLES.contains(&t.name.as_str()) && !audited.contains(&t.name) {
             let name = &t.name;
+            let fix = if t.is_operators() {
+                format!("`rowguard tables adopt {name}` adds the trigger (or enables it)")
+            } else {
+                format!(
+                    "add `CREATE TRIGGER audit_row_change AFTER INSERT OR UPDATE OR DELETE ON {name} FOR EACH ROW \
+                     EXECUTE FUNCTION audit_row_change('<resource>')` to its schema migration, or name it in \
+                     AUDIT_EXEMPT_TABLES"
+                )
+            };
             out.add(
                 name,
                 Rule::AuditTriggerMissing,
-                format!(
-                    "{name} has no enabled audit_row_change trigger, so its changes are not audited; add \
-                     `CREATE TRIGGER audit_row_change AFTER INSERT OR UPDATE OR DELETE ON {name} FOR EACH ROW \
-                     EXECUTE FUNCTION audit_row_change('<resource>')` to its schema migration, or name it in \
-                     AUDIT_EXEMPT_TABLES"
-                ),
+                format!("{name} has no enabled audit_row_change trigger, so its changes are not audited; {fix}"),
             );
         }
     }

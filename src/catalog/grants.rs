@@ -1,9 +1,14 @@
 //! The app role (invariant 5): its attributes, what it owns, its memberships, its privileges,
 //! the SECURITY DEFINER functions it can execute; and the views over tenant tables.
 
+use sqlx::AssertSqlSafe;
+
 use super::tables::{Table, is_tenant_table};
 use super::{Findings, Rule, Tx};
-use crate::roles::{AUDIT_DEFINER_FUNCTIONS, AUDIT_LOG_TABLES, AUDIT_ROLE, PLATFORM_PRIVATE_TABLES, PLATFORM_TABLES};
+use crate::roles::{
+    ADOPTED_TABLES_REGISTRY, AUDIT_DEFINER_FUNCTIONS, AUDIT_LOG_TABLES, AUDIT_ROLE, BUILT_IN_TENANT_TABLES,
+    PLATFORM_PRIVATE_TABLES, PLATFORM_TABLES,
+};
 
 /// Invariant 5: the role that serves tenant requests is held to RLS and can do nothing else.
 pub(super) async fn check_app_role(
@@ -77,6 +82,7 @@ pub(super) async fn check_app_role(
         return Ok(());
     }
     check_app_role_privileges(tx, role, tables, out).await?;
+    check_app_role_grants(tx, role, tables, out).await?;
 
     // (function, owner, owner may bypass RLS, search_path pinned by a SET clause). EXECUTE
     // granted to the role itself or to PUBLIC, as for tables below: through a membership it is
@@ -208,6 +214,88 @@ async fn check_app_role_privileges(
             "database",
             Rule::AppRoleExcessPrivilege,
             format!("{role} may CREATE schemas in this database, and would own them"),
+        );
+    }
+    Ok(())
+}
+
+const DML: [&str; 4] = ["SELECT", "INSERT", "UPDATE", "DELETE"];
+
+/// What the app role needs on a tenant table for the API to serve it: DML, but on the audit
+/// log, which it reads and never writes (sql/V17), and on the checkpoints, which it reads and
+/// appends to when it signs one (sql/V10).
+fn app_role_needs(table: &str) -> &'static [&'static str] {
+    if AUDIT_LOG_TABLES.contains(&table) {
+        &["SELECT"]
+    } else if table == "audit_checkpoints" {
+        &["SELECT", "INSERT"]
+    } else {
+        &DML
+    }
+}
+
+/// The other side of excess privilege: every built-in and every adopted tenant table grants
+/// the app role what requests need. A revoked DELETE is not a leak, but the API answers 500
+/// where it promised a delete, and nothing else would say why. Effective privileges
+/// (`has_table_privilege`), so a grant to PUBLIC counts. Tables waiting to be adopted are
+/// left out: granting is part of adopting them, and the rls findings already name them.
+async fn check_app_role_grants(
+    tx: &mut Tx<'_>,
+    role: &str,
+    tables: &[Table],
+    out: &mut Findings,
+) -> Result<(), sqlx::Error> {
+    let has_registry: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(ADOPTED_TABLES_REGISTRY)
+        .fetch_one(&mut **tx)
+        .await?;
+    let adopted: Vec<String> = if has_registry {
+        // A constant table name.
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT table_name FROM {ADOPTED_TABLES_REGISTRY}")))
+            .fetch_all(&mut **tx)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let served: Vec<String> = tables
+        .iter()
+        .filter(|t| t.is_tenant())
+        .filter(|t| BUILT_IN_TENANT_TABLES.contains(&t.name.as_str()) || adopted.contains(&t.name))
+        .map(|t| t.name.clone())
+        .collect();
+    let held: Vec<(String, bool, bool, bool, bool)> = sqlx::query_as(
+        "SELECT c.relname::text,
+                has_table_privilege($1::name, c.oid, 'SELECT'), has_table_privilege($1::name, c.oid, 'INSERT'),
+                has_table_privilege($1::name, c.oid, 'UPDATE'), has_table_privilege($1::name, c.oid, 'DELETE')
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'public' AND c.relname = ANY($2)
+          ORDER BY 1",
+    )
+    .bind(role)
+    .bind(&served)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (table, select, insert, update, delete) in held {
+        let has = [select, insert, update, delete];
+        let missing: Vec<&str> = DML
+            .into_iter()
+            .zip(has)
+            .filter(|(privilege, has)| !has && app_role_needs(&table).contains(privilege))
+            .map(|(privilege, _)| privilege)
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let missing = missing.join(", ");
+        let fix = if BUILT_IN_TENANT_TABLES.contains(&table.as_str()) {
+            format!("`GRANT {missing} ON {table} TO {role}` (as rowguard's migrations grant it)")
+        } else {
+            format!("`rowguard tables adopt {table}` grants what is missing")
+        };
+        out.add(
+            &table,
+            Rule::AppRoleGrantMissing,
+            format!("{role} lacks {missing} on {table}, so the API's requests that need it fail (500); {fix}"),
         );
     }
     Ok(())

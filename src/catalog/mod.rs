@@ -4,9 +4,10 @@
 //! The rooms: `tables` reads which tables there are and which are tenant tables (the one
 //! query `migrate::citus` shares); `rls` checks row-level security and the policies (their
 //! shape, the functions they call, `current_tenant()`); `grants` the app role (attributes,
-//! ownership, memberships, privileges, definer functions) and the views over tenant tables;
-//! `keys` the primary, unique and foreign keys; `audit` the audit triggers. `overview` is
-//! what `tables list` shows: every tenant table with its RLS, audit and API state.
+//! ownership, memberships, the privileges it must not hold and those it needs, definer
+//! functions) and the views over tenant tables; `keys` the primary, unique and foreign keys;
+//! `audit` the audit triggers. `overview` is what `tables list` shows: every tenant table with
+//! its RLS, audit and API state.
 
 use std::collections::BTreeSet;
 
@@ -87,6 +88,10 @@ pub enum Rule {
     /// columns resolution needs (TRUNCATE, REFERENCES and TRIGGER ignore or escape RLS), or
     /// may write the audit log other than through `audit_append` (a forged event or head).
     AppRoleExcessPrivilege,
+    /// The app role lacks a privilege the API needs on a built-in or adopted tenant table
+    /// (SELECT, INSERT, UPDATE or DELETE; fewer on the audit tables, which it may not write):
+    /// the requests that need it fail with a server error instead of being served.
+    AppRoleGrantMissing,
     /// A view over a tenant table that runs with its owner's rights instead of the caller's.
     ViewNotSecurityInvoker,
     /// A materialized view over a tenant table: it stores rows, and RLS does not apply to it.
@@ -137,6 +142,7 @@ impl Rule {
             Rule::AppRoleOwnsObject => "app-role-owns-object",
             Rule::AppRoleMemberOfRole => "app-role-member-of-role",
             Rule::AppRoleExcessPrivilege => "app-role-excess-privilege",
+            Rule::AppRoleGrantMissing => "app-role-grant-missing",
             Rule::ViewNotSecurityInvoker => "view-not-security-invoker",
             Rule::MaterializedViewOverTenantTable => "materialized-view-over-tenant-table",
             Rule::SecurityDefinerExecutable => "security-definer-executable",

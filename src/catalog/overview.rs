@@ -32,6 +32,10 @@ pub struct TableOverview {
     pub audit: &'static str,
     /// What `policies verify` says about this table (rule ids); empty when nothing.
     pub findings: Vec<String>,
+    /// Why the HTTP API does not serve this adopted table although it is guarded (its key,
+    /// say), as the service itself decides it (`data::schema::load`); None when it is served
+    /// or is not an adopted table.
+    pub not_served: Option<String>,
 }
 
 /// Every tenant table (the catalog's one definition, `Table::is_tenant`), by name, and the
@@ -72,6 +76,8 @@ pub async fn tenant_tables(conn: &mut PgConnection) -> Result<Vec<TableOverview>
     )
     .fetch_all(&mut *tx)
     .await?;
+    // The service's own reading of the adopted tables: what it will not serve, and why.
+    let served = crate::data::schema::load(&mut tx, 0).await?;
     tx.rollback().await?;
 
     let mut out: Vec<TableOverview> = tables
@@ -93,6 +99,7 @@ pub async fn tenant_tables(conn: &mut PgConnection) -> Result<Vec<TableOverview>
             TableOverview {
                 policies: policies.iter().filter(|(n, _)| *n == name).map(|(_, p)| p.clone()).collect(),
                 findings: findings.iter().filter(|f| f.object == name).map(|f| f.rule.id().to_string()).collect(),
+                not_served: served.tables.get(&name).and_then(|t| t.not_served.clone()),
                 rls_enabled: t.rls_enabled,
                 rls_forced: t.rls_forced,
                 origin,
@@ -111,6 +118,7 @@ pub async fn tenant_tables(conn: &mut PgConnection) -> Result<Vec<TableOverview>
                 policies: Vec::new(),
                 audit: "missing",
                 findings: vec!["table-missing".into()],
+                not_served: Some("the table does not exist".into()),
             });
         }
     }

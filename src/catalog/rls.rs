@@ -11,23 +11,34 @@ pub(super) fn check_tables(tables: &[Table], out: &mut Findings) {
             out.add(name, Rule::TenantIdNullable, format!("{name}.tenant_id admits NULL; declare it `uuid NOT NULL`"));
         }
         if !t.rls_enabled {
+            let fix = if t.is_operators() {
+                format!(
+                    "`rowguard tables adopt {name}` guards it (RLS enabled and forced, the tenant policy, the audit \
+                     trigger, the app role's grants), or says what to change first"
+                )
+            } else {
+                format!(
+                    "add a policy migration (policies/V{{n}}__{name}_rls.sql) with `ALTER TABLE {name} ENABLE ROW \
+                     LEVEL SECURITY`, or name it in PLATFORM_TABLES if it is not tenant-owned"
+                )
+            };
             out.add(
                 name,
                 Rule::RlsNotEnabled,
                 format!(
-                    "{name} has tenant_id but row-level security is not enabled, so every tenant sees every row; \
-                     add a policy migration (policies/V{{n}}__{name}_rls.sql) with `ALTER TABLE {name} ENABLE ROW \
-                     LEVEL SECURITY`, or name it in PLATFORM_TABLES if it is not tenant-owned"
+                    "{name} has tenant_id but row-level security is not enabled, so every tenant sees every row; {fix}"
                 ),
             );
         }
         if !t.rls_forced {
+            let or_adopt =
+                if t.is_operators() { format!(" (`rowguard tables adopt {name}` does it too)") } else { String::new() };
             out.add(
                 name,
                 Rule::RlsNotForced,
                 format!(
                     "{name}: row-level security is not forced, so the table's owner is not held to its policies; \
-                     `ALTER TABLE {name} FORCE ROW LEVEL SECURITY`"
+                     `ALTER TABLE {name} FORCE ROW LEVEL SECURITY`{or_adopt}"
                 ),
             );
         }
@@ -120,10 +131,15 @@ pub(super) fn check_policies(tables: &[Table], policies: &[Policy], out: &mut Fi
         let name = &table.name;
         let own: Vec<&Policy> = policies.iter().filter(|p| &p.table == name).collect();
         if table.rls_enabled && own.is_empty() {
+            let fix = if table.is_operators() {
+                format!("; `rowguard tables adopt {name}` adds the tenant policy")
+            } else {
+                String::new()
+            };
             out.add(
                 name,
                 Rule::RlsEnabledNoPolicy,
-                format!("{name} has row-level security enabled but no policy, so every query sees no rows"),
+                format!("{name} has row-level security enabled but no policy, so every query sees no rows{fix}"),
             );
         }
         if !table.rls_enabled && !own.is_empty() {
@@ -190,14 +206,18 @@ fn check_tenant_policies(table: &Table, own: &[&Policy], out: &mut Findings) {
         } else {
             format!("has no permissive policy for the app role restricting {}", uncovered.join(", "))
         };
-        out.add(
-            name,
-            Rule::CommandNotCovered,
+        let fix = if table.is_operators() {
             format!(
-                "{name} {what} to the current tenant; add `CREATE POLICY tenant_isolation ON {name} USING (tenant_id = \
-                 current_tenant()) WITH CHECK (tenant_id = current_tenant())` in a policy migration"
-            ),
-        );
+                "`rowguard tables adopt {name}` adds rowguard's tenant policy (and names any other permissive policy \
+                 to drop first)"
+            )
+        } else {
+            format!(
+                "add `CREATE POLICY tenant_isolation ON {name} USING (tenant_id = current_tenant()) WITH CHECK \
+                 (tenant_id = current_tenant())` in a policy migration"
+            )
+        };
+        out.add(name, Rule::CommandNotCovered, format!("{name} {what} to the current tenant; {fix}"));
     }
     for policy in own.iter().filter(|p| p.permissive) {
         let reads = matches!(policy.command.as_str(), "ALL" | "SELECT" | "UPDATE" | "DELETE");

@@ -2,7 +2,7 @@
 
 use sqlx::PgConnection;
 
-use crate::roles::PLATFORM_TABLES;
+use crate::roles::{BUILT_IN_TENANT_TABLES, PLATFORM_TABLES};
 
 /// A table in schema `public` (also the input of the Citus distribution plan, `migrate::citus`:
 /// one definition of a tenant table for both).
@@ -18,6 +18,12 @@ impl Table {
     /// Tenant-owned: has `tenant_id` and is not one of the named platform tables.
     pub(crate) fn is_tenant(&self) -> bool {
         self.has_tenant_id && !PLATFORM_TABLES.contains(&self.name.as_str())
+    }
+
+    /// A tenant table of the operator's own (adopted or not yet): not one rowguard's
+    /// migrations create. Its fix is `rowguard tables adopt`, never a rowguard source file.
+    pub(super) fn is_operators(&self) -> bool {
+        self.is_tenant() && !BUILT_IN_TENANT_TABLES.contains(&self.name.as_str())
     }
 }
 

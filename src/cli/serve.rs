@@ -22,26 +22,47 @@ pub(crate) async fn serve(config: &Config, setup: &mut DatabaseSetup) -> anyhow:
     if embedded && setup.fresh && config.seed_demo {
         seeded = rowguard::seed::seed_demo(setup.admin_url()?).await.context("seeding demo tenants")?;
     }
+    // The welcome's demo login, only where the demo tenant is: seeded now or on an earlier
+    // start. Best effort: a failed look-up only leaves the demo login out of the welcome.
+    let demo = !seeded.is_empty()
+        || match setup.admin_url.as_deref() {
+            Some(admin) => rowguard::seed::demo_tenant_exists(admin).await.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "could not look for the demo tenant");
+                false
+            }),
+            None => false,
+        };
     let ctx = startup::build_context_with_platform(config, &setup.app_url, setup.platform_url.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    print_welcome(config, addr, &seeded);
+    print_welcome(config, addr, &seeded, demo);
     startup::serve(listener, ctx, startup::limits(config), startup::shutdown_signal()).await
 }
 
-fn print_welcome(config: &Config, addr: std::net::SocketAddr, seeded: &[String]) {
+/// The address, then how to log in: with the demo tenant's owner where the demo tenant exists
+/// (`demo`), else how to make a tenant first — never credentials that do not exist.
+fn print_welcome(config: &Config, addr: std::net::SocketAddr, seeded: &[String], demo: bool) {
     let base = config.normalized_base_domain();
     println!("rowguard listening on http://{addr}  (docs: http://{addr}/docs)");
     if !seeded.is_empty() {
         println!("demo tenants created: {} — owner@<slug>.test / {}", seeded.join(", "), rowguard::seed::DEMO_PASSWORD);
     }
+    let (tenant, email, password) = if demo {
+        let slug = rowguard::seed::DEMO_TENANTS[0].0;
+        (slug.to_string(), format!("owner@{slug}.test"), rowguard::seed::DEMO_PASSWORD.to_string())
+    } else {
+        println!(
+            "no demo tenant here; make a tenant first: rowguard tenants create --slug <slug> --name <name> \
+             --owner-email <email>"
+        );
+        ("<slug>".to_string(), "<email>".to_string(), "<password>".to_string())
+    };
     println!("try:");
     println!(
-        "  curl -s http://{addr}/v1/auth/login -H 'X-Tenant: acme' -H 'Content-Type: application/json' \\\n    \
-         -d '{{\"email\":\"owner@acme.test\",\"password\":\"{}\"}}'",
-        rowguard::seed::DEMO_PASSWORD
+        "  curl -s http://{addr}/v1/auth/login -H 'X-Tenant: {tenant}' -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"email\":\"{email}\",\"password\":\"{password}\"}}'"
     );
-    println!("  (or address a tenant by host: http://acme.{base}:{}/v1/...)", addr.port());
+    println!("  (or address a tenant by host: http://{tenant}.{base}:{}/v1/...)", addr.port());
 }

@@ -62,6 +62,12 @@ pub(crate) async fn run(command: TablesCommand, setup: &DatabaseSetup) -> anyhow
             if !dry_run {
                 println!("  read roles: {}; write roles: {}", roles(&plan.roles.read), roles(&plan.roles.write));
             }
+            if let Some(why) = &adopted.not_served {
+                println!(
+                    "warning: {} is guarded, but the HTTP API will not serve it (/v1/data/{}): {why}",
+                    plan.table, plan.table
+                );
+            }
             Ok(())
         }
     }
@@ -81,7 +87,7 @@ async fn list(setup: &DatabaseSetup, json: bool) -> anyhow::Result<()> {
     }
     // The long columns go last: the API state (with the role sets), then verify's findings.
     let name_width = tables.iter().map(|t| t.name.len()).max().unwrap_or(0).max(5);
-    let api: Vec<String> = tables.iter().map(|t| api_state(&t.origin)).collect();
+    let api: Vec<String> = tables.iter().map(api_state).collect();
     let api_width = api.iter().map(String::len).max().unwrap_or(0).max(3);
     println!(
         "{:<name_width$}  {:<19}  {:<16}  {:<7}  {:<api_width$}  VERIFY",
@@ -110,11 +116,12 @@ fn rls_state(t: &TableOverview) -> &'static str {
     }
 }
 
-fn api_state(origin: &TableOrigin) -> String {
-    match origin {
+fn api_state(t: &TableOverview) -> String {
+    match &t.origin {
         TableOrigin::BuiltIn => "built-in".into(),
         TableOrigin::Adopted { read_roles, write_roles } => {
-            format!("adopted, read: {}; write: {}", read_roles.join(","), write_roles.join(","))
+            let served = t.not_served.as_ref().map(|why| format!("not served: {why}; ")).unwrap_or_default();
+            format!("adopted, {served}read: {}; write: {}", read_roles.join(","), write_roles.join(","))
         }
         TableOrigin::NotAdopted => "NOT ADOPTED".into(),
     }

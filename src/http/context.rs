@@ -122,8 +122,8 @@ impl RequestContext {
         actor
     }
 
-    /// As `actor`, without the principal: how refusals are recorded.
-    pub fn anonymous_actor(&self) -> Actor {
+    /// As `actor`, without the principal: the request's address, id and user agent.
+    fn anonymous_actor(&self) -> Actor {
         fn text(v: &Option<HeaderValue>) -> Option<&str> {
             v.as_ref().and_then(|v| v.to_str().ok())
         }

@@ -8,6 +8,9 @@
 //! serial sequences), no TRUNCATE/REFERENCES/TRIGGER for the app role; an index
 //! `(tenant_id, …)` under each composite foreign key; its row in `rowguard_adopted_tables`.
 //! All in one transaction: the registry never names a table that is not guarded.
+//!
+//! Guarded is not the same as served: the HTTP API serves a table only when `data::schema`
+//! can name its rows by one key column; adopt says so when it cannot (`Adopted::not_served`).
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
@@ -50,6 +53,11 @@ fn role_names(roles: &[Role]) -> Vec<String> {
     roles.iter().map(|r| r.as_str().to_string()).collect()
 }
 
+/// `owner,admin`, as the flags take them.
+fn role_list(roles: &[Role]) -> String {
+    role_names(roles).join(",")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdoptError {
     #[error("database: {0}")]
@@ -68,6 +76,15 @@ pub enum AdoptError {
     NoRegistry,
     #[error("cannot adopt {table}:{}", problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
     Refused { table: String, problems: Vec<String> },
+    /// A role that may write but not read would get rows back from its writes (the API answers
+    /// a POST or PATCH with the row), so every writer must also read.
+    #[error(
+        "cannot adopt {table}: {} may write its rows but not read them, and a write answers with the row written; \
+         add them to --read-roles (`--read-roles {}`) or leave them out of --write-roles",
+        role_list(.unreadable),
+        role_list(.read_with_them)
+    )]
+    WritersCannotRead { table: String, unreadable: Vec<Role>, read_with_them: Vec<Role> },
 }
 
 /// One change adopt will make: what it is for, and the SQL that makes it.
@@ -101,6 +118,9 @@ impl AdoptPlan {
 pub struct Adopted {
     pub plan: AdoptPlan,
     pub applied: bool,
+    /// Why the HTTP API will not serve the (guarded) table, as `data::schema` decides it —
+    /// a key of several columns after tenant_id, say. None when it is served, and for a dry run.
+    pub not_served: Option<String>,
 }
 
 /// Adopt `table` over `admin` (a connection that may act as the owner role). `roles` None:
@@ -132,11 +152,20 @@ pub async fn adopt(
             .bind(&plan.table)
             .execute(&mut *tx)
             .await?;
+    }
+    // What the service will make of it, read the way the service reads it (never a second
+    // copy of its rule), inside the transaction so an error here changes nothing.
+    let not_served = if dry_run {
+        None
+    } else {
+        crate::data::schema::load(&mut tx, 0).await?.tables.remove(&plan.table).and_then(|t| t.not_served)
+    };
+    if applied {
         tx.commit().await?;
     } else {
         tx.rollback().await?;
     }
-    Ok(Adopted { plan, applied })
+    Ok(Adopted { plan, applied, not_served })
 }
 
 /// A constraint of the table, with its columns by name.
@@ -215,6 +244,19 @@ pub async fn plan(
         .fetch_optional(&mut *conn)
         .await?
     };
+    // The role sets: as given, else as registered, else the defaults; writers must read.
+    let registered_sets = registered.as_ref().map(|(r, w)| RoleSets {
+        read: Role::ALL.into_iter().filter(|x| r.iter().any(|n| n == x.as_str())).collect(),
+        write: Role::ALL.into_iter().filter(|x| w.iter().any(|n| n == x.as_str())).collect(),
+    });
+    let base = registered_sets.clone().unwrap_or_default();
+    let roles = RoleSets { read: read.unwrap_or(base.read), write: write.unwrap_or(base.write) };
+    let unreadable: Vec<Role> = roles.write.iter().filter(|r| !roles.read.contains(r)).copied().collect();
+    if !unreadable.is_empty() {
+        let read_with_them =
+            Role::ALL.into_iter().filter(|r| roles.read.contains(r) || unreadable.contains(r)).collect();
+        return Err(AdoptError::WritersCannotRead { table: table.to_string(), unreadable, read_with_them });
+    }
     let ident = quote_ident(table);
     let mut problems = Vec::new();
 
@@ -248,7 +290,9 @@ pub async fn plan(
         )),
         Some(_) => {}
     }
-    if !problems.is_empty() {
+    // Without tenant_id every key check below would only say so again; with one (nullable or
+    // of the wrong type), the keys are checked too, so one run names everything to change.
+    if tenant_id.is_none() {
         return Err(AdoptError::Refused { table: table.to_string(), problems });
     }
 
@@ -333,14 +377,12 @@ pub async fn plan(
         }
         let carries_tenant = fk.columns.iter().zip(&fk.ref_columns).any(|(c, r)| c == "tenant_id" && r == "tenant_id");
         if !carries_tenant {
+            let (columns, ref_columns) = tenant_foreign_key(&fk.columns, &fk.ref_columns);
             problems.push(format!(
                 "foreign key {} on {from} ({}) does not match tenant_id to tenant_id; foreign-key checks ignore \
                  RLS, so it would let one tenant point at (and probe for) another tenant's {to} rows: make it \
-                 FOREIGN KEY ({}) REFERENCES {to} ({})",
-                fk.name,
-                fk.definition,
-                with_tenant_id(&fk.columns),
-                with_tenant_id(&fk.ref_columns)
+                 FOREIGN KEY ({columns}) REFERENCES {to} ({ref_columns})",
+                fk.name, fk.definition,
             ));
         }
     }
@@ -510,13 +552,7 @@ pub async fn plan(
         }
     }
 
-    // The registry: roles as given, else as registered, else the defaults.
-    let registered_sets = registered.as_ref().map(|(r, w)| RoleSets {
-        read: Role::ALL.into_iter().filter(|x| r.iter().any(|n| n == x.as_str())).collect(),
-        write: Role::ALL.into_iter().filter(|x| w.iter().any(|n| n == x.as_str())).collect(),
-    });
-    let base = registered_sets.clone().unwrap_or_default();
-    let roles = RoleSets { read: read.unwrap_or(base.read), write: write.unwrap_or(base.write) };
+    // The registry: the role sets worked out above.
     let literal_array = |roles: &[Role]| {
         format!("ARRAY[{}]::text[]", role_names(roles).iter().map(|r| quote_literal(r)).collect::<Vec<_>>().join(", "))
     };
@@ -568,6 +604,30 @@ fn with_tenant_id(columns: &[String]) -> String {
         .join(", ")
 }
 
+/// A foreign key as it must be to carry the tenant: tenant_id paired with the target's
+/// tenant_id, then every other column with the column it references now, in order. A column
+/// that stood where the target's tenant_id is (`(other_tenant, client_id) REFERENCES clients
+/// (tenant_id, id)`) drops out, since tenant_id takes its place: `(tenant_id, client_id)
+/// REFERENCES clients (tenant_id, id)`. A target without tenant_id in the key gets it first
+/// (its key must become `(tenant_id, …)` too). Returns both column lists.
+fn tenant_foreign_key(columns: &[String], ref_columns: &[String]) -> (String, String) {
+    let rest: Vec<(&str, &str)> = columns
+        .iter()
+        .zip(ref_columns)
+        .map(|(c, r)| (c.as_str(), r.as_str()))
+        .filter(|(_, r)| *r != "tenant_id")
+        .collect();
+    // tenant_id paired with another column of the target: the column that should reference it
+    // is not in the key, so it is left for the reader to name.
+    let from = rest.iter().map(|(c, _)| if *c == "tenant_id" { "…".to_string() } else { quote_ident_if_needed(c) });
+    let to = rest.iter().map(|(_, r)| quote_ident_if_needed(r));
+    let list = |names: Vec<String>| names.join(", ");
+    (
+        list(std::iter::once("tenant_id".to_string()).chain(from).collect()),
+        list(std::iter::once("tenant_id".to_string()).chain(to).collect()),
+    )
+}
+
 fn carries_tenant_id(columns: &[String]) -> bool {
     columns.iter().any(|c| c == "tenant_id")
 }
@@ -598,5 +658,24 @@ mod tests {
         assert_eq!(with_tenant_id(&cols(&["id"])), "tenant_id, id");
         assert_eq!(with_tenant_id(&cols(&["id", "tenant_id"])), "tenant_id, id");
         assert_eq!(with_tenant_id(&cols(&["Project Id"])), "tenant_id, \"Project Id\"");
+    }
+
+    #[test]
+    fn a_suggested_foreign_key_pairs_tenant_id_with_tenant_id_and_keeps_the_rest_aligned() {
+        let cols = |s: &[&str]| s.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let table = [
+            // (columns, referenced columns) → (suggested columns, suggested referenced columns)
+            (&["parent_id"][..], &["id"][..], "tenant_id, parent_id", "tenant_id, id"),
+            (&["other_tenant", "client_id"], &["tenant_id", "id"], "tenant_id, client_id", "tenant_id, id"),
+            (&["client_id", "other_tenant"], &["id", "tenant_id"], "tenant_id, client_id", "tenant_id, id"),
+            (&["a", "b"], &["x", "y"], "tenant_id, a, b", "tenant_id, x, y"),
+            (&["tenant_id", "owner"], &["id", "tenant_id"], "tenant_id, …", "tenant_id, id"),
+            (&["Client Id"], &["id"], "tenant_id, \"Client Id\"", "tenant_id, id"),
+        ];
+        for (columns, references, from, to) in table {
+            let (c, r) = tenant_foreign_key(&cols(columns), &cols(references));
+            assert_eq!((c.as_str(), r.as_str()), (from, to), "{columns:?} → {references:?}");
+            assert_eq!(c.split(", ").count(), r.split(", ").count(), "as many columns on both sides");
+        }
     }
 }

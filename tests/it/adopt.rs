@@ -200,6 +200,11 @@ async fn adopt_refuses_keys_that_break_invariant_1_and_names_what_to_change() {
         "CREATE TABLE children (tenant_id uuid NOT NULL, id uuid NOT NULL, parent_id uuid REFERENCES parents (id),
                                 PRIMARY KEY (tenant_id, id))",
         "CREATE TABLE loose (tenant_id uuid, id uuid NOT NULL)",
+        "CREATE TABLE clients (tenant_id uuid NOT NULL, id uuid NOT NULL, PRIMARY KEY (tenant_id, id))",
+        "CREATE TABLE invoices (tenant_id uuid NOT NULL, id uuid NOT NULL, other_tenant uuid, client_id uuid,
+                                PRIMARY KEY (tenant_id, id),
+                                CONSTRAINT invoices_client FOREIGN KEY (other_tenant, client_id)
+                                    REFERENCES clients (tenant_id, id))",
         "RESET ROLE",
     ] {
         su.execute(statement).await.expect(statement);
@@ -222,8 +227,20 @@ async fn adopt_refuses_keys_that_break_invariant_1_and_names_what_to_change() {
     assert!(parents.contains("ADD UNIQUE (tenant_id, id)"), "{parents}");
     assert!(parents.contains("children_parent_id_fkey"), "the incoming key too: {parents}");
 
+    // A key that carries some other column where the target has tenant_id: tenant_id takes
+    // that column's place, and the lists stay as long as each other.
+    let invoices = refusal(adopt(&mut su, "invoices", None, None, false).await.expect_err("wrong tenant column"));
+    assert!(invoices.contains("foreign key invoices_client"), "{invoices}");
+    assert!(
+        invoices.contains("make it FOREIGN KEY (tenant_id, client_id) REFERENCES clients (tenant_id, id)"),
+        "{invoices}"
+    );
+    assert!(!invoices.contains("(tenant_id, other_tenant"), "{invoices}");
+
+    // Every problem at once: a nullable tenant_id does not hide the missing key.
     let loose = refusal(adopt(&mut su, "loose", None, None, false).await.expect_err("nullable tenant"));
     assert!(loose.contains("SET NOT NULL"), "{loose}");
+    assert!(loose.contains("loose has no primary key") && loose.contains("ADD PRIMARY KEY (tenant_id, id)"), "{loose}");
 
     assert!(matches!(adopt(&mut su, "contacts", None, None, false).await, Err(AdoptError::BuiltIn(_))));
     assert!(matches!(adopt(&mut su, "tenants", None, None, false).await, Err(AdoptError::Platform(_))));
@@ -397,6 +414,199 @@ async fn verify_names_an_adopted_table_once_its_rls_is_no_longer_forced() {
     let repaired = adopt(&mut su, "projects", None, None, false).await.expect("adopt again");
     assert_eq!(repaired.plan.steps.len(), 1, "{:?}", repaired.plan.steps);
     assert!(verify(&mut su).await.expect("verify").is_empty());
+}
+
+#[tokio::test]
+async fn verify_names_an_adopted_table_whose_app_role_grants_were_revoked_and_adopt_restores_them() {
+    let (app, _dir) = app_with_operator_tables().await;
+    adopt_both(&app).await;
+    let mut su = app.superuser_connection().await;
+    su.execute("REVOKE DELETE ON projects FROM rowguard_app").await.expect("revoke");
+    let findings = verify(&mut su).await.expect("verify");
+    let named: Vec<_> = findings.iter().map(|f| (f.object.as_str(), f.rule)).collect();
+    assert_eq!(named, vec![("projects", Rule::AppRoleGrantMissing)], "{findings:#?}");
+    let message = &findings[0].message;
+    assert!(message.contains("rowguard_app lacks DELETE on projects"), "{message}");
+    assert!(message.contains("`rowguard tables adopt projects`"), "{message}");
+    let listed = tenant_tables(&mut su).await.expect("list");
+    let projects = listed.iter().find(|t| t.name == "projects").expect("listed");
+    assert_eq!(projects.findings, vec!["app-role-grant-missing".to_string()]);
+    // The API's delete is what fails without it, as the app role finds.
+    let a = app.create_tenant("alpha").await;
+    let mut conn = app.app_connection().await;
+    let project = insert_project(&mut conn, a.id, "Alpha's", "tok-a").await;
+    let mut tx = TenantTx::begin_on(&mut conn, a.id).await.expect("begin");
+    let refused = sqlx::query("DELETE FROM projects WHERE id = $1").bind(project).execute(tx.conn()).await;
+    assert!(refused.expect_err("no DELETE").to_string().contains("permission denied"));
+    drop(tx);
+
+    let repaired = adopt(&mut su, "projects", None, None, false).await.expect("adopt again");
+    let steps: Vec<&str> = repaired.plan.steps.iter().map(|s| s.sql.as_str()).collect();
+    assert_eq!(steps, vec!["GRANT DELETE ON \"projects\" TO rowguard_app"]);
+    assert!(verify(&mut su).await.expect("verify").is_empty());
+}
+
+/// An operator's table is fixed with `rowguard tables adopt`, not by editing rowguard's
+/// migrations or constants: every fix verify offers for one says so, and none names internals.
+#[tokio::test]
+async fn verify_tells_an_operator_to_adopt_their_table_never_to_edit_rowguard() {
+    let (app, _dir) = app_with_operator_tables().await;
+    let mut su = app.superuser_connection().await;
+    // tasks: RLS on but no policy, a second shape of "not guarded yet".
+    su.execute("ALTER TABLE tasks ENABLE ROW LEVEL SECURITY").await.expect("enable");
+    let findings = verify(&mut su).await.expect("verify");
+    let rules = |table: &str| findings.iter().filter(|f| f.object == table).map(|f| f.rule).collect::<Vec<_>>();
+    assert_eq!(
+        rules("projects"),
+        vec![Rule::RlsNotEnabled, Rule::RlsNotForced, Rule::CommandNotCovered, Rule::AuditTriggerMissing],
+        "{findings:#?}"
+    );
+    assert_eq!(rules("tasks"), vec![Rule::RlsNotForced, Rule::RlsEnabledNoPolicy, Rule::AuditTriggerMissing]);
+    for f in findings.iter().filter(|f| f.object == "projects" || f.object == "tasks") {
+        assert!(f.message.contains(&format!("`rowguard tables adopt {}`", f.object)), "{f:?}");
+        for internal in ["PLATFORM_TABLES", "AUDIT_EXEMPT_TABLES", "policies/V", "policy migration", "schema migration"]
+        {
+            assert!(!f.message.contains(internal), "{internal} is rowguard's, not the operator's: {f:?}");
+        }
+    }
+    // Not adopted yet: granting is part of adopting, so no grant is reported missing.
+    assert!(!findings.iter().any(|f| f.rule == Rule::AppRoleGrantMissing), "{findings:#?}");
+    // A built-in table keeps the advice for rowguard's own migrations.
+    su.execute("DROP TRIGGER audit_row_change ON contacts").await.expect("drop trigger");
+    let findings = verify(&mut su).await.expect("verify");
+    let contacts = findings.iter().find(|f| f.object == "contacts").expect("contacts");
+    assert!(
+        contacts.message.contains("AUDIT_EXEMPT_TABLES") && !contacts.message.contains("tables adopt"),
+        "{contacts:?}"
+    );
+}
+
+/// Writers must read: the API answers a write with the row written.
+#[tokio::test]
+async fn adopt_refuses_writers_who_cannot_read_whichever_flag_or_default_sets_them() {
+    let (app, _dir) = app_with_operator_tables().await;
+    let mut su = app.superuser_connection().await;
+    let roles = |names: &[&str]| parse_roles(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("roles");
+    let refused = |err: AdoptError| {
+        let text = err.to_string();
+        match err {
+            AdoptError::WritersCannotRead { unreadable, .. } => (unreadable, text),
+            other => panic!("expected writers who cannot read, got {other}"),
+        }
+    };
+
+    // Both flags.
+    let err = adopt(&mut su, "projects", Some(roles(&["owner"])), Some(roles(&["owner", "admin"])), false)
+        .await
+        .expect_err("admin writes but cannot read");
+    let (unreadable, text) = refused(err);
+    assert_eq!(unreadable, vec![Role::Admin]);
+    assert!(text.contains("admin may write its rows but not read them"), "{text}");
+    assert!(text.contains("`--read-roles owner,admin`"), "{text}");
+    // --read-roles alone, against the default writers.
+    let err = adopt(&mut su, "projects", Some(roles(&["owner", "admin"])), None, false).await.expect_err("defaults");
+    let (unreadable, text) = refused(err);
+    assert_eq!(unreadable, vec![Role::Manager, Role::Member]);
+    assert!(text.contains("`--read-roles owner,admin,manager,member`"), "{text}");
+    let registered: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM rowguard_adopted_tables").fetch_one(&mut su).await.expect("count");
+    assert_eq!(registered, 0, "a refusal records nothing");
+
+    // --write-roles alone, against the registered readers.
+    adopt(&mut su, "projects", Some(roles(&["owner", "admin"])), Some(roles(&["owner"])), false).await.expect("adopt");
+    let err = adopt(&mut su, "projects", None, Some(roles(&["owner", "member"])), false).await.expect_err("registry");
+    assert_eq!(refused(err).0, vec![Role::Member]);
+    // Narrowing the readers below the registered writers, too.
+    let err = adopt(&mut su, "projects", Some(roles(&["admin"])), None, false).await.expect_err("registered writers");
+    assert_eq!(refused(err).0, vec![Role::Owner]);
+
+    // The registry holds it whoever writes it.
+    let check = sqlx::query("UPDATE rowguard_adopted_tables SET write_roles = '{owner,member}'")
+        .execute(&mut su)
+        .await
+        .expect_err("the CHECK refuses");
+    assert_eq!(check.as_database_error().and_then(|e| e.code()).as_deref(), Some("23514"), "{check}");
+}
+
+/// sql/V20 adds the CHECK to registries that may already break it: such rows are fixed first
+/// (the writers are added to the readers), so the migration cannot fail on them.
+#[tokio::test]
+async fn the_writers_read_migration_widens_the_readers_of_rows_written_before_it() {
+    const V20: &str = include_str!("../../sql/V20__adopted_tables_writers_read.sql");
+    let (app, _dir) = app_with_operator_tables().await;
+    adopt_both(&app).await;
+    let mut su = app.superuser_connection().await;
+    su.execute(
+        "ALTER TABLE rowguard_adopted_tables DROP CONSTRAINT rowguard_adopted_tables_writers_read;
+         UPDATE rowguard_adopted_tables SET read_roles = '{auditor,owner}', write_roles = '{owner,member}'
+          WHERE table_name = 'projects'",
+    )
+    .await
+    .expect("a row from before the CHECK");
+    su.execute(V20).await.expect("the migration applies");
+    let sets: Vec<(String, Vec<String>, Vec<String>)> =
+        sqlx::query_as("SELECT table_name, read_roles, write_roles FROM rowguard_adopted_tables ORDER BY 1")
+            .fetch_all(&mut su)
+            .await
+            .expect("registry");
+    let all = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        sets,
+        vec![
+            ("projects".into(), all(&["owner", "member", "auditor"]), all(&["owner", "member"])),
+            (
+                "tasks".into(),
+                all(&["owner", "admin", "manager", "member", "auditor"]),
+                all(&["owner", "admin", "manager", "member"])
+            ),
+        ]
+    );
+    // The fixed set is stored as adopt stores it: adopting again changes nothing.
+    let again = adopt(&mut su, "projects", None, None, false).await.expect("adopt again");
+    assert!(again.plan.is_empty(), "{:?}", again.plan.steps);
+}
+
+/// Guarded is not served: the API names rows by one key column of an integer, uuid or text
+/// type. `tables adopt` warns, and `tables list` says why, as the service itself decides it.
+#[tokio::test]
+async fn an_adopted_table_the_api_cannot_serve_is_reported_as_not_served() {
+    let (app, dir) = app_with_operator_tables().await;
+    std::fs::write(
+        dir.join("V3__unserved.sql"),
+        "CREATE TABLE pairs (tenant_id uuid NOT NULL REFERENCES tenants (id), a int NOT NULL, b int NOT NULL,
+                             note text, PRIMARY KEY (tenant_id, a, b));
+         CREATE TABLE days (tenant_id uuid NOT NULL REFERENCES tenants (id), day date NOT NULL, note text,
+                            PRIMARY KEY (tenant_id, day));",
+    )
+    .expect("V3");
+    operator::apply(&app.superuser_url(), &dir).await.expect("V3 applies");
+    let mut su = app.superuser_connection().await;
+    let pairs = adopt(&mut su, "pairs", None, None, false).await.expect("adopt pairs");
+    assert!(pairs.applied);
+    let why = pairs.not_served.expect("pairs is not served");
+    assert!(why.contains("(tenant_id, a, b) has 2 columns after tenant_id"), "{why}");
+    let projects = adopt(&mut su, "projects", None, None, false).await.expect("adopt projects");
+    assert_eq!(projects.not_served, None);
+
+    let listed = tenant_tables(&mut su).await.expect("list");
+    let state = |name: &str| listed.iter().find(|t| t.name == name).map(|t| t.not_served.clone()).expect("listed");
+    assert_eq!(state("pairs"), Some(why));
+    assert_eq!((state("projects"), state("contacts")), (None, None));
+
+    // The binary: the warning after adopting, and the list's API column.
+    let data_dir = scratch_dir("cli-unserved");
+    let adopted = output(rowguard(&app.cli_env(), &data_dir, &["tables", "adopt", "days"])).await;
+    assert!(adopted.starts_with("adopted days:"), "{adopted}");
+    assert!(
+        adopted.contains("warning: days is guarded, but the HTTP API will not serve it")
+            && adopted.contains("its key column day is of type date"),
+        "{adopted}"
+    );
+    let list = output(rowguard(&app.cli_env(), &data_dir, &["tables", "list"])).await;
+    let line = |name: &str| list.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_default().to_string();
+    assert!(line("pairs").contains("adopted, not served: its primary key"), "{list}");
+    assert!(line("days").contains("not served: its key column day"), "{list}");
+    assert!(line("projects").contains("adopted, read: owner") && !line("projects").contains("not served"), "{list}");
 }
 
 #[tokio::test]

@@ -100,10 +100,16 @@ async fn four_migrations_at_once_all_succeed_and_one_applies() {
 struct Server {
     child: Child,
     address: String,
+    /// What it printed from its address on, up to the line that ends the welcome.
+    welcome: String,
 }
 
+/// The last line of the welcome `serve` prints once it listens.
+const WELCOME_ENDS: &str = "  (or address a tenant by host";
+
 impl Server {
-    /// Start it and read its address from the line it prints once it listens.
+    /// Start it and read its address from the line it prints once it listens, then the rest
+    /// of its welcome (printed at once; waited for briefly, so a changed welcome cannot hang).
     async fn start(mut command: Command) -> Result<Server, String> {
         let mut child = command.env("ROWGUARD_LISTEN", "127.0.0.1:0").spawn().map_err(|e| e.to_string())?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -124,9 +130,20 @@ impl Server {
                 }
             }
         };
+        let mut welcome = String::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                welcome.push_str(&line);
+                welcome.push('\n');
+                if line.starts_with(WELCOME_ENDS) {
+                    break;
+                }
+            }
+        })
+        .await;
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Server { child, address })
+        Ok(Server { child, address, welcome })
     }
 
     /// The status line of `GET path`, over a plain connection.
@@ -176,6 +193,28 @@ async fn two_services_started_at_the_same_moment_both_come_up() {
     for server in &servers {
         server.assert_ready().await;
     }
+}
+
+/// The welcome offers the demo tenant's login only where the demo tenant exists: a database
+/// set up without the seed (as when an operator was created before the first `serve`) is told
+/// how to make a tenant instead; once the seed has run, the login printed is one that works.
+#[tokio::test]
+async fn serve_offers_the_demo_login_only_where_the_demo_tenant_exists() {
+    let app = spawn_installed_app().await;
+    let data_dir = scratch_dir("cli-welcome");
+    let demo_login = format!(r#""password":"{}""#, rowguard::seed::DEMO_PASSWORD);
+    let bare = Server::start(rowguard(&app.cli_env(), &data_dir, &["serve"])).await.expect("serve");
+    assert!(bare.welcome.contains(WELCOME_ENDS), "the whole welcome was read: {}", bare.welcome);
+    assert!(!bare.welcome.contains(rowguard::seed::DEMO_PASSWORD), "{}", bare.welcome);
+    assert!(!bare.welcome.contains("owner@acme.test"), "{}", bare.welcome);
+    assert!(bare.welcome.contains("rowguard tenants create"), "{}", bare.welcome);
+    drop(bare);
+
+    rowguard::seed::seed_demo(&app.superuser_url()).await.expect("the demo seed");
+    let seeded = Server::start(rowguard(&app.cli_env(), &data_dir, &["serve"])).await.expect("serve");
+    assert!(seeded.welcome.contains("owner@acme.test") && seeded.welcome.contains(&demo_login), "{}", seeded.welcome);
+    let login = app.login("acme", "owner@acme.test", rowguard::seed::DEMO_PASSWORD).await;
+    assert_eq!(login.status, axum::http::StatusCode::OK, "the login offered works: {}", login.body);
 }
 
 /// Run on a set-up database, bootstrap touches no catalog row: nothing to collide on, and no

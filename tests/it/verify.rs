@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use rowguard::catalog::{Finding, Rule, verify, verify_for_role};
 use rowguard::migrate;
 use rowguard::migrate::status::{MigrationId, MigrationRefusal, migration_status};
+use rowguard::roles::APP_ROLE;
 use sqlx::{AssertSqlSafe, Executor, PgConnection};
 
 use crate::support::spawn_app;
@@ -45,9 +46,10 @@ async fn verify_accepts_the_plain_setting_expression_in_place_of_current_tenant(
 }
 
 /// One deliberate break and what verify must say about it. `{role}` in `sql` and in the
-/// expected objects stands for a role made for this case alone; cases with `role` verify
-/// against it, the others against the real app role (whose per-database grants are safe to
-/// change here: they live in this test's database).
+/// expected objects stands for a role made for this case alone, holding the app role's table
+/// grants (so that it lacks none); cases with `role` verify against it, the others against the
+/// real app role (whose per-database grants are safe to change here: they live in this test's
+/// database).
 struct Break {
     name: &'static str,
     role: bool,
@@ -251,6 +253,18 @@ const BREAKS: &[Break] = &[
         expect: &[("operators", Rule::AppRoleExcessPrivilege)],
     },
     Break {
+        name: "a DML grant revoked from the app role on a built-in tenant table is app-role-grant-missing",
+        role: false,
+        sql: "REVOKE DELETE ON contacts FROM rowguard_app",
+        expect: &[("contacts", Rule::AppRoleGrantMissing)],
+    },
+    Break {
+        name: "the audit tables need only what the app role reads and appends, and lack it if revoked",
+        role: false,
+        sql: "REVOKE SELECT ON audit_events FROM rowguard_app; REVOKE INSERT ON audit_checkpoints FROM rowguard_app",
+        expect: &[("audit_checkpoints", Rule::AppRoleGrantMissing), ("audit_events", Rule::AppRoleGrantMissing)],
+    },
+    Break {
         name: "a BYPASSRLS app role is app-role-bypassrls",
         role: true,
         sql: "ALTER ROLE {role} BYPASSRLS",
@@ -277,7 +291,7 @@ const BREAKS: &[Break] = &[
     Break {
         name: "verifying a role that does not exist is app-role-missing",
         role: true,
-        sql: "DROP ROLE {role}",
+        sql: "DROP OWNED BY {role}; DROP ROLE {role}",
         expect: &[("{role}", Rule::AppRoleMissing)],
     },
 ];
@@ -291,6 +305,18 @@ async fn verify_names_the_table_and_the_rule_after_each_deliberate_break() {
         let role = format!("rg_verify_{}", uuid::Uuid::now_v7().simple());
         if case.role {
             conn.execute(AssertSqlSafe(format!("CREATE ROLE {role} NOLOGIN"))).await.expect("create the case's role");
+            conn.execute(AssertSqlSafe(format!(
+                "DO $$ DECLARE g record; BEGIN
+                     FOR g IN SELECT c.relname, p.privilege_type
+                                FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) p
+                               WHERE c.relnamespace = 'public'::regnamespace AND p.grantee = '{APP_ROLE}'::regrole
+                     LOOP
+                         EXECUTE format('GRANT %s ON %I TO {role}', g.privilege_type, g.relname);
+                     END LOOP;
+                 END $$"
+            )))
+            .await
+            .expect("give the case's role the app role's table grants");
         }
         conn.execute(AssertSqlSafe(case.sql.replace("{role}", &role)))
             .await
@@ -327,6 +353,23 @@ async fn drop_role(conn: &mut PgConnection, role: &str) {
             .await
             .expect("drop the case's role");
     }
+}
+
+/// A missing grant is named with the privileges, and the fix given is SQL that restores them.
+#[tokio::test]
+async fn verify_names_the_grants_a_built_in_table_lacks_and_how_to_give_them_back() {
+    let app = spawn_app().await;
+    let mut conn = app.superuser_connection().await;
+    conn.execute("REVOKE UPDATE, DELETE ON deals FROM rowguard_app").await.expect("revoke");
+    let findings = verify(&mut conn).await.expect("verify");
+    assert_eq!(found(&findings), BTreeSet::from([("deals".to_string(), Rule::AppRoleGrantMissing)]), "{findings:#?}");
+    let message = &findings[0].message;
+    assert!(message.contains("rowguard_app lacks UPDATE, DELETE on deals"), "{message}");
+    let fix = message.split('`').nth(1).expect("the fix, in backticks");
+    assert_eq!(fix, "GRANT UPDATE, DELETE ON deals TO rowguard_app");
+    conn.execute(AssertSqlSafe(fix.to_string())).await.expect("the fix runs");
+    let findings = verify(&mut conn).await.expect("verify");
+    assert!(findings.is_empty(), "{findings:#?}");
 }
 
 #[tokio::test]

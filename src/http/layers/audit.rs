@@ -1,5 +1,6 @@
 //! The audit layer: records refusals (401 and 403 answers on tenant routes) as
-//! `access.denied` events in a transaction of their own. Sampled per tenant — at most
+//! `access.denied` events in a transaction of their own, as whoever authentication found (a
+//! user refused a route its role may not use) or, before that, anonymously. Sampled per tenant — at most
 //! `PER_MINUTE` events a minute, with a count of those left out — so a flood of bad tokens
 //! cannot flood the log. It wraps authentication so it sees what authentication refuses.
 
@@ -64,7 +65,9 @@ pub async fn record_refusals(State(ctx): State<ApiContext>, request: Request, ne
     if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
         && let Some(skipped) = ctx.access_sampler.admit(tenant)
     {
-        let (actor, method, path) = (context.anonymous_actor(), method.as_str(), uri.path());
+        // Read after the answer: authentication has set the principal by now if it accepted
+        // the token, so a member refused an owner's route is recorded as that member.
+        let (actor, method, path) = (context.actor(), method.as_str(), uri.path());
         let event = AccessEvent {
             action: "access.denied",
             resource_type: None,
@@ -104,12 +107,13 @@ fn recording_failed(ctx: &ApiContext, e: sqlx::Error) {
     tracing::warn!(error = %e, "could not record a rate-limit refusal in the audit log");
 }
 
-/// Record a rate-limit refusal decided by a layer, as the anonymous actor of the request.
+/// Record a rate-limit refusal decided by a layer, as whoever acts in the request (the user,
+/// once authentication has run; anonymous before).
 pub async fn record_throttled(ctx: &ApiContext, parts: &axum::http::request::Parts, limit: &str) {
     let Some(context) = RequestContext::of(&parts.extensions) else { return };
     let Some(tenant) = context.tenant().map(|t| t.id) else { return };
     let Some(event) = throttled(ctx, tenant, parts.method.as_str(), parts.uri.path(), limit) else { return };
-    if let Err(e) = ctx.door.record(super::LAYERS_ONLY, context, &context.anonymous_actor(), event).await {
+    if let Err(e) = ctx.door.record(super::LAYERS_ONLY, context, &context.actor(), event).await {
         recording_failed(ctx, e);
     }
 }

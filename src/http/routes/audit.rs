@@ -40,8 +40,11 @@ pub struct AuditEvent {
     pub resource_id: Option<String>,
     /// success, denied or failure.
     pub outcome: String,
-    /// Changed fields before and after; never secrets.
-    pub details: serde_json::Value,
+    /// Changed fields before and after; never secrets. Passed through as the database's text
+    /// of the stored jsonb — the text the hash chain covers — so numbers keep every digit
+    /// (a `numeric(38, 10)` column's value would not survive a trip through f64).
+    #[schema(value_type = Object)]
+    pub details: Box<serde_json::value::RawValue>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -322,7 +325,7 @@ fn write_csv_line(out: &mut Vec<u8>, e: &AuditEvent) -> Result<(), std::io::Erro
         opt(&e.resource_type),
         opt(&e.resource_id),
         e.outcome.clone(),
-        e.details.to_string(),
+        e.details.get().to_string(),
     ];
     // csv quotes what needs quoting (commas, quotes, line breaks) and nothing else.
     let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(out);
