@@ -503,12 +503,15 @@ pub async fn plan(
         });
     }
     // serial columns take their values from a sequence the inserting role must be allowed to
-    // use; identity columns need no grant.
-    let sequences: Vec<(String, bool, bool)> = sqlx::query_as(
-        "SELECT s.oid::regclass::text, has_sequence_privilege($2::name, s.oid, 'USAGE'),
-                has_sequence_privilege($3::name, s.oid, 'USAGE')
+    // use (identity columns need no grant for that). The platform role also moves serial and
+    // identity sequences past the ids a tenant import brought (`tenants import`: setval needs
+    // UPDATE, reading the last value SELECT).
+    let sequences: Vec<(String, bool, bool, bool)> = sqlx::query_as(
+        "SELECT s.oid::regclass::text, d.deptype = 'i' OR has_sequence_privilege($2::name, s.oid, 'USAGE'),
+                has_sequence_privilege($3::name, s.oid, 'USAGE'),
+                has_sequence_privilege($3::name, s.oid, 'SELECT') AND has_sequence_privilege($3::name, s.oid, 'UPDATE')
            FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
-          WHERE d.classid = 'pg_class'::regclass AND d.refobjid = $1::bigint::oid AND d.deptype = 'a'
+          WHERE d.classid = 'pg_class'::regclass AND d.refobjid = $1::bigint::oid AND d.deptype IN ('a', 'i')
             AND s.relkind = 'S'
           ORDER BY 1",
     )
@@ -517,7 +520,7 @@ pub async fn plan(
     .bind(PLATFORM_ROLE)
     .fetch_all(&mut *conn)
     .await?;
-    for (sequence, app, platform) in sequences {
+    for (sequence, app, platform, platform_moves) in sequences {
         let to: Vec<&str> =
             [(app, APP_ROLE), (platform, PLATFORM_ROLE)].into_iter().filter(|(has, _)| !has).map(|(_, r)| r).collect();
         if !to.is_empty() {
@@ -525,6 +528,12 @@ pub async fn plan(
                 what: format!("inserts draw ids from {sequence}"),
                 // regclass text is already quoted where it needs to be.
                 sql: format!("GRANT USAGE ON SEQUENCE {sequence} TO {}", to.join(", ")),
+            });
+        }
+        if !platform_moves {
+            steps.push(Step {
+                what: format!("a tenant import moves {sequence} past the ids it brought"),
+                sql: format!("GRANT SELECT, UPDATE ON SEQUENCE {sequence} TO {PLATFORM_ROLE}"),
             });
         }
     }

@@ -16,7 +16,7 @@ use std::io::{BufRead, Write};
 
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::AssertSqlSafe;
 
 use super::purge::tables_children_first;
@@ -52,7 +52,9 @@ pub struct ExportedTenant {
 #[derive(Serialize, Deserialize)]
 struct Line {
     table: String,
-    row: Value,
+    /// The row as PostgreSQL's `to_jsonb` wrote it, passed through untouched both ways (a
+    /// parsed `Value` would carry numerics through f64).
+    row: Box<RawValue>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,9 +148,10 @@ pub async fn export(
     for (name, qualified) in &tables {
         // The audit log in chain order, so an import can re-link it as it reads.
         let order = if name == "audit_events" { "ORDER BY t.seq" } else { "" };
-        let sql = format!("SELECT to_jsonb(t) FROM {qualified} t WHERE t.tenant_id = $1 {order}");
-        let mut rows = sqlx::query_scalar::<_, Value>(AssertSqlSafe(sql)).bind(tenant).fetch(tx.conn());
+        let sql = format!("SELECT to_jsonb(t)::text FROM {qualified} t WHERE t.tenant_id = $1 {order}");
+        let mut rows = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(tenant).fetch(tx.conn());
         while let Some(row) = rows.try_next().await? {
+            let row = RawValue::from_string(row).map_err(std::io::Error::from)?;
             serde_json::to_writer(&mut *out, &Line { table: name.clone(), row }).map_err(std::io::Error::from)?;
             out.write_all(b"\n")?;
             done.rows += 1;
@@ -201,15 +204,22 @@ pub async fn import(
         if line.trim().is_empty() {
             continue;
         }
-        let Line { table, mut row } = serde_json::from_str(&line).map_err(|e| bad(n, e.to_string()))?;
+        let Line { table, row } = serde_json::from_str(&line).map_err(|e| bad(n, e.to_string()))?;
         if !known.contains(&table) || SKIPPED.contains(&table.as_str()) {
             return Err(bad(n, format!("table {table:?} is not a tenant table of this database")));
         }
-        if let Some(obj) = row.as_object_mut() {
-            obj.insert("tenant_id".into(), Value::String(tenant.to_string()));
+        if !row.get().trim_start().starts_with('{') {
+            return Err(bad(n, format!("{table}: a row must be a JSON object")));
         }
+        // The row as written, with the new tenant's id in place of the old (in SQL, so the
+        // values are never parsed here).
+        let row_sql = "($1::text::jsonb || jsonb_build_object('tenant_id', $2::uuid))";
         let result = if table == "audit_events" {
-            sqlx::query("SELECT audit_import($1)").bind(&row).execute(tx.conn()).await
+            sqlx::query(AssertSqlSafe(format!("SELECT audit_import({row_sql})")))
+                .bind(row.get())
+                .bind(tenant)
+                .execute(tx.conn())
+                .await
         } else {
             // The table name was checked against the catalog's list above; quote it anyway.
             let ident = format!("\"{}\"", table.replace('"', "\"\""));
@@ -219,9 +229,9 @@ pub async fn import(
             // OVERRIDING SYSTEM VALUE: rows keep their ids, also in a `GENERATED ALWAYS AS
             // IDENTITY` column of an adopted table (a no-op for tables without one).
             let sql = format!(
-                "INSERT INTO {ident} OVERRIDING SYSTEM VALUE VALUES ((jsonb_populate_record(NULL::{ident}, $1)).*)"
+                "INSERT INTO {ident} OVERRIDING SYSTEM VALUE VALUES ((jsonb_populate_record(NULL::{ident}, {row_sql})).*)"
             );
-            sqlx::query(AssertSqlSafe(sql)).bind(&row).execute(tx.conn()).await
+            sqlx::query(AssertSqlSafe(sql)).bind(row.get()).bind(tenant).execute(tx.conn()).await
         };
         result.map_err(|e| bad(n, format!("{table}: {e}")))?;
         *counts.entry(table).or_default() += 1;
@@ -234,6 +244,7 @@ pub async fn import(
             return Err(bad(0, format!("{table}: the header promises {expected} rows, the file has {got}")));
         }
     }
+    advance_sequences(&mut tx, counts.keys()).await?;
     sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
     let details = serde_json::json!({
         "source_tenant": header.tenant.id,
@@ -248,4 +259,36 @@ pub async fn import(
         .await?;
     tx.commit().await?;
     Ok((tenant, counts))
+}
+
+/// Move every serial or identity sequence of the imported tables past the highest id the import
+/// brought: the ids came from another database, and the next insert would otherwise draw one the
+/// imported tenant already has. Sequences are shared by all tenants, so one only ever moves
+/// forward (another tenant's ids stay unique: keys are `(tenant_id, id)`).
+async fn advance_sequences<'a>(
+    tx: &mut crate::db::TenantTx<'_>,
+    tables: impl Iterator<Item = &'a String>,
+) -> Result<(), sqlx::Error> {
+    for table in tables {
+        let columns: Vec<(String, String)> = sqlx::query_as(
+            "SELECT a.attname::text, pg_get_serial_sequence(format('%I', c.relname), a.attname)
+               FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+              WHERE c.relnamespace = 'public'::regnamespace AND c.relname = $1
+                AND pg_get_serial_sequence(format('%I', c.relname), a.attname) IS NOT NULL",
+        )
+        .bind(table)
+        .fetch_all(tx.conn())
+        .await?;
+        for (column, sequence) in columns {
+            // Names from the catalog, quoted; the sequence's name is passed as a value.
+            let sql = format!(
+                "SELECT setval($1::regclass, m) FROM (SELECT max({col})::bigint AS m FROM {tbl}) x
+                  WHERE m IS NOT NULL AND m > coalesce(pg_sequence_last_value($1::regclass), 0)",
+                col = crate::migrate::quote_ident(&column),
+                tbl = crate::migrate::quote_ident(table),
+            );
+            sqlx::query(AssertSqlSafe(sql)).bind(&sequence).execute(tx.conn()).await?;
+        }
+    }
+    Ok(())
 }

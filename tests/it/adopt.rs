@@ -626,6 +626,15 @@ async fn export_import_and_purge_carry_adopted_tables() {
         .expect("export");
     assert_eq!((header.tables.get("projects"), header.tables.get("tasks")), (Some(&1), Some(&1)));
     assert!(!String::from_utf8_lossy(&file).contains("Bravo's"));
+    // As if the export were imported into another database, whose sequences start afresh.
+    let mut fresh = app.superuser_connection().await;
+    fresh
+        .execute(
+            "SELECT setval(pg_get_serial_sequence('projects', 'id'), 1, false);
+             SELECT setval(pg_get_serial_sequence('tasks', 'id'), 1, false)",
+        )
+        .await
+        .expect("restart the sequences");
     let (copy, counts) =
         transfer::import(&mut platform, file.as_slice(), &Slug::parse("alpha-copy").expect("slug"), &mut |_| {})
             .await
@@ -639,6 +648,14 @@ async fn export_import_and_purge_carry_adopted_tables() {
     .await
     .expect("the copy's project and task");
     assert_eq!(row, (project, "Alpha's".to_string(), "1234.50".to_string(), json!({"color": "green"})));
+    // The import moved the sequences past the ids it brought: the copy's next rows do not
+    // collide with its imported ones.
+    let next: i64 = sqlx::query_scalar("INSERT INTO projects (tenant_id, name) VALUES ($1, 'next') RETURNING id")
+        .bind(copy)
+        .fetch_one(tx.conn())
+        .await
+        .expect("a new project after the import");
+    assert!(next > project, "{next} after imported {project}");
     drop(tx);
 
     let purged = platform.delete_tenant(&Slug::parse("alpha").expect("slug")).await.expect("delete alpha");
