@@ -257,6 +257,9 @@ fn nullable(schema: Value) -> Value {
     }
 }
 
+/// A string without NUL characters.
+const NO_NUL: &str = r"^[^\u0000]*$";
+
 fn scalar_schema(column: &Column) -> Value {
     let mut schema = match &column.scalar {
         Scalar::Int2 => json!({"type": "integer", "minimum": i16::MIN, "maximum": i16::MAX}),
@@ -268,8 +271,9 @@ fn scalar_schema(column: &Column) -> Value {
         ]}),
         Scalar::Float4 | Scalar::Float8 => json!({"type": "number"}),
         Scalar::Bool => json!({"type": "boolean"}),
-        Scalar::Text { max: Some(n) } => json!({"type": "string", "maxLength": n}),
-        Scalar::Text { max: None } | Scalar::Other => json!({"type": "string"}),
+        // PostgreSQL's text holds no NUL character (refused before it gets there).
+        Scalar::Text { max: Some(n) } => json!({"type": "string", "maxLength": n, "pattern": NO_NUL}),
+        Scalar::Text { max: None } | Scalar::Other => json!({"type": "string", "pattern": NO_NUL}),
         Scalar::Uuid => json!({"type": "string", "format": "uuid"}),
         Scalar::Date => json!({"type": "string", "format": "date"}),
         Scalar::Timestamptz => json!({"type": "string", "format": "date-time"}),
