@@ -730,3 +730,16 @@ async fn output(mut command: tokio::process::Command) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).to_string()
 }
+
+#[tokio::test]
+async fn the_citus_plan_distributes_adopted_tables_like_built_in_ones() {
+    let (app, _dir) = app_with_operator_tables().await;
+    adopt_both(&app).await;
+    let mut su = app.superuser_connection().await;
+    let plan = rowguard::migrate::citus::read_plan(&mut su).await.expect("plan");
+    for table in ["projects", "tasks"] {
+        assert!(plan.distribute.iter().any(|t| t == table), "{table} is distributed by tenant_id: {plan:?}");
+        assert!(!plan.reference.iter().any(|t| t == table), "{plan:?}");
+    }
+    assert!(plan.reference.iter().any(|t| t == "rowguard_adopted_tables"), "{plan:?}");
+}
