@@ -20,12 +20,8 @@ pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Email, Invalid> {
-        let email = raw.trim();
         let fail = || Err(Invalid::new("email", "must be a valid e-mail address"));
-        if email.is_empty() || email.len() > 254 {
-            return fail();
-        }
-        let Some((local, domain)) = email.rsplit_once('@') else {
+        let Some((email, local, domain)) = split(raw) else {
             return fail();
         };
         let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c);
@@ -64,12 +60,8 @@ pub struct ImportedEmail(String);
 
 impl ImportedEmail {
     pub fn parse(raw: &str) -> Result<ImportedEmail, Invalid> {
-        let email = raw.trim();
         let fail = || Err(Invalid::new("email", "must be an e-mail address without spaces or control characters"));
-        if email.is_empty() || email.len() > 254 {
-            return fail();
-        }
-        let Some((local, domain)) = email.rsplit_once('@') else {
+        let Some((email, local, domain)) = split(raw) else {
             return fail();
         };
         let bad_char = |c: char| c.is_whitespace() || c.is_control() || c == '@';
@@ -89,6 +81,17 @@ impl ImportedEmail {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// An address trimmed and split at its last `@` (address, local part, domain), if it is not
+/// empty and within RFC 5321's 254 characters; both parsers start here.
+fn split(raw: &str) -> Option<(&str, &str, &str)> {
+    let email = raw.trim();
+    if email.is_empty() || email.len() > 254 {
+        return None;
+    }
+    let (local, domain) = email.rsplit_once('@')?;
+    Some((email, local, domain))
 }
 
 impl fmt::Display for ImportedEmail {
