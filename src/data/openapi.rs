@@ -178,20 +178,36 @@ fn operation(
     op
 }
 
-/// The codes the generic API answers with (besides the common ones every route shares).
+/// The codes the generic API answers with: its own, and those of the layers every tenant route
+/// passes (resolution, authentication, the quota, the body extractor).
 const CODES: &[ErrorCode] = &[
+    ErrorCode::AmbiguousRequest,
+    ErrorCode::TenantRequired,
+    ErrorCode::InvalidHost,
+    ErrorCode::InvalidHeader,
+    ErrorCode::TenantAmbiguous,
     ErrorCode::InvalidPath,
     ErrorCode::InvalidQuery,
+    ErrorCode::InvalidCursor,
+    ErrorCode::InvalidText,
     ErrorCode::MalformedJson,
     ErrorCode::MissingToken,
+    ErrorCode::InvalidAuthorization,
     ErrorCode::InvalidToken,
+    ErrorCode::TokenExpired,
+    ErrorCode::SessionRevoked,
     ErrorCode::Forbidden,
+    ErrorCode::TenantMismatch,
+    ErrorCode::TenantSuspended,
+    ErrorCode::CorsOriginNotAllowed,
+    ErrorCode::TenantNotFound,
     ErrorCode::NotFound,
     ErrorCode::UnknownTable,
     ErrorCode::UniqueViolation,
     ErrorCode::RowInUse,
     ErrorCode::BodyTooLarge,
     ErrorCode::UnsupportedMediaType,
+    ErrorCode::UnsupportedContentEncoding,
     ErrorCode::ValidationFailed,
     ErrorCode::InvalidBody,
     ErrorCode::InvalidReference,

@@ -240,11 +240,12 @@ pub fn document_common_answers(api: &mut OpenApi) {
                 route.answers(415, &[E::UnsupportedMediaType, E::UnsupportedContentEncoding], "");
                 route.answers(422, &[E::InvalidBody, E::ValidationFailed, E::InvalidValue], "");
             }
-            route.answers(
-                503,
-                &[E::Unavailable, E::Busy],
-                "also when the request outlives its timeout; `Retry-After` says when",
-            );
+            // The outermost layers refuse an ambiguous request on every path.
+            route.answers(400, &[E::AmbiguousRequest], "");
+            // Busy: a password check's budget, spent only by tenant and platform routes.
+            let unavailable: &[ErrorCode] =
+                if route.tenant() || route.platform() { &[E::Unavailable, E::Busy] } else { &[E::Unavailable] };
+            route.answers(503, unavailable, "also when the request outlives its timeout; `Retry-After` says when");
         }
     }
 }
