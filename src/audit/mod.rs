@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod checkpoint;
+pub mod merkle;
 
 pub use chain::{BrokenLink, ChainReport, verify_chain};
 pub use checkpoint::{AuditSigner, Checkpoint};
