@@ -5,6 +5,7 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod merkle;
+pub mod note;
 
 pub use chain::{BrokenLink, ChainReport, verify_chain};
 pub use checkpoint::{AuditSigner, Checkpoint};
