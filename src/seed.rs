@@ -40,5 +40,18 @@ pub async fn seed_demo(admin_url: &str) -> anyhow::Result<Vec<String>> {
 /// `serve` (an operator created first, say), and a tenant it never made has no demo login.
 pub async fn demo_tenant_exists(admin_url: &str) -> anyhow::Result<bool> {
     let slug = Slug::parse(DEMO_TENANTS[0].0)?;
-    Ok(PlatformConn::connect(admin_url).await?.tenant_exists(&slug).await?)
+    let mut platform = PlatformConn::connect(admin_url).await?;
+    let Some(tenant) = platform.tenant_id_by_slug(&slug).await? else { return Ok(false) };
+    // A tenant an operator made with the demo's slug is not the demo: the login is offered
+    // only if the demo owner's password is still the demo password.
+    let mut tx = platform.tenant_tx(tenant).await?;
+    let stored: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE lower(email) = $1")
+        .bind(format!("owner@{}.test", slug.as_str()))
+        .fetch_optional(tx.conn())
+        .await?;
+    drop(tx);
+    let Some(stored) = stored else { return Ok(false) };
+    let verified =
+        tokio::task::spawn_blocking(move || crate::auth::password::verify_now(DEMO_PASSWORD, &stored)).await?;
+    Ok(!matches!(verified, crate::auth::password::Verified::No))
 }

@@ -23,9 +23,10 @@ fn row_json(columns: &[&Column]) -> String {
         })
         .collect();
     if list.is_empty() {
-        return "'{}'::jsonb::text".into();
+        return "'{}'::text".into();
     }
-    format!("(SELECT to_jsonb(r) FROM (SELECT {}) r)::text", list.join(", "))
+    // to_json, not to_jsonb: columns in table order, and a json column's text as stored.
+    format!("(SELECT to_json(r) FROM (SELECT {}) r)::text", list.join(", "))
 }
 
 /// `t.key = $n::text::type`: the key (or a filter) as text, cast by PostgreSQL.
@@ -129,7 +130,7 @@ mod tests {
             not_null: true,
             has_default: false,
             always_generated: false,
-            identity: false,
+            sequence: false,
         }
     }
 
@@ -152,7 +153,7 @@ mod tests {
         let key = table.key_column().expect("key");
         assert_eq!(
             get(&table, key),
-            "SELECT (SELECT to_jsonb(r) FROM (SELECT t.\"id\", t.\"budget\"::text AS \"budget\") r)::text FROM \
+            "SELECT (SELECT to_json(r) FROM (SELECT t.\"id\", t.\"budget\"::text AS \"budget\") r)::text FROM \
              \"Odd \"\"name\"\"\" t WHERE t.tenant_id = $1 AND t.\"id\" = $2::text::bigint"
         );
         let budget = table.column("budget").expect("budget");

@@ -34,6 +34,19 @@ pub fn check(column: &Column, value: &Value) -> Result<(), Refusal> {
     check_scalar(&column.scalar, value).map_err(|why| format!("{name} {why}"))
 }
 
+/// Check a json/jsonb column's value as the client wrote it: null only where allowed, and no
+/// NUL character (`\u0000`, which PostgreSQL refuses in jsonb), whatever the numbers' size.
+pub fn check_raw_json(column: &Column, raw: &str) -> Result<(), Refusal> {
+    let name = &column.name;
+    if raw.trim() == "null" {
+        return if column.not_null { Err(format!("{name} must not be null")) } else { Ok(()) };
+    }
+    if raw.to_ascii_lowercase().contains("\\u0000") {
+        return Err(format!("{name} must not contain NUL characters (\\u0000)"));
+    }
+    Ok(())
+}
+
 /// Check text from a path or a query string (a key, a filter, a cursor) for `column`.
 pub fn check_text(column: &Column, text: &str) -> Result<(), Refusal> {
     let name = &column.name;
@@ -220,7 +233,7 @@ mod tests {
             not_null,
             has_default: false,
             always_generated: false,
-            identity: false,
+            sequence: false,
         }
     }
 

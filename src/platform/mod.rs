@@ -432,6 +432,15 @@ impl PlatformConn {
             .await?)
     }
 
+    /// The id of the tenant `slug` names (in any status), if there is one.
+    pub async fn tenant_id_by_slug(&mut self, slug: &Slug) -> Result<Option<TenantId>, PlatformError> {
+        Ok(sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
+            .bind(slug.as_str())
+            .fetch_optional(self.conn())
+            .await?
+            .map(TenantId))
+    }
+
     pub async fn tenant_exists(&mut self, slug: &Slug) -> Result<bool, PlatformError> {
         Ok(sqlx::query_scalar("SELECT EXISTS (SELECT FROM tenants WHERE slug = $1)")
             .bind(slug.as_str())

@@ -148,7 +148,8 @@ pub async fn export(
     for (name, qualified) in &tables {
         // The audit log in chain order, so an import can re-link it as it reads.
         let order = if name == "audit_events" { "ORDER BY t.seq" } else { "" };
-        let sql = format!("SELECT to_jsonb(t)::text FROM {qualified} t WHERE t.tenant_id = $1 {order}");
+        // to_json: a json column's text as stored (to_jsonb would rewrite it).
+        let sql = format!("SELECT to_json(t)::text FROM {qualified} t WHERE t.tenant_id = $1 {order}");
         let mut rows = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(tenant).fetch(tx.conn());
         while let Some(row) = rows.try_next().await? {
             let row = RawValue::from_string(row).map_err(std::io::Error::from)?;
@@ -228,10 +229,12 @@ pub async fn import(
             // into the shards, and COPY into a table with row-level security is refused there.
             // OVERRIDING SYSTEM VALUE: rows keep their ids, also in a `GENERATED ALWAYS AS
             // IDENTITY` column of an adopted table (a no-op for tables without one).
+            // json_populate_record, not jsonb_: a json column keeps the text it was exported
+            // with. The new tenant's id goes last, and the last of two equal keys wins.
             let sql = format!(
-                "INSERT INTO {ident} OVERRIDING SYSTEM VALUE VALUES ((jsonb_populate_record(NULL::{ident}, {row_sql})).*)"
+                "INSERT INTO {ident} OVERRIDING SYSTEM VALUE VALUES ((json_populate_record(NULL::{ident}, $1::text::json)).*)"
             );
-            sqlx::query(AssertSqlSafe(sql)).bind(row.get()).bind(tenant).execute(tx.conn()).await
+            sqlx::query(AssertSqlSafe(sql)).bind(with_tenant(row.get(), tenant)).execute(tx.conn()).await
         };
         result.map_err(|e| bad(n, format!("{table}: {e}")))?;
         *counts.entry(table).or_default() += 1;
@@ -268,7 +271,7 @@ pub async fn import(
 async fn advance_sequences<'a>(
     tx: &mut crate::db::TenantTx<'_>,
     tables: impl Iterator<Item = &'a String>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), TransferError> {
     for table in tables {
         let columns: Vec<(String, String)> = sqlx::query_as(
             "SELECT a.attname::text, pg_get_serial_sequence(format('%I', c.relname), a.attname)
@@ -280,6 +283,26 @@ async fn advance_sequences<'a>(
         .fetch_all(tx.conn())
         .await?;
         for (column, sequence) in columns {
+            // Every tenant draws from this sequence: an import that would move it past half its
+            // range (ids planted near its end) would soon stop everyone's inserts. Refused.
+            let near_end: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT m FROM (SELECT max({col})::bigint AS m FROM {tbl}) x, pg_sequence s
+                  WHERE s.seqrelid = $1::regclass AND m > s.seqmax / 2",
+                col = crate::migrate::quote_ident(&column),
+                tbl = crate::migrate::quote_ident(table),
+            )))
+            .bind(&sequence)
+            .fetch_optional(tx.conn())
+            .await?;
+            if let Some(m) = near_end {
+                return Err(TransferError::Format {
+                    line: 0,
+                    message: format!(
+                        "{table}.{column} holds {m}, past half of {sequence}'s range; every tenant draws ids from \
+                         it, so importing this would soon exhaust it for all of them"
+                    ),
+                });
+            }
             // Names from the catalog, quoted; the sequence's name is passed as a value.
             let sql = format!(
                 "SELECT setval($1::regclass, m) FROM (SELECT max({col})::bigint AS m FROM {tbl}) x
@@ -291,4 +314,11 @@ async fn advance_sequences<'a>(
         }
     }
     Ok(())
+}
+
+/// A row's JSON object text with `"tenant_id": tenant` added as its last member.
+fn with_tenant(row: &str, tenant: TenantId) -> String {
+    let body = row.trim_end().strip_suffix('}').unwrap_or(row);
+    let comma = if body.trim_start().strip_prefix('{').is_some_and(|inner| inner.trim().is_empty()) { "" } else { "," };
+    format!("{body}{comma}\"tenant_id\":\"{}\"}}", tenant.0)
 }

@@ -657,6 +657,28 @@ async fn export_import_and_purge_carry_adopted_tables() {
         .expect("a new project after the import");
     assert!(next > project, "{next} after imported {project}");
     drop(tx);
+    // A file whose ids sit past half a shared sequence's range is refused, changing nothing:
+    // importing it would soon stop every tenant's inserts.
+    let text = String::from_utf8(file.clone()).expect("utf-8");
+    let planted: String = text
+        .lines()
+        .filter(|l| !l.starts_with(r#"{"table":"tasks""#))
+        .map(|l| {
+            let l = l.replace(r#""tasks":1"#, r#""tasks":0"#);
+            if l.starts_with(r#"{"table":"projects""#) {
+                l.replace(&format!(r#""id":{project},"#), r#""id":9223372036854775000,"#)
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(planted.contains("9223372036854775000"), "the id was planted");
+    let refused =
+        transfer::import(&mut platform, planted.as_bytes(), &Slug::parse("alpha-planted").expect("slug"), &mut |_| {})
+            .await;
+    let message = refused.expect_err("refused").to_string();
+    assert!(message.contains("past half") && message.contains("projects.id"), "{message}");
 
     let purged = platform.delete_tenant(&Slug::parse("alpha").expect("slug")).await.expect("delete alpha");
     let deleted = |table: &str| purged.iter().find(|(t, _)| t == table).map(|(_, n)| *n);

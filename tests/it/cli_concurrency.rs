@@ -215,6 +215,15 @@ async fn serve_offers_the_demo_login_only_where_the_demo_tenant_exists() {
     assert!(seeded.welcome.contains("owner@acme.test") && seeded.welcome.contains(&demo_login), "{}", seeded.welcome);
     let login = app.login("acme", "owner@acme.test", rowguard::seed::DEMO_PASSWORD).await;
     assert_eq!(login.status, axum::http::StatusCode::OK, "the login offered works: {}", login.body);
+    drop(seeded);
+
+    // An operator's own tenant that happens to be called acme is not the demo.
+    let other = spawn_installed_app().await;
+    other.create_tenant("acme").await;
+    let own =
+        Server::start(rowguard(&other.cli_env(), &scratch_dir("cli-welcome-own"), &["serve"])).await.expect("serve");
+    assert!(!own.welcome.contains(rowguard::seed::DEMO_PASSWORD), "{}", own.welcome);
+    assert!(own.welcome.contains("rowguard tenants create"), "{}", own.welcome);
 }
 
 /// Run on a set-up database, bootstrap touches no catalog row: nothing to collide on, and no

@@ -53,6 +53,21 @@ async fn until_served(app: &TestApp, token: &str, tenant: &str, table: &str) {
     }
 }
 
+/// A GET's body as the bytes the service sent (the test client's `body` is parsed JSON).
+async fn body_text(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> String {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::builder().uri(path).header("host", "localhost:8080");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request.body(axum::body::Body::empty()).expect("request");
+    let response = app.router.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    String::from_utf8(bytes.to_vec()).expect("utf-8")
+}
+
 async fn contact_of(app: &TestApp, token: &str, tenant: &str) -> String {
     let body = json!({"name": "Ada", "email": format!("ada@{tenant}.test")});
     let r = app.call_as(token, tenant, Method::POST, "/v1/contacts", Some(body)).await;
@@ -172,11 +187,16 @@ async fn adopted_tables_are_served_with_crud_pages_filters_and_named_errors() {
     let task = app.call_as(&ta, &a.slug, Method::POST, "/v1/data/tasks", Some(task_of(&project))).await;
     assert_eq!(task.status, StatusCode::CREATED, "{}", task.body);
     assert_eq!(task.body["done"], false);
-    // A unique key (the primary key, given explicitly: BY DEFAULT identity) → 409.
-    let again = json!({"id": task.body["id"], "project_id": task.body["project_id"], "title": "dup"});
-    app.call_as(&ta, &a.slug, Method::POST, "/v1/data/tasks", Some(again))
+    // An id a sequence numbers (even BY DEFAULT identity) is never set by a request: the
+    // sequence is every tenant's, and an id near its end would stop everyone's inserts.
+    let again = json!({"id": i64::MAX, "project_id": task.body["project_id"], "title": "far"});
+    let r = app.call_as(&ta, &a.slug, Method::POST, "/v1/data/tasks", Some(again)).await;
+    r.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert!(r.body["detail"].as_str().unwrap_or_default().contains("sequence"), "{}", r.body);
+    let path_of_task = format!("/v1/data/tasks/{}", task.body["id"]);
+    app.call_as(&ta, &a.slug, Method::PATCH, &path_of_task, Some(json!({"id": 7})))
         .await
-        .assert_problem(StatusCode::CONFLICT, "unique_violation");
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     // Deleting a referenced row → 409 naming the foreign key.
     let r = app.call_as(&ta, &a.slug, Method::DELETE, &path, None).await;
     r.assert_problem(StatusCode::CONFLICT, "row_in_use");
@@ -299,6 +319,7 @@ async fn adopted_tables_are_served_with_crud_pages_filters_and_named_errors() {
     assert!(schemas["data.projects"]["properties"].get("tenant_id").is_none());
     assert_eq!(schemas["data.projects.new"]["required"], json!(["name"]));
     assert!(schemas["data.projects.new"]["properties"].get("id").is_none(), "generated always: not writable");
+    assert!(schemas["data.tasks.new"]["properties"].get("id").is_none(), "numbered by a sequence: not writable");
     assert!(
         doc.body["paths"]["/v1/data/tasks"]["get"]["parameters"]
             .as_array()
@@ -390,6 +411,18 @@ async fn every_mapped_type_round_trips_and_uuid_keys_work() {
         .expect("stored");
     assert_eq!(exact.0, r#"{"n": 12345678901234567890123456789.5}"#);
     assert_eq!(exact.1, r#"{"b": 1, "a": 2, "a": 3}"#, "json keeps the text as sent");
+    // ... and is answered as stored, the row's columns in table order.
+    let id = r.body["id"].as_str().expect("id").to_string();
+    let text = body_text(&app, &format!("/v1/data/samples/{id}"), &headers).await;
+    assert!(text.find("\"small\"") < text.find("\"address\""), "columns in table order: {text}");
+    assert!(text.contains(r#""raw":{"b": 1, "a": 2, "a": 3}"#), "json answered as stored: {text}");
+    assert!(text.contains("12345678901234567890123456789.5"), "jsonb digits kept: {text}");
+    // A jsonb number beyond a float's range is JSON PostgreSQL keeps: accepted.
+    let huge = r#"{"doc": {"x": 1e400}}"#;
+    let r = app
+        .send_raw(Method::POST, "/v1/data/samples", &headers, Some("application/json"), axum::body::Body::from(huge))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     // A filter value that is not UTF-8 once decoded is refused, not matched against nothing.
     app.call_as(&ta, &a.slug, Method::GET, "/v1/data/samples?code=%ff", None)
         .await

@@ -238,9 +238,6 @@ fn record(body: &Body) -> String {
 fn checked_columns<'t>(table: &'t Table, body: &Body) -> Result<Vec<&'t Column>, ApiError> {
     let mut columns = Vec::with_capacity(body.len());
     for (name, raw) in body {
-        let value: Value = serde_json::from_str(raw.get())
-            .map_err(|_| ApiError::validation_of(format!("{name} is not JSON this API can read")))?;
-        let value = &value;
         if name == "tenant_id" {
             return Err(ApiError::validation_of(
                 "tenant_id is never taken from a body: a row belongs to the tenant of the request".to_string(),
@@ -254,9 +251,20 @@ fn checked_columns<'t>(table: &'t Table, body: &Body) -> Result<Vec<&'t Column>,
             ))
         })?;
         if !column.writable() {
-            return Err(ApiError::validation_of(format!("{name} is set by the database, never by a request")));
+            return Err(ApiError::validation_of(format!(
+                "{name} is set by the database (generated, or numbered by a sequence), never by a request"
+            )));
         }
-        values::check(column, value).map_err(ApiError::validation_of)?;
+        // json/jsonb take any JSON, checked as text: parsing it here would refuse numbers
+        // beyond a float's range that PostgreSQL keeps exactly.
+        if matches!(column.scalar, Scalar::Json | Scalar::Jsonb) && !column.array {
+            values::check_raw_json(column, raw.get()).map_err(ApiError::validation_of)?;
+            columns.push(column);
+            continue;
+        }
+        let value: Value = serde_json::from_str(raw.get())
+            .map_err(|_| ApiError::validation_of(format!("{name} is not JSON this API can read")))?;
+        values::check(column, &value).map_err(ApiError::validation_of)?;
         if table.key.as_deref() == Some(name.as_str()) && value.as_str() == Some("") {
             return Err(ApiError::validation_of(format!(
                 "{name} is the key; an empty key could never be named in a path"
@@ -420,6 +428,8 @@ fn write_error(ctx: &ApiContext, table: &Table, e: sqlx::Error, deleting: bool) 
         ),
         // A value only PostgreSQL could check (inet, interval, a date before year 1, …): its
         // message names the type and the value, never another tenant's data.
+        // A sequence at its end is no value the request sent.
+        Some("2200H") => ApiError::internal(e),
         Some(code) if code.starts_with("22") && !matches!(code, "22021" | "22P05") => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::InvalidValue,
