@@ -189,6 +189,15 @@ async fn import_one(
     let target_err = |e: crate::platform::PlatformError| vec![Problem::new("(target)", None, e.to_string())];
 
     let previous = platform.tenant_imported_from(&import_source).await.map_err(target_err)?;
+    if previous.is_some() {
+        // A mapping that no longer fits the source is an error even when nothing is left to
+        // import: otherwise a typo in it goes unnoticed until the next tenant appears.
+        match source.check_mapping(mapping, &tenant.schema).await {
+            Ok(()) => {}
+            Err(SourceError::Mapping(message)) => return Err(vec![Problem::new("(mapping)", None, message)]),
+            Err(e) => return Err(vec![Problem::new("(source)", None, e.to_string())]),
+        }
+    }
     if let Some((slug, id)) = previous {
         report.outcome = Outcome::Skipped;
         report.slug = Some(slug.clone());

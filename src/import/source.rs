@@ -52,8 +52,10 @@ pub struct SourceData {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("the source database is not reachable: {0}")]
-    Unreachable(sqlx::Error),
+    #[error("the source connection string is not valid: {0}")]
+    ConnectionString(String),
+    #[error("the source database ({target}) is not reachable: {source}")]
+    Unreachable { target: String, source: sqlx::Error },
     #[error("source: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("{0}")]
@@ -70,12 +72,16 @@ pub fn quote_ident(name: &str) -> String {
 pub type Catalog = BTreeMap<String, BTreeSet<String>>;
 
 impl Source {
-    pub async fn connect(url: &str) -> Result<Source, SourceError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(SourceError::Unreachable)?
+    /// Connect with a PostgreSQL connection string in either form libpq takes: a URL
+    /// (`postgres://user@host/app`, `postgres:///app?host=/var/run/postgresql`) or keywords
+    /// (`host=/var/run/postgresql dbname=app user=x`).
+    pub async fn connect(connection: &str) -> Result<Source, SourceError> {
+        let options = connect_options(connection)?
             .application_name("rowguard-import")
             .options([("default_transaction_read_only", "on")]);
-        let mut conn = PgConnection::connect_with(&options).await.map_err(SourceError::Unreachable)?;
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .map_err(|source| SourceError::Unreachable { target: describe(&options), source })?;
         let database: String = sqlx::query_scalar("SELECT current_database()::text").fetch_one(&mut conn).await?;
         Ok(Source { conn, database })
     }
@@ -160,10 +166,9 @@ impl Source {
         Ok(tenants)
     }
 
-    /// Read every mapped resource of one tenant schema in one READ ONLY, REPEATABLE READ
-    /// transaction, so the rows and their counts come from one snapshot. A missing table or
-    /// column is an error naming it.
-    pub async fn read_tenant(&mut self, mapping: &Mapping, schema: &str) -> Result<SourceData, SourceError> {
+    /// Every table and column the mapping names for tenant resources exists in `schema`: a
+    /// `SourceError::Mapping` naming the first one that does not.
+    pub async fn check_mapping(&mut self, mapping: &Mapping, schema: &str) -> Result<(), SourceError> {
         let catalog = self.catalog(schema).await?;
         if catalog.is_empty() {
             return Err(SourceError::Mapping(format!(
@@ -173,6 +178,14 @@ impl Source {
         for (table, columns) in mapping.resource_columns() {
             require(&catalog, schema, table, &columns).map_err(SourceError::Mapping)?;
         }
+        Ok(())
+    }
+
+    /// Read every mapped resource of one tenant schema in one READ ONLY, REPEATABLE READ
+    /// transaction, so the rows and their counts come from one snapshot. A missing table or
+    /// column is an error naming it.
+    pub async fn read_tenant(&mut self, mapping: &Mapping, schema: &str) -> Result<SourceData, SourceError> {
+        self.check_mapping(mapping, schema).await?;
         let mut tx = self.conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
         let mut data = SourceData::default();
         if let Some(u) = &mapping.users {
@@ -215,6 +228,74 @@ impl Source {
         tx.commit().await?;
         Ok(data)
     }
+}
+
+/// Options from a connection string. sqlx parses URLs only; a keyword string is turned into
+/// the URL that says the same (every pair a query parameter, which sqlx reads like libpq),
+/// so both forms go through one parser and both read `~/.pgpass` and `PG*` defaults alike.
+pub fn connect_options(connection: &str) -> Result<PgConnectOptions, SourceError> {
+    let url = if connection.contains("://") {
+        connection.to_string()
+    } else {
+        let pairs = keyword_pairs(connection).map_err(SourceError::ConnectionString)?;
+        let mut url = url::Url::parse("postgres:///").expect("a constant URL");
+        url.query_pairs_mut().extend_pairs(pairs);
+        url.to_string()
+    };
+    PgConnectOptions::from_str(&url).map_err(|e| SourceError::ConnectionString(e.to_string()))
+}
+
+/// libpq's keyword/value form: `key = value` pairs separated by white space; a value may be
+/// single-quoted, with `\'` and `\\` inside (libpq's rules, section 34.1.1.1).
+fn keyword_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(format!("{key:?} has no \"=\" after it (use key=value pairs, or a postgres:// URL)"));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\'') => break,
+                    Some('\\') => value.extend(chars.next()),
+                    Some(c) => value.push(c),
+                    None => return Err(format!("the value of {key:?} has no closing quote")),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+/// Where a connection goes, for error messages: the socket file or host and port, the
+/// database and the user (never the password).
+fn describe(options: &PgConnectOptions) -> String {
+    let place = match options.get_socket() {
+        Some(dir) => format!("socket {}", dir.join(format!(".s.PGSQL.{}", options.get_port())).display()),
+        None => format!("host {} port {}", options.get_host(), options.get_port()),
+    };
+    let database = options.get_database().unwrap_or(options.get_username());
+    format!("{place}, database {database}, user {}", options.get_username())
 }
 
 /// The table exists in `catalog` and has every column.
@@ -261,6 +342,30 @@ async fn read_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyword_strings_say_what_urls_say() {
+        // libpq's quoting: `'it\'s'` is `it's`.
+        let keywords = connect_options(r"host=/var/run/postgresql port=5433 dbname='it\'s' user=x password=p");
+        let keywords = keywords.expect("keywords");
+        assert_eq!(keywords.get_socket().map(|p| p.display().to_string()).as_deref(), Some("/var/run/postgresql"));
+        assert_eq!((keywords.get_port(), keywords.get_database(), keywords.get_username()), (5433, Some("it's"), "x"));
+        let tcp = connect_options("host = db.internal port=6432 dbname = 'my app' user=ro").expect("keywords");
+        assert_eq!((tcp.get_host(), tcp.get_port(), tcp.get_database()), ("db.internal", 6432, Some("my app")));
+        assert!(tcp.get_socket().is_none());
+        let url = connect_options("postgres://ro@db.internal:6432/app").expect("url");
+        assert_eq!((url.get_host(), url.get_port(), url.get_database()), ("db.internal", 6432, Some("app")));
+        assert!(connect_options("host=x dbname='app").is_err_and(|e| e.to_string().contains("closing quote")));
+        assert!(connect_options("host x").is_err_and(|e| e.to_string().contains("\"host\"")));
+    }
+
+    #[test]
+    fn connection_errors_name_the_socket_or_the_host_and_port() {
+        let socket = connect_options("host=/run/pg port=5433 dbname=app user=x").expect("keywords");
+        assert_eq!(describe(&socket), "socket /run/pg/.s.PGSQL.5433, database app, user x");
+        let tcp = connect_options("postgres://x:secret@db.internal:6432/app").expect("url");
+        assert_eq!(describe(&tcp), "host db.internal port 6432, database app, user x");
+    }
 
     #[test]
     fn identifiers_are_always_quoted_and_quotes_doubled() {

@@ -11,7 +11,8 @@ use rowguard::platform::PlatformConn;
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-use crate::support::{TestApp, spawn_app};
+use crate::cli_concurrency::rowguard;
+use crate::support::{TestApp, cli_env_for, scratch_dir, spawn_app, url_password};
 
 const EXAMPLE: &str = include_str!("../../examples/django-tenants.toml");
 
@@ -517,4 +518,105 @@ async fn the_source_connection_refuses_writes() {
         .await
         .expect("read");
     assert_eq!(plain_ro, "off");
+}
+
+/// libpq's keyword form of a test-cluster URL: `host=<socket dir> port=… dbname=… user=… password=…`.
+fn keyword_string(url: &str) -> String {
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url).expect("a test-cluster URL");
+    let socket = options.get_socket().expect("the test cluster listens on a Unix socket");
+    format!(
+        "host={} port={} dbname={} user={} password='{}'",
+        socket.display(),
+        options.get_port(),
+        options.get_database().expect("a database"),
+        options.get_username(),
+        url_password(url),
+    )
+}
+
+/// A new operator's first command, on a target database that does not exist yet, with the
+/// source given as a libpq keyword string over a Unix socket: the import creates and migrates
+/// the target itself (even for the dry run) and then imports.
+#[tokio::test]
+async fn an_empty_target_is_migrated_by_the_import_and_a_keyword_source_over_a_socket_works() {
+    let app = spawn_app().await;
+    let source = django_source(&app).await;
+    let fresh = format!("t_{}_fresh", uuid::Uuid::now_v7().simple());
+    let env = cli_env_for(&fresh);
+    let dir = scratch_dir("import-fresh");
+    let mapping_file = dir.join("mapping.toml");
+    std::fs::write(&mapping_file, EXAMPLE).expect("write the mapping");
+    let keywords = keyword_string(&source.url);
+    assert!(keywords.starts_with("host=/"), "{keywords}");
+    let args = |dry_run: bool| {
+        let mut args =
+            vec!["import", "schemas", "--source", &keywords, "--mapping", mapping_file.to_str().expect("path")];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    for (dry_run, summary) in [(true, "0 imported, 3 would import"), (false, "3 imported, 0 would import")] {
+        let args = args(dry_run);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = rowguard(&env, &dir, &args).output().await.expect("run rowguard");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "dry run {dry_run}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains(summary), "dry run {dry_run}: {stdout}");
+    }
+    let admin = &env.iter().find(|(k, _)| *k == "ROWGUARD_ADMIN_DATABASE_URL").expect("admin URL").1;
+    let mut target = PgConnection::connect(admin).await.expect("the target now exists");
+    let slugs: Vec<String> =
+        sqlx::query_scalar("SELECT slug FROM tenants ORDER BY slug").fetch_all(&mut target).await.expect("tenants");
+    assert_eq!(slugs, ["alpha", "bravo", "charlie-co"]);
+}
+
+#[tokio::test]
+async fn connection_errors_name_the_socket_or_the_host_and_port() {
+    let app = spawn_app().await;
+    let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform");
+    for (source, named) in [
+        (
+            "host=/nonexistent/pg port=5999 dbname=app user=x",
+            "socket /nonexistent/pg/.s.PGSQL.5999, database app, user x",
+        ),
+        ("postgres://nobody@127.0.0.1:1/nothing", "host 127.0.0.1 port 1, database nothing, user nobody"),
+    ] {
+        let err = import_schemas(&mut platform, source, &mapping(), &options(&[], true), &mut |_| {})
+            .await
+            .expect_err("unreachable");
+        let message = err.to_string();
+        assert!(message.contains(named) && message.contains("not reachable"), "{source}: {message}");
+    }
+    let err = import_schemas(&mut platform, "host=/x dbname='app", &mapping(), &options(&[], true), &mut |_| {})
+        .await
+        .expect_err("unclosed quote");
+    assert!(err.to_string().contains("not valid") && err.to_string().contains("closing quote"), "{err}");
+}
+
+/// Re-runs skip imported tenants, but the mapping is still checked against each schema: a
+/// column renamed in the mapping (or dropped in the source) fails the run instead of "nothing
+/// changed".
+#[tokio::test]
+async fn a_mapping_that_no_longer_fits_is_reported_even_when_every_tenant_is_imported() {
+    let app = spawn_app().await;
+    let source = django_source(&app).await;
+    let report = run(&app, &source, &mapping(), &options(&[], false)).await;
+    assert_eq!(report.failed(), 0, "{report:#?}");
+    let wrong = Mapping::parse(&EXAMPLE.replace("website_domain", "web_site")).expect("still valid TOML");
+    for dry_run in [true, false] {
+        let rerun = run(&app, &source, &wrong, &options(&[], dry_run)).await;
+        assert_eq!(rerun.failed(), 3, "{rerun:#?}");
+        for t in &rerun.tenants {
+            assert!(
+                t.problems.iter().any(|p| p.table == "(mapping)"
+                    && p.message.contains("crm_organization")
+                    && p.message.contains("web_site")),
+                "{t:?}"
+            );
+        }
+    }
+    let rerun = run(&app, &source, &mapping(), &options(&[], false)).await;
+    assert!(rerun.tenants.iter().all(|t| t.outcome == Outcome::Skipped), "{rerun:#?}");
 }
