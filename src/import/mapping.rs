@@ -42,6 +42,14 @@ pub struct TenantRegistry {
     /// Registry rows not to import: django-tenants' own public tenant, by default.
     #[serde(default = "public_only")]
     pub skip_schemas: Vec<String>,
+    /// A boolean column of the tenant model: false (or NULL) imports the tenant `suspended`,
+    /// so nobody can log in to it until an operator resumes it. Absent: every tenant active.
+    pub is_active: Option<String>,
+    /// A status column of the tenant model, with `inactive_statuses`: a tenant whose status
+    /// is one of them (compared trimmed, case-insensitively) is imported `suspended`.
+    pub status: Option<String>,
+    #[serde(default)]
+    pub inactive_statuses: Vec<String>,
 }
 
 /// The domain table (django-tenants' `DomainMixin` model).
@@ -118,6 +126,11 @@ pub struct UsersMap {
     /// Everyone else's role.
     #[serde(default = "member")]
     pub default_role: String,
+    /// The owner by tenant schema, by e-mail (`{ acme = "ceo@acme.example" }`): made `owner`
+    /// whatever `owner_if` says. A tenant must end up with an active owner; one that would
+    /// not (its owners were made with `create_user`, say) is not imported until named here.
+    #[serde(default)]
+    pub owner_email: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -213,6 +226,13 @@ impl Mapping {
         if let Some(u) = &self.users {
             crate::domain::Role::parse(&u.default_role).map_err(|e| format!("[users] default_role: {e}"))?;
         }
+        match (&self.tenants.status, self.tenants.inactive_statuses.is_empty()) {
+            (Some(_), true) => {
+                return Err("[tenants] status needs inactive_statuses (the values that mean inactive)".into());
+            }
+            (None, false) => return Err("[tenants] inactive_statuses needs a status column".into()),
+            _ => {}
+        }
         for name in self.identifiers() {
             if name.is_empty() || name.len() > 63 {
                 return Err(format!("{name:?} is not a PostgreSQL identifier (1 to 63 bytes)"));
@@ -237,6 +257,7 @@ impl Mapping {
             &d.tenant,
             &d.is_primary,
         ];
+        names.extend([&t.is_active, &t.status].into_iter().flatten().map(String::as_str));
         for (table, columns) in self.resource_columns() {
             names.push(table);
             names.extend(columns);

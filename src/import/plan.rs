@@ -12,6 +12,8 @@ pub(super) struct TenantHead {
     pub(super) id: TenantId,
     pub(super) slug: Slug,
     pub(super) name: String,
+    /// `active`, or `suspended` for a tenant the source registry marks inactive.
+    pub(super) status: TenantStatus,
     pub(super) import_source: String,
     pub(super) schema: String,
     pub(super) domains: Vec<(String, bool)>,
@@ -93,7 +95,7 @@ impl Plan {
     }
 
     /// Validate every row and assign new ids; every problem is pushed, none is fixed up.
-    pub(super) fn build(mapping: &Mapping, data: &SourceData, problems: &mut Vec<Problem>) -> Plan {
+    pub(super) fn build(mapping: &Mapping, data: &SourceData, schema: &str, problems: &mut Vec<Problem>) -> Plan {
         let mut plan = Plan::default();
         // New ids by resource and source id, to resolve references.
         let mut ids: HashMap<(&'static str, String), Uuid> = HashMap::new();
@@ -160,6 +162,7 @@ impl Plan {
                 plan.users.roles.push(role.as_str());
                 plan.users.statuses.push(if active { "active" } else { "deactivated" });
             }
+            plan.users.settle_owner(m, &rows.table, schema, problems);
         }
 
         if let (Some(m), Some(rows)) = (&mapping.organizations, &data.organizations) {
@@ -270,6 +273,44 @@ impl Plan {
             }
         }
         plan
+    }
+}
+
+impl UserRows {
+    /// The owner rule: the user `owner_email` names for this schema becomes `owner`; then the
+    /// tenant must have an active owner, or it is not imported (a tenant nobody may manage
+    /// would need an operator to repair it). Reported, never guessed.
+    fn settle_owner(&mut self, m: &mapping::UsersMap, table: &str, schema: &str, problems: &mut Vec<Problem>) {
+        if let Some(wanted) = m.owner_email.get(schema) {
+            let found = self.emails.iter().position(|e| e.eq_ignore_ascii_case(wanted.trim()));
+            match found {
+                None => problems.push(Problem::new(
+                    table,
+                    None,
+                    format!("[users] owner_email {wanted:?} for {schema} is not a user of this tenant"),
+                )),
+                Some(i) if self.statuses[i] != "active" => problems.push(Problem::new(
+                    table,
+                    None,
+                    format!("[users] owner_email {wanted:?} for {schema} is an inactive user; name an active one"),
+                )),
+                Some(i) => self.roles[i] = Role::Owner.as_str(),
+            }
+            return;
+        }
+        let owners =
+            self.roles.iter().zip(&self.statuses).filter(|(r, s)| **r == Role::Owner.as_str() && **s == "active");
+        if owners.count() == 0 {
+            let rule = m.owner_if.as_deref().map(|c| format!(" ({c} is true for no active user)")).unwrap_or_default();
+            problems.push(Problem::new(
+                table,
+                None,
+                format!(
+                    "the tenant would have no active owner{rule}; name one in the mapping: \
+                     [users] owner_email = {{ {schema} = \"…\" }}"
+                ),
+            ));
+        }
     }
 }
 

@@ -23,6 +23,8 @@ pub struct SourceTenant {
     pub key: String,
     pub schema: String,
     pub name: Option<String>,
+    /// Why the registry marks it inactive (`is_active = false`, `status = 'closed'`), if it does.
+    pub inactive: Option<String>,
     pub domains: Vec<SourceDomain>,
 }
 
@@ -120,21 +122,27 @@ impl Source {
         let t = &mapping.tenants;
         let d = &mapping.domains;
         let registry = self.catalog(&t.schema).await?;
-        require(&registry, &t.schema, &t.table, &[&t.id, &t.schema_name, &t.name]).map_err(SourceError::Mapping)?;
+        let mut registry_columns = vec![t.id.as_str(), &t.schema_name, &t.name];
+        registry_columns.extend([&t.is_active, &t.status].into_iter().flatten().map(String::as_str));
+        require(&registry, &t.schema, &t.table, &registry_columns).map_err(SourceError::Mapping)?;
         let domains = if d.schema == t.schema { registry } else { self.catalog(&d.schema).await? };
         require(&domains, &d.schema, &d.table, &[&d.domain, &d.tenant, &d.is_primary]).map_err(SourceError::Mapping)?;
 
         let q = quote_ident;
+        let text_or_null =
+            |column: &Option<String>| column.as_deref().map_or("NULL::text".into(), |c| format!("({})::text", q(c)));
         let sql = format!(
-            "SELECT ({id})::text, ({schema})::text, ({name})::text FROM {s}.{t} ORDER BY 2",
+            "SELECT ({id})::text, ({schema})::text, ({name})::text, {active}, {status} FROM {s}.{t} ORDER BY 2",
             id = q(&t.id),
             schema = q(&t.schema_name),
             name = q(&t.name),
+            active = text_or_null(&t.is_active),
+            status = text_or_null(&t.status),
             s = q(&t.schema),
             t = q(&t.table),
         );
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
-            sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&mut self.conn).await?;
+        type RegistryRow = (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<RegistryRow> = sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&mut self.conn).await?;
         let sql = format!(
             "SELECT ({tenant})::text, ({domain})::text, coalesce(({primary})::boolean, false)
                FROM {s}.{t} ORDER BY 1, 2",
@@ -153,7 +161,7 @@ impl Source {
             }
         }
         let mut tenants = Vec::new();
-        for (key, schema, name) in rows {
+        for (key, schema, name, active, status) in rows {
             let (Some(key), Some(schema)) = (key, schema) else {
                 return Err(SourceError::Mapping(format!(
                     "{}.{}: a row has no {} or no {}",
@@ -161,7 +169,18 @@ impl Source {
                 )));
             };
             let domains = by_tenant.remove(&key).unwrap_or_default();
-            tenants.push(SourceTenant { key, schema, name, domains });
+            let mut inactive = None;
+            if let Some(column) = &t.is_active
+                && !super::plan::truthy(active.as_deref().map(str::trim))
+            {
+                inactive = Some(format!("{column} = {}", active.as_deref().unwrap_or("NULL")));
+            }
+            if let (Some(column), Some(value)) = (&t.status, status.as_deref())
+                && t.inactive_statuses.iter().any(|s| s.trim().eq_ignore_ascii_case(value.trim()))
+            {
+                inactive = Some(format!("{column} = {value:?}"));
+            }
+            tenants.push(SourceTenant { key, schema, name, inactive, domains });
         }
         Ok(tenants)
     }

@@ -15,11 +15,12 @@ pub(super) async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan)
     // append per row and say nothing the counts below do not.
     sqlx::query("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
     sqlx::query(
-        "INSERT INTO tenants (id, slug, name, status, plan, import_source) VALUES ($1, $2, $3, 'active', 'free', $4)",
+        "INSERT INTO tenants (id, slug, name, status, plan, import_source) VALUES ($1, $2, $3, $4, 'free', $5)",
     )
     .bind(tenant)
     .bind(head.slug.as_str())
     .bind(&head.name)
+    .bind(head.status.as_str())
     .bind(&head.import_source)
     .execute(tx.conn())
     .await?;

@@ -620,3 +620,139 @@ async fn a_mapping_that_no_longer_fits_is_reported_even_when_every_tenant_is_imp
     let rerun = run(&app, &source, &mapping(), &options(&[], false)).await;
     assert!(rerun.tenants.iter().all(|t| t.outcome == Outcome::Skipped), "{rerun:#?}");
 }
+
+/// The example mapping with its commented-out lines for an inactive tenant switched on.
+fn mapping_with_tenant_status() -> Mapping {
+    let text = EXAMPLE
+        .replace("# is_active = \"is_active\"", "is_active = \"is_active\"")
+        .replace("# status = \"status\"", "status = \"status\"")
+        .replace("# inactive_statuses = [", "inactive_statuses = [");
+    Mapping::parse(&text).expect("the example with tenant status")
+}
+
+/// A tenant the registry marks inactive (by a boolean or by a status value) arrives suspended
+/// and nobody logs in to it; inside an active tenant, a user Django deactivated cannot log in
+/// with the right password, and an unusable password (`!…`) matches nothing.
+#[tokio::test]
+async fn inactive_tenants_arrive_suspended_and_inactive_or_unusable_users_cannot_log_in() {
+    let app = spawn_app().await;
+    let mut source = django_source(&app).await;
+    sqlx::raw_sql(
+        "ALTER TABLE public.customers_client ADD COLUMN is_active boolean NOT NULL DEFAULT true,
+                                             ADD COLUMN status varchar(20) NOT NULL DEFAULT 'paying';
+         UPDATE public.customers_client SET is_active = false WHERE schema_name = 'bravo';
+         UPDATE public.customers_client SET status = ' Cancelled' WHERE schema_name = 'charlie_co';
+         UPDATE alpha.auth_user SET is_active = false WHERE username = 'member';
+         INSERT INTO alpha.auth_user (password, is_superuser, username, email, is_staff, is_active)
+             VALUES ('!Xy3kq9ZpL0aBcDeFgHiJkLmNoPqRsTuVwXyZ0123', false, 'locked', 'locked@alpha.example', false, true);",
+    )
+    .execute(&mut source.conn)
+    .await
+    .expect("inactive tenants and users");
+    let report = run(&app, &source, &mapping_with_tenant_status(), &options(&[], false)).await;
+    assert_eq!(report.failed(), 0, "{report:#?}");
+    let mut su = app.superuser_connection().await;
+    let statuses: Vec<(String, String)> =
+        sqlx::query_as("SELECT slug, status FROM tenants WHERE import_source IS NOT NULL ORDER BY slug")
+            .fetch_all(&mut su)
+            .await
+            .expect("statuses");
+    let want =
+        [("alpha", "active"), ("bravo", "suspended"), ("charlie-co", "suspended")].map(|(a, b)| (a.into(), b.into()));
+    assert_eq!(statuses, want);
+    for (schema, why) in [("bravo", "is_active = false"), ("charlie_co", "status = \" Cancelled\"")] {
+        let t = report.tenants.iter().find(|t| t.schema == schema).expect("report");
+        assert!(t.notes.iter().any(|n| n.contains(why) && n.contains("suspended")), "{schema}: {:?}", t.notes);
+    }
+    // Nobody logs in to a suspended tenant, not even its owner with the right password.
+    app.login("bravo", "boss@bravo.example", "bravo-owner-pw")
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "tenant_suspended");
+    app.login("charlie-co", "boss@charlie_co.example", "charlie_co-owner-pw")
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "tenant_suspended");
+    let boss = app.login("alpha", "boss@alpha.example", "alpha-owner-pw").await;
+    assert_eq!(boss.status, StatusCode::OK, "{}", boss.body);
+
+    // Deactivated in Django: the right password does not let them in.
+    app.login("alpha", "member@alpha.example", "alpha-member-pw")
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    // Unusable: stored as Django had it, active, and nothing matches it.
+    let (hash, status): (String, String) =
+        sqlx::query_as("SELECT password_hash, status FROM users WHERE email = 'locked@alpha.example'")
+            .fetch_one(&mut su)
+            .await
+            .expect("locked user");
+    assert_eq!((hash.as_str(), status.as_str()), ("!Xy3kq9ZpL0aBcDeFgHiJkLmNoPqRsTuVwXyZ0123", "active"));
+    for attempt in ["!Xy3kq9ZpL0aBcDeFgHiJkLmNoPqRsTuVwXyZ0123", "Xy3kq9ZpL0aBcDeFgHiJkLmNoPqRsTuVwXyZ0123", "!", "x"] {
+        app.login("alpha", "locked@alpha.example", attempt)
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+}
+
+/// Owners made with `create_user` are not superusers, so `owner_if = "is_superuser"` finds
+/// none: such a tenant (and one whose only owner is inactive) is named by the dry run and not
+/// imported until the mapping names an active owner by e-mail.
+#[tokio::test]
+async fn a_tenant_without_an_active_owner_is_reported_by_the_dry_run_and_refused_unless_named() {
+    let app = spawn_app().await;
+    let mut source = django_source(&app).await;
+    sqlx::raw_sql(
+        "UPDATE bravo.auth_user SET is_superuser = false WHERE username = 'boss';
+         UPDATE charlie_co.auth_user SET is_active = false WHERE username = 'boss';",
+    )
+    .execute(&mut source.conn)
+    .await
+    .expect("owners without superuser");
+    let before = target_rows(&app).await;
+    for dry_run in [true, false] {
+        let report = run(&app, &source, &mapping(), &options(&["bravo", "charlie_co"], dry_run)).await;
+        for schema in ["bravo", "charlie_co"] {
+            let t = report.tenants.iter().find(|t| t.schema == schema).expect("report");
+            assert_eq!(t.outcome, Outcome::Failed, "dry run {dry_run}: {t:?}");
+            assert!(
+                t.problems.iter().any(|p| p.table == "auth_user"
+                    && p.message.contains("no active owner")
+                    && p.message.contains(&format!("owner_email = {{ {schema} = "))),
+                "dry run {dry_run}: {:?}",
+                t.problems
+            );
+        }
+    }
+    assert_eq!(target_rows(&app).await, before, "a tenant without an owner was written");
+
+    // Named: an inactive user will not do; an active one (any case) becomes the owner.
+    let named = |charlie: &str| {
+        Mapping::parse(&EXAMPLE.replace(
+            "# owner_email = { acme_corp = \"ceo@acme.example\" }",
+            &format!("owner_email = {{ bravo = \"boss@bravo.example\", charlie_co = \"{charlie}\" }}"),
+        ))
+        .expect("owner_email")
+    };
+    let report = run(&app, &source, &named("boss@charlie_co.example"), &options(&[], false)).await;
+    assert_eq!(outcome(&report, "bravo"), Outcome::Imported, "{report:#?}");
+    let charlie = report.tenants.iter().find(|t| t.schema == "charlie_co").expect("charlie");
+    assert_eq!(charlie.outcome, Outcome::Failed);
+    assert!(charlie.problems.iter().any(|p| p.message.contains("inactive user")), "{:?}", charlie.problems);
+    let report = run(&app, &source, &named("staff@charlie_co.example"), &options(&["charlie_co"], false)).await;
+    assert_eq!(outcome(&report, "charlie_co"), Outcome::Imported, "{report:#?}");
+
+    let mut su = app.superuser_connection().await;
+    let owners: Vec<(String, String)> = sqlx::query_as(
+        "SELECT t.slug, u.email FROM users u JOIN tenants t ON t.id = u.tenant_id
+          WHERE u.role = 'owner' AND u.status = 'active' AND t.slug IN ('bravo', 'charlie-co') ORDER BY 1",
+    )
+    .fetch_all(&mut su)
+    .await
+    .expect("owners");
+    let want = [("bravo", "boss@bravo.example"), ("charlie-co", "Staff@charlie_co.example")]
+        .map(|(a, b)| (a.into(), b.into()));
+    assert_eq!(owners, want);
+    let boss = app.login("bravo", "boss@bravo.example", "bravo-owner-pw").await;
+    assert_eq!(boss.status, StatusCode::OK, "{}", boss.body);
+    let token = boss.body["access_token"].as_str().expect("token").to_string();
+    let me = app.call_as(&token, "bravo", Method::GET, "/v1/me", None).await;
+    assert_eq!(me.body["role"], "owner", "{}", me.body);
+}
