@@ -131,6 +131,11 @@ pub struct UsersMap {
     /// not (its owners were made with `create_user`, say) is not imported until named here.
     #[serde(default)]
     pub owner_email: BTreeMap<String, String>,
+    /// A timestamp (or date) column: the row's `created_at` in rowguard, and the time its new
+    /// id is made from, so lists in creation order keep the source's order. Absent: import time.
+    pub created_at: Option<String>,
+    /// A timestamp (or date) column: the row's `updated_at`. Absent: `created_at`.
+    pub updated_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +145,11 @@ pub struct OrganizationsMap {
     pub id: String,
     pub name: Columns,
     pub domain: Option<String>,
+    /// A timestamp (or date) column: the row's `created_at` in rowguard, and the time its new
+    /// id is made from, so lists in creation order keep the source's order. Absent: import time.
+    pub created_at: Option<String>,
+    /// A timestamp (or date) column: the row's `updated_at`. Absent: `created_at`.
+    pub updated_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +162,11 @@ pub struct ContactsMap {
     pub phone: Option<String>,
     /// The column referencing an organization's source id.
     pub organization: Option<String>,
+    /// A timestamp (or date) column: the row's `created_at` in rowguard, and the time its new
+    /// id is made from, so lists in creation order keep the source's order. Absent: import time.
+    pub created_at: Option<String>,
+    /// A timestamp (or date) column: the row's `updated_at`. Absent: `created_at`.
+    pub updated_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +187,11 @@ pub struct DealsMap {
     pub currency: Option<String>,
     /// For a source without a currency column, or rows where it is empty.
     pub default_currency: Option<String>,
+    /// A timestamp (or date) column: the row's `created_at` in rowguard, and the time its new
+    /// id is made from, so lists in creation order keep the source's order. Absent: import time.
+    pub created_at: Option<String>,
+    /// A timestamp (or date) column: the row's `updated_at`. Absent: `created_at`.
+    pub updated_at: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,25 +290,37 @@ impl Mapping {
         let mut out = Vec::new();
         if let Some(u) = &self.users {
             let mut cols = vec![u.id.as_str(), &u.email, &u.password];
-            cols.extend([&u.is_active, &u.owner_if, &u.admin_if].into_iter().flatten().map(String::as_str));
+            cols.extend(
+                [&u.is_active, &u.owner_if, &u.admin_if, &u.created_at, &u.updated_at]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            );
             out.push((u.table.as_str(), cols));
         }
         if let Some(o) = &self.organizations {
             let mut cols = vec![o.id.as_str()];
             cols.extend(o.name.names());
-            cols.extend(o.domain.as_deref());
+            cols.extend([&o.domain, &o.created_at, &o.updated_at].into_iter().flatten().map(String::as_str));
             out.push((o.table.as_str(), cols));
         }
         if let Some(c) = &self.contacts {
             let mut cols = vec![c.id.as_str(), &c.email];
             cols.extend(c.name.names());
-            cols.extend([&c.phone, &c.organization].into_iter().flatten().map(String::as_str));
+            cols.extend(
+                [&c.phone, &c.organization, &c.created_at, &c.updated_at].into_iter().flatten().map(String::as_str),
+            );
             out.push((c.table.as_str(), cols));
         }
         if let Some(d) = &self.deals {
             let mut cols = vec![d.id.as_str(), &d.contact, &d.amount];
             cols.extend(d.title.names());
-            cols.extend([&d.organization, &d.stage, &d.currency].into_iter().flatten().map(String::as_str));
+            cols.extend(
+                [&d.organization, &d.stage, &d.currency, &d.created_at, &d.updated_at]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            );
             out.push((d.table.as_str(), cols));
         }
         out

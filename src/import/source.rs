@@ -216,11 +216,13 @@ impl Source {
                 u.owner_if.clone().map(Columns::One),
                 u.admin_if.clone().map(Columns::One),
             ];
-            data.users = Some(read_rows(&mut tx, schema, &u.table, &u.id, &fields).await?);
+            data.users =
+                Some(read_rows(&mut tx, schema, &u.table, &u.id, &fields, [&u.created_at, &u.updated_at]).await?);
         }
         if let Some(o) = &mapping.organizations {
             let fields = [Some(Columns::One(o.id.clone())), Some(o.name.clone()), o.domain.clone().map(Columns::One)];
-            data.organizations = Some(read_rows(&mut tx, schema, &o.table, &o.id, &fields).await?);
+            data.organizations =
+                Some(read_rows(&mut tx, schema, &o.table, &o.id, &fields, [&o.created_at, &o.updated_at]).await?);
         }
         if let Some(c) = &mapping.contacts {
             let fields = [
@@ -230,7 +232,8 @@ impl Source {
                 c.phone.clone().map(Columns::One),
                 c.organization.clone().map(Columns::One),
             ];
-            data.contacts = Some(read_rows(&mut tx, schema, &c.table, &c.id, &fields).await?);
+            data.contacts =
+                Some(read_rows(&mut tx, schema, &c.table, &c.id, &fields, [&c.created_at, &c.updated_at]).await?);
         }
         if let Some(d) = &mapping.deals {
             let fields = [
@@ -242,7 +245,8 @@ impl Source {
                 Some(Columns::One(d.amount.clone())),
                 d.currency.clone().map(Columns::One),
             ];
-            data.deals = Some(read_rows(&mut tx, schema, &d.table, &d.id, &fields).await?);
+            data.deals =
+                Some(read_rows(&mut tx, schema, &d.table, &d.id, &fields, [&d.created_at, &d.updated_at]).await?);
         }
         tx.commit().await?;
         Ok(data)
@@ -330,14 +334,26 @@ fn require(catalog: &Catalog, schema: &str, table: &str, columns: &[&str]) -> Re
 }
 
 /// `SELECT ARRAY[field::text, …] FROM schema.table`: one text array per row, a NULL for a
-/// field the mapping leaves out. Several columns for one field are joined with a space.
+/// field the mapping leaves out. Several columns for one field are joined with a space. Then
+/// the two `times` (created, updated) as ISO 8601 with their offset (`to_json`, whatever the
+/// session's DateStyle or TimeZone), right after `fields`; rows in creation order when the
+/// mapping names the creation column, by id otherwise.
 async fn read_rows(
     conn: &mut PgConnection,
     schema: &str,
     table: &str,
     id: &str,
     fields: &[Option<Columns>],
+    times: [&Option<String>; 2],
 ) -> Result<SourceRows, SourceError> {
+    let time = |c: &Option<String>| {
+        c.as_deref()
+            .map_or("NULL::text".to_string(), |c| format!("to_json(({})::timestamptz) #>> '{{}}'", quote_ident(c)))
+    };
+    let order = match times[0] {
+        Some(created) => format!("{} NULLS LAST, {}", quote_ident(created), quote_ident(id)),
+        None => quote_ident(id),
+    };
     let exprs: Vec<String> = fields
         .iter()
         .map(|f| match f {
@@ -349,9 +365,10 @@ async fn read_rows(
                 format!("NULLIF(concat_ws(' ', {}), '')", parts.join(", "))
             }
         })
+        .chain(times.into_iter().map(time))
         .collect();
     let from = format!("{}.{}", quote_ident(schema), quote_ident(table));
-    let sql = format!("SELECT ARRAY[{}] FROM {from} ORDER BY {}", exprs.join(", "), quote_ident(id));
+    let sql = format!("SELECT ARRAY[{}] FROM {from} ORDER BY {order}", exprs.join(", "));
     let rows: Vec<Vec<Option<String>>> = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(&mut *conn).await?;
     let count: i64 =
         sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {from}"))).fetch_one(&mut *conn).await?;

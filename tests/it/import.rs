@@ -756,3 +756,83 @@ async fn a_tenant_without_an_active_owner_is_reported_by_the_dry_run_and_refused
     let me = app.call_as(&token, "bravo", Method::GET, "/v1/me", None).await;
     assert_eq!(me.body["role"], "owner", "{}", me.body);
 }
+
+/// With `created_at`/`updated_at` mapped, rows keep the source's times to the microsecond, and
+/// lists in creation order (rowguard lists by id, a uuid v7 made from the creation time) come
+/// out in the source's creation order, not in import or source-id order.
+#[tokio::test]
+async fn mapped_timestamps_come_across_and_lists_keep_the_source_creation_order() {
+    let app = spawn_app().await;
+    let mut source = django_source(&app).await;
+    // Contacts created in the reverse order of their names (Person4 first), one of them updated
+    // since; users joined in an order unlike their ids. Two contacts a microsecond apart.
+    sqlx::raw_sql(
+        "ALTER TABLE alpha.crm_contact ADD COLUMN created_at timestamptz, ADD COLUMN updated_at timestamptz;
+         UPDATE alpha.crm_contact
+            SET created_at = timestamptz '2019-03-01 10:00:00.123456+00'
+                             + (4 - substr(first_name, 7)::int) * interval '1 day';
+         UPDATE alpha.crm_contact SET created_at = timestamptz '2019-03-01 10:00:00.123457+00' WHERE first_name = 'Person3';
+         UPDATE alpha.crm_contact SET created_at = timestamptz '2019-03-01 10:00:00.123456+00' WHERE first_name = 'Person4';
+         UPDATE alpha.crm_contact SET updated_at = timestamptz '2024-06-30 23:59:59.5+02' WHERE first_name = 'Person2';
+         UPDATE alpha.auth_user SET date_joined = CASE username WHEN 'boss' THEN timestamptz '2018-01-01 00:00:00+00'
+             WHEN 'member' THEN '2019-01-01 00:00:00+00' WHEN 'staff' THEN '2020-01-01 00:00:00+00'
+             ELSE '2021-01-01 00:00:00+00' END;",
+    )
+    .execute(&mut source.conn)
+    .await
+    .expect("source times");
+    let text = EXAMPLE.replace("table = \"auth_user\"", "table = \"auth_user\"\ncreated_at = \"date_joined\"").replace(
+        "table = \"crm_contact\"",
+        "table = \"crm_contact\"\ncreated_at = \"created_at\"\nupdated_at = \"updated_at\"",
+    );
+    let timed = Mapping::parse(&text).expect("mapping with times");
+    let report = run(&app, &source, &timed, &options(&["alpha"], false)).await;
+    assert_eq!(outcome(&report, "alpha"), Outcome::Imported, "{report:#?}");
+
+    type Times = (String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+    let want: Vec<Times> = sqlx::query_as(
+        "SELECT email, created_at, coalesce(updated_at, created_at) FROM alpha.crm_contact ORDER BY created_at",
+    )
+    .fetch_all(&mut source.conn)
+    .await
+    .expect("source contacts");
+    let emails: Vec<&str> = want.iter().map(|(e, _, _)| e.as_str()).collect();
+    assert_eq!(
+        emails,
+        ["p4@alpha.example", "p3@alpha.example", "p2@alpha.example", "p1@alpha.example", "p0@alpha.example"]
+    );
+    let mut su = app.superuser_connection().await;
+    let got: Vec<Times> = sqlx::query_as(
+        "SELECT c.email, c.created_at, c.updated_at FROM contacts c JOIN tenants t ON t.id = c.tenant_id
+          WHERE t.slug = 'alpha' ORDER BY c.id",
+    )
+    .fetch_all(&mut su)
+    .await
+    .expect("target contacts");
+    assert_eq!(got, want, "times to the microsecond, and id order = source creation order");
+    let users: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT u.email, u.created_at FROM users u JOIN tenants t ON t.id = u.tenant_id
+          WHERE t.slug = 'alpha' ORDER BY u.id",
+    )
+    .fetch_all(&mut su)
+    .await
+    .expect("target users");
+    let users: Vec<(&str, String)> = users.iter().map(|(e, t)| (e.as_str(), t.to_rfc3339())).collect();
+    assert_eq!(
+        users,
+        [
+            ("boss@alpha.example", "2018-01-01T00:00:00+00:00".to_string()),
+            ("member@alpha.example", "2019-01-01T00:00:00+00:00".to_string()),
+            ("Staff@alpha.example", "2020-01-01T00:00:00+00:00".to_string()),
+            ("gone@alpha.example", "2021-01-01T00:00:00+00:00".to_string()),
+        ]
+    );
+
+    // The API's list, in its own (creation) order, is the source's creation order.
+    let boss = app.login("alpha", "boss@alpha.example", "alpha-owner-pw").await;
+    let token = boss.body["access_token"].as_str().expect("token").to_string();
+    let listed = app.call_as(&token, "alpha", Method::GET, "/v1/contacts?limit=100", None).await;
+    let listed: Vec<&str> =
+        listed.body["items"].as_array().expect("items").iter().filter_map(|c| c["email"].as_str()).collect();
+    assert_eq!(listed, emails);
+}
