@@ -781,7 +781,9 @@ async fn mapped_timestamps_come_across_and_lists_keep_the_source_creation_order(
     .execute(&mut source.conn)
     .await
     .expect("source times");
-    let text = EXAMPLE.replace("table = \"auth_user\"", "table = \"auth_user\"\ncreated_at = \"date_joined\"").replace(
+    // The example already maps auth_user's date_joined; the contacts' columns are added here.
+    assert!(EXAMPLE.contains("created_at = \"date_joined\""));
+    let text = EXAMPLE.replace(
         "table = \"crm_contact\"",
         "table = \"crm_contact\"\ncreated_at = \"created_at\"\nupdated_at = \"updated_at\"",
     );
