@@ -124,6 +124,11 @@ fn is_legacy(stored: &str) -> bool {
 
 /// Verify synchronously against any hash format we accept. Never on a request thread.
 pub fn verify_now(password: &str, stored: &str) -> Verified {
+    // Django's unusable password (`set_unusable_password`, imported as is): `!` and random
+    // characters. Nothing matches it, whatever a hash parser would make of the rest.
+    if stored.starts_with('!') {
+        return Verified::No;
+    }
     if let Some(rest) = stored.strip_prefix("pbkdf2_sha256$") {
         return if verify_django_pbkdf2(password, rest) { Verified::NeedsRehash } else { Verified::No };
     }

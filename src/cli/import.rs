@@ -13,7 +13,9 @@ pub(crate) enum ImportCommand {
     /// tenant in one transaction, verified, skipped if imported before. Exits non-zero if any
     /// tenant failed.
     Schemas {
-        /// PostgreSQL URL of the source database (only ever read).
+        /// The source database (only ever read): a PostgreSQL URL (`postgres://user@host/app`,
+        /// `postgres:///app?host=/var/run/postgresql`) or a libpq keyword string
+        /// (`host=/var/run/postgresql dbname=app user=x`).
         #[arg(long)]
         source: String,
         /// TOML mapping of the source's tables and columns (see examples/django-tenants.toml).
@@ -50,9 +52,10 @@ async fn import_schemas(
 ) -> anyhow::Result<()> {
     use rowguard::import::{ImportOptions, Outcome, Progress, import_schemas, mapping::Mapping};
     let mapping = Mapping::load(mapping)?;
-    if !dry_run {
-        setup.bootstrap_and_migrate().await?;
-    }
+    // Even for a dry run: on a fresh target there is nothing to compare slugs and domains
+    // with until the database exists. The same idempotent step `rowguard migrate` takes, and
+    // nothing of the source is written by it.
+    setup.bootstrap_and_migrate().await?;
     let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
     let options = ImportOptions { only, dry_run, base_domain: config.normalized_base_domain() };
     // Progress goes to stderr, so stdout stays the report (or JSON): a bar on a terminal, with

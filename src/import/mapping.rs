@@ -42,6 +42,14 @@ pub struct TenantRegistry {
     /// Registry rows not to import: django-tenants' own public tenant, by default.
     #[serde(default = "public_only")]
     pub skip_schemas: Vec<String>,
+    /// A boolean column of the tenant model: false (or NULL) imports the tenant `suspended`,
+    /// so nobody can log in to it until an operator resumes it. Absent: every tenant active.
+    pub is_active: Option<String>,
+    /// A status column of the tenant model, with `inactive_statuses`: a tenant whose status
+    /// is one of them (compared trimmed, case-insensitively) is imported `suspended`.
+    pub status: Option<String>,
+    #[serde(default)]
+    pub inactive_statuses: Vec<String>,
 }
 
 /// The domain table (django-tenants' `DomainMixin` model).
@@ -118,6 +126,16 @@ pub struct UsersMap {
     /// Everyone else's role.
     #[serde(default = "member")]
     pub default_role: String,
+    /// The owner by tenant schema, by e-mail (`{ acme = "ceo@acme.example" }`): made `owner`
+    /// whatever `owner_if` says. A tenant must end up with an active owner; one that would
+    /// not (its owners were made with `create_user`, say) is not imported until named here.
+    #[serde(default)]
+    pub owner_email: BTreeMap<String, String>,
+    /// A timestamp (or date) column: the row's `created_at` in rowguard, and the time its new
+    /// id is made from, so lists in creation order keep the source's order. Absent: import time.
+    pub created_at: Option<String>,
+    /// A timestamp (or date) column: the row's `updated_at`. Absent: `created_at`.
+    pub updated_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +145,11 @@ pub struct OrganizationsMap {
     pub id: String,
     pub name: Columns,
     pub domain: Option<String>,
+    /// A timestamp (or date) column: the row's `created_at` in rowguard, and the time its new
+    /// id is made from, so lists in creation order keep the source's order. Absent: import time.
+    pub created_at: Option<String>,
+    /// A timestamp (or date) column: the row's `updated_at`. Absent: `created_at`.
+    pub updated_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,6 +162,11 @@ pub struct ContactsMap {
     pub phone: Option<String>,
     /// The column referencing an organization's source id.
     pub organization: Option<String>,
+    /// A timestamp (or date) column: the row's `created_at` in rowguard, and the time its new
+    /// id is made from, so lists in creation order keep the source's order. Absent: import time.
+    pub created_at: Option<String>,
+    /// A timestamp (or date) column: the row's `updated_at`. Absent: `created_at`.
+    pub updated_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +187,11 @@ pub struct DealsMap {
     pub currency: Option<String>,
     /// For a source without a currency column, or rows where it is empty.
     pub default_currency: Option<String>,
+    /// A timestamp (or date) column: the row's `created_at` in rowguard, and the time its new
+    /// id is made from, so lists in creation order keep the source's order. Absent: import time.
+    pub created_at: Option<String>,
+    /// A timestamp (or date) column: the row's `updated_at`. Absent: `created_at`.
+    pub updated_at: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +246,13 @@ impl Mapping {
         if let Some(u) = &self.users {
             crate::domain::Role::parse(&u.default_role).map_err(|e| format!("[users] default_role: {e}"))?;
         }
+        match (&self.tenants.status, self.tenants.inactive_statuses.is_empty()) {
+            (Some(_), true) => {
+                return Err("[tenants] status needs inactive_statuses (the values that mean inactive)".into());
+            }
+            (None, false) => return Err("[tenants] inactive_statuses needs a status column".into()),
+            _ => {}
+        }
         for name in self.identifiers() {
             if name.is_empty() || name.len() > 63 {
                 return Err(format!("{name:?} is not a PostgreSQL identifier (1 to 63 bytes)"));
@@ -237,6 +277,7 @@ impl Mapping {
             &d.tenant,
             &d.is_primary,
         ];
+        names.extend([&t.is_active, &t.status].into_iter().flatten().map(String::as_str));
         for (table, columns) in self.resource_columns() {
             names.push(table);
             names.extend(columns);
@@ -249,25 +290,37 @@ impl Mapping {
         let mut out = Vec::new();
         if let Some(u) = &self.users {
             let mut cols = vec![u.id.as_str(), &u.email, &u.password];
-            cols.extend([&u.is_active, &u.owner_if, &u.admin_if].into_iter().flatten().map(String::as_str));
+            cols.extend(
+                [&u.is_active, &u.owner_if, &u.admin_if, &u.created_at, &u.updated_at]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            );
             out.push((u.table.as_str(), cols));
         }
         if let Some(o) = &self.organizations {
             let mut cols = vec![o.id.as_str()];
             cols.extend(o.name.names());
-            cols.extend(o.domain.as_deref());
+            cols.extend([&o.domain, &o.created_at, &o.updated_at].into_iter().flatten().map(String::as_str));
             out.push((o.table.as_str(), cols));
         }
         if let Some(c) = &self.contacts {
             let mut cols = vec![c.id.as_str(), &c.email];
             cols.extend(c.name.names());
-            cols.extend([&c.phone, &c.organization].into_iter().flatten().map(String::as_str));
+            cols.extend(
+                [&c.phone, &c.organization, &c.created_at, &c.updated_at].into_iter().flatten().map(String::as_str),
+            );
             out.push((c.table.as_str(), cols));
         }
         if let Some(d) = &self.deals {
             let mut cols = vec![d.id.as_str(), &d.contact, &d.amount];
             cols.extend(d.title.names());
-            cols.extend([&d.organization, &d.stage, &d.currency].into_iter().flatten().map(String::as_str));
+            cols.extend(
+                [&d.organization, &d.stage, &d.currency, &d.created_at, &d.updated_at]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            );
             out.push((d.table.as_str(), cols));
         }
         out

@@ -24,7 +24,7 @@ use std::time::Instant;
 use crate::db::TenantTx;
 use crate::domain::{
     Amount, ContactName, Currency, DealStage, DealTitle, DomainName, ImportedEmail, OrganizationName, Phone, Role,
-    Slug, TenantId, TenantName, WebDomain, parse_unreserved_slug,
+    Slug, TenantId, TenantName, TenantStatus, WebDomain, parse_unreserved_slug,
 };
 use crate::platform::PlatformConn;
 use mapping::{Mapping, SlugSource};
@@ -189,6 +189,15 @@ async fn import_one(
     let target_err = |e: crate::platform::PlatformError| vec![Problem::new("(target)", None, e.to_string())];
 
     let previous = platform.tenant_imported_from(&import_source).await.map_err(target_err)?;
+    if previous.is_some() {
+        // A mapping that no longer fits the source is an error even when nothing is left to
+        // import: otherwise a typo in it goes unnoticed until the next tenant appears.
+        match source.check_mapping(mapping, &tenant.schema).await {
+            Ok(()) => {}
+            Err(SourceError::Mapping(message)) => return Err(vec![Problem::new("(mapping)", None, message)]),
+            Err(e) => return Err(vec![Problem::new("(source)", None, e.to_string())]),
+        }
+    }
     if let Some((slug, id)) = previous {
         report.outcome = Outcome::Skipped;
         report.slug = Some(slug.clone());
@@ -275,7 +284,14 @@ async fn import_one(
             return Err(problems);
         }
     };
-    let plan = Plan::build(mapping, &data, &mut problems);
+    let plan = Plan::build(mapping, &data, &tenant.schema, &mut problems);
+    let status = match &tenant.inactive {
+        Some(why) => {
+            report.notes.push(format!("the source marks it inactive ({why}): imported suspended"));
+            TenantStatus::Suspended
+        }
+        None => TenantStatus::Active,
+    };
     report.rows = plan.counts();
     if !problems.is_empty() {
         return Err(problems);
@@ -285,7 +301,7 @@ async fn import_one(
         return Ok(());
     }
     let tenant_id = TenantId::new_v7();
-    let head = TenantHead { id: tenant_id, slug, name, import_source, schema: tenant.schema.clone(), domains };
+    let head = TenantHead { id: tenant_id, slug, name, status, import_source, schema: tenant.schema.clone(), domains };
     let mut tx =
         platform.tenant_tx(tenant_id).await.map_err(|e| vec![Problem::new("(target)", None, e.to_string())])?;
     write(&mut tx, &head, &plan).await.map_err(|e| vec![write_problem(e)])?;

@@ -4,7 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use uuid::Uuid;
+use chrono::{DateTime, Utc};
+use uuid::{ContextV7, Timestamp, Uuid};
 
 use super::*;
 
@@ -12,6 +13,8 @@ pub(super) struct TenantHead {
     pub(super) id: TenantId,
     pub(super) slug: Slug,
     pub(super) name: String,
+    /// `active`, or `suspended` for a tenant the source registry marks inactive.
+    pub(super) status: TenantStatus,
     pub(super) import_source: String,
     pub(super) schema: String,
     pub(super) domains: Vec<(String, bool)>,
@@ -36,6 +39,9 @@ pub(super) struct UserRows {
     pub(super) hashes: Vec<String>,
     pub(super) roles: Vec<&'static str>,
     pub(super) statuses: Vec<&'static str>,
+    /// From the mapped source columns, else the import's time (see `Stamps`).
+    pub(super) created: Vec<DateTime<Utc>>,
+    pub(super) updated: Vec<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -43,6 +49,9 @@ pub(super) struct OrganizationRows {
     pub(super) ids: Vec<Uuid>,
     pub(super) names: Vec<String>,
     pub(super) domains: Vec<Option<String>>,
+    /// From the mapped source columns, else the import's time (see `Stamps`).
+    pub(super) created: Vec<DateTime<Utc>>,
+    pub(super) updated: Vec<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -52,6 +61,9 @@ pub(super) struct ContactRows {
     pub(super) emails: Vec<String>,
     pub(super) phones: Vec<Option<String>>,
     pub(super) organizations: Vec<Option<Uuid>>,
+    /// From the mapped source columns, else the import's time (see `Stamps`).
+    pub(super) created: Vec<DateTime<Utc>>,
+    pub(super) updated: Vec<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -63,6 +75,9 @@ pub(super) struct DealRows {
     pub(super) stages: Vec<&'static str>,
     pub(super) amounts: Vec<String>,
     pub(super) currencies: Vec<String>,
+    /// From the mapped source columns, else the import's time (see `Stamps`).
+    pub(super) created: Vec<DateTime<Utc>>,
+    pub(super) updated: Vec<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -70,6 +85,47 @@ pub(super) struct IdMap {
     pub(super) resources: Vec<&'static str>,
     pub(super) source_ids: Vec<String>,
     pub(super) target_ids: Vec<Uuid>,
+}
+
+/// A row's creation and update times: the mapped source columns (read right after the
+/// resource's other fields, as ISO 8601), else the import's time; an update time defaults to
+/// the creation time. The creation time also makes the row's new uuid v7, so rowguard's lists,
+/// which run in id order, keep the source's creation order.
+struct Stamps {
+    now: DateTime<Utc>,
+    /// Rows come in creation order; within one millisecond the context keeps ids increasing.
+    context: ContextV7,
+}
+
+impl Stamps {
+    fn new() -> Stamps {
+        Stamps { now: Utc::now(), context: ContextV7::new() }
+    }
+
+    /// (created, updated, new id) for a row whose times are fields `at` and `at + 1`.
+    fn of(&self, row: &[Option<String>], at: usize) -> Result<(DateTime<Utc>, DateTime<Utc>, Uuid), String> {
+        let parse = |i: usize, column: &str| {
+            field(row, i)
+                .map(|v| {
+                    DateTime::parse_from_rfc3339(v)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|e| format!("{column}: {v:?} is not a time ({e})"))
+                })
+                .transpose()
+        };
+        let created = parse(at, "created_at")?;
+        let updated = parse(at + 1, "updated_at")?.or(created);
+        let id = match created {
+            // Before 1970 is not a uuid v7 time: such rows sort first, as they should.
+            Some(t) => Uuid::new_v7(Timestamp::from_unix(
+                &self.context,
+                u64::try_from(t.timestamp()).unwrap_or(0),
+                t.timestamp_subsec_nanos(),
+            )),
+            None => Uuid::now_v7(),
+        };
+        Ok((created.unwrap_or(self.now), updated.unwrap_or(self.now), id))
+    }
 }
 
 /// Field `i` of a row, trimmed, empty as None.
@@ -93,21 +149,31 @@ impl Plan {
     }
 
     /// Validate every row and assign new ids; every problem is pushed, none is fixed up.
-    pub(super) fn build(mapping: &Mapping, data: &SourceData, problems: &mut Vec<Problem>) -> Plan {
+    pub(super) fn build(mapping: &Mapping, data: &SourceData, schema: &str, problems: &mut Vec<Problem>) -> Plan {
         let mut plan = Plan::default();
         // New ids by resource and source id, to resolve references.
         let mut ids: HashMap<(&'static str, String), Uuid> = HashMap::new();
+        let stamps = Stamps::new();
+        // The row's new id (from its creation time) and its times; None after pushing a problem.
         let new_id = |plan: &mut Plan,
                       ids: &mut HashMap<(&'static str, String), Uuid>,
                       problems: &mut Vec<Problem>,
                       resource: &'static str,
                       table: &str,
-                      source: Option<&str>| {
+                      row: &[Option<String>],
+                      times_at: usize| {
+            let source = field(row, 0);
             let Some(source) = source else {
                 problems.push(Problem::new(table, None, "a row has no id"));
                 return None;
             };
-            let id = Uuid::now_v7();
+            let (created, updated, id) = match stamps.of(row, times_at) {
+                Ok(stamped) => stamped,
+                Err(message) => {
+                    problems.push(Problem::new(table, Some(source), message));
+                    return None;
+                }
+            };
             if ids.insert((resource, source.to_string()), id).is_some() {
                 problems.push(Problem::new(table, Some(source), "the id appears twice"));
                 return None;
@@ -115,7 +181,7 @@ impl Plan {
             plan.map.resources.push(resource);
             plan.map.source_ids.push(source.to_string());
             plan.map.target_ids.push(id);
-            Some(id)
+            Some((id, created, updated))
         };
         let check =
             |problems: &mut Vec<Problem>, table: &str, row: Option<&str>, column: &str, result: Result<(), String>| {
@@ -137,7 +203,10 @@ impl Plan {
                     Some(Err(e)) => Err(e.to_string()),
                     None => Err("is empty; rowguard users log in by e-mail".into()),
                 };
-                let Some(id) = new_id(&mut plan, &mut ids, problems, "user", &rows.table, sid) else { continue };
+                let Some((id, created, updated)) = new_id(&mut plan, &mut ids, problems, "user", &rows.table, row, 6)
+                else {
+                    continue;
+                };
                 let email = match email {
                     Ok(e) => e,
                     Err(message) => {
@@ -154,19 +223,24 @@ impl Plan {
                 };
                 let active = m.is_active.is_none() || truthy(field(row, 3));
                 plan.users.ids.push(id);
+                plan.users.created.push(created);
+                plan.users.updated.push(updated);
                 plan.users.emails.push(email.as_str().to_string());
                 // Raw, untrimmed: a hash is compared byte for byte.
                 plan.users.hashes.push(row.get(2).cloned().flatten().unwrap_or_default());
                 plan.users.roles.push(role.as_str());
                 plan.users.statuses.push(if active { "active" } else { "deactivated" });
             }
+            plan.users.settle_owner(m, &rows.table, schema, problems);
         }
 
         if let (Some(m), Some(rows)) = (&mapping.organizations, &data.organizations) {
             plan.source_counts.push(("organizations", rows.table.clone(), rows.count));
             for row in &rows.rows {
                 let sid = field(row, 0);
-                let Some(id) = new_id(&mut plan, &mut ids, problems, "organization", &rows.table, sid) else {
+                let Some((id, created, updated)) =
+                    new_id(&mut plan, &mut ids, problems, "organization", &rows.table, row, 3)
+                else {
                     continue;
                 };
                 let name = OrganizationName::parse(field(row, 1).unwrap_or_default());
@@ -174,6 +248,8 @@ impl Plan {
                 match (name, domain) {
                     (Ok(name), Ok(domain)) => {
                         plan.organizations.ids.push(id);
+                        plan.organizations.created.push(created);
+                        plan.organizations.updated.push(updated);
                         plan.organizations.names.push(name.as_str().to_string());
                         plan.organizations.domains.push(domain.map(|d| d.as_str().to_string()));
                     }
@@ -190,7 +266,11 @@ impl Plan {
             plan.source_counts.push(("contacts", rows.table.clone(), rows.count));
             for row in &rows.rows {
                 let sid = field(row, 0);
-                let Some(id) = new_id(&mut plan, &mut ids, problems, "contact", &rows.table, sid) else { continue };
+                let Some((id, created, updated)) =
+                    new_id(&mut plan, &mut ids, problems, "contact", &rows.table, row, 5)
+                else {
+                    continue;
+                };
                 let name = ContactName::parse(field(row, 1).unwrap_or_default()).map_err(|e| e.to_string());
                 let email = ImportedEmail::parse(field(row, 2).unwrap_or_default()).map_err(|e| e.to_string());
                 let phone = field(row, 3).map(Phone::parse).transpose().map_err(|e| e.to_string());
@@ -198,6 +278,8 @@ impl Plan {
                 match (name, email, phone, organization) {
                     (Ok(name), Ok(email), Ok(phone), Ok(organization)) => {
                         plan.contacts.ids.push(id);
+                        plan.contacts.created.push(created);
+                        plan.contacts.updated.push(updated);
                         plan.contacts.names.push(name.as_str().to_string());
                         plan.contacts.emails.push(email.as_str().to_string());
                         plan.contacts.phones.push(phone.map(|p| p.as_str().to_string()));
@@ -218,7 +300,10 @@ impl Plan {
             plan.source_counts.push(("deals", rows.table.clone(), rows.count));
             for row in &rows.rows {
                 let sid = field(row, 0);
-                let Some(id) = new_id(&mut plan, &mut ids, problems, "deal", &rows.table, sid) else { continue };
+                let Some((id, created, updated)) = new_id(&mut plan, &mut ids, problems, "deal", &rows.table, row, 7)
+                else {
+                    continue;
+                };
                 let title = DealTitle::parse(field(row, 1).unwrap_or_default()).map_err(|e| e.to_string());
                 let contact = match resolve(&ids, "contact", field(row, 2)) {
                     Ok(Some(contact)) => Ok(contact),
@@ -244,6 +329,8 @@ impl Plan {
                 match (title, contact, organization, stage, amount, currency) {
                     (Ok(title), Ok(contact), Ok(organization), Ok(stage), Ok(amount), Ok(currency)) => {
                         plan.deals.ids.push(id);
+                        plan.deals.created.push(created);
+                        plan.deals.updated.push(updated);
                         plan.deals.titles.push(title.as_str().to_string());
                         plan.deals.contacts.push(contact);
                         plan.deals.organizations.push(organization);
@@ -270,6 +357,44 @@ impl Plan {
             }
         }
         plan
+    }
+}
+
+impl UserRows {
+    /// The owner rule: the user `owner_email` names for this schema becomes `owner`; then the
+    /// tenant must have an active owner, or it is not imported (a tenant nobody may manage
+    /// would need an operator to repair it). Reported, never guessed.
+    fn settle_owner(&mut self, m: &mapping::UsersMap, table: &str, schema: &str, problems: &mut Vec<Problem>) {
+        if let Some(wanted) = m.owner_email.get(schema) {
+            let found = self.emails.iter().position(|e| e.eq_ignore_ascii_case(wanted.trim()));
+            match found {
+                None => problems.push(Problem::new(
+                    table,
+                    None,
+                    format!("[users] owner_email {wanted:?} for {schema} is not a user of this tenant"),
+                )),
+                Some(i) if self.statuses[i] != "active" => problems.push(Problem::new(
+                    table,
+                    None,
+                    format!("[users] owner_email {wanted:?} for {schema} is an inactive user; name an active one"),
+                )),
+                Some(i) => self.roles[i] = Role::Owner.as_str(),
+            }
+            return;
+        }
+        let owners =
+            self.roles.iter().zip(&self.statuses).filter(|(r, s)| **r == Role::Owner.as_str() && **s == "active");
+        if owners.count() == 0 {
+            let rule = m.owner_if.as_deref().map(|c| format!(" ({c} is true for no active user)")).unwrap_or_default();
+            problems.push(Problem::new(
+                table,
+                None,
+                format!(
+                    "the tenant would have no active owner{rule}; name one in the mapping: \
+                     [users] owner_email = {{ {schema} = \"…\" }}"
+                ),
+            ));
+        }
     }
 }
 

@@ -23,6 +23,8 @@ pub struct SourceTenant {
     pub key: String,
     pub schema: String,
     pub name: Option<String>,
+    /// Why the registry marks it inactive (`is_active = false`, `status = 'closed'`), if it does.
+    pub inactive: Option<String>,
     pub domains: Vec<SourceDomain>,
 }
 
@@ -52,8 +54,10 @@ pub struct SourceData {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("the source database is not reachable: {0}")]
-    Unreachable(sqlx::Error),
+    #[error("the source connection string is not valid: {0}")]
+    ConnectionString(String),
+    #[error("the source database ({target}) is not reachable: {source}")]
+    Unreachable { target: String, source: sqlx::Error },
     #[error("source: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("{0}")]
@@ -70,12 +74,16 @@ pub fn quote_ident(name: &str) -> String {
 pub type Catalog = BTreeMap<String, BTreeSet<String>>;
 
 impl Source {
-    pub async fn connect(url: &str) -> Result<Source, SourceError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(SourceError::Unreachable)?
+    /// Connect with a PostgreSQL connection string in either form libpq takes: a URL
+    /// (`postgres://user@host/app`, `postgres:///app?host=/var/run/postgresql`) or keywords
+    /// (`host=/var/run/postgresql dbname=app user=x`).
+    pub async fn connect(connection: &str) -> Result<Source, SourceError> {
+        let options = connect_options(connection)?
             .application_name("rowguard-import")
             .options([("default_transaction_read_only", "on")]);
-        let mut conn = PgConnection::connect_with(&options).await.map_err(SourceError::Unreachable)?;
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .map_err(|source| SourceError::Unreachable { target: describe(&options), source })?;
         let database: String = sqlx::query_scalar("SELECT current_database()::text").fetch_one(&mut conn).await?;
         Ok(Source { conn, database })
     }
@@ -114,21 +122,27 @@ impl Source {
         let t = &mapping.tenants;
         let d = &mapping.domains;
         let registry = self.catalog(&t.schema).await?;
-        require(&registry, &t.schema, &t.table, &[&t.id, &t.schema_name, &t.name]).map_err(SourceError::Mapping)?;
+        let mut registry_columns = vec![t.id.as_str(), &t.schema_name, &t.name];
+        registry_columns.extend([&t.is_active, &t.status].into_iter().flatten().map(String::as_str));
+        require(&registry, &t.schema, &t.table, &registry_columns).map_err(SourceError::Mapping)?;
         let domains = if d.schema == t.schema { registry } else { self.catalog(&d.schema).await? };
         require(&domains, &d.schema, &d.table, &[&d.domain, &d.tenant, &d.is_primary]).map_err(SourceError::Mapping)?;
 
         let q = quote_ident;
+        let text_or_null =
+            |column: &Option<String>| column.as_deref().map_or("NULL::text".into(), |c| format!("({})::text", q(c)));
         let sql = format!(
-            "SELECT ({id})::text, ({schema})::text, ({name})::text FROM {s}.{t} ORDER BY 2",
+            "SELECT ({id})::text, ({schema})::text, ({name})::text, {active}, {status} FROM {s}.{t} ORDER BY 2",
             id = q(&t.id),
             schema = q(&t.schema_name),
             name = q(&t.name),
+            active = text_or_null(&t.is_active),
+            status = text_or_null(&t.status),
             s = q(&t.schema),
             t = q(&t.table),
         );
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
-            sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&mut self.conn).await?;
+        type RegistryRow = (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<RegistryRow> = sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&mut self.conn).await?;
         let sql = format!(
             "SELECT ({tenant})::text, ({domain})::text, coalesce(({primary})::boolean, false)
                FROM {s}.{t} ORDER BY 1, 2",
@@ -147,7 +161,7 @@ impl Source {
             }
         }
         let mut tenants = Vec::new();
-        for (key, schema, name) in rows {
+        for (key, schema, name, active, status) in rows {
             let (Some(key), Some(schema)) = (key, schema) else {
                 return Err(SourceError::Mapping(format!(
                     "{}.{}: a row has no {} or no {}",
@@ -155,15 +169,25 @@ impl Source {
                 )));
             };
             let domains = by_tenant.remove(&key).unwrap_or_default();
-            tenants.push(SourceTenant { key, schema, name, domains });
+            let mut inactive = None;
+            if let Some(column) = &t.is_active
+                && !super::plan::truthy(active.as_deref().map(str::trim))
+            {
+                inactive = Some(format!("{column} = {}", active.as_deref().unwrap_or("NULL")));
+            }
+            if let (Some(column), Some(value)) = (&t.status, status.as_deref())
+                && t.inactive_statuses.iter().any(|s| s.trim().eq_ignore_ascii_case(value.trim()))
+            {
+                inactive = Some(format!("{column} = {value:?}"));
+            }
+            tenants.push(SourceTenant { key, schema, name, inactive, domains });
         }
         Ok(tenants)
     }
 
-    /// Read every mapped resource of one tenant schema in one READ ONLY, REPEATABLE READ
-    /// transaction, so the rows and their counts come from one snapshot. A missing table or
-    /// column is an error naming it.
-    pub async fn read_tenant(&mut self, mapping: &Mapping, schema: &str) -> Result<SourceData, SourceError> {
+    /// Every table and column the mapping names for tenant resources exists in `schema`: a
+    /// `SourceError::Mapping` naming the first one that does not.
+    pub async fn check_mapping(&mut self, mapping: &Mapping, schema: &str) -> Result<(), SourceError> {
         let catalog = self.catalog(schema).await?;
         if catalog.is_empty() {
             return Err(SourceError::Mapping(format!(
@@ -173,6 +197,14 @@ impl Source {
         for (table, columns) in mapping.resource_columns() {
             require(&catalog, schema, table, &columns).map_err(SourceError::Mapping)?;
         }
+        Ok(())
+    }
+
+    /// Read every mapped resource of one tenant schema in one READ ONLY, REPEATABLE READ
+    /// transaction, so the rows and their counts come from one snapshot. A missing table or
+    /// column is an error naming it.
+    pub async fn read_tenant(&mut self, mapping: &Mapping, schema: &str) -> Result<SourceData, SourceError> {
+        self.check_mapping(mapping, schema).await?;
         let mut tx = self.conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
         let mut data = SourceData::default();
         if let Some(u) = &mapping.users {
@@ -184,11 +216,13 @@ impl Source {
                 u.owner_if.clone().map(Columns::One),
                 u.admin_if.clone().map(Columns::One),
             ];
-            data.users = Some(read_rows(&mut tx, schema, &u.table, &u.id, &fields).await?);
+            data.users =
+                Some(read_rows(&mut tx, schema, &u.table, &u.id, &fields, [&u.created_at, &u.updated_at]).await?);
         }
         if let Some(o) = &mapping.organizations {
             let fields = [Some(Columns::One(o.id.clone())), Some(o.name.clone()), o.domain.clone().map(Columns::One)];
-            data.organizations = Some(read_rows(&mut tx, schema, &o.table, &o.id, &fields).await?);
+            data.organizations =
+                Some(read_rows(&mut tx, schema, &o.table, &o.id, &fields, [&o.created_at, &o.updated_at]).await?);
         }
         if let Some(c) = &mapping.contacts {
             let fields = [
@@ -198,7 +232,8 @@ impl Source {
                 c.phone.clone().map(Columns::One),
                 c.organization.clone().map(Columns::One),
             ];
-            data.contacts = Some(read_rows(&mut tx, schema, &c.table, &c.id, &fields).await?);
+            data.contacts =
+                Some(read_rows(&mut tx, schema, &c.table, &c.id, &fields, [&c.created_at, &c.updated_at]).await?);
         }
         if let Some(d) = &mapping.deals {
             let fields = [
@@ -210,11 +245,80 @@ impl Source {
                 Some(Columns::One(d.amount.clone())),
                 d.currency.clone().map(Columns::One),
             ];
-            data.deals = Some(read_rows(&mut tx, schema, &d.table, &d.id, &fields).await?);
+            data.deals =
+                Some(read_rows(&mut tx, schema, &d.table, &d.id, &fields, [&d.created_at, &d.updated_at]).await?);
         }
         tx.commit().await?;
         Ok(data)
     }
+}
+
+/// Options from a connection string. sqlx parses URLs only; a keyword string is turned into
+/// the URL that says the same (every pair a query parameter, which sqlx reads like libpq),
+/// so both forms go through one parser and both read `~/.pgpass` and `PG*` defaults alike.
+pub fn connect_options(connection: &str) -> Result<PgConnectOptions, SourceError> {
+    let url = if connection.contains("://") {
+        connection.to_string()
+    } else {
+        let pairs = keyword_pairs(connection).map_err(SourceError::ConnectionString)?;
+        let mut url = url::Url::parse("postgres:///").expect("a constant URL");
+        url.query_pairs_mut().extend_pairs(pairs);
+        url.to_string()
+    };
+    PgConnectOptions::from_str(&url).map_err(|e| SourceError::ConnectionString(e.to_string()))
+}
+
+/// libpq's keyword/value form: `key = value` pairs separated by white space; a value may be
+/// single-quoted, with `\'` and `\\` inside (libpq's rules, section 34.1.1.1).
+fn keyword_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(format!("{key:?} has no \"=\" after it (use key=value pairs, or a postgres:// URL)"));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\'') => break,
+                    Some('\\') => value.extend(chars.next()),
+                    Some(c) => value.push(c),
+                    None => return Err(format!("the value of {key:?} has no closing quote")),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+/// Where a connection goes, for error messages: the socket file or host and port, the
+/// database and the user (never the password).
+fn describe(options: &PgConnectOptions) -> String {
+    let place = match options.get_socket() {
+        Some(dir) => format!("socket {}", dir.join(format!(".s.PGSQL.{}", options.get_port())).display()),
+        None => format!("host {} port {}", options.get_host(), options.get_port()),
+    };
+    let database = options.get_database().unwrap_or(options.get_username());
+    format!("{place}, database {database}, user {}", options.get_username())
 }
 
 /// The table exists in `catalog` and has every column.
@@ -230,14 +334,26 @@ fn require(catalog: &Catalog, schema: &str, table: &str, columns: &[&str]) -> Re
 }
 
 /// `SELECT ARRAY[field::text, …] FROM schema.table`: one text array per row, a NULL for a
-/// field the mapping leaves out. Several columns for one field are joined with a space.
+/// field the mapping leaves out. Several columns for one field are joined with a space. Then
+/// the two `times` (created, updated) as ISO 8601 with their offset (`to_json`, whatever the
+/// session's DateStyle or TimeZone), right after `fields`; rows in creation order when the
+/// mapping names the creation column, by id otherwise.
 async fn read_rows(
     conn: &mut PgConnection,
     schema: &str,
     table: &str,
     id: &str,
     fields: &[Option<Columns>],
+    times: [&Option<String>; 2],
 ) -> Result<SourceRows, SourceError> {
+    let time = |c: &Option<String>| {
+        c.as_deref()
+            .map_or("NULL::text".to_string(), |c| format!("to_json(({})::timestamptz) #>> '{{}}'", quote_ident(c)))
+    };
+    let order = match times[0] {
+        Some(created) => format!("{} NULLS LAST, {}", quote_ident(created), quote_ident(id)),
+        None => quote_ident(id),
+    };
     let exprs: Vec<String> = fields
         .iter()
         .map(|f| match f {
@@ -249,9 +365,10 @@ async fn read_rows(
                 format!("NULLIF(concat_ws(' ', {}), '')", parts.join(", "))
             }
         })
+        .chain(times.into_iter().map(time))
         .collect();
     let from = format!("{}.{}", quote_ident(schema), quote_ident(table));
-    let sql = format!("SELECT ARRAY[{}] FROM {from} ORDER BY {}", exprs.join(", "), quote_ident(id));
+    let sql = format!("SELECT ARRAY[{}] FROM {from} ORDER BY {order}", exprs.join(", "));
     let rows: Vec<Vec<Option<String>>> = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(&mut *conn).await?;
     let count: i64 =
         sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {from}"))).fetch_one(&mut *conn).await?;
@@ -261,6 +378,30 @@ async fn read_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyword_strings_say_what_urls_say() {
+        // libpq's quoting: `'it\'s'` is `it's`.
+        let keywords = connect_options(r"host=/var/run/postgresql port=5433 dbname='it\'s' user=x password=p");
+        let keywords = keywords.expect("keywords");
+        assert_eq!(keywords.get_socket().map(|p| p.display().to_string()).as_deref(), Some("/var/run/postgresql"));
+        assert_eq!((keywords.get_port(), keywords.get_database(), keywords.get_username()), (5433, Some("it's"), "x"));
+        let tcp = connect_options("host = db.internal port=6432 dbname = 'my app' user=ro").expect("keywords");
+        assert_eq!((tcp.get_host(), tcp.get_port(), tcp.get_database()), ("db.internal", 6432, Some("my app")));
+        assert!(tcp.get_socket().is_none());
+        let url = connect_options("postgres://ro@db.internal:6432/app").expect("url");
+        assert_eq!((url.get_host(), url.get_port(), url.get_database()), ("db.internal", 6432, Some("app")));
+        assert!(connect_options("host=x dbname='app").is_err_and(|e| e.to_string().contains("closing quote")));
+        assert!(connect_options("host x").is_err_and(|e| e.to_string().contains("\"host\"")));
+    }
+
+    #[test]
+    fn connection_errors_name_the_socket_or_the_host_and_port() {
+        let socket = connect_options("host=/run/pg port=5433 dbname=app user=x").expect("keywords");
+        assert_eq!(describe(&socket), "socket /run/pg/.s.PGSQL.5433, database app, user x");
+        let tcp = connect_options("postgres://x:secret@db.internal:6432/app").expect("url");
+        assert_eq!(describe(&tcp), "host db.internal port 6432, database app, user x");
+    }
 
     #[test]
     fn identifiers_are_always_quoted_and_quotes_doubled() {

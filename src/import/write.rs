@@ -15,11 +15,12 @@ pub(super) async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan)
     // append per row and say nothing the counts below do not.
     sqlx::query("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
     sqlx::query(
-        "INSERT INTO tenants (id, slug, name, status, plan, import_source) VALUES ($1, $2, $3, 'active', 'free', $4)",
+        "INSERT INTO tenants (id, slug, name, status, plan, import_source) VALUES ($1, $2, $3, $4, 'free', $5)",
     )
     .bind(tenant)
     .bind(head.slug.as_str())
     .bind(&head.name)
+    .bind(head.status.as_str())
     .bind(&head.import_source)
     .execute(tx.conn())
     .await?;
@@ -68,53 +69,63 @@ pub(super) async fn rows_unnest(tx: &mut TenantTx<'_>, head: &TenantHead, plan: 
     let u = &plan.users;
     for r in batches(u.ids.len(), 0) {
         sqlx::query(
-            "INSERT INTO users (tenant_id, id, email, password_hash, role, status)
-             SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])",
+            "INSERT INTO users (tenant_id, id, email, password_hash, role, status, created_at, updated_at)
+             SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                      $7::timestamptz[], $8::timestamptz[])",
         )
         .bind(tenant)
         .bind(&u.ids[r.clone()])
         .bind(&u.emails[r.clone()])
         .bind(&u.hashes[r.clone()])
         .bind(&u.roles[r.clone()])
-        .bind(&u.statuses[r])
+        .bind(&u.statuses[r.clone()])
+        .bind(&u.created[r.clone()])
+        .bind(&u.updated[r])
         .execute(tx.conn())
         .await?;
     }
     let o = &plan.organizations;
     for r in batches(o.ids.len(), 0) {
         sqlx::query(
-            "INSERT INTO organizations (tenant_id, id, name, domain)
-             SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[])",
+            "INSERT INTO organizations (tenant_id, id, name, domain, created_at, updated_at)
+             SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])",
         )
         .bind(tenant)
         .bind(&o.ids[r.clone()])
         .bind(&o.names[r.clone()])
-        .bind(&o.domains[r])
+        .bind(&o.domains[r.clone()])
+        .bind(&o.created[r.clone()])
+        .bind(&o.updated[r])
         .execute(tx.conn())
         .await?;
     }
     let c = &plan.contacts;
     for r in batches(c.ids.len(), 0) {
         sqlx::query(
-            "INSERT INTO contacts (tenant_id, id, name, email, phone, organization_id)
-             SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[])",
+            "INSERT INTO contacts (tenant_id, id, name, email, phone, organization_id, created_at, updated_at)
+             SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[],
+                                      $7::timestamptz[], $8::timestamptz[])",
         )
         .bind(tenant)
         .bind(&c.ids[r.clone()])
         .bind(&c.names[r.clone()])
         .bind(&c.emails[r.clone()])
         .bind(&c.phones[r.clone()])
-        .bind(&c.organizations[r])
+        .bind(&c.organizations[r.clone()])
+        .bind(&c.created[r.clone()])
+        .bind(&c.updated[r])
         .execute(tx.conn())
         .await?;
     }
     let d = &plan.deals;
     for r in batches(d.ids.len(), 0) {
         sqlx::query(
-            "INSERT INTO deals (tenant_id, id, title, contact_id, organization_id, stage, amount, currency)
-             SELECT $1, i, t, c, o, s, a::numeric, cur
-               FROM UNNEST($2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[])
-                    AS u(i, t, c, o, s, a, cur)",
+            "INSERT INTO deals (tenant_id, id, title, contact_id, organization_id, stage, amount, currency,
+                                created_at, updated_at)
+             SELECT $1, i, t, c, o, s, a::numeric, cur, ca, ua
+               FROM UNNEST($2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[],
+                           $9::timestamptz[], $10::timestamptz[])
+                    AS u(i, t, c, o, s, a, cur, ca, ua)",
         )
         .bind(tenant)
         .bind(&d.ids[r.clone()])
@@ -123,7 +134,9 @@ pub(super) async fn rows_unnest(tx: &mut TenantTx<'_>, head: &TenantHead, plan: 
         .bind(&d.organizations[r.clone()])
         .bind(&d.stages[r.clone()])
         .bind(&d.amounts[r.clone()])
-        .bind(&d.currencies[r])
+        .bind(&d.currencies[r.clone()])
+        .bind(&d.created[r.clone()])
+        .bind(&d.updated[r])
         .execute(tx.conn())
         .await?;
     }
@@ -159,38 +172,42 @@ pub(super) async fn rows_values(tx: &mut TenantTx<'_>, head: &TenantHead, plan: 
     }
 
     let u = &plan.users;
-    for r in batches(u.ids.len(), 5) {
-        let sql = values_sql("users", "tenant_id, id, email, password_hash, role, status", &[""; 5], r.len());
+    for r in batches(u.ids.len(), 7) {
+        let columns = "tenant_id, id, email, password_hash, role, status, created_at, updated_at";
+        let sql = values_sql("users", columns, &[""; 7], r.len());
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
         for i in r {
             q = q.bind(u.ids[i]).bind(&u.emails[i]).bind(&u.hashes[i]).bind(u.roles[i]).bind(u.statuses[i]);
+            q = q.bind(u.created[i]).bind(u.updated[i]);
         }
         q.persistent(false).execute(tx.conn()).await?;
     }
     let o = &plan.organizations;
-    for r in batches(o.ids.len(), 3) {
-        let sql = values_sql("organizations", "tenant_id, id, name, domain", &[""; 3], r.len());
+    for r in batches(o.ids.len(), 5) {
+        let sql = values_sql("organizations", "tenant_id, id, name, domain, created_at, updated_at", &[""; 5], r.len());
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
         for i in r {
-            q = q.bind(o.ids[i]).bind(&o.names[i]).bind(&o.domains[i]);
+            q = q.bind(o.ids[i]).bind(&o.names[i]).bind(&o.domains[i]).bind(o.created[i]).bind(o.updated[i]);
         }
         q.persistent(false).execute(tx.conn()).await?;
     }
     let c = &plan.contacts;
-    for r in batches(c.ids.len(), 5) {
-        let sql = values_sql("contacts", "tenant_id, id, name, email, phone, organization_id", &[""; 5], r.len());
+    for r in batches(c.ids.len(), 7) {
+        let columns = "tenant_id, id, name, email, phone, organization_id, created_at, updated_at";
+        let sql = values_sql("contacts", columns, &[""; 7], r.len());
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
         for i in r {
             q = q.bind(c.ids[i]).bind(&c.names[i]).bind(&c.emails[i]).bind(&c.phones[i]).bind(c.organizations[i]);
+            q = q.bind(c.created[i]).bind(c.updated[i]);
         }
         q.persistent(false).execute(tx.conn()).await?;
     }
     let d = &plan.deals;
-    for r in batches(d.ids.len(), 7) {
+    for r in batches(d.ids.len(), 9) {
         let sql = values_sql(
             "deals",
-            "tenant_id, id, title, contact_id, organization_id, stage, amount, currency",
-            &["", "", "", "", "", "::numeric", ""],
+            "tenant_id, id, title, contact_id, organization_id, stage, amount, currency, created_at, updated_at",
+            &["", "", "", "", "", "::numeric", "", "", ""],
             r.len(),
         );
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
@@ -202,7 +219,9 @@ pub(super) async fn rows_values(tx: &mut TenantTx<'_>, head: &TenantHead, plan: 
                 .bind(d.organizations[i])
                 .bind(d.stages[i])
                 .bind(&d.amounts[i])
-                .bind(&d.currencies[i]);
+                .bind(&d.currencies[i])
+                .bind(d.created[i])
+                .bind(d.updated[i]);
         }
         q.persistent(false).execute(tx.conn()).await?;
     }

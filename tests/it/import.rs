@@ -11,7 +11,8 @@ use rowguard::platform::PlatformConn;
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-use crate::support::{TestApp, spawn_app};
+use crate::cli_concurrency::rowguard;
+use crate::support::{TestApp, cli_env_for, scratch_dir, spawn_app, url_password};
 
 const EXAMPLE: &str = include_str!("../../examples/django-tenants.toml");
 
@@ -517,4 +518,323 @@ async fn the_source_connection_refuses_writes() {
         .await
         .expect("read");
     assert_eq!(plain_ro, "off");
+}
+
+/// libpq's keyword form of a test-cluster URL: `host=<socket dir> port=… dbname=… user=… password=…`.
+fn keyword_string(url: &str) -> String {
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url).expect("a test-cluster URL");
+    let socket = options.get_socket().expect("the test cluster listens on a Unix socket");
+    format!(
+        "host={} port={} dbname={} user={} password='{}'",
+        socket.display(),
+        options.get_port(),
+        options.get_database().expect("a database"),
+        options.get_username(),
+        url_password(url),
+    )
+}
+
+/// A new operator's first command, on a target database that does not exist yet, with the
+/// source given as a libpq keyword string over a Unix socket: the import creates and migrates
+/// the target itself (even for the dry run) and then imports.
+#[tokio::test]
+async fn an_empty_target_is_migrated_by_the_import_and_a_keyword_source_over_a_socket_works() {
+    let app = spawn_app().await;
+    let source = django_source(&app).await;
+    let fresh = format!("t_{}_fresh", uuid::Uuid::now_v7().simple());
+    let env = cli_env_for(&fresh);
+    let dir = scratch_dir("import-fresh");
+    let mapping_file = dir.join("mapping.toml");
+    std::fs::write(&mapping_file, EXAMPLE).expect("write the mapping");
+    let keywords = keyword_string(&source.url);
+    assert!(keywords.starts_with("host=/"), "{keywords}");
+    let args = |dry_run: bool| {
+        let mut args =
+            vec!["import", "schemas", "--source", &keywords, "--mapping", mapping_file.to_str().expect("path")];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    for (dry_run, summary) in [(true, "0 imported, 3 would import"), (false, "3 imported, 0 would import")] {
+        let args = args(dry_run);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = rowguard(&env, &dir, &args).output().await.expect("run rowguard");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "dry run {dry_run}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains(summary), "dry run {dry_run}: {stdout}");
+    }
+    let admin = &env.iter().find(|(k, _)| *k == "ROWGUARD_ADMIN_DATABASE_URL").expect("admin URL").1;
+    let mut target = PgConnection::connect(admin).await.expect("the target now exists");
+    let slugs: Vec<String> =
+        sqlx::query_scalar("SELECT slug FROM tenants ORDER BY slug").fetch_all(&mut target).await.expect("tenants");
+    assert_eq!(slugs, ["alpha", "bravo", "charlie-co"]);
+}
+
+#[tokio::test]
+async fn connection_errors_name_the_socket_or_the_host_and_port() {
+    let app = spawn_app().await;
+    let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform");
+    for (source, named) in [
+        (
+            "host=/nonexistent/pg port=5999 dbname=app user=x",
+            "socket /nonexistent/pg/.s.PGSQL.5999, database app, user x",
+        ),
+        ("postgres://nobody@127.0.0.1:1/nothing", "host 127.0.0.1 port 1, database nothing, user nobody"),
+    ] {
+        let err = import_schemas(&mut platform, source, &mapping(), &options(&[], true), &mut |_| {})
+            .await
+            .expect_err("unreachable");
+        let message = err.to_string();
+        assert!(message.contains(named) && message.contains("not reachable"), "{source}: {message}");
+    }
+    let err = import_schemas(&mut platform, "host=/x dbname='app", &mapping(), &options(&[], true), &mut |_| {})
+        .await
+        .expect_err("unclosed quote");
+    assert!(err.to_string().contains("not valid") && err.to_string().contains("closing quote"), "{err}");
+}
+
+/// Re-runs skip imported tenants, but the mapping is still checked against each schema: a
+/// column renamed in the mapping (or dropped in the source) fails the run instead of "nothing
+/// changed".
+#[tokio::test]
+async fn a_mapping_that_no_longer_fits_is_reported_even_when_every_tenant_is_imported() {
+    let app = spawn_app().await;
+    let source = django_source(&app).await;
+    let report = run(&app, &source, &mapping(), &options(&[], false)).await;
+    assert_eq!(report.failed(), 0, "{report:#?}");
+    let wrong = Mapping::parse(&EXAMPLE.replace("website_domain", "web_site")).expect("still valid TOML");
+    for dry_run in [true, false] {
+        let rerun = run(&app, &source, &wrong, &options(&[], dry_run)).await;
+        assert_eq!(rerun.failed(), 3, "{rerun:#?}");
+        for t in &rerun.tenants {
+            assert!(
+                t.problems.iter().any(|p| p.table == "(mapping)"
+                    && p.message.contains("crm_organization")
+                    && p.message.contains("web_site")),
+                "{t:?}"
+            );
+        }
+    }
+    let rerun = run(&app, &source, &mapping(), &options(&[], false)).await;
+    assert!(rerun.tenants.iter().all(|t| t.outcome == Outcome::Skipped), "{rerun:#?}");
+}
+
+/// The example mapping with its commented-out lines for an inactive tenant switched on.
+fn mapping_with_tenant_status() -> Mapping {
+    let text = EXAMPLE
+        .replace("# is_active = \"is_active\"", "is_active = \"is_active\"")
+        .replace("# status = \"status\"", "status = \"status\"")
+        .replace("# inactive_statuses = [", "inactive_statuses = [");
+    Mapping::parse(&text).expect("the example with tenant status")
+}
+
+/// A tenant the registry marks inactive (by a boolean or by a status value) arrives suspended
+/// and nobody logs in to it; inside an active tenant, a user Django deactivated cannot log in
+/// with the right password, and an unusable password (`!…`) matches nothing.
+#[tokio::test]
+async fn inactive_tenants_arrive_suspended_and_inactive_or_unusable_users_cannot_log_in() {
+    let app = spawn_app().await;
+    let mut source = django_source(&app).await;
+    sqlx::raw_sql(
+        "ALTER TABLE public.customers_client ADD COLUMN is_active boolean NOT NULL DEFAULT true,
+                                             ADD COLUMN status varchar(20) NOT NULL DEFAULT 'paying';
+         UPDATE public.customers_client SET is_active = false WHERE schema_name = 'bravo';
+         UPDATE public.customers_client SET status = ' Cancelled' WHERE schema_name = 'charlie_co';
+         UPDATE alpha.auth_user SET is_active = false WHERE username = 'member';
+         INSERT INTO alpha.auth_user (password, is_superuser, username, email, is_staff, is_active)
+             VALUES ('!Xy3kq9ZpL0aBcDeFgHiJkLmNoPqRsTuVwXyZ0123', false, 'locked', 'locked@alpha.example', false, true);",
+    )
+    .execute(&mut source.conn)
+    .await
+    .expect("inactive tenants and users");
+    let report = run(&app, &source, &mapping_with_tenant_status(), &options(&[], false)).await;
+    assert_eq!(report.failed(), 0, "{report:#?}");
+    let mut su = app.superuser_connection().await;
+    let statuses: Vec<(String, String)> =
+        sqlx::query_as("SELECT slug, status FROM tenants WHERE import_source IS NOT NULL ORDER BY slug")
+            .fetch_all(&mut su)
+            .await
+            .expect("statuses");
+    let want =
+        [("alpha", "active"), ("bravo", "suspended"), ("charlie-co", "suspended")].map(|(a, b)| (a.into(), b.into()));
+    assert_eq!(statuses, want);
+    for (schema, why) in [("bravo", "is_active = false"), ("charlie_co", "status = \" Cancelled\"")] {
+        let t = report.tenants.iter().find(|t| t.schema == schema).expect("report");
+        assert!(t.notes.iter().any(|n| n.contains(why) && n.contains("suspended")), "{schema}: {:?}", t.notes);
+    }
+    // Nobody logs in to a suspended tenant, not even its owner with the right password.
+    app.login("bravo", "boss@bravo.example", "bravo-owner-pw")
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "tenant_suspended");
+    app.login("charlie-co", "boss@charlie_co.example", "charlie_co-owner-pw")
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "tenant_suspended");
+    let boss = app.login("alpha", "boss@alpha.example", "alpha-owner-pw").await;
+    assert_eq!(boss.status, StatusCode::OK, "{}", boss.body);
+
+    // Deactivated in Django: the right password does not let them in.
+    app.login("alpha", "member@alpha.example", "alpha-member-pw")
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    // Unusable: stored as Django had it, active, and nothing matches it.
+    let (hash, status): (String, String) =
+        sqlx::query_as("SELECT password_hash, status FROM users WHERE email = 'locked@alpha.example'")
+            .fetch_one(&mut su)
+            .await
+            .expect("locked user");
+    assert_eq!((hash.as_str(), status.as_str()), ("!Xy3kq9ZpL0aBcDeFgHiJkLmNoPqRsTuVwXyZ0123", "active"));
+    for attempt in ["!Xy3kq9ZpL0aBcDeFgHiJkLmNoPqRsTuVwXyZ0123", "Xy3kq9ZpL0aBcDeFgHiJkLmNoPqRsTuVwXyZ0123", "!", "x"] {
+        app.login("alpha", "locked@alpha.example", attempt)
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+}
+
+/// Owners made with `create_user` are not superusers, so `owner_if = "is_superuser"` finds
+/// none: such a tenant (and one whose only owner is inactive) is named by the dry run and not
+/// imported until the mapping names an active owner by e-mail.
+#[tokio::test]
+async fn a_tenant_without_an_active_owner_is_reported_by_the_dry_run_and_refused_unless_named() {
+    let app = spawn_app().await;
+    let mut source = django_source(&app).await;
+    sqlx::raw_sql(
+        "UPDATE bravo.auth_user SET is_superuser = false WHERE username = 'boss';
+         UPDATE charlie_co.auth_user SET is_active = false WHERE username = 'boss';",
+    )
+    .execute(&mut source.conn)
+    .await
+    .expect("owners without superuser");
+    let before = target_rows(&app).await;
+    for dry_run in [true, false] {
+        let report = run(&app, &source, &mapping(), &options(&["bravo", "charlie_co"], dry_run)).await;
+        for schema in ["bravo", "charlie_co"] {
+            let t = report.tenants.iter().find(|t| t.schema == schema).expect("report");
+            assert_eq!(t.outcome, Outcome::Failed, "dry run {dry_run}: {t:?}");
+            assert!(
+                t.problems.iter().any(|p| p.table == "auth_user"
+                    && p.message.contains("no active owner")
+                    && p.message.contains(&format!("owner_email = {{ {schema} = "))),
+                "dry run {dry_run}: {:?}",
+                t.problems
+            );
+        }
+    }
+    assert_eq!(target_rows(&app).await, before, "a tenant without an owner was written");
+
+    // Named: an inactive user will not do; an active one (any case) becomes the owner.
+    let named = |charlie: &str| {
+        Mapping::parse(&EXAMPLE.replace(
+            "# owner_email = { acme_corp = \"ceo@acme.example\" }",
+            &format!("owner_email = {{ bravo = \"boss@bravo.example\", charlie_co = \"{charlie}\" }}"),
+        ))
+        .expect("owner_email")
+    };
+    let report = run(&app, &source, &named("boss@charlie_co.example"), &options(&[], false)).await;
+    assert_eq!(outcome(&report, "bravo"), Outcome::Imported, "{report:#?}");
+    let charlie = report.tenants.iter().find(|t| t.schema == "charlie_co").expect("charlie");
+    assert_eq!(charlie.outcome, Outcome::Failed);
+    assert!(charlie.problems.iter().any(|p| p.message.contains("inactive user")), "{:?}", charlie.problems);
+    let report = run(&app, &source, &named("staff@charlie_co.example"), &options(&["charlie_co"], false)).await;
+    assert_eq!(outcome(&report, "charlie_co"), Outcome::Imported, "{report:#?}");
+
+    let mut su = app.superuser_connection().await;
+    let owners: Vec<(String, String)> = sqlx::query_as(
+        "SELECT t.slug, u.email FROM users u JOIN tenants t ON t.id = u.tenant_id
+          WHERE u.role = 'owner' AND u.status = 'active' AND t.slug IN ('bravo', 'charlie-co') ORDER BY 1",
+    )
+    .fetch_all(&mut su)
+    .await
+    .expect("owners");
+    let want = [("bravo", "boss@bravo.example"), ("charlie-co", "Staff@charlie_co.example")]
+        .map(|(a, b)| (a.into(), b.into()));
+    assert_eq!(owners, want);
+    let boss = app.login("bravo", "boss@bravo.example", "bravo-owner-pw").await;
+    assert_eq!(boss.status, StatusCode::OK, "{}", boss.body);
+    let token = boss.body["access_token"].as_str().expect("token").to_string();
+    let me = app.call_as(&token, "bravo", Method::GET, "/v1/me", None).await;
+    assert_eq!(me.body["role"], "owner", "{}", me.body);
+}
+
+/// With `created_at`/`updated_at` mapped, rows keep the source's times to the microsecond, and
+/// lists in creation order (rowguard lists by id, a uuid v7 made from the creation time) come
+/// out in the source's creation order, not in import or source-id order.
+#[tokio::test]
+async fn mapped_timestamps_come_across_and_lists_keep_the_source_creation_order() {
+    let app = spawn_app().await;
+    let mut source = django_source(&app).await;
+    // Contacts created in the reverse order of their names (Person4 first), one of them updated
+    // since; users joined in an order unlike their ids. Two contacts a microsecond apart.
+    sqlx::raw_sql(
+        "ALTER TABLE alpha.crm_contact ADD COLUMN created_at timestamptz, ADD COLUMN updated_at timestamptz;
+         UPDATE alpha.crm_contact
+            SET created_at = timestamptz '2019-03-01 10:00:00.123456+00'
+                             + (4 - substr(first_name, 7)::int) * interval '1 day';
+         UPDATE alpha.crm_contact SET created_at = timestamptz '2019-03-01 10:00:00.123457+00' WHERE first_name = 'Person3';
+         UPDATE alpha.crm_contact SET created_at = timestamptz '2019-03-01 10:00:00.123456+00' WHERE first_name = 'Person4';
+         UPDATE alpha.crm_contact SET updated_at = timestamptz '2024-06-30 23:59:59.5+02' WHERE first_name = 'Person2';
+         UPDATE alpha.auth_user SET date_joined = CASE username WHEN 'boss' THEN timestamptz '2018-01-01 00:00:00+00'
+             WHEN 'member' THEN '2019-01-01 00:00:00+00' WHEN 'staff' THEN '2020-01-01 00:00:00+00'
+             ELSE '2021-01-01 00:00:00+00' END;",
+    )
+    .execute(&mut source.conn)
+    .await
+    .expect("source times");
+    // The example already maps auth_user's date_joined; the contacts' columns are added here.
+    assert!(EXAMPLE.contains("created_at = \"date_joined\""));
+    let text = EXAMPLE.replace(
+        "table = \"crm_contact\"",
+        "table = \"crm_contact\"\ncreated_at = \"created_at\"\nupdated_at = \"updated_at\"",
+    );
+    let timed = Mapping::parse(&text).expect("mapping with times");
+    let report = run(&app, &source, &timed, &options(&["alpha"], false)).await;
+    assert_eq!(outcome(&report, "alpha"), Outcome::Imported, "{report:#?}");
+
+    type Times = (String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+    let want: Vec<Times> = sqlx::query_as(
+        "SELECT email, created_at, coalesce(updated_at, created_at) FROM alpha.crm_contact ORDER BY created_at",
+    )
+    .fetch_all(&mut source.conn)
+    .await
+    .expect("source contacts");
+    let emails: Vec<&str> = want.iter().map(|(e, _, _)| e.as_str()).collect();
+    assert_eq!(
+        emails,
+        ["p4@alpha.example", "p3@alpha.example", "p2@alpha.example", "p1@alpha.example", "p0@alpha.example"]
+    );
+    let mut su = app.superuser_connection().await;
+    let got: Vec<Times> = sqlx::query_as(
+        "SELECT c.email, c.created_at, c.updated_at FROM contacts c JOIN tenants t ON t.id = c.tenant_id
+          WHERE t.slug = 'alpha' ORDER BY c.id",
+    )
+    .fetch_all(&mut su)
+    .await
+    .expect("target contacts");
+    assert_eq!(got, want, "times to the microsecond, and id order = source creation order");
+    let users: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT u.email, u.created_at FROM users u JOIN tenants t ON t.id = u.tenant_id
+          WHERE t.slug = 'alpha' ORDER BY u.id",
+    )
+    .fetch_all(&mut su)
+    .await
+    .expect("target users");
+    let users: Vec<(&str, String)> = users.iter().map(|(e, t)| (e.as_str(), t.to_rfc3339())).collect();
+    assert_eq!(
+        users,
+        [
+            ("boss@alpha.example", "2018-01-01T00:00:00+00:00".to_string()),
+            ("member@alpha.example", "2019-01-01T00:00:00+00:00".to_string()),
+            ("Staff@alpha.example", "2020-01-01T00:00:00+00:00".to_string()),
+            ("gone@alpha.example", "2021-01-01T00:00:00+00:00".to_string()),
+        ]
+    );
+
+    // The API's list, in its own (creation) order, is the source's creation order.
+    let boss = app.login("alpha", "boss@alpha.example", "alpha-owner-pw").await;
+    let token = boss.body["access_token"].as_str().expect("token").to_string();
+    let listed = app.call_as(&token, "alpha", Method::GET, "/v1/contacts?limit=100", None).await;
+    let listed: Vec<&str> =
+        listed.body["items"].as_array().expect("items").iter().filter_map(|c| c["email"].as_str()).collect();
+    assert_eq!(listed, emails);
 }
