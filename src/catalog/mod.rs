@@ -112,6 +112,9 @@ pub enum Rule {
     /// A tenant table without the enabled `audit_row_change` trigger (and not named in
     /// `AUDIT_EXEMPT_TABLES`): its changes would escape the audit trail.
     AuditTriggerMissing,
+    /// The registry of adopted tables names a table that no longer exists (dropped or
+    /// renamed): whatever now carries its data is not known to be guarded.
+    AdoptedTableMissing,
 }
 
 impl Rule {
@@ -150,6 +153,7 @@ impl Rule {
             Rule::NoTenantIdIndex => "no-tenant-id-index",
             Rule::ForeignKeyWithoutTenantId => "foreign-key-without-tenant-id",
             Rule::AuditTriggerMissing => "audit-trigger-missing",
+            Rule::AdoptedTableMissing => "adopted-table-missing",
         }
     }
 }
@@ -199,8 +203,41 @@ pub async fn verify_for_role(conn: &mut PgConnection, app_role: &str) -> Result<
     check_views(&mut tx, &tables, &mut out).await?;
     check_keys(&mut tx, &tables, &mut out).await?;
     check_audit_triggers(&mut tx, &tables, &mut out).await?;
+    check_adopted_tables_exist(&mut tx, &mut out).await?;
     tx.rollback().await?;
     Ok(out.0.into_iter().collect())
+}
+
+/// Every table the registry of adopted tables names still exists in schema public.
+async fn check_adopted_tables_exist(tx: &mut Tx<'_>, out: &mut Findings) -> Result<(), sqlx::Error> {
+    use crate::roles::ADOPTED_TABLES_REGISTRY;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(ADOPTED_TABLES_REGISTRY)
+        .fetch_one(&mut **tx)
+        .await?;
+    if !exists {
+        return Ok(());
+    }
+    // A constant table name.
+    let missing: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT table_name FROM {ADOPTED_TABLES_REGISTRY}
+          WHERE to_regclass(format('public.%I', table_name)) IS NULL ORDER BY 1"
+    )))
+    .fetch_all(&mut **tx)
+    .await?;
+    for table in missing {
+        out.add(
+            &table,
+            Rule::AdoptedTableMissing,
+            format!(
+                "{table} was adopted but no longer exists (dropped or renamed): adopt a renamed table under its new \
+                 name (`rowguard tables adopt NEW_NAME`), then, as the owner, `DELETE FROM {ADOPTED_TABLES_REGISTRY} \
+                 WHERE table_name = '{}'`",
+                table.replace('\'', "''")
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// Sorted and free of duplicates (a function called from USING and WITH CHECK is one finding).

@@ -40,7 +40,7 @@ pub struct TableOverview {
 
 /// Every tenant table (the catalog's one definition, `Table::is_tenant`), by name, and the
 /// adopted tables the registry names that no longer exist (with `rls_enabled` false and the
-/// finding `table-missing`), so a dropped table does not vanish from the list silently.
+/// finding `adopted-table-missing`), so a dropped table does not vanish from the list silently.
 pub async fn tenant_tables(conn: &mut PgConnection) -> Result<Vec<TableOverview>, sqlx::Error> {
     let findings: Vec<Finding> = verify(&mut *conn).await?;
     let mut tx = conn.begin().await?;
@@ -117,7 +117,7 @@ pub async fn tenant_tables(conn: &mut PgConnection) -> Result<Vec<TableOverview>
                 rls_forced: false,
                 policies: Vec::new(),
                 audit: "missing",
-                findings: vec!["table-missing".into()],
+                findings: findings.iter().filter(|f| &f.object == name).map(|f| f.rule.id().to_string()).collect(),
                 not_served: Some("the table does not exist".into()),
             });
         }

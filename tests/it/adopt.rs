@@ -765,3 +765,23 @@ async fn the_citus_plan_distributes_adopted_tables_like_built_in_ones() {
     }
     assert!(plan.reference.iter().any(|t| t == "rowguard_adopted_tables"), "{plan:?}");
 }
+
+#[tokio::test]
+async fn verify_names_an_adopted_table_that_no_longer_exists() {
+    let (app, _dir) = app_with_operator_tables().await;
+    adopt_both(&app).await;
+    let mut su = app.superuser_connection().await;
+    assert!(verify(&mut su).await.expect("verify").is_empty(), "clean after adoption");
+    su.execute("DROP TABLE tasks").await.expect("drop");
+    let findings = verify(&mut su).await.expect("verify");
+    let missing: Vec<_> = findings.iter().filter(|f| f.rule == Rule::AdoptedTableMissing).collect();
+    assert_eq!(missing.len(), 1, "{findings:?}");
+    assert_eq!(missing[0].object, "tasks");
+    assert!(missing[0].message.contains("DELETE FROM rowguard_adopted_tables"), "{}", missing[0].message);
+    let listed = tenant_tables(&mut su).await.expect("tables list");
+    let tasks = listed.iter().find(|t| t.name == "tasks").expect("still listed");
+    assert_eq!(tasks.findings, vec!["adopted-table-missing".to_string()]);
+    // Following the message clears it.
+    su.execute("DELETE FROM rowguard_adopted_tables WHERE table_name = 'tasks'").await.expect("unregister");
+    assert!(verify(&mut su).await.expect("verify").is_empty());
+}
