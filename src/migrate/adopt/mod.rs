@@ -14,49 +14,19 @@
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
+mod fixes;
+mod role_sets;
+
+pub use role_sets::{RoleSets, parse_roles};
+
 use super::{LOCK_SPACE, MIGRATIONS, quote_ident, quote_literal};
 use crate::catalog::read_tables;
 use crate::domain::Role;
 use crate::roles::{
     ADOPTED_TABLES_REGISTRY, APP_ROLE, BUILT_IN_TENANT_TABLES, OWNER_ROLE, PLATFORM_ROLE, PLATFORM_TABLES,
 };
-
-/// Who may read and who may write an adopted table's rows (kept in the registry for the API).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleSets {
-    pub read: Vec<Role>,
-    pub write: Vec<Role>,
-}
-
-impl Default for RoleSets {
-    /// Read: every role. Write: every role but the auditor, who only ever reads.
-    fn default() -> Self {
-        RoleSets { read: Role::ALL.to_vec(), write: vec![Role::Owner, Role::Admin, Role::Manager, Role::Member] }
-    }
-}
-
-/// Role names from the command line (`owner,admin`), each checked; in `Role::ALL` order,
-/// without repeats, so that the same set is always stored the same way.
-pub fn parse_roles(names: &[String]) -> Result<Vec<Role>, AdoptError> {
-    let mut roles = Vec::new();
-    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-        let role = Role::parse(name).map_err(|_| AdoptError::UnknownRole(name.to_string()))?;
-        roles.push(role);
-    }
-    if roles.is_empty() {
-        return Err(AdoptError::UnknownRole(String::new()));
-    }
-    Ok(Role::ALL.into_iter().filter(|r| roles.contains(r)).collect())
-}
-
-fn role_names(roles: &[Role]) -> Vec<String> {
-    roles.iter().map(|r| r.as_str().to_string()).collect()
-}
-
-/// `owner,admin`, as the flags take them.
-fn role_list(roles: &[Role]) -> String {
-    role_names(roles).join(",")
-}
+use fixes::{carries_tenant_id, tenant_foreign_key, with_tenant_id};
+use role_sets::{role_list, role_names};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdoptError {
@@ -603,88 +573,3 @@ pub async fn plan(
 const POLICY: &str = "tenant_isolation";
 const TENANT_PREDICATE: &str = "(tenant_id = current_tenant())";
 const DML: [&str; 4] = ["SELECT", "INSERT", "UPDATE", "DELETE"];
-
-/// `(id)` → `tenant_id, id`; a list that has tenant_id already is moved to lead with it.
-fn with_tenant_id(columns: &[String]) -> String {
-    std::iter::once("tenant_id")
-        .chain(columns.iter().map(String::as_str).filter(|c| *c != "tenant_id"))
-        .map(quote_ident_if_needed)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A foreign key as it must be to carry the tenant: tenant_id paired with the target's
-/// tenant_id, then every other column with the column it references now, in order. A column
-/// that stood where the target's tenant_id is (`(other_tenant, client_id) REFERENCES clients
-/// (tenant_id, id)`) drops out, since tenant_id takes its place: `(tenant_id, client_id)
-/// REFERENCES clients (tenant_id, id)`. A target without tenant_id in the key gets it first
-/// (its key must become `(tenant_id, …)` too). Returns both column lists.
-fn tenant_foreign_key(columns: &[String], ref_columns: &[String]) -> (String, String) {
-    let rest: Vec<(&str, &str)> = columns
-        .iter()
-        .zip(ref_columns)
-        .map(|(c, r)| (c.as_str(), r.as_str()))
-        .filter(|(_, r)| *r != "tenant_id")
-        .collect();
-    // tenant_id paired with another column of the target: the column that should reference it
-    // is not in the key, so it is left for the reader to name.
-    let from = rest.iter().map(|(c, _)| if *c == "tenant_id" { "…".to_string() } else { quote_ident_if_needed(c) });
-    let to = rest.iter().map(|(_, r)| quote_ident_if_needed(r));
-    let list = |names: Vec<String>| names.join(", ");
-    (
-        list(std::iter::once("tenant_id".to_string()).chain(from).collect()),
-        list(std::iter::once("tenant_id".to_string()).chain(to).collect()),
-    )
-}
-
-fn carries_tenant_id(columns: &[String]) -> bool {
-    columns.iter().any(|c| c == "tenant_id")
-}
-
-/// A column name as a person would type it: bare when it is a plain lower-case identifier.
-fn quote_ident_if_needed(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain { name.to_string() } else { quote_ident(name) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn role_lists_are_checked_and_kept_in_one_order() {
-        let names = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();
-        assert_eq!(parse_roles(&names("member, owner,owner")).expect("valid"), vec![Role::Owner, Role::Member]);
-        let err = parse_roles(&names("owner,superuser")).expect_err("unknown");
-        assert!(err.to_string().contains("\"superuser\""), "{err}");
-        assert!(parse_roles(&names(" , ")).is_err());
-    }
-
-    #[test]
-    fn a_suggested_key_leads_with_tenant_id() {
-        let cols = |s: &[&str]| s.iter().map(|c| c.to_string()).collect::<Vec<_>>();
-        assert_eq!(with_tenant_id(&cols(&["id"])), "tenant_id, id");
-        assert_eq!(with_tenant_id(&cols(&["id", "tenant_id"])), "tenant_id, id");
-        assert_eq!(with_tenant_id(&cols(&["Project Id"])), "tenant_id, \"Project Id\"");
-    }
-
-    #[test]
-    fn a_suggested_foreign_key_pairs_tenant_id_with_tenant_id_and_keeps_the_rest_aligned() {
-        let cols = |s: &[&str]| s.iter().map(|c| c.to_string()).collect::<Vec<_>>();
-        let table = [
-            // (columns, referenced columns) → (suggested columns, suggested referenced columns)
-            (&["parent_id"][..], &["id"][..], "tenant_id, parent_id", "tenant_id, id"),
-            (&["other_tenant", "client_id"], &["tenant_id", "id"], "tenant_id, client_id", "tenant_id, id"),
-            (&["client_id", "other_tenant"], &["id", "tenant_id"], "tenant_id, client_id", "tenant_id, id"),
-            (&["a", "b"], &["x", "y"], "tenant_id, a, b", "tenant_id, x, y"),
-            (&["tenant_id", "owner"], &["id", "tenant_id"], "tenant_id, …", "tenant_id, id"),
-            (&["Client Id"], &["id"], "tenant_id, \"Client Id\"", "tenant_id, id"),
-        ];
-        for (columns, references, from, to) in table {
-            let (c, r) = tenant_foreign_key(&cols(columns), &cols(references));
-            assert_eq!((c.as_str(), r.as_str()), (from, to), "{columns:?} → {references:?}");
-            assert_eq!(c.split(", ").count(), r.split(", ").count(), "as many columns on both sides");
-        }
-    }
-}
