@@ -122,6 +122,15 @@ pub fn consistency_proof(nodes: &impl Nodes, from: u64, to: u64) -> Result<Vec<H
     Ok(proof)
 }
 
+/// Both verifications' step: when `f` is a left child on the right edge, right-shift `f` and
+/// `s` together until `f` is a right child or 0 (§2.1.3.2 step 4b, §2.1.4.2 step 6b).
+fn climb(f: &mut u64, s: &mut u64) {
+    while *f & 1 == 0 && *f != 0 {
+        *f >>= 1;
+        *s >>= 1;
+    }
+}
+
 /// §2.1.3.2: whether `proof` shows the leaf hashed `leaf` at `index` in the tree of `size`
 /// leaves whose root is `root`.
 pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> bool {
@@ -135,12 +144,7 @@ pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root
         }
         if f & 1 == 1 || f == s {
             r = node_hash(p, &r);
-            if f & 1 == 0 {
-                while f & 1 == 0 && f != 0 {
-                    f >>= 1;
-                    s >>= 1;
-                }
-            }
+            climb(&mut f, &mut s);
         } else {
             r = node_hash(&r, p);
         }
@@ -178,12 +182,7 @@ pub fn verify_consistency(from: u64, to: u64, from_root: &Hash, to_root: &Hash, 
         if f & 1 == 1 || f == s {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            if f & 1 == 0 {
-                while f & 1 == 0 && f != 0 {
-                    f >>= 1;
-                    s >>= 1;
-                }
-            }
+            climb(&mut f, &mut s);
         } else {
             sr = node_hash(&sr, c);
         }
