@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
@@ -142,6 +143,10 @@ pub struct Metrics {
     durations: Family<RouteLabels, Histogram, fn() -> Histogram>,
     rate_limited: [Counter; RateLimited::LABELS.len()],
     audit_write_failures: Counter,
+    audit_sealed: Counter,
+    audit_seal_failures: Counter,
+    audit_unsealed: Gauge,
+    audit_unsealed_age: Gauge<f64, AtomicU64>,
     pool_connections: Family<Pairs, Gauge>,
     pool_max: Gauge,
     pool_waiting: Gauge,
@@ -196,6 +201,30 @@ impl Default for Metrics {
             "Access events (refusals, throttling) this instance could not write to the audit log",
             audit_write_failures.clone(),
         );
+        let audit_sealed = Counter::default();
+        registry.register(
+            "rowguard_audit_sealed_events",
+            "Audit events this instance sealed into their tenant's Merkle tree",
+            audit_sealed.clone(),
+        );
+        let audit_seal_failures = Counter::default();
+        registry.register(
+            "rowguard_audit_seal_failures",
+            "Sealing passes of this instance that failed (the events wait for the next pass)",
+            audit_seal_failures.clone(),
+        );
+        let audit_unsealed = Gauge::default();
+        registry.register(
+            "rowguard_audit_unsealed_transactions",
+            "Committed transactions whose audit events are not sealed yet (all instances), as last measured",
+            audit_unsealed.clone(),
+        );
+        let audit_unsealed_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "rowguard_audit_unsealed_oldest_seconds",
+            "Age of the oldest transaction whose audit events are not sealed yet, as last measured",
+            audit_unsealed_age.clone(),
+        );
         Metrics {
             registry,
             routes: OnceLock::new(),
@@ -203,6 +232,10 @@ impl Default for Metrics {
             durations,
             rate_limited,
             audit_write_failures,
+            audit_sealed,
+            audit_seal_failures,
+            audit_unsealed,
+            audit_unsealed_age,
             pool_connections,
             pool_max,
             pool_waiting,
@@ -259,6 +292,21 @@ impl Metrics {
     /// An access event (refusal, throttling) that could not be written to the audit log.
     pub fn audit_write_failed(&self) {
         self.audit_write_failures.inc();
+    }
+
+    /// A sealing pass: how many events it sealed, or that it failed.
+    pub fn audit_sealed(&self, events: u64) {
+        self.audit_sealed.inc_by(events);
+    }
+
+    pub fn audit_seal_failed(&self) {
+        self.audit_seal_failures.inc();
+    }
+
+    /// The sealer's backlog, measured across instances.
+    pub fn audit_backlog(&self, transactions: i64, oldest_seconds: f64) {
+        self.audit_unsealed.set(transactions);
+        self.audit_unsealed_age.set(oldest_seconds);
     }
 
     /// The exposition. `audit_events` is the database's count of audit rows inserted (every

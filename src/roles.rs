@@ -16,18 +16,37 @@ pub const PLATFORM_LOGIN_ROLE: &str = "rowguard_platform_login";
 pub const AUDIT_ROLE: &str = "rowguard_audit";
 
 /// The SECURITY DEFINER functions the app role may execute, by design: the audit log's one
-/// append door and the checkpoint signer's head lock. `policies verify` accepts them only
+/// append door, the checkpoint signer's head lock, and the tree's sealer (sql/V21: find the
+/// tenants with unsealed events, seal one tenant's, keep a signed head, measure the backlog). `policies verify` accepts them only
 /// while they are owned by `AUDIT_ROLE` (which must stay NOSUPERUSER NOBYPASSRLS) and pin
 /// their search_path; any other definer the app role can execute is a finding.
-pub const AUDIT_DEFINER_FUNCTIONS: &[&str] =
-    &["audit_append(text,text,text,text,jsonb,text)", "audit_head_locked(uuid)"];
+pub const AUDIT_DEFINER_FUNCTIONS: &[&str] = &[
+    "audit_append(text,text,text,text,jsonb,text)",
+    "audit_head_locked(uuid)",
+    "audit_unsealed_tenants(integer)",
+    "audit_unsealed_backlog()",
+    "audit_seal(integer)",
+    "audit_record_head(bigint,text)",
+];
 /// Audit tables the app role may read and never write: events are appended, and heads moved,
-/// only by `audit_append` as `AUDIT_ROLE`. `policies verify` reports any write grant on them.
-pub const AUDIT_LOG_TABLES: &[&str] = &["audit_events", "audit_chain_heads"];
+/// only by `audit_append` as `AUDIT_ROLE`, and the tree only by `audit_seal` and
+/// `audit_record_head`. `policies verify` reports any write grant on them.
+pub const AUDIT_LOG_TABLES: &[&str] = &[
+    "audit_events",
+    "audit_chain_heads",
+    "audit_tree_nodes",
+    "audit_tree_leaves",
+    "audit_tree_state",
+    "audit_tree_heads",
+];
 
 /// Tables that carry tenant data but are not tenant-owned: read before a tenant is known,
 /// written only by the platform role. Everything else with a `tenant_id` must have RLS.
-pub const PLATFORM_TABLES: &[&str] = &["tenants", "tenant_domains"];
+/// `audit_unsealed` (sql/V21) holds tenant ids and transaction ids only — which tenants have
+/// events waiting for the sealer — and is reached only through the audit role's definers.
+pub const PLATFORM_TABLES: &[&str] = &["tenants", "tenant_domains", AUDIT_SEAL_QUEUE];
+/// Which tenants have audit events waiting for the sealer (sql/V21).
+pub const AUDIT_SEAL_QUEUE: &str = "audit_unsealed";
 
 /// Tenant tables whose rows are not audited as data changes: the audit trail itself, and
 /// session bookkeeping whose every use would otherwise flood the log (logins and refresh
@@ -36,8 +55,17 @@ pub const PLATFORM_TABLES: &[&str] = &["tenants", "tenant_domains"];
 /// is written once, by the importer, in the transaction whose single `tenant.import` event
 /// records the whole import (a row-change event per mapped id would double the log for no
 /// information).
-pub const AUDIT_EXEMPT_TABLES: &[&str] =
-    &["audit_events", "audit_chain_heads", "audit_checkpoints", "refresh_tokens", "import_id_map"];
+pub const AUDIT_EXEMPT_TABLES: &[&str] = &[
+    "audit_events",
+    "audit_chain_heads",
+    "audit_checkpoints",
+    "audit_tree_nodes",
+    "audit_tree_leaves",
+    "audit_tree_state",
+    "audit_tree_heads",
+    "refresh_tokens",
+    "import_id_map",
+];
 /// Platform tables without `tenant_id` that the app role may not touch at all, not even read
 /// (operators' password hashes). `policies verify` reports any grant on them to the app role.
 pub const PLATFORM_PRIVATE_TABLES: &[&str] = &["operators"];
@@ -49,6 +77,10 @@ pub const BUILT_IN_TENANT_TABLES: &[&str] = &[
     "audit_chain_heads",
     "audit_checkpoints",
     "audit_events",
+    "audit_tree_heads",
+    "audit_tree_leaves",
+    "audit_tree_nodes",
+    "audit_tree_state",
     "contacts",
     "deals",
     "import_id_map",

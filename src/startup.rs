@@ -155,9 +155,13 @@ pub async fn build_context_with_platform(
     // tenant budget whole whatever arrives at the platform login.
     let platform_hasher = hasher.with_budget(1);
     let tenants = Arc::new(TenantCache::new(db.clone(), Duration::from_secs(30)));
-    let audit =
-        Arc::new(AuditSigner::load(config.audit_signing_key.as_deref(), &config.data_dir.join("audit-ed25519.pem"))?);
+    let audit = Arc::new(
+        AuditSigner::load(config.audit_signing_key.as_deref(), &config.data_dir.join("audit-ed25519.pem"))?
+            .named(&config.normalized_base_domain()),
+    );
     spawn_checkpoints(db.clone(), Arc::clone(&audit), Duration::from_secs(config.audit_checkpoint_secs));
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    spawn_sealer(db.clone(), Arc::clone(&audit), Arc::clone(&metrics));
     // A minute's backstop only: the users trigger's NOTIFY drops an entry within milliseconds.
     let users = Arc::new(UserStateCache::new(db.clone(), Duration::from_secs(60)));
     let data = crate::data::Tables::watch(db.clone()).await.context("reading the adopted tables")?;
@@ -198,7 +202,7 @@ pub async fn build_context_with_platform(
         platform,
         signup: config.signup,
         exports: Arc::default(),
-        metrics: Arc::default(),
+        metrics,
         metrics_token: config.metrics_token.as_deref().map(Arc::from),
     }))
 }
@@ -217,6 +221,62 @@ fn spawn_checkpoints(db: Database, signer: Arc<AuditSigner>, every: Duration) {
                 Ok(n) if n > 0 => tracing::info!(checkpoints = n, "signed audit checkpoints"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "audit checkpoints failed"),
+            }
+        }
+    });
+}
+
+/// How often the sealer looks for committed audit events to seal, and how long the oldest may
+/// wait before it says so in the log.
+const SEAL_EVERY: Duration = Duration::from_millis(200);
+const SEAL_STUCK_AFTER: Duration = Duration::from_secs(30);
+
+/// Seal every tenant's committed audit events into its Merkle tree, continuously (sql/V21).
+/// Several instances may run this at once: each tenant is sealed by one of them at a time.
+/// The backlog is measured about once a second into `/metrics`, and a sealer that falls
+/// behind — a long transaction holding the horizon back, or failures — says so in the log.
+fn spawn_sealer(db: Database, signer: Arc<AuditSigner>, metrics: Arc<crate::metrics::Metrics>) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SEAL_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut round: u64 = 0;
+        let mut warned_at: Option<std::time::Instant> = None;
+        loop {
+            ticks.tick().await;
+            round += 1;
+            loop {
+                match db.seal_audit_logs(&signer, 64).await {
+                    Ok(pass) => {
+                        metrics.audit_sealed(u64::try_from(pass.events).unwrap_or(0));
+                        if !pass.more {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        metrics.audit_seal_failed();
+                        tracing::warn!(error = %e, "sealing audit events failed; retrying");
+                        break;
+                    }
+                }
+            }
+            if round.is_multiple_of(5) {
+                match db.audit_unsealed_backlog().await {
+                    Ok(backlog) => {
+                        metrics.audit_backlog(backlog.transactions, backlog.oldest_seconds);
+                        let stuck = backlog.oldest_seconds > SEAL_STUCK_AFTER.as_secs_f64();
+                        if stuck && warned_at.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                            tracing::warn!(
+                                transactions = backlog.transactions,
+                                oldest_seconds = backlog.oldest_seconds,
+                                "audit events wait to be sealed for longer than {}s: a long-running transaction \
+                                 holds the horizon back, or sealing fails (see rowguard_audit_seal_failures_total)",
+                                SEAL_STUCK_AFTER.as_secs()
+                            );
+                            warned_at = Some(std::time::Instant::now());
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not measure the audit sealing backlog"),
+                }
             }
         }
     });

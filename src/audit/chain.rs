@@ -1,11 +1,13 @@
 //! Verifying a tenant's hash chain: each event's hash is SHA-256 over the previous hash and
 //! the event's canonical encoding (the same encoding `audit_canonical` builds in SQL). The
-//! first broken link is reported: a modified, deleted, inserted or reordered event.
+//! first broken link is reported: a modified, deleted, inserted or reordered event. The chain
+//! holds the events written before the Merkle tree (sql/V21) and grows no more; `tree`
+//! verifies everything since, and those events too.
 
 use futures_util::TryStreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::domain::TenantId;
 
@@ -28,6 +30,16 @@ pub struct ChainReport {
     /// Checkpoints found and checked against the chain (signatures are checked by the caller).
     pub checkpoints_checked: usize,
 }
+
+/// An event's fields in their canonical text form, as `audit_canonical` (sql/V10) renders
+/// them, for a query over `audit_events e`. The chain's links and the tree's leaves both
+/// cover these.
+pub(crate) const FIELDS: &str = "ARRAY[e.tenant_id::text, e.seq::text, e.id::text,
+      (extract(epoch FROM e.occurred_at) * 1000000)::bigint::text,
+      e.actor_type, coalesce(e.actor_id::text, ''), coalesce(e.actor_role, ''),
+      coalesce(host(e.client_ip), ''), coalesce(e.user_agent, ''), coalesce(e.request_id, ''),
+      e.action, coalesce(e.resource_type, ''), coalesce(e.resource_id, ''), e.outcome,
+      e.details::text]";
 
 /// One stored event, with every field already in its canonical text form.
 #[derive(sqlx::FromRow)]
@@ -79,17 +91,11 @@ pub async fn verify_chain(
         Some((Some(seq), Some(hash))) => (hex::decode(&hash).unwrap_or_default(), seq),
         _ => (GENESIS.to_vec(), 0i64),
     };
-    let mut rows = sqlx::query_as::<_, Row>(
-        "SELECT seq,
-                ARRAY[tenant_id::text, seq::text, id::text,
-                      (extract(epoch FROM occurred_at) * 1000000)::bigint::text,
-                      actor_type, coalesce(actor_id::text, ''), coalesce(actor_role, ''),
-                      coalesce(host(client_ip), ''), coalesce(user_agent, ''), coalesce(request_id, ''),
-                      action, coalesce(resource_type, ''), coalesce(resource_id, ''), outcome,
-                      details::text] AS fields,
-                prev_hash, hash
-           FROM audit_events WHERE tenant_id = $1 ORDER BY seq",
-    )
+    // The chain is the events written before the Merkle tree (sql/V21): those with a link.
+    let mut rows = sqlx::query_as::<_, Row>(AssertSqlSafe(format!(
+        "SELECT seq, {FIELDS} AS fields, prev_hash, hash
+           FROM audit_events e WHERE tenant_id = $1 AND prev_hash IS NOT NULL ORDER BY seq"
+    )))
     .bind(tenant)
     .fetch(&mut *conn);
     let mut events = 0i64;

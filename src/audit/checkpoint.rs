@@ -31,6 +31,9 @@ fn as_hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
 pub struct AuditSigner {
     key: SigningKey,
     key_id: String,
+    /// The key's name in signed tree heads (C2SP notes) and the prefix of every tenant's log
+    /// origin: `<base domain>/audit` (`named`).
+    log_name: String,
 }
 
 impl AuditSigner {
@@ -44,7 +47,34 @@ impl AuditSigner {
             }
         };
         let key_id = format!("audit-ed25519-{}", &hex::encode(key.verifying_key().to_bytes())[..16]);
-        Ok(AuditSigner { key, key_id })
+        Ok(AuditSigner { key, key_id, log_name: "rowguard/audit".into() })
+    }
+
+    /// Name the logs after the installation's base domain: `<base domain>/audit`.
+    pub fn named(mut self, base_domain: &str) -> AuditSigner {
+        let domain: String = base_domain.chars().filter(|c| !c.is_whitespace() && *c != '+').collect();
+        if !domain.is_empty() {
+            self.log_name = format!("{domain}/audit");
+        }
+        self
+    }
+
+    pub fn log_name(&self) -> &str {
+        &self.log_name
+    }
+
+    /// Sign a note's text (a tree head) as `log_name`.
+    pub fn sign_note(&self, text: &str) -> Result<String, super::note::NoteError> {
+        super::note::sign(text, &self.log_name, &self.key)
+    }
+
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// The C2SP verifier key (`<name>+<key id>+<base64 key>`) auditors check heads with.
+    pub fn verifier_key(&self) -> String {
+        super::note::verifier_key(&self.log_name, &self.key.verifying_key())
     }
 
     pub fn key_id(&self) -> &str {

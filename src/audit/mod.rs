@@ -6,6 +6,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod merkle;
 pub mod note;
+pub mod tree;
 
 pub use chain::{BrokenLink, ChainReport, verify_chain};
 pub use checkpoint::{AuditSigner, Checkpoint};
@@ -54,7 +55,37 @@ pub async fn append(tx: &mut TenantTx<'_>, actor: &Actor, event: AccessEvent<'_>
         .map(|_| ())
 }
 
+/// What one sealing pass over every waiting tenant did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SealPass {
+    /// Tenants whose tree grew.
+    pub tenants: usize,
+    pub events: i64,
+    /// Some tenant had more waiting than one batch: run again at once.
+    pub more: bool,
+}
+
 impl Database {
+    /// Seal the committed events of every tenant that has some waiting (up to `tenants` of
+    /// them), each in its own tenant transaction, and sign each grown tree's head. A tenant
+    /// another instance is sealing right now is left to it.
+    pub async fn seal_audit_logs(&self, signer: &AuditSigner, tenants: i32) -> anyhow::Result<SealPass> {
+        let mut pass = SealPass::default();
+        let waiting = self.audit_unsealed_tenants(tenants).await?;
+        pass.more = waiting.len() >= usize::try_from(tenants).unwrap_or(usize::MAX);
+        for tenant in waiting {
+            let mut tx = TenantTx::begin(self, tenant, &crate::db::Actor::default()).await?;
+            let sealed = tree::seal(tx.conn(), tenant, signer).await?;
+            tx.commit().await?;
+            if let Some(sealed) = sealed.filter(|s| s.events > 0) {
+                pass.tenants += 1;
+                pass.events += sealed.events;
+                pass.more |= sealed.events >= i64::from(tree::SEAL_BATCH);
+            }
+        }
+        Ok(pass)
+    }
+
     /// Sign a checkpoint for every live tenant whose chain moved since its last one.
     pub async fn checkpoint_all(&self, signer: &AuditSigner) -> Result<usize, sqlx::Error> {
         let mut signed = 0;

@@ -1,4 +1,6 @@
-//! `rowguard audit …`: verify tenants' chains and checkpoints; retention purge.
+//! `rowguard audit …`: verify tenants' logs (the Merkle tree and its signed heads, the chain
+//! before it and its checkpoints); check a proof against a signed head with no database;
+//! print the key heads are signed with; retention purge.
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -17,7 +19,9 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         before: chrono::DateTime<chrono::Utc>,
     },
-    /// Verify tenants' hash chains and signed checkpoints; exits non-zero on a broken link.
+    /// Verify tenants' audit logs: every sealed event against its leaf, the tree's roots
+    /// against the signed heads (and their signatures), and the hash chain of the events
+    /// before the tree with its checkpoints. Exits non-zero when anything does not match.
     Verify {
         /// The tenant to verify.
         #[arg(long, conflicts_with = "all", required_unless_present = "all")]
@@ -26,11 +30,44 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Check an inclusion proof (`GET /v1/audit-events/{id}/proof`) or a consistency proof
+    /// (`GET /v1/audit-log/consistency`) against a signed tree head, with no database: only
+    /// the files and the log's verifier key (`rowguard audit key`, or any head's
+    /// `verifier_key`). Exits non-zero unless the proof and the signature hold.
+    VerifyProof {
+        /// The verifier key: `<name>+<key id>+<base64 key>`.
+        #[arg(long)]
+        key: String,
+        /// A file holding the signed head (the note) the proof leads to.
+        #[arg(long)]
+        head: std::path::PathBuf,
+        /// A file holding an inclusion proof's JSON.
+        #[arg(long, conflicts_with = "consistency", required_unless_present = "consistency")]
+        proof: Option<std::path::PathBuf>,
+        /// A file holding a consistency proof's JSON ...
+        #[arg(long, requires = "old_head")]
+        consistency: Option<std::path::PathBuf>,
+        /// ... and the older signed head it starts from.
+        #[arg(long)]
+        old_head: Option<std::path::PathBuf>,
+    },
+    /// Print the verifier key the tree heads are signed with (publish it to auditors).
+    Key,
 }
 
 pub(crate) async fn run(command: AuditCommand, config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify { tenant, all: _ } => audit_verify(config, setup, tenant).await,
+        AuditCommand::VerifyProof { key, head, proof, consistency, old_head } => {
+            let outcome =
+                super::audit_proof::check(&key, &head, proof.as_deref(), consistency.as_deref(), old_head.as_deref())?;
+            println!("{outcome}");
+            Ok(())
+        }
+        AuditCommand::Key => {
+            println!("{}", signer(config)?.verifier_key());
+            Ok(())
+        }
         AuditCommand::Purge { tenant, before } => {
             let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
             let t = platform
@@ -46,13 +83,21 @@ pub(crate) async fn run(command: AuditCommand, config: &Config, setup: &mut Data
     }
 }
 
-/// Walk each chosen tenant's chain as the platform role (in the tenant's own transaction),
-/// confirming the checkpoints signed with this installation's audit key.
-async fn audit_verify(config: &Config, setup: &mut DatabaseSetup, only: Option<String>) -> anyhow::Result<()> {
-    let signer = rowguard::audit::AuditSigner::load(
+/// This installation's audit key, named as `serve` names it.
+fn signer(config: &Config) -> anyhow::Result<rowguard::audit::AuditSigner> {
+    Ok(rowguard::audit::AuditSigner::load(
         config.audit_signing_key.as_deref(),
         &config.data_dir.join("audit-ed25519.pem"),
-    )?;
+    )?
+    .named(&config.normalized_base_domain()))
+}
+
+/// Walk each chosen tenant's log as the platform role (in the tenant's own transaction): the
+/// tree and its signed heads, the chain before it and its checkpoints, all with this
+/// installation's audit key.
+async fn audit_verify(config: &Config, setup: &mut DatabaseSetup, only: Option<String>) -> anyhow::Result<()> {
+    let signer = signer(config)?;
+    let key = signer.verifying_key();
     let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
     let tenants: Vec<_> = platform
         .list_tenants()
@@ -77,23 +122,41 @@ async fn audit_verify(config: &Config, setup: &mut DatabaseSetup, only: Option<S
             }
         }
         let report = rowguard::audit::verify_chain(tx.conn(), t.id, &expected).await?;
+        let tree = rowguard::audit::tree::verify(tx.conn(), t.id, Some((signer.log_name(), &key))).await?;
         tx.commit().await?;
         match &report.first_broken {
-            None if bad.is_empty() => println!(
-                "{}: {} events, chain intact, {} checkpoint(s) confirmed, head {}",
-                t.slug, report.events, report.checkpoints_checked, report.head_hash
+            None if bad.is_empty() && tree.valid => println!(
+                "{}: tree of {} leaves intact ({} events re-hashed, {} purged, {} signed head(s) confirmed, {} not sealed \
+                 yet); chain before the tree: {} events intact, {} checkpoint(s) confirmed",
+                t.slug,
+                tree.size,
+                tree.events_checked,
+                tree.purged,
+                tree.heads_checked,
+                tree.unsealed,
+                report.events,
+                report.checkpoints_checked
             ),
             first => {
                 broken += 1;
                 if let Some(link) = first {
-                    println!("{}: BROKEN at event {}: {}", t.slug, link.seq, link.reason);
+                    println!("{}: chain BROKEN at event {}: {}", t.slug, link.seq, link.reason);
                 }
                 if !bad.is_empty() {
                     println!("{}: checkpoint signatures do not verify at events {bad:?}", t.slug);
                 }
+                for p in &tree.problems {
+                    match (p.seq, p.leaf_index) {
+                        (Some(seq), Some(leaf)) => {
+                            println!("{}: tree BROKEN at event {seq} (leaf {leaf}): {}", t.slug, p.reason)
+                        }
+                        (Some(seq), None) => println!("{}: tree BROKEN at event {seq}: {}", t.slug, p.reason),
+                        _ => println!("{}: tree BROKEN: {}", t.slug, p.reason),
+                    }
+                }
             }
         }
     }
-    anyhow::ensure!(broken == 0, "{broken} tenant(s) with a broken audit chain");
+    anyhow::ensure!(broken == 0, "{broken} tenant(s) with a broken audit log");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! function that runs it. `serve` is the default command.
 
 mod audit;
+mod audit_proof;
 mod import;
 mod operators;
 mod policies;

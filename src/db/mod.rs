@@ -8,6 +8,7 @@ pub mod listen;
 pub mod registry;
 pub(crate) mod revocation;
 mod scope;
+pub mod sealing;
 mod tenant_tx;
 pub mod user_changes;
 pub mod users;

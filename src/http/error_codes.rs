@@ -66,6 +66,7 @@ error_codes! {
     MissingToken = "missing_token", [401], "the route needs a bearer token";
     NotFound = "not_found", [404], "no such resource in this tenant";
     NotReady = "not_ready", [503], "/readyz: the database cannot be reached, its migration history cannot be read, or it lacks a migration this binary needs";
+    NotSealed = "not_sealed", [409], "the audit event is committed but not in the tenant's Merkle tree yet (sealing follows within about a second); retry";
     PlatformUnavailable = "platform_unavailable", [503], "the platform API is not configured on this instance";
     RateLimited = "rate_limited", [429], "a rate limit was reached; see Retry-After";
     RefreshTokenReused = "refresh_token_reused", [401], "a rotated refresh token was presented again; its login is ended";

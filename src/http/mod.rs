@@ -171,6 +171,9 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .routes(routes!(routes::audit::export_events))
         .routes(routes!(routes::audit::verify_events))
         .routes(routes!(routes::audit::list_checkpoints, routes::audit::create_checkpoint))
+        .routes(routes!(routes::audit_log::head))
+        .routes(routes!(routes::audit_log::proof))
+        .routes(routes!(routes::audit_log::consistency))
         // route_layer: the last one added runs first. Authentication first refuses an address
         // that keeps failing to authenticate, before its token is read; only an authenticated
         // request spends the tenant's quota, so nobody can spend another tenant's.

@@ -28,7 +28,8 @@ pub async fn purge_tenant_rows(tx: &mut TenantTx<'_>) -> Result<Vec<(String, u64
     Ok(report)
 }
 
-/// Tables (quoted, schema-qualified) with a `tenant_id` column, ordered so that a table comes
+/// Tables (quoted, schema-qualified) with a `tenant_id` column but the sealer's queue (ids
+/// only, cleared by the sealer itself, out of the platform role's reach), ordered so that a table comes
 /// before every table it references by foreign key: deleting in this order never trips a
 /// NO ACTION or RESTRICT constraint. Partitions are left to their parent table.
 pub async fn tables_children_first(tx: &mut TenantTx<'_>) -> Result<Vec<String>, sqlx::Error> {
@@ -38,8 +39,10 @@ pub async fn tables_children_first(tx: &mut TenantTx<'_>) -> Result<Vec<String>,
            JOIN pg_namespace n ON n.oid = c.relnamespace
            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
           WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-            AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'",
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+            AND NOT (n.nspname = 'public' AND c.relname = ANY($1))",
     )
+    .bind(&[crate::roles::AUDIT_SEAL_QUEUE][..])
     .fetch_all(tx.conn())
     .await?;
     let references: Vec<(i64, i64)> = sqlx::query_as(

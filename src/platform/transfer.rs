@@ -26,8 +26,18 @@ use crate::domain::{Plan, Slug, TenantId};
 pub const FORMAT: &str = "rowguard-tenant-export";
 
 /// Not exported as rows: domains belong to one tenant (listed in the header instead), and the
-/// chain head and checkpoints are rebuilt on import (checkpoints sign the old tenant's chain).
-const SKIPPED: &[&str] = &["tenant_domains", "audit_chain_heads", "audit_checkpoints"];
+/// chain head and checkpoints are rebuilt on import (checkpoints sign the old tenant's chain),
+/// and so is the Merkle tree: the imported events are appended anew and sealed into the new
+/// tenant's tree, whose heads the importing installation signs.
+const SKIPPED: &[&str] = &[
+    "tenant_domains",
+    "audit_chain_heads",
+    "audit_checkpoints",
+    "audit_tree_nodes",
+    "audit_tree_leaves",
+    "audit_tree_state",
+    "audit_tree_heads",
+];
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Header {

@@ -7,6 +7,7 @@ mod abuse;
 mod adopt;
 mod audit;
 mod audit_export;
+mod audit_tree;
 mod bad_input;
 mod catalog;
 mod citus_plan;

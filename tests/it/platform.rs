@@ -415,6 +415,9 @@ async fn deleting_a_tenant_purges_its_rows_from_every_tenant_table_and_spares_th
         .await
         .expect("its key to contacts");
     su.execute("INSERT INTO invoices SELECT tenant_id, gen_random_uuid(), id FROM contacts").await.expect("rows");
+    // The sealer grows the audit trees in the background: let it catch up first, so that the
+    // counts below change only by what the purge does.
+    crate::support::wait_until_sealed(&mut su).await;
     let before = rows_per_tenant_table(&mut su, doomed.id.0).await;
     for table in ["public.users", "public.contacts", "public.tenant_domains", "public.invoices"] {
         assert!(before.get(table).is_some_and(|n| *n > 0), "{table} should hold doomed's rows first: {before:?}");

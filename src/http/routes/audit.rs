@@ -1,5 +1,6 @@
 //! The auditor API: `GET /v1/audit-events` (filters, newest first), `…/export` (JSONL or CSV,
-//! streamed in constant memory), `…/verify` (the hash chain and its signed checkpoints) and
+//! streamed in constant memory), `…/verify` (the Merkle tree and its signed heads, the hash
+//! chain of the events before it and its signed checkpoints) and
 //! `…/checkpoints`. Readable by the owner, admin and auditor roles only.
 
 use axum::body::Body;
@@ -453,6 +454,10 @@ pub struct VerifyReport {
     pub chain: ChainReportSchema,
     /// Stored checkpoints whose signature does not verify with this service's key.
     pub bad_signatures: Vec<i64>,
+    /// The Merkle tree (every event since sql/V21, and the chain's events too, sealed first):
+    /// leaves recomputed from the events, roots against the signed heads.
+    #[schema(value_type = Object)]
+    pub tree: audit::tree::TreeReport,
 }
 
 /// The shape of `ChainReport` in the OpenAPI document.
@@ -511,8 +516,19 @@ pub async fn verify_events(
         }
     }
     let report = audit::verify_chain(tx.conn(), scope.tenant_id(), &expected).await?;
+    let key = ctx.audit.verifying_key();
+    let tree = audit::tree::verify(tx.conn(), scope.tenant_id(), Some((ctx.audit.log_name(), &key)))
+        .await
+        .map_err(ApiError::internal)?;
     tx.commit().await?;
-    Ok(Json(VerifyReport { chain: report.into(), bad_signatures }))
+    let mut chain = ChainReportSchema::from(report);
+    if chain.first_broken.is_none()
+        && let Some(p) = tree.problems.first()
+    {
+        chain.first_broken = Some(serde_json::json!({"seq": p.seq, "reason": p.reason}));
+    }
+    chain.valid &= tree.valid;
+    Ok(Json(VerifyReport { chain, bad_signatures, tree }))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -224,6 +224,20 @@ fn remove_leftovers() {
 
 /// The PEM of the key every test app signs access tokens with (hostile-input tests forge
 /// tokens that are validly signed but wrong in some other way).
+/// Wait (up to 20 s) until the service's sealer has sealed every committed audit event of
+/// every tenant (a superuser connection reads the queue).
+pub async fn wait_until_sealed(su: &mut PgConnection) {
+    for _ in 0..200 {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM audit_unsealed").fetch_one(&mut *su).await.expect("queue");
+        if waiting == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the audit sealer did not catch up within 20 s");
+}
+
 pub fn signing_key_pem() -> String {
     std::fs::read_to_string(cluster().keys_dir.join("jwt-ed25519.pem")).expect("the test signing key")
 }
@@ -500,7 +514,13 @@ impl TestApp {
     /// Another instance of the service over this test's database: its own pool, caches and
     /// change listeners, as a second process behind a load balancer would have.
     pub async fn another_instance(&self) -> TestApp {
-        let config = Config::for_tests(cluster().keys_dir.clone());
+        self.another_instance_with(|_| {}).await
+    }
+
+    /// As `another_instance`, with some settings changed from the test defaults.
+    pub async fn another_instance_with(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = Config::for_tests(cluster().keys_dir.clone());
+        configure(&mut config);
         let ctx = rowguard::startup::build_context(&config, &self.app_url()).await.expect("context");
         let router = rowguard::http::router(ctx.clone(), rowguard::startup::limits(&config));
         TestApp { router, db_name: self.db_name.clone(), ctx }

@@ -1,0 +1,472 @@
+//! The per-tenant Merkle tree of the audit log, as stored (sql/V21): sealing committed events
+//! into it, signing its heads, and the proofs an auditor checks alone.
+//!
+//! Sealing happens in the database (`audit_seal`, a definer owned by the audit role): the
+//! order, the leaf hashes and every complete subtree's root are computed there from the
+//! events themselves, so no caller can hand the tree a hash of its own. The service only
+//! drives it — which tenants, how often — and signs the resulting head with a key the
+//! database never sees. Proofs read O(log n) stored nodes: the proof is computed once with a
+//! recorder to learn which complete subtrees it needs, those are fetched in one query, and the
+//! proof is computed again from them (`merkle` is pure computation and knows no database).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use super::merkle::{self, Hash, Nodes};
+use super::note;
+use crate::audit::AuditSigner;
+use crate::domain::TenantId;
+
+/// How many events one `audit_seal` call takes at most (the rest wait for the next call).
+pub const SEAL_BATCH: i32 = 5_000;
+
+/// The version of the leaf encoding (sql/V21 `audit_leaf`): its first field.
+pub const LEAF_VERSION: &str = "rowguard.audit/2";
+
+/// What one sealing pass did for a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub tenant: TenantId,
+    /// Events appended to the tree by this pass (0: nothing new).
+    pub events: i64,
+    pub size: i64,
+    pub root: Hash,
+    /// The signed head kept for this size (None when nothing was sealed).
+    pub note: Option<String>,
+}
+
+/// The origin line of a tenant's log: the signer's log name and the tenant.
+pub fn origin(log_name: &str, tenant: TenantId) -> String {
+    format!("{log_name}/{tenant}")
+}
+
+/// Seal up to `SEAL_BATCH` of the tenant's committed events and sign the new head, inside a
+/// transaction that has set the tenant. None: another sealer holds this tenant right now.
+pub async fn seal(conn: &mut PgConnection, tenant: TenantId, signer: &AuditSigner) -> anyhow::Result<Option<Sealed>> {
+    let (size, root, sealed): (Option<i64>, Option<Vec<u8>>, i32) =
+        sqlx::query_as("SELECT size, root, sealed FROM audit_seal($1)").bind(SEAL_BATCH).fetch_one(&mut *conn).await?;
+    let (Some(size), Some(root)) = (size, root) else { return Ok(None) };
+    if sealed < 0 {
+        return Ok(None);
+    }
+    let root = to_hash(&root)?;
+    let mut out = Sealed { tenant, events: i64::from(sealed), size, root, note: None };
+    if sealed > 0 {
+        let head = note::Checkpoint { origin: origin(signer.log_name(), tenant), size: size as u64, root };
+        let signed = signer.sign_note(&head.text()?)?;
+        let kept: bool = sqlx::query_scalar("SELECT audit_record_head($1, $2)")
+            .bind(size)
+            .bind(&signed)
+            .fetch_one(&mut *conn)
+            .await?;
+        anyhow::ensure!(kept, "the database refused the signed head of size {size} for tenant {tenant}");
+        out.note = Some(signed);
+    }
+    Ok(Some(out))
+}
+
+/// A signed tree head as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Head {
+    pub size: i64,
+    pub root: Vec<u8>,
+    pub signed_at: DateTime<Utc>,
+    pub note: String,
+}
+
+/// The newest signed head, or the one of exactly `size` leaves.
+pub async fn head(conn: &mut PgConnection, tenant: TenantId, size: Option<i64>) -> Result<Option<Head>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT size, root, signed_at, note FROM audit_tree_heads
+          WHERE tenant_id = $1 AND ($2::bigint IS NULL OR size = $2)
+          ORDER BY size DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(size)
+    .fetch_optional(conn)
+    .await
+}
+
+/// How many leaves the tenant's tree has now (signed or not yet).
+pub async fn size(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, sqlx::Error> {
+    let size: Option<i64> = sqlx::query_scalar("SELECT size FROM audit_tree_state WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_optional(conn)
+        .await?;
+    Ok(size.unwrap_or(0))
+}
+
+/// Where an event sits in the tree.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Leaf {
+    pub seq: i64,
+    pub leaf_index: i64,
+    pub leaf_hash: Vec<u8>,
+}
+
+/// The leaf of event `id`; None: no such event, or not sealed yet (`sealed` says which).
+pub async fn leaf_of(conn: &mut PgConnection, tenant: TenantId, id: uuid::Uuid) -> Result<LeafLookup, sqlx::Error> {
+    let row: Option<(i64, Option<i64>, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT e.seq, l.leaf_index, n.hash
+           FROM audit_events e
+           LEFT JOIN audit_tree_leaves l ON l.tenant_id = e.tenant_id AND l.seq = e.seq
+           LEFT JOIN audit_tree_nodes n ON n.tenant_id = e.tenant_id AND n.level = 0 AND n.idx = l.leaf_index
+          WHERE e.tenant_id = $1 AND e.id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        None => LeafLookup::NoSuchEvent,
+        Some((seq, Some(leaf_index), Some(leaf_hash))) => LeafLookup::Sealed(Leaf { seq, leaf_index, leaf_hash }),
+        Some(_) => LeafLookup::NotSealedYet,
+    })
+}
+
+pub enum LeafLookup {
+    NoSuchEvent,
+    NotSealedYet,
+    Sealed(Leaf),
+}
+
+/// Records which complete subtrees a computation asks for (answering a placeholder).
+#[derive(Default)]
+struct Recorder(RefCell<Vec<(u32, u64)>>);
+
+impl Nodes for Recorder {
+    fn node(&self, level: u32, index: u64) -> Hash {
+        self.0.borrow_mut().push((level, index));
+        [0; 32]
+    }
+}
+
+/// Complete subtrees fetched from the database.
+struct Fetched(HashMap<(u32, u64), Hash>);
+
+impl Nodes for Fetched {
+    fn node(&self, level: u32, index: u64) -> Hash {
+        // Every node asked for was fetched first (`with_nodes`); a missing one would be a tree
+        // that lost a node, which the check after the fetch refuses before we get here.
+        self.0.get(&(level, index)).copied().unwrap_or([0; 32])
+    }
+}
+
+/// Run `compute` over the stored nodes of the tenant's tree, fetching only those it needs.
+async fn with_nodes<T>(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    compute: impl Fn(&dyn NodesDyn) -> T,
+) -> anyhow::Result<T> {
+    let recorder = Recorder::default();
+    compute(&recorder);
+    let wanted = recorder.0.into_inner();
+    let levels: Vec<i16> = wanted.iter().map(|(l, _)| *l as i16).collect();
+    let indexes: Vec<i64> = wanted.iter().map(|(_, i)| *i as i64).collect();
+    let rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT n.level, n.idx, n.hash FROM audit_tree_nodes n
+           JOIN unnest($2::smallint[], $3::bigint[]) AS w(level, idx) USING (level, idx)
+          WHERE n.tenant_id = $1",
+    )
+    .bind(tenant)
+    .bind(&levels)
+    .bind(&indexes)
+    .fetch_all(conn)
+    .await?;
+    let mut nodes = HashMap::with_capacity(rows.len());
+    for (level, idx, hash) in rows {
+        nodes.insert((level as u32, idx as u64), to_hash(&hash)?);
+    }
+    if let Some((level, index)) = wanted.iter().find(|k| !nodes.contains_key(k)) {
+        anyhow::bail!("the audit tree of tenant {tenant} lacks node ({level}, {index})");
+    }
+    Ok(compute(&Fetched(nodes)))
+}
+
+/// Object-safe view of `Nodes`, so one closure serves the recorder and the fetched nodes.
+pub trait NodesDyn {
+    fn node_dyn(&self, level: u32, index: u64) -> Hash;
+}
+
+impl<N: Nodes> NodesDyn for N {
+    fn node_dyn(&self, level: u32, index: u64) -> Hash {
+        self.node(level, index)
+    }
+}
+
+impl Nodes for &dyn NodesDyn {
+    fn node(&self, level: u32, index: u64) -> Hash {
+        // Through the trait object: `self.node_dyn` would pick this very impl again (a
+        // `&dyn NodesDyn` is itself `Nodes`, hence `NodesDyn`) and recurse forever.
+        NodesDyn::node_dyn(*self, level, index)
+    }
+}
+
+/// The root of the tenant's tree at `size` leaves (any size up to the sealed one).
+pub async fn root_at(conn: &mut PgConnection, tenant: TenantId, size: i64) -> anyhow::Result<Hash> {
+    let size = size as u64;
+    with_nodes(conn, tenant, |n| merkle::root(&n, size)).await
+}
+
+/// The audit path of leaf `index` in the tree of `size` leaves.
+pub async fn inclusion(conn: &mut PgConnection, tenant: TenantId, index: i64, size: i64) -> anyhow::Result<Vec<Hash>> {
+    let (index, size) = (index as u64, size as u64);
+    Ok(with_nodes(conn, tenant, |n| merkle::inclusion_proof(&n, index, size)).await??)
+}
+
+/// The consistency proof from `from` leaves to `to` leaves.
+pub async fn consistency(conn: &mut PgConnection, tenant: TenantId, from: i64, to: i64) -> anyhow::Result<Vec<Hash>> {
+    let (from, to) = (from as u64, to as u64);
+    Ok(with_nodes(conn, tenant, |n| merkle::consistency_proof(&n, from, to)).await??)
+}
+
+fn to_hash(bytes: &[u8]) -> anyhow::Result<Hash> {
+    bytes.try_into().map_err(|_| anyhow::anyhow!("a stored hash of {} bytes, not 32", bytes.len()))
+}
+
+/// What an auditor needs to check the signed heads: the key name and the C2SP verifier key.
+pub fn verifier_key(signer: &AuditSigner) -> String {
+    signer.verifier_key()
+}
+
+/// The leaf bytes of an event, as `audit_leaf` builds them in SQL: the version field, then
+/// the canonical fields (`chain::canonical`).
+pub fn leaf_bytes(fields: &[String]) -> Vec<u8> {
+    let mut all = Vec::with_capacity(fields.len() + 1);
+    all.push(LEAF_VERSION.to_string());
+    all.extend_from_slice(fields);
+    super::chain::canonical(&all)
+}
+
+/// Something `verify` found wrong, at the first place it showed.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct TreeProblem {
+    /// The event (its seq) where it shows; None for a head or the tree itself.
+    pub seq: Option<i64>,
+    pub leaf_index: Option<i64>,
+    pub reason: String,
+}
+
+/// What `verify` found in a tenant's tree.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TreeReport {
+    pub valid: bool,
+    /// Leaves in the tree.
+    pub size: i64,
+    /// Leaves whose event was re-hashed and matched.
+    pub events_checked: i64,
+    /// Leaves whose event a retention purge removed (their hashes stay in the tree).
+    pub purged: i64,
+    /// Committed events not sealed yet.
+    pub unsealed: i64,
+    /// Signed heads whose root the recomputed tree matched (and whose signature verified).
+    pub heads_checked: i64,
+    pub problems: Vec<TreeProblem>,
+}
+
+/// One leaf as stored, with its event's canonical fields if the event is still there.
+#[derive(sqlx::FromRow)]
+struct StoredLeaf {
+    leaf_index: i64,
+    seq: i64,
+    hash: Vec<u8>,
+    fields: Option<Vec<String>>,
+}
+
+/// Recompute the tenant's tree from its events, inside a transaction that has set the tenant:
+/// every leaf hash from its event (a modified, swapped or deleted event is named), the root at
+/// every signed head's size (a rewritten tree is caught by the signature the database never
+/// could make), and events that appeared among sealed ones (inserted). Streams the leaves:
+/// constant memory however long the log. `key`: check the heads' signatures with it too.
+pub async fn verify(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    key: Option<(&str, &ed25519_dalek::VerifyingKey)>,
+) -> anyhow::Result<TreeReport> {
+    use futures_util::TryStreamExt;
+
+    let state: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT size, root FROM audit_tree_state WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (size, state_root) = state.unwrap_or((0, merkle::empty_root().to_vec()));
+    let heads: Vec<(i64, Vec<u8>, String)> =
+        sqlx::query_as("SELECT size, root, note FROM audit_tree_heads WHERE tenant_id = $1 ORDER BY size")
+            .bind(tenant)
+            .fetch_all(&mut *conn)
+            .await?;
+    // Events gone by a retention purge: at or below the newest purge's mark.
+    let purged_through: Option<i64> = sqlx::query_scalar(
+        "SELECT max((details ->> 'purged_through_seq')::bigint) FROM audit_events
+          WHERE tenant_id = $1 AND action = 'audit.retention_purge'",
+    )
+    .bind(tenant)
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut report = TreeReport {
+        valid: true,
+        size,
+        events_checked: 0,
+        purged: 0,
+        unsealed: 0,
+        heads_checked: 0,
+        problems: Vec::new(),
+    };
+    let mut frontier = merkle::Frontier::default();
+    let mut next_head = heads.iter().peekable();
+    {
+        let mut leaves = sqlx::query_as::<_, StoredLeaf>(sqlx::AssertSqlSafe(format!(
+            "SELECT l.leaf_index, l.seq, n.hash, CASE WHEN e.seq IS NOT NULL THEN {fields} END AS fields
+               FROM audit_tree_leaves l
+               JOIN audit_tree_nodes n ON n.tenant_id = l.tenant_id AND n.level = 0 AND n.idx = l.leaf_index
+               LEFT JOIN audit_events e ON e.tenant_id = l.tenant_id AND e.seq = l.seq
+              WHERE l.tenant_id = $1
+              ORDER BY l.leaf_index",
+            fields = super::chain::FIELDS
+        )))
+        .bind(tenant)
+        .fetch(&mut *conn);
+        let mut checks = Vec::new();
+        while let Some(leaf) = leaves.try_next().await? {
+            let at = Some(leaf.leaf_index);
+            if leaf.leaf_index != frontier.size() as i64 {
+                checks.push(TreeProblem {
+                    seq: Some(leaf.seq),
+                    leaf_index: at,
+                    reason: format!("leaf {} is missing from the tree", frontier.size()),
+                });
+                break;
+            }
+            let stored = to_hash(&leaf.hash)?;
+            match &leaf.fields {
+                Some(fields) => {
+                    if merkle::leaf_hash(&leaf_bytes(fields)) == stored {
+                        report.events_checked += 1;
+                    } else {
+                        checks.push(TreeProblem {
+                            seq: Some(leaf.seq),
+                            leaf_index: at,
+                            reason:
+                                "its content does not match its leaf in the tree (modified, or swapped with another)"
+                                    .into(),
+                        });
+                    }
+                }
+                None if purged_through.is_some_and(|p| leaf.seq <= p) => report.purged += 1,
+                None => checks.push(TreeProblem {
+                    seq: Some(leaf.seq),
+                    leaf_index: at,
+                    reason: "sealed into the tree, and no longer in the log (deleted)".into(),
+                }),
+            }
+            frontier.append(stored);
+            while let Some((head_size, head_root, _)) = next_head.peek() {
+                if *head_size != frontier.size() as i64 {
+                    break;
+                }
+                if frontier.root().as_slice() != head_root.as_slice() {
+                    checks.push(TreeProblem {
+                        seq: None,
+                        leaf_index: None,
+                        reason: format!("the tree's root at size {head_size} is not the one its signed head records"),
+                    });
+                }
+                next_head.next();
+            }
+        }
+        drop(leaves);
+        for c in checks {
+            problem(c, &mut report);
+        }
+    }
+    if frontier.size() as i64 != size || frontier.root().as_slice() != state_root.as_slice() {
+        problem(
+            TreeProblem {
+                seq: None,
+                leaf_index: None,
+                reason: format!(
+                    "the tree records {size} leaves and its root, the leaves make {} and another root",
+                    frontier.size()
+                ),
+            },
+            &mut report,
+        );
+    }
+    for (head_size, head_root, note_text) in &heads {
+        let origin_ok = match key {
+            Some((name, key)) => match note::open(note_text, name, key) {
+                Ok(text) => note::Checkpoint::parse(text)
+                    .map(|c| c.size as i64 == *head_size && c.root.as_slice() == head_root.as_slice())
+                    .unwrap_or(false),
+                Err(_) => false,
+            },
+            None => true,
+        };
+        if !origin_ok {
+            problem(
+                TreeProblem {
+                    seq: None,
+                    leaf_index: None,
+                    reason: format!("the signed head of size {head_size} does not verify with the log's key"),
+                },
+                &mut report,
+            );
+        } else if *head_size <= frontier.size() as i64 {
+            report.heads_checked += 1;
+        }
+        if *head_size > frontier.size() as i64 {
+            problem(
+                TreeProblem {
+                    seq: None,
+                    leaf_index: None,
+                    reason: format!(
+                        "a signed head of size {head_size} is beyond the tree's {} leaves",
+                        frontier.size()
+                    ),
+                },
+                &mut report,
+            );
+        }
+    }
+    // Events among the sealed ones that have no leaf: inserted after sealing.
+    let inserted: Vec<i64> = sqlx::query_scalar(
+        "SELECT e.seq FROM audit_events e
+           JOIN audit_tree_state s ON s.tenant_id = e.tenant_id
+          WHERE e.tenant_id = $1 AND (e.xid, e.seq) <= (s.last_xid, s.last_seq)
+            AND NOT EXISTS (SELECT FROM audit_tree_leaves l WHERE l.tenant_id = e.tenant_id AND l.seq = e.seq)
+          ORDER BY e.seq LIMIT 20",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *conn)
+    .await?;
+    for seq in inserted {
+        problem(
+            TreeProblem {
+                seq: Some(seq),
+                leaf_index: None,
+                reason: "in the log among sealed events but not in the tree (inserted)".into(),
+            },
+            &mut report,
+        );
+    }
+    report.unsealed = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events e
+           LEFT JOIN audit_tree_state s ON s.tenant_id = e.tenant_id
+          WHERE e.tenant_id = $1 AND (s.tenant_id IS NULL OR (e.xid, e.seq) > (s.last_xid, s.last_seq))",
+    )
+    .bind(tenant)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(report)
+}
+
+/// Note a problem (the first twenty are kept; any makes the tree invalid).
+fn problem(p: TreeProblem, report: &mut TreeReport) {
+    if report.problems.len() < 20 {
+        report.problems.push(p);
+    }
+    report.valid = false;
+}
