@@ -27,6 +27,8 @@ pub const AUDIT_DEFINER_FUNCTIONS: &[&str] = &[
     "audit_unsealed_backlog()",
     "audit_seal(integer)",
     "audit_record_head(bigint,text)",
+    "audit_seal_many(uuid[],integer)",
+    "audit_record_heads(uuid[],bigint[],text[])",
 ];
 /// Audit tables the app role may read and never write: events are appended, and heads moved,
 /// only by `audit_append` as `AUDIT_ROLE`, and the tree only by `audit_seal` and

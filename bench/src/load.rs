@@ -25,6 +25,11 @@ pub enum Workload {
     GetUnderLoginFlood,
     /// get-by-id of the same rows in an adopted table (`bench_items`, served by /v1/data).
     GetAdopted,
+    /// Creates, all in the fixture's first tenant (its audit log takes every event).
+    CreateOneTenant,
+    /// Creates spread over the tenants with the contacts' audit trigger disabled (the harness
+    /// does it on its own throwaway cluster: a benchmark baseline, no setting of the service).
+    CreateUnaudited,
 }
 
 impl FromStr for Workload {
@@ -38,6 +43,8 @@ impl FromStr for Workload {
             "mixed" => Workload::Mixed,
             "get-under-login-flood" => Workload::GetUnderLoginFlood,
             "get-adopted" => Workload::GetAdopted,
+            "create-one-tenant" => Workload::CreateOneTenant,
+            "create-unaudited" => Workload::CreateUnaudited,
             other => anyhow::bail!("unknown workload {other:?}"),
         })
     }
@@ -49,6 +56,7 @@ enum Op {
     GetAdopted,
     List,
     Create,
+    CreateInFirstTenant,
     Login,
 }
 
@@ -134,7 +142,8 @@ fn pick_op(workload: Workload, worker: usize, connections: usize, rng: &mut impl
         Workload::Get => Op::Get,
         Workload::GetAdopted => Op::GetAdopted,
         Workload::List => Op::List,
-        Workload::Create => Op::Create,
+        Workload::Create | Workload::CreateUnaudited => Op::Create,
+        Workload::CreateOneTenant => Op::CreateInFirstTenant,
         Workload::Login => Op::Login,
         Workload::Mixed => match rng.random_range(0..100) {
             0..60 => Op::Get,
@@ -153,7 +162,11 @@ fn pick_op(workload: Workload, worker: usize, connections: usize, rng: &mut impl
 }
 
 fn build(op: Op, fixture: &Fixture, rng: &mut impl Rng) -> Request<Full<Bytes>> {
-    let tenant = &fixture.tenants[rng.random_range(0..fixture.tenants.len())];
+    let tenant = if op == Op::CreateInFirstTenant {
+        &fixture.tenants[0]
+    } else {
+        &fixture.tenants[rng.random_range(0..fixture.tenants.len())]
+    };
     let builder = Request::builder().header("host", format!("{}.localhost", tenant.slug));
     let auth = format!("Bearer {}", tenant.token);
     let request = match op {
@@ -168,7 +181,7 @@ fn build(op: Op, fixture: &Fixture, rng: &mut impl Rng) -> Request<Full<Bytes>> 
             builder.uri(format!("/v1/data/bench_items/{id}")).header("authorization", auth).body(Full::default())
         }
         Op::List => builder.uri("/v1/contacts?limit=20").header("authorization", auth).body(Full::default()),
-        Op::Create => {
+        Op::Create | Op::CreateInFirstTenant => {
             let n: u32 = rng.random();
             let body = format!(r#"{{"name":"Bench {n}","email":"bench{n}@example.com"}}"#);
             builder

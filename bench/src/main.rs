@@ -4,6 +4,7 @@
 
 mod ab;
 mod audit_export;
+mod audit_tree;
 mod ceiling;
 mod fixture;
 mod load;
@@ -39,7 +40,9 @@ pub struct Args {
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
     /// Workloads to run, comma-separated: get, list, create, login, mixed, get-under-login-flood,
-    /// get-adopted (get-by-id of the same rows in an adopted table, through /v1/data).
+    /// get-adopted (get-by-id of the same rows in an adopted table, through /v1/data),
+    /// create-one-tenant (every create in one tenant), create-unaudited (creates with the
+    /// contacts' audit trigger disabled on the harness's own cluster: the audit log's cost).
     #[arg(
         long,
         value_delimiter = ',',
@@ -157,11 +160,23 @@ async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_ur
     let mut get_rps = None;
     for workload in &args.workloads {
         let kind: load::Workload = workload.parse()?;
-        let stats = load::run(svc.addr, &fixture, kind, args.connections, args.warmup(), args.duration()).await?;
+        let unaudited = kind == load::Workload::CreateUnaudited;
+        if unaudited {
+            audit_tree::set_contacts_audit(admin_url, false).await?;
+        }
+        let since = audit_tree::last_seq(admin_url).await?;
+        let stats = load::run(svc.addr, &fixture, kind, args.connections, args.warmup(), args.duration()).await;
+        if unaudited {
+            audit_tree::set_contacts_audit(admin_url, true).await?;
+        }
+        let stats = stats?;
         if kind == load::Workload::Get {
             get_rps = Some(stats.rps());
         }
         println!("{}", stats.row(workload));
+        if matches!(kind, load::Workload::Create | load::Workload::CreateOneTenant) {
+            println!("{}", audit_tree::freshness(admin_url, since).await?);
+        }
     }
     println!("service RSS after the workloads: {}", svc.memory());
 

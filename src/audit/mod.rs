@@ -72,16 +72,17 @@ impl Database {
     pub async fn seal_audit_logs(&self, signer: &AuditSigner, tenants: i32) -> anyhow::Result<SealPass> {
         let mut pass = SealPass::default();
         let waiting = self.audit_unsealed_tenants(tenants).await?;
+        if waiting.is_empty() {
+            return Ok(pass);
+        }
         pass.more = waiting.len() >= usize::try_from(tenants).unwrap_or(usize::MAX);
-        for tenant in waiting {
-            let mut tx = TenantTx::begin(self, tenant, &crate::db::Actor::default()).await?;
-            let sealed = tree::seal(tx.conn(), tenant, signer).await?;
-            tx.commit().await?;
-            if let Some(sealed) = sealed.filter(|s| s.events > 0) {
-                pass.tenants += 1;
-                pass.events += sealed.events;
-                pass.more |= sealed.events >= i64::from(tree::SEAL_BATCH);
-            }
+        let trees = self
+            .seal_many(&waiting, tree::SEAL_BATCH, |tenant, size, root| tree::signed_head(signer, tenant, size, root))
+            .await?;
+        for t in trees.iter().filter(|t| t.sealed > 0) {
+            pass.tenants += 1;
+            pass.events += i64::from(t.sealed);
+            pass.more |= t.sealed >= tree::SEAL_BATCH;
         }
         Ok(pass)
     }

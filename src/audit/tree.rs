@@ -20,52 +20,22 @@ use super::note;
 use crate::audit::AuditSigner;
 use crate::domain::TenantId;
 
-/// How many events one `audit_seal` call takes at most (the rest wait for the next call).
-pub const SEAL_BATCH: i32 = 5_000;
+/// How many events one `audit_seal` call takes at most per tenant (the rest wait for the
+/// next pass, which follows at once).
+pub const SEAL_BATCH: i32 = 1_000;
 
 /// The version of the leaf encoding (sql/V21 `audit_leaf`): its first field.
 pub const LEAF_VERSION: &str = "rowguard.audit/2";
-
-/// What one sealing pass did for a tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sealed {
-    pub tenant: TenantId,
-    /// Events appended to the tree by this pass (0: nothing new).
-    pub events: i64,
-    pub size: i64,
-    pub root: Hash,
-    /// The signed head kept for this size (None when nothing was sealed).
-    pub note: Option<String>,
-}
 
 /// The origin line of a tenant's log: the signer's log name and the tenant.
 pub fn origin(log_name: &str, tenant: TenantId) -> String {
     format!("{log_name}/{tenant}")
 }
 
-/// Seal up to `SEAL_BATCH` of the tenant's committed events and sign the new head, inside a
-/// transaction that has set the tenant. None: another sealer holds this tenant right now.
-pub async fn seal(conn: &mut PgConnection, tenant: TenantId, signer: &AuditSigner) -> anyhow::Result<Option<Sealed>> {
-    let (size, root, sealed): (Option<i64>, Option<Vec<u8>>, i32) =
-        sqlx::query_as("SELECT size, root, sealed FROM audit_seal($1)").bind(SEAL_BATCH).fetch_one(&mut *conn).await?;
-    let (Some(size), Some(root)) = (size, root) else { return Ok(None) };
-    if sealed < 0 {
-        return Ok(None);
-    }
-    let root = to_hash(&root)?;
-    let mut out = Sealed { tenant, events: i64::from(sealed), size, root, note: None };
-    if sealed > 0 {
-        let head = note::Checkpoint { origin: origin(signer.log_name(), tenant), size: size as u64, root };
-        let signed = signer.sign_note(&head.text()?)?;
-        let kept: bool = sqlx::query_scalar("SELECT audit_record_head($1, $2)")
-            .bind(size)
-            .bind(&signed)
-            .fetch_one(&mut *conn)
-            .await?;
-        anyhow::ensure!(kept, "the database refused the signed head of size {size} for tenant {tenant}");
-        out.note = Some(signed);
-    }
-    Ok(Some(out))
+/// The signed note of a tenant's head: its checkpoint (origin, size, root) signed as the log.
+pub fn signed_head(signer: &AuditSigner, tenant: TenantId, size: i64, root: &[u8]) -> anyhow::Result<String> {
+    let head = note::Checkpoint { origin: origin(signer.log_name(), tenant), size: size as u64, root: to_hash(root)? };
+    Ok(signer.sign_note(&head.text()?)?)
 }
 
 /// A signed tree head as stored.
@@ -280,7 +250,8 @@ struct StoredLeaf {
 /// every leaf hash from its event (a modified, swapped or deleted event is named), the root at
 /// every signed head's size (a rewritten tree is caught by the signature the database never
 /// could make), and events that appeared among sealed ones (inserted). Streams the leaves:
-/// constant memory however long the log. `key`: check the heads' signatures with it too.
+/// constant memory however long the log. `key`: check the heads' signatures with it too. The
+/// first statement of its transaction: it makes the transaction REPEATABLE READ.
 pub async fn verify(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -288,6 +259,10 @@ pub async fn verify(
 ) -> anyhow::Result<TreeReport> {
     use futures_util::TryStreamExt;
 
+    // One snapshot for every read below: the sealer keeps committing while we read, and the
+    // tree's state, its leaves and its heads must be seen as of one moment. Hence first in its
+    // transaction (nothing may have read before it).
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *conn).await?;
     let state: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT size, root FROM audit_tree_state WHERE tenant_id = $1")
         .bind(tenant)
         .fetch_optional(&mut *conn)

@@ -111,6 +111,7 @@ async fn audit_verify(config: &Config, setup: &mut DatabaseSetup, only: Option<S
     let mut broken = 0;
     for t in tenants {
         let mut tx = platform.tenant_tx(t.id).await?;
+        let tree = rowguard::audit::tree::verify(tx.conn(), t.id, Some((signer.log_name(), &key))).await?;
         let checkpoints = rowguard::audit::checkpoint::list(tx.conn(), t.id).await?;
         let mut expected = Vec::new();
         let mut bad = Vec::new();
@@ -122,7 +123,6 @@ async fn audit_verify(config: &Config, setup: &mut DatabaseSetup, only: Option<S
             }
         }
         let report = rowguard::audit::verify_chain(tx.conn(), t.id, &expected).await?;
-        let tree = rowguard::audit::tree::verify(tx.conn(), t.id, Some((signer.log_name(), &key))).await?;
         tx.commit().await?;
         match &report.first_broken {
             None if bad.is_empty() && tree.valid => println!(

@@ -1,6 +1,7 @@
 //! What the audit log's sealer asks across tenants (sql/V21): which tenants have committed
 //! events waiting, and how far behind it is. Ids and counts only, through the audit role's
-//! definers; the sealing itself runs in each tenant's own transaction (`audit::tree::seal`).
+//! definers; and sealing many tenants in one transaction (`seal_many`), each with the tenant
+//! setting switched to it inside the audit role's definer.
 
 use crate::domain::TenantId;
 
@@ -15,7 +16,55 @@ pub struct Backlog {
     pub oldest_seconds: f64,
 }
 
+/// One tenant's tree after a sealing pass.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SealedTree {
+    pub tenant_id: TenantId,
+    /// None: another sealer held this tenant.
+    pub size: Option<i64>,
+    pub root: Option<Vec<u8>>,
+    /// Events sealed by this pass (-1: another sealer held the tenant).
+    pub sealed: i32,
+}
+
 impl Database {
+    /// Seal up to `max` committed events of each of `tenants`, sign each grown tree's head with
+    /// `sign(tenant, size, root)` and keep the heads, in one transaction (two round trips
+    /// besides its begin and commit). Returns every tenant's tree as the pass left it.
+    pub async fn seal_many(
+        &self,
+        tenants: &[TenantId],
+        max: i32,
+        sign: impl Fn(TenantId, i64, &[u8]) -> anyhow::Result<String>,
+    ) -> anyhow::Result<Vec<SealedTree>> {
+        let ids: Vec<uuid::Uuid> = tenants.iter().map(|t| t.0).collect();
+        let mut tx = self.pool.begin().await?;
+        let trees: Vec<SealedTree> =
+            sqlx::query_as("SELECT tenant_id, size, root, sealed FROM audit_seal_many($1, $2)")
+                .bind(&ids)
+                .bind(max)
+                .fetch_all(&mut *tx)
+                .await?;
+        let (mut grown, mut sizes, mut notes) = (Vec::new(), Vec::new(), Vec::new());
+        for tree in trees.iter().filter(|t| t.sealed > 0) {
+            let (Some(size), Some(root)) = (tree.size, tree.root.as_deref()) else { continue };
+            grown.push(tree.tenant_id.0);
+            sizes.push(size);
+            notes.push(sign(tree.tenant_id, size, root)?);
+        }
+        if !grown.is_empty() {
+            let kept: i32 = sqlx::query_scalar("SELECT audit_record_heads($1, $2, $3)")
+                .bind(&grown)
+                .bind(&sizes)
+                .bind(&notes)
+                .fetch_one(&mut *tx)
+                .await?;
+            anyhow::ensure!(kept as usize == grown.len(), "the database kept {kept} of {} signed heads", grown.len());
+        }
+        tx.commit().await?;
+        Ok(trees)
+    }
+
     /// Up to `limit` tenants with committed events not yet in their tree, longest waiting first.
     pub async fn audit_unsealed_tenants(&self, limit: i32) -> Result<Vec<TenantId>, sqlx::Error> {
         sqlx::query_scalar("SELECT t FROM audit_unsealed_tenants($1) AS t").bind(limit).fetch_all(&self.pool).await

@@ -19,6 +19,13 @@ pub async fn purge_tenant_rows(tx: &mut TenantTx<'_>) -> Result<Vec<(String, u64
     // The documented exception to the audit log's append-only rule (sql/V10__audit.sql): a
     // deleted tenant's events go with it, and its row changes are not recorded as it goes.
     sqlx::query("SET LOCAL app.audit_purge = 'on'").execute(tx.conn()).await?;
+    // The audit sealer's lock on this tenant (sql/V21): a sealer running now finishes first,
+    // and one starting later sees the tenant deleted and leaves its tree alone — else it could
+    // write the tree's state back after the purge.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('rowguard.audit.seal/' || $1::text, 0))")
+        .bind(tenant)
+        .execute(tx.conn())
+        .await?;
     let mut report = Vec::new();
     for table in tables_children_first(tx).await? {
         let sql = format!("DELETE FROM {table} WHERE tenant_id = $1");
@@ -28,8 +35,7 @@ pub async fn purge_tenant_rows(tx: &mut TenantTx<'_>) -> Result<Vec<(String, u64
     Ok(report)
 }
 
-/// Tables (quoted, schema-qualified) with a `tenant_id` column but the sealer's queue (ids
-/// only, cleared by the sealer itself, out of the platform role's reach), ordered so that a table comes
+/// Tables (quoted, schema-qualified) with a `tenant_id` column, ordered so that a table comes
 /// before every table it references by foreign key: deleting in this order never trips a
 /// NO ACTION or RESTRICT constraint. Partitions are left to their parent table.
 pub async fn tables_children_first(tx: &mut TenantTx<'_>) -> Result<Vec<String>, sqlx::Error> {
@@ -39,10 +45,8 @@ pub async fn tables_children_first(tx: &mut TenantTx<'_>) -> Result<Vec<String>,
            JOIN pg_namespace n ON n.oid = c.relnamespace
            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
           WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-            AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
-            AND NOT (n.nspname = 'public' AND c.relname = ANY($1))",
+            AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'",
     )
-    .bind(&[crate::roles::AUDIT_SEAL_QUEUE][..])
     .fetch_all(tx.conn())
     .await?;
     let references: Vec<(i64, i64)> = sqlx::query_as(

@@ -506,6 +506,10 @@ pub async fn verify_events(
         expected.push((seq, head));
     }
     let mut tx = scope.begin().await?;
+    let key = ctx.audit.verifying_key();
+    let tree = audit::tree::verify(tx.conn(), scope.tenant_id(), Some((ctx.audit.log_name(), &key)))
+        .await
+        .map_err(ApiError::internal)?;
     let checkpoints = audit::checkpoint::list(tx.conn(), scope.tenant_id()).await?;
     let mut bad_signatures = Vec::new();
     for c in &checkpoints {
@@ -516,10 +520,6 @@ pub async fn verify_events(
         }
     }
     let report = audit::verify_chain(tx.conn(), scope.tenant_id(), &expected).await?;
-    let key = ctx.audit.verifying_key();
-    let tree = audit::tree::verify(tx.conn(), scope.tenant_id(), Some((ctx.audit.log_name(), &key)))
-        .await
-        .map_err(ApiError::internal)?;
     tx.commit().await?;
     let mut chain = ChainReportSchema::from(report);
     if chain.first_broken.is_none()
