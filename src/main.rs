@@ -26,8 +26,20 @@ fn main() -> std::process::ExitCode {
     };
     // The database is located on this (the main) thread: an embedded server is tied to the
     // thread that started it, and this one lives as long as the process.
+    let command = cli.command.unwrap_or(cli::Command::Serve);
+    // An auditor's proof check needs no database: none is located, started or created for it.
+    if let Some(outcome) = cli::run_without_database(&command) {
+        drop(log_guard);
+        return match outcome {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let result = DatabaseSetup::locate(&cli.config).and_then(|mut setup| {
-        let result = runtime.block_on(cli::run(cli.command.unwrap_or(cli::Command::Serve), &cli.config, &mut setup));
+        let result = runtime.block_on(cli::run(command, &cli.config, &mut setup));
         if let Some(cluster) = setup.cluster.as_mut() {
             cluster.stop();
         }

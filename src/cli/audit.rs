@@ -58,12 +58,8 @@ pub(crate) enum AuditCommand {
 pub(crate) async fn run(command: AuditCommand, config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify { tenant, all: _ } => audit_verify(config, setup, tenant).await,
-        AuditCommand::VerifyProof { key, head, proof, consistency, old_head } => {
-            let outcome =
-                super::audit_proof::check(&key, &head, proof.as_deref(), consistency.as_deref(), old_head.as_deref())?;
-            println!("{outcome}");
-            Ok(())
-        }
+        // Handled before any database is located (`cli::run_without_database`).
+        AuditCommand::VerifyProof { .. } => Ok(()),
         AuditCommand::Key => {
             println!("{}", signer(config)?.verifier_key());
             Ok(())

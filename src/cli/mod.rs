@@ -72,6 +72,17 @@ pub(crate) async fn run(command: Command, config: &Config, setup: &mut DatabaseS
     }
 }
 
+/// Commands that need no database (`audit verify-proof`): their outcome, or None for the rest.
+pub(crate) fn run_without_database(command: &Command) -> Option<anyhow::Result<()>> {
+    match command {
+        Command::Audit(audit::AuditCommand::VerifyProof { key, head, proof, consistency, old_head }) => Some(
+            audit_proof::check(key, head, proof.as_deref(), consistency.as_deref(), old_head.as_deref())
+                .map(|outcome| println!("{outcome}")),
+        ),
+        _ => None,
+    }
+}
+
 /// Names applied, or "none pending".
 fn list_or_none(names: &[String]) -> String {
     if names.is_empty() { "none pending".into() } else { names.join(", ") }
