@@ -36,6 +36,7 @@ use crate::audit::AuditSigner;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::http::error_codes::ErrorCode;
 use error::ApiError;
+use layers::gate::{Gate, TenantGateLayer};
 use layers::tenant::TenantCache;
 
 /// Shared by every handler and layer. One pointer: every `from_fn_with_state` layer and
@@ -171,30 +172,21 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .routes(routes!(routes::audit::export_events))
         .routes(routes!(routes::audit::verify_events))
         .routes(routes!(routes::audit::list_checkpoints, routes::audit::create_checkpoint))
-        // route_layer: the last one added runs first. Authentication first refuses an address
-        // that keeps failing to authenticate, before its token is read; only an authenticated
-        // request spends the tenant's quota, so nobody can spend another tenant's.
-        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_tenant))
-        .route_layer(from_fn_with_state(ctx.clone(), layers::auth::authenticate))
-        // Outside authentication, so that what authentication refuses is recorded too.
-        .route_layer(from_fn_with_state(ctx.clone(), layers::audit::record_refusals));
+        // One gate per group (`layers::gate`): the per-address limit on unresolved requests,
+        // resolution, then the refusal recorder around authentication (an address that keeps
+        // failing it is refused before its token is read) and the tenant's quota (only an
+        // authenticated request spends it, so nobody can spend another tenant's).
+        .route_layer(TenantGateLayer::new(ctx.clone(), Gate::Bearer));
     // Refresh and logout present a refresh token in the body, not a bearer token (the access
     // token has usually expired by then); the tenant still comes from resolution.
     let sessions = OpenApiRouter::new()
         .routes(routes!(routes::auth::refresh))
         .routes(routes!(routes::auth::logout))
-        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_sessions));
+        .route_layer(TenantGateLayer::new(ctx.clone(), Gate::Sessions));
     let login = OpenApiRouter::new()
         .routes(routes!(routes::auth::login))
-        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_login));
-    let tenant_api = OpenApiRouter::new()
-        .merge(login)
-        .merge(sessions)
-        .merge(authenticated)
-        // Requests from an address that keeps naming no known tenant are refused before
-        // resolution looks anything up; resolution counts the failures.
-        .route_layer(from_fn_with_state(ctx.clone(), layers::tenant::resolve_tenant))
-        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_unresolved));
+        .route_layer(TenantGateLayer::new(ctx.clone(), Gate::Login));
+    let tenant_api = OpenApiRouter::new().merge(login).merge(sessions).merge(authenticated);
     // CORS wraps the tenant API whole: `layer`, not `route_layer`, so that a preflight (OPTIONS,
     // which no route handles) reaches it and is answered there; other requests get the
     // resolved tenant's origins. The 405 fallback is set first so that the layer wraps it (the
@@ -202,7 +194,7 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     let (tenant_router, tenant_doc) = tenant_api.split_for_parts();
     let tenant_router = tenant_router
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(ctx.clone(), layers::cors::per_tenant_cors))
+        .layer(layers::cors::PerTenantCorsLayer::new(ctx.clone()))
         .layer(no_store());
     let tenant_api = OpenApiRouter::with_openapi(tenant_doc).merge(OpenApiRouter::from(tenant_router));
     OpenApiRouter::with_openapi(ApiDoc::openapi())

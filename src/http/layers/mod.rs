@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod cors;
+pub mod gate;
 pub mod observe;
 pub mod platform_auth;
 pub mod rate_limit;

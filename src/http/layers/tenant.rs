@@ -6,10 +6,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
 use axum::http::header;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::request::Parts;
 
 use crate::cache::BoundedCache;
 use crate::db::Database;
@@ -246,17 +244,14 @@ async fn resolve_noting_unknown_host(
     }
 }
 
-/// The layer: resolve, and set the tenant in the request's context (which records it on the
-/// request's span) for what follows.
-pub async fn resolve_tenant(State(ctx): State<ApiContext>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let context = RequestContext::of(request.extensions())
-        .cloned()
-        .ok_or_else(|| ApiError::internal("tenant resolution runs outside the request context"))?;
-    let resolved = match naming_headers(&request) {
-        Ok((host, tenant_header)) => resolve_noting_unknown_host(&ctx, host.as_deref(), tenant_header.as_deref()).await,
+/// The resolution step (`gate`): resolve, and set the tenant in the request's context (which
+/// records it on the request's span) for what follows.
+pub(crate) async fn resolve_into(ctx: &ApiContext, context: &RequestContext, parts: &Parts) -> Result<(), ApiError> {
+    let resolved = match naming_headers(parts) {
+        Ok((host, tenant_header)) => resolve_noting_unknown_host(ctx, host, tenant_header).await,
         Err(e) => Err(e),
     };
-    // What names no tenant is charged to the client's address (`rate_limit::limit_unresolved`
+    // What names no tenant is charged to the client's address (`rate_limit::refuse_unresolved`
     // refuses an address that keeps doing it), and so is a custom host looked up in vain.
     let tenant = match resolved {
         Ok((tenant, unknown_host)) => {
@@ -273,23 +268,22 @@ pub async fn resolve_tenant(State(ctx): State<ApiContext>, request: Request, nex
         }
     };
     context.set_tenant(super::LAYERS_ONLY, tenant);
-    Ok(next.run(request).await)
+    Ok(())
 }
 
 /// The Host (or the URI's authority) and X-Tenant values, which must be ASCII if present.
-fn naming_headers(request: &Request) -> Result<(Option<String>, Option<String>), ApiError> {
-    let text = |name| -> Result<Option<String>, ApiError> {
-        request
-            .headers()
+fn naming_headers(parts: &Parts) -> Result<(Option<&str>, Option<&str>), ApiError> {
+    let text = |name| -> Result<Option<&str>, ApiError> {
+        parts
+            .headers
             .get(name)
             .map(|v| {
                 v.to_str()
-                    .map(str::to_string)
                     .map_err(|_| ApiError::bad_request(ErrorCode::InvalidHeader, "Host and X-Tenant must be ASCII"))
             })
             .transpose()
     };
-    let host = text(header::HOST)?.or_else(|| request.uri().host().map(str::to_string));
+    let host = text(header::HOST)?.or_else(|| parts.uri.host());
     Ok((host, text(header::HeaderName::from_static("x-tenant"))?))
 }
 
