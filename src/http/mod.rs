@@ -16,14 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use tower::ServiceBuilder;
-use tower::util::MapRequestLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
@@ -253,9 +250,7 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
     let data_routes = ["/v1/data/{table}", "/v1/data/{table}/{id}"];
     ctx.metrics.register_routes(api.paths.paths.keys().map(String::as_str).chain(data_routes));
     let document = openapi::Document::new(&api, Arc::clone(&ctx.data));
-    let request_id = HeaderName::from_static("x-request-id");
-    let hsts = layers::security_headers::Hsts(ctx.hsts);
-    let observed = ctx.clone();
+    let edge = layers::edge::EdgeLayer::new(ctx.clone());
     Router::new()
         .merge(routes)
         // The document itself is an API answer (the API's policy); the page that renders it
@@ -272,12 +267,9 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
         .with_state(ctx)
         .layer(
             ServiceBuilder::new()
-                .layer(MapRequestLayer::new(layers::request_id::sanitize_incoming::<Body>))
-                .layer(SetRequestIdLayer::new(request_id.clone(), layers::request_id::MakeRequestUuidV7))
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(from_fn_with_state(observed, layers::observe::observe))
-                .layer(from_fn(error::problem_documents))
-                .layer(from_fn_with_state(hsts, layers::security_headers::security_headers))
+                // Request id, observation, problem documents and security headers, in that
+                // order, as one service (`layers::edge`).
+                .layer(edge)
                 .layer(layers::request_shape::RefuseAmbiguousLayer)
                 .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
                 .layer(DefaultBodyLimit::max(limits.body_limit_bytes)),
