@@ -50,6 +50,11 @@ impl AccessSampler {
     }
 }
 
+/// The answers `record_refusal` records.
+pub(crate) fn is_refusal(status: StatusCode) -> bool {
+    status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN
+}
+
 /// After the answer of a bearer route (`gate`): a 401 or 403 is recorded as `access.denied`,
 /// as whoever acts in the request — read after the answer, so authentication has set the
 /// principal by now if it accepted the token, and a member refused an owner's route is
@@ -62,7 +67,7 @@ pub(crate) async fn record_refusal(
     path: &str,
     status: StatusCode,
 ) {
-    if !(status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN) {
+    if !is_refusal(status) {
         return;
     }
     let Some(skipped) = ctx.access_sampler.admit(tenant) else { return };

@@ -49,8 +49,8 @@ pub(crate) async fn authenticate(ctx: &ApiContext, context: &RequestContext, par
     let ip = context.client().0;
     if let Some(refusal) = ctx.rate_limits.unauthenticated_refusal(tenant, ip) {
         ctx.metrics.rate_limited(RateLimited::UnauthenticatedPerAddress);
-        super::audit::record_throttled(ctx, context, &parts.method, parts.uri.path(), "unauthenticated_per_address")
-            .await;
+        let label = "unauthenticated_per_address";
+        Box::pin(super::audit::record_throttled(ctx, context, &parts.method, parts.uri.path(), label)).await;
         return Err(too_many_requests(
             refusal,
             "too many requests without valid credentials from this address; retry later",

@@ -125,8 +125,10 @@ where
     let response = match authenticated(&ctx, &context, inner, parts, body).await {
         Ok(response) | Err(response) => response,
     };
-    if let Some(tenant) = context.tenant().map(|t| t.id) {
-        audit::record_refusal(&ctx, &context, tenant, &method, uri.path(), response.status()).await;
+    // Boxed, like every write on a refusal path: rare, and its future would otherwise be carried,
+    // by size, in every request's.
+    if let Some(tenant) = context.tenant().map(|t| t.id).filter(|_| audit::is_refusal(response.status())) {
+        Box::pin(audit::record_refusal(&ctx, &context, tenant, &method, uri.path(), response.status())).await;
     }
     response
 }

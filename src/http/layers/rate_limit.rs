@@ -315,7 +315,7 @@ pub(crate) async fn spend_tenant_quota(
         Ok(allowance) => Ok(Some(allowance)),
         Err(refusal) => {
             ctx.metrics.rate_limited(RateLimited::Tenant(tenant.plan));
-            super::audit::record_throttled(ctx, context, method, path, "tenant").await;
+            Box::pin(super::audit::record_throttled(ctx, context, method, path, "tenant")).await;
             Err(too_many_requests(refusal, "this tenant has used its request quota; retry later"))
         }
     }
@@ -384,7 +384,7 @@ pub(crate) async fn refuse_per_tenant_address(
     let limit = Limit::one_per(quota.0, quota.1);
     let refusal = limits.outcome(limiter.check_key(&(tenant, ip)), limit).err()?;
     ctx.metrics.rate_limited(metric);
-    super::audit::record_throttled(ctx, context, method, path, label).await;
+    Box::pin(super::audit::record_throttled(ctx, context, method, path, label)).await;
     Some(too_many_requests(refusal, detail))
 }
 
