@@ -191,9 +191,8 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     let (tenant_router, tenant_doc) = tenant_api.split_for_parts();
     let tenant_router = tenant_router
         .method_not_allowed_fallback(method_not_allowed)
-        // One `layer` call for both: each call boxes every route once more, and every box is
-        // cloned on every request.
-        .layer(ServiceBuilder::new().layer(no_store()).layer(layers::cors::PerTenantCorsLayer::new(ctx.clone())));
+        .layer(layers::cors::PerTenantCorsLayer::new(ctx.clone()))
+        .layer(no_store());
     let tenant_api = OpenApiRouter::with_openapi(tenant_doc).merge(OpenApiRouter::from(tenant_router));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
