@@ -13,7 +13,7 @@
 //!
 //! Why one service and not one `from_fn` layer per check: each `route_layer` boxes the route it
 //! wraps, and each `from_fn` layer clones the whole chain of boxed services inside it on every
-//! request (and boxes its future and its `Next`), so five layers cost some forty allocations per
+//! request (and boxes its future and its `Next`), so five layers cost dozens of allocations per
 //! request before the handler ran (BENCHMARKS.md, "Where the read path's time goes").
 
 use std::convert::Infallible;
