@@ -52,7 +52,9 @@ impl UserStateCache {
             return Ok(state);
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let state = load(&self.db, tenant, user).await?;
+        // Boxed: the miss is rare, and its future (a transaction) would otherwise be carried,
+        // by size, in every request's authentication future.
+        let state = Box::pin(load(&self.db, tenant, user)).await?;
         if self.generation.load(Ordering::SeqCst) == generation {
             self.entries.insert(key, state);
         }

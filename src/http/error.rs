@@ -3,11 +3,11 @@
 //! (`problem_documents`) also turns any other error response — from axum or tower-http — into
 //! one, so nothing plain-text ever leaks out.
 
+use std::future::Future;
+
 use axum::body::Body;
-use axum::extract::Request;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -21,7 +21,8 @@ const RETRY_UNAVAILABLE_SECS: &str = "2";
 
 tokio::task_local! {
     /// The request id of the request being served, for problem documents built deep inside.
-    static REQUEST_ID: String;
+    /// Shared bytes, cloned per request without copying; made a string only for an error.
+    static REQUEST_ID: HeaderValue;
 }
 
 #[derive(Debug, Clone)]
@@ -106,7 +107,7 @@ impl ApiError {
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             code: self.code,
-            request_id: REQUEST_ID.try_with(Clone::clone).ok(),
+            request_id: REQUEST_ID.try_with(|id| id.to_str().unwrap_or_default().to_string()).ok(),
         }
     }
 }
@@ -308,12 +309,13 @@ impl From<QueryRejection> for ApiError {
 /// error answer `Cache-Control: no-store`. Here rather than on the API sub-routers alone: the
 /// answers of the layers outside them (an unknown path under `/v1/`, an ambiguous request, the
 /// request timeout) are no sub-router's, and no error is worth a cache's keeping anyway.
-pub async fn problem_documents(request: Request, next: Next) -> Response {
-    let request_id =
-        request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+/// Run by the edge (`edge`) around everything inside it: `inner` answers with `request_id` at
+/// hand for problem documents built deep inside; an error answer that is not a problem document
+/// becomes one, and every error answer gets `Cache-Control: no-store`.
+pub async fn problem_documents<F: Future<Output = Response>>(request_id: HeaderValue, inner: F) -> Response {
     REQUEST_ID
         .scope(request_id, async move {
-            let response = next.run(request).await;
+            let response = inner.await;
             let status = response.status();
             if !(status.is_client_error() || status.is_server_error()) {
                 return response;

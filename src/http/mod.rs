@@ -16,14 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use tower::ServiceBuilder;
-use tower::util::MapRequestLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
@@ -36,6 +33,7 @@ use crate::audit::AuditSigner;
 use crate::auth::{JwtKeys, PasswordHasher};
 use crate::http::error_codes::ErrorCode;
 use error::ApiError;
+use layers::gate::{Gate, TenantGateLayer};
 use layers::tenant::TenantCache;
 
 /// Shared by every handler and layer. One pointer: every `from_fn_with_state` layer and
@@ -174,30 +172,21 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .routes(routes!(routes::audit_log::head))
         .routes(routes!(routes::audit_log::proof))
         .routes(routes!(routes::audit_log::consistency))
-        // route_layer: the last one added runs first. Authentication first refuses an address
-        // that keeps failing to authenticate, before its token is read; only an authenticated
-        // request spends the tenant's quota, so nobody can spend another tenant's.
-        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_tenant))
-        .route_layer(from_fn_with_state(ctx.clone(), layers::auth::authenticate))
-        // Outside authentication, so that what authentication refuses is recorded too.
-        .route_layer(from_fn_with_state(ctx.clone(), layers::audit::record_refusals));
+        // One gate per group (`layers::gate`): the per-address limit on unresolved requests,
+        // resolution, then the refusal recorder around authentication (an address that keeps
+        // failing it is refused before its token is read) and the tenant's quota (only an
+        // authenticated request spends it, so nobody can spend another tenant's).
+        .route_layer(TenantGateLayer::new(ctx.clone(), Gate::Bearer));
     // Refresh and logout present a refresh token in the body, not a bearer token (the access
     // token has usually expired by then); the tenant still comes from resolution.
     let sessions = OpenApiRouter::new()
         .routes(routes!(routes::auth::refresh))
         .routes(routes!(routes::auth::logout))
-        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_sessions));
+        .route_layer(TenantGateLayer::new(ctx.clone(), Gate::Sessions));
     let login = OpenApiRouter::new()
         .routes(routes!(routes::auth::login))
-        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_login));
-    let tenant_api = OpenApiRouter::new()
-        .merge(login)
-        .merge(sessions)
-        .merge(authenticated)
-        // Requests from an address that keeps naming no known tenant are refused before
-        // resolution looks anything up; resolution counts the failures.
-        .route_layer(from_fn_with_state(ctx.clone(), layers::tenant::resolve_tenant))
-        .route_layer(from_fn_with_state(ctx.clone(), layers::rate_limit::limit_unresolved));
+        .route_layer(TenantGateLayer::new(ctx.clone(), Gate::Login));
+    let tenant_api = OpenApiRouter::new().merge(login).merge(sessions).merge(authenticated);
     // CORS wraps the tenant API whole: `layer`, not `route_layer`, so that a preflight (OPTIONS,
     // which no route handles) reaches it and is answered there; other requests get the
     // resolved tenant's origins. The 405 fallback is set first so that the layer wraps it (the
@@ -205,7 +194,7 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
     let (tenant_router, tenant_doc) = tenant_api.split_for_parts();
     let tenant_router = tenant_router
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(ctx.clone(), layers::cors::per_tenant_cors))
+        .layer(layers::cors::PerTenantCorsLayer::new(ctx.clone()))
         .layer(no_store());
     let tenant_api = OpenApiRouter::with_openapi(tenant_doc).merge(OpenApiRouter::from(tenant_router));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -264,9 +253,7 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
     let data_routes = ["/v1/data/{table}", "/v1/data/{table}/{id}"];
     ctx.metrics.register_routes(api.paths.paths.keys().map(String::as_str).chain(data_routes));
     let document = openapi::Document::new(&api, Arc::clone(&ctx.data));
-    let request_id = HeaderName::from_static("x-request-id");
-    let hsts = layers::security_headers::Hsts(ctx.hsts);
-    let observed = ctx.clone();
+    let edge = layers::edge::EdgeLayer::new(ctx.clone());
     Router::new()
         .merge(routes)
         // The document itself is an API answer (the API's policy); the page that renders it
@@ -283,12 +270,9 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
         .with_state(ctx)
         .layer(
             ServiceBuilder::new()
-                .layer(MapRequestLayer::new(layers::request_id::sanitize_incoming::<Body>))
-                .layer(SetRequestIdLayer::new(request_id.clone(), layers::request_id::MakeRequestUuidV7))
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(from_fn_with_state(observed, layers::observe::observe))
-                .layer(from_fn(error::problem_documents))
-                .layer(from_fn_with_state(hsts, layers::security_headers::security_headers))
+                // Request id, observation, problem documents and security headers, in that
+                // order, as one service (`layers::edge`).
+                .layer(edge)
                 .layer(layers::request_shape::RefuseAmbiguousLayer)
                 .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
                 .layer(DefaultBodyLimit::max(limits.body_limit_bytes)),

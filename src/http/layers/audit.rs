@@ -2,16 +2,13 @@
 //! `access.denied` events in a transaction of their own, as whoever authentication found (a
 //! user refused a route its role may not use) or, before that, anonymously. Sampled per tenant — at most
 //! `PER_MINUTE` events a minute, with a count of those left out — so a flood of bad tokens
-//! cannot flood the log. It wraps authentication so it sees what authentication refuses.
+//! cannot flood the log. It wraps authentication (in `gate`) so it sees what authentication refuses.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{Method, StatusCode};
 use serde_json::json;
 
 use crate::audit::{self, AccessEvent};
@@ -53,34 +50,39 @@ impl AccessSampler {
     }
 }
 
-pub async fn record_refusals(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
-    let context = RequestContext::of(request.extensions()).cloned();
-    let Some((context, tenant)) = context.and_then(|c| c.tenant().map(|t| t.id).map(|t| (c, t))) else {
-        return next.run(request).await;
-    };
-    // Kept cheaply (shared bytes) for the rare refusal; the actor is built only then.
-    let (method, uri) = (request.method().clone(), request.uri().clone());
-    let response = next.run(request).await;
-    let status = response.status();
-    if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
-        && let Some(skipped) = ctx.access_sampler.admit(tenant)
-    {
-        // Read after the answer: authentication has set the principal by now if it accepted
-        // the token, so a member refused an owner's route is recorded as that member.
-        let (actor, method, path) = (context.actor(), method.as_str(), uri.path());
-        let event = AccessEvent {
-            action: "access.denied",
-            resource_type: None,
-            resource_id: None,
-            outcome: "denied",
-            details: json!({"method": method, "path": path, "status": status.as_u16(), "not_recorded_before": skipped}),
-        };
-        if let Err(e) = ctx.door.record(super::LAYERS_ONLY, &context, &actor, event).await {
-            ctx.metrics.audit_write_failed();
-            tracing::warn!(error = %e, "could not record a refusal in the audit log");
-        }
+/// The answers `record_refusal` records.
+pub(crate) fn is_refusal(status: StatusCode) -> bool {
+    status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN
+}
+
+/// After the answer of a bearer route (`gate`): a 401 or 403 is recorded as `access.denied`,
+/// as whoever acts in the request — read after the answer, so authentication has set the
+/// principal by now if it accepted the token, and a member refused an owner's route is
+/// recorded as that member. Sampled per tenant (`AccessSampler`).
+pub(crate) async fn record_refusal(
+    ctx: &ApiContext,
+    context: &RequestContext,
+    tenant: TenantId,
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+) {
+    if !is_refusal(status) {
+        return;
     }
-    response
+    let Some(skipped) = ctx.access_sampler.admit(tenant) else { return };
+    let actor = context.actor();
+    let event = AccessEvent {
+        action: "access.denied",
+        resource_type: None,
+        resource_id: None,
+        outcome: "denied",
+        details: json!({"method": method.as_str(), "path": path, "status": status.as_u16(), "not_recorded_before": skipped}),
+    };
+    if let Err(e) = ctx.door.record(super::LAYERS_ONLY, context, &actor, event).await {
+        ctx.metrics.audit_write_failed();
+        tracing::warn!(error = %e, "could not record a refusal in the audit log");
+    }
 }
 
 /// A rate-limit refusal's event (`access.rate_limited`), sampled with the same per-tenant
@@ -109,10 +111,9 @@ fn recording_failed(ctx: &ApiContext, e: sqlx::Error) {
 
 /// Record a rate-limit refusal decided by a layer, as whoever acts in the request (the user,
 /// once authentication has run; anonymous before).
-pub async fn record_throttled(ctx: &ApiContext, parts: &axum::http::request::Parts, limit: &str) {
-    let Some(context) = RequestContext::of(&parts.extensions) else { return };
+pub async fn record_throttled(ctx: &ApiContext, context: &RequestContext, method: &Method, path: &str, limit: &str) {
     let Some(tenant) = context.tenant().map(|t| t.id) else { return };
-    let Some(event) = throttled(ctx, tenant, parts.method.as_str(), parts.uri.path(), limit) else { return };
+    let Some(event) = throttled(ctx, tenant, method.as_str(), path, limit) else { return };
     if let Err(e) = ctx.door.record(super::LAYERS_ONLY, context, &context.actor(), event).await {
         recording_failed(ctx, e);
     }

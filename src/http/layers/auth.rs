@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::rate_limit::too_many_requests;
 use crate::auth::user_state::UserStateCache;
@@ -37,39 +37,38 @@ impl UserStates {
     }
 }
 
-pub async fn authenticate(State(ctx): State<ApiContext>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let context = RequestContext::of(request.extensions()).cloned();
-    let (context, tenant) = context
-        .and_then(|c| c.tenant().map(|t| t.id).map(|t| (c, t)))
-        .ok_or_else(|| ApiError::internal("authentication layer runs before tenant resolution"))?;
+/// The authentication step (`gate`, after resolution): the principal set in the context, or
+/// the answer that refuses the request.
+pub(crate) async fn authenticate(ctx: &ApiContext, context: &RequestContext, parts: &Parts) -> Result<(), Response> {
+    let tenant = context
+        .tenant()
+        .map(|t| t.id)
+        .ok_or_else(|| ApiError::internal("authentication runs before tenant resolution").into_response())?;
     // An address that keeps failing to authenticate to this tenant is refused before its
-    // token is read (one layer with authentication: this runs on every bearer request).
+    // token is read (one step with authentication: this runs on every bearer request).
     let ip = context.client().0;
     if let Some(refusal) = ctx.rate_limits.unauthenticated_refusal(tenant, ip) {
         ctx.metrics.rate_limited(RateLimited::UnauthenticatedPerAddress);
-        let (parts, _) = request.into_parts();
-        super::audit::record_throttled(&ctx, &parts, "unauthenticated_per_address").await;
-        return Ok(too_many_requests(
+        let label = "unauthenticated_per_address";
+        Box::pin(super::audit::record_throttled(ctx, context, &parts.method, parts.uri.path(), label)).await;
+        return Err(too_many_requests(
             refusal,
             "too many requests without valid credentials from this address; retry later",
         ));
     }
-    // The header value is shared bytes: cloning it lets the request go on being borrowed
-    // (its body is not Sync) while the token check awaits.
-    let authorization = request.headers().get(header::AUTHORIZATION).cloned();
-    let principal = match principal_of(&ctx, authorization.as_ref(), tenant).await {
+    let principal = match principal_of(ctx, parts.headers.get(header::AUTHORIZATION), tenant).await {
         Ok(principal) => principal,
         Err(e) => {
             // No valid credentials for this tenant: charged to the client's address, so a
-            // stream of them is refused before it costs a token check (`limit_unauthenticated`).
+            // stream of them is refused before it costs a token check (`unauthenticated_refusal`).
             if e.status == StatusCode::UNAUTHORIZED || e.code == ErrorCode::TenantMismatch {
                 ctx.rate_limits.record_unauthenticated(tenant, ip);
             }
-            return Err(e);
+            return Err(e.into_response());
         }
     };
     context.set_principal(super::LAYERS_ONLY, principal);
-    Ok(next.run(request).await)
+    Ok(())
 }
 
 async fn principal_of(

@@ -9,10 +9,16 @@
 //! OPTIONS handler, so a preflight is answered here, resolving the host itself: the only
 //! resolution that request gets.
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
+use tower::{Layer, Service, ServiceExt};
 
 use super::rate_limit::too_many_requests;
 use super::tenant::resolve;
@@ -29,10 +35,64 @@ const EXPOSED_HEADERS: &str =
 /// tenant's list from lingering long in browser caches.
 const PREFLIGHT_MAX_AGE: &str = "600";
 
-pub async fn per_tenant_cors(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
-    let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
-        return next.run(request).await;
-    };
+/// The layer, written as a plain tower `Service`: most requests carry no `Origin` and go
+/// straight to the routes, with no future of this layer's own to box (a `from_fn` layer clones
+/// the whole tenant API's service chain and boxes twice on every request).
+#[derive(Clone)]
+pub struct PerTenantCorsLayer {
+    ctx: ApiContext,
+}
+
+impl PerTenantCorsLayer {
+    pub fn new(ctx: ApiContext) -> PerTenantCorsLayer {
+        PerTenantCorsLayer { ctx }
+    }
+}
+
+impl<S> Layer<S> for PerTenantCorsLayer {
+    type Service = PerTenantCors<S>;
+
+    fn layer(&self, inner: S) -> PerTenantCors<S> {
+        PerTenantCors { ctx: self.ctx.clone(), inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct PerTenantCors<S> {
+    ctx: ApiContext,
+    inner: S,
+}
+
+type BoxedAnswer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> Service<Request> for PerTenantCors<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxedAnswer>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
+            return Either::Left(self.inner.call(request));
+        };
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let ctx = self.ctx.clone();
+        Either::Right(Box::pin(async move { Ok(per_tenant_cors(ctx, origin, request, inner).await) }))
+    }
+}
+
+async fn per_tenant_cors<S>(ctx: ApiContext, origin: HeaderValue, request: Request, inner: S) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let Some(context) = RequestContext::of(request.extensions()).cloned() else {
         return ApiError::internal("CORS runs outside the request context").into_response();
     };
@@ -65,7 +125,10 @@ pub async fn per_tenant_cors(State(ctx): State<ApiContext>, request: Request, ne
         vary_on_origin(h);
         return response;
     }
-    let mut response = next.run(request).await;
+    let mut response = match inner.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
     // The tenant the routes resolved; none when the request named none that resolves (it got
     // the resolution error), or was refused before resolution (an address that keeps naming
     // unknown tenants): no CORS headers then.

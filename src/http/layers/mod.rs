@@ -3,6 +3,8 @@
 pub mod audit;
 pub mod auth;
 pub mod cors;
+pub mod edge;
+pub mod gate;
 pub mod observe;
 pub mod platform_auth;
 pub mod rate_limit;

@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -291,81 +291,80 @@ pub(crate) fn client_ip(request: &Request) -> IpAddr {
     RequestContext::of(request.extensions()).map_or(ClientAddr::UNKNOWN, |c| c.client()).limit_key()
 }
 
-/// The layer right after authentication: spend one request of the tenant's quota. Only an
-/// authenticated request gets here, so only the tenant's own users spend its quota.
-pub async fn limit_tenant(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+/// Right after authentication (`gate`): spend one request of the tenant's quota. Only an
+/// authenticated request gets here, so only the tenant's own users spend its quota. Ok(None)
+/// when limits are off; Ok(allowance) to be reported on the answer (`quota_headers`); the 429
+/// (recorded, sampled, in the audit log) when the quota is spent.
+pub(crate) async fn spend_tenant_quota(
+    ctx: &ApiContext,
+    context: &RequestContext,
+    method: &Method,
+    path: &str,
+) -> Result<Option<Allowance>, Response> {
     if !ctx.rate_limits.enabled {
-        return next.run(request).await;
+        return Ok(None);
     }
-    let context = RequestContext::of(request.extensions()).cloned();
-    let Some(tenant) = context.as_deref().and_then(RequestContext::tenant) else {
-        // Mis-ordered layers would land here; never a 500 for it, so key by address instead.
-        return limit_unresolved(State(ctx), request, next).await;
+    let Some(tenant) = context.tenant() else {
+        // Mis-ordered steps would land here; never a 500 for it, so key by address instead.
+        return match refuse_unresolved(ctx, context.client()) {
+            Some(refusal) => Err(refusal),
+            None => Ok(None),
+        };
     };
     match ctx.rate_limits.check_tenant(tenant) {
-        Ok(allowance) => {
-            let mut response = next.run(request).await;
-            if response.headers().contains_key("ratelimit-limit") {
-                // An inner, stricter limit answered: its headers are the ones that matter.
-                return response;
-            }
-            let reset = ceil_secs(
-                allowance.limit.replenish_every * (allowance.limit.burst.get().saturating_sub(allowance.remaining)),
-            );
-            rate_limit_headers(response.headers_mut(), allowance.limit, allowance.remaining, reset);
-            response
-        }
+        Ok(allowance) => Ok(Some(allowance)),
         Err(refusal) => {
             ctx.metrics.rate_limited(RateLimited::Tenant(tenant.plan));
-            let (parts, _) = request.into_parts();
-            super::audit::record_throttled(&ctx, &parts, "tenant").await;
-            too_many_requests(refusal, "this tenant has used its request quota; retry later")
+            Box::pin(super::audit::record_throttled(ctx, context, method, path, "tenant")).await;
+            Err(too_many_requests(refusal, "this tenant has used its request quota; retry later"))
         }
     }
 }
 
-/// The layer in front of tenant resolution: an address whose requests keep failing to name a
-/// tenant (random hosts, unknown slugs) is refused before resolution looks anything up.
-/// Resolution itself counts the failures (`tenant::resolve_tenant`).
-pub async fn limit_unresolved(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
-    if !ctx.rate_limits.enabled {
-        return next.run(request).await;
+/// The RateLimit headers of an admitted request's answer, unless an inner, stricter limit
+/// answered: its headers are the ones that matter then.
+pub(crate) fn quota_headers(response: &mut Response, allowance: Allowance) {
+    if response.headers().contains_key("ratelimit-limit") {
+        return;
     }
-    let ip = client_ip(&request);
-    if let Some(refusal) = ctx.rate_limits.unresolved.refused(&ip) {
-        ctx.metrics.rate_limited(RateLimited::Unresolved);
-        return too_many_requests(refusal, "too many requests naming no known tenant from this address; retry later");
-    }
-    next.run(request).await
+    let reset =
+        ceil_secs(allowance.limit.replenish_every * (allowance.limit.burst.get().saturating_sub(allowance.remaining)));
+    rate_limit_headers(response.headers_mut(), allowance.limit, allowance.remaining, reset);
 }
 
-/// Login only: every attempt, successful or not, per (tenant, client address). The
+/// In front of tenant resolution (`gate`): an address whose requests keep failing to name a
+/// tenant (random hosts, unknown slugs) is refused before resolution looks anything up.
+/// Resolution itself counts the failures (`tenant::resolve_into`).
+pub(crate) fn refuse_unresolved(ctx: &ApiContext, client: ClientAddr) -> Option<Response> {
+    let refusal = ctx.rate_limits.unresolved_refusal(client.0)?;
+    ctx.metrics.rate_limited(RateLimited::Unresolved);
+    Some(too_many_requests(refusal, "too many requests naming no known tenant from this address; retry later"))
+}
+
+/// Login, refresh and logout: every attempt per (tenant, client address) (`gate`). The
 /// per-account limit on failures is the login's own (`routes::auth::login`): it keys on the
 /// account the database found, which only the handler knows.
-pub async fn limit_login(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
-    per_tenant_address(&ctx, request, next, PerAddress::Login).await
-}
-
-/// Refresh and logout: every attempt per (tenant, client address).
-pub async fn limit_sessions(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
-    per_tenant_address(&ctx, request, next, PerAddress::Sessions).await
-}
-
-#[derive(Clone, Copy)]
-enum PerAddress {
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PerAddress {
     Login,
     Sessions,
 }
 
-async fn per_tenant_address(ctx: &ApiContext, request: Request, next: Next, which: PerAddress) -> Response {
+/// The 429 (recorded, sampled, in the audit log) when the address has used its attempts for
+/// the request's tenant.
+pub(crate) async fn refuse_per_tenant_address(
+    ctx: &ApiContext,
+    context: &RequestContext,
+    method: &Method,
+    path: &str,
+    which: PerAddress,
+) -> Option<Response> {
     if !ctx.rate_limits.enabled {
-        return next.run(request).await;
+        return None;
     }
     let limits = &ctx.rate_limits;
-    let Some(tenant) = RequestContext::of(request.extensions()).and_then(|c| c.tenant()).map(|t| t.id) else {
-        return next.run(request).await; // no tenant: the tenant layers answer that
-    };
-    let ip = client_ip(&request);
+    let tenant = context.tenant()?.id; // no tenant: the tenant steps answer that
+    let ip = context.client().limit_key();
     let (limiter, quota, metric, label, detail) = match which {
         PerAddress::Login => (
             &limits.login_per_client,
@@ -383,13 +382,10 @@ async fn per_tenant_address(ctx: &ApiContext, request: Request, next: Next, whic
         ),
     };
     let limit = Limit::one_per(quota.0, quota.1);
-    if let Err(refusal) = limits.outcome(limiter.check_key(&(tenant, ip)), limit) {
-        ctx.metrics.rate_limited(metric);
-        let (parts, _) = request.into_parts();
-        super::audit::record_throttled(ctx, &parts, label).await;
-        return too_many_requests(refusal, detail);
-    }
-    next.run(request).await
+    let refusal = limits.outcome(limiter.check_key(&(tenant, ip)), limit).err()?;
+    ctx.metrics.rate_limited(metric);
+    Box::pin(super::audit::record_throttled(ctx, context, method, path, label)).await;
+    Some(too_many_requests(refusal, detail))
 }
 
 /// Operator login, per client address, every attempt: operators have no tenant whose log

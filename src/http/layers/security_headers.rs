@@ -5,10 +5,7 @@
 //! Error answers of every path, the outer layers' included, get `NO_STORE` from
 //! `error::problem_documents`.
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
@@ -26,10 +23,9 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// tenant and platform APIs, and on every error answer.
 pub const NO_STORE: &str = "no-store";
 
-pub async fn security_headers(State(hsts): State<Hsts>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+/// The headers on an answer (run by the edge, `edge`, on every answer).
+pub fn apply(h: &mut HeaderMap, hsts: Hsts) {
+    let set = |h: &mut HeaderMap, name: HeaderName, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));
     };
     // The docs router's own policy stands; every other answer gets the API's.
@@ -46,5 +42,4 @@ pub async fn security_headers(State(hsts): State<Hsts>, request: Request, next: 
     set(h, HeaderName::from_static("cross-origin-opener-policy"), "same-origin");
     set(h, HeaderName::from_static("cross-origin-resource-policy"), "same-origin");
     h.remove(header::SERVER);
-    response
 }

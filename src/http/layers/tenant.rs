@@ -2,14 +2,13 @@
 //! registered custom domain) or its `X-Tenant` header. Lookups are cached per instance and
 //! dropped whenever the registry changes (LISTEN/NOTIFY), with a short TTL as a backstop.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
 use axum::http::header;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::request::Parts;
 
 use crate::cache::BoundedCache;
 use crate::db::Database;
@@ -21,19 +20,20 @@ use crate::http::context::{RequestContext, ResolvedTenant};
 use crate::http::error::ApiError;
 use crate::http::error_codes::ErrorCode;
 
-/// What the Host header says about the tenant.
+/// What the Host header says about the tenant. Borrowed from the header unless it had to be
+/// folded to lower case (hosts are usually sent in lower case: no copy then).
 #[derive(Debug, PartialEq, Eq)]
-pub enum HostName {
+pub enum HostName<'a> {
     /// `{label}.{base_domain}`: the label should be a tenant slug.
-    Subdomain(String),
+    Subdomain(Cow<'a, str>),
     /// Some other name: a tenant's custom domain, if registered.
-    Custom(String),
+    Custom(Cow<'a, str>),
     /// The base domain itself, an IP literal, or no Host: names no tenant.
     NoTenant,
 }
 
 /// Classify a Host value: case-insensitive, port and trailing dot ignored.
-pub fn classify_host(host: &str, base_domain: &str) -> HostName {
+pub fn classify_host<'a>(host: &'a str, base_domain: &str) -> HostName<'a> {
     let host = host.trim();
     if host.starts_with('[') {
         return HostName::NoTenant; // an IPv6 literal, with or without a port
@@ -42,13 +42,25 @@ pub fn classify_host(host: &str, base_domain: &str) -> HostName {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
     };
-    let name = without_port.trim_end_matches('.').to_ascii_lowercase();
+    let name = without_port.trim_end_matches('.');
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return match classify_name(&name.to_ascii_lowercase(), base_domain) {
+            HostName::Subdomain(label) => HostName::Subdomain(Cow::Owned(label.into_owned())),
+            HostName::Custom(name) => HostName::Custom(Cow::Owned(name.into_owned())),
+            HostName::NoTenant => HostName::NoTenant,
+        };
+    }
+    classify_name(name, base_domain)
+}
+
+/// As `classify_host`, for a name in lower case without port or trailing dot.
+fn classify_name<'a>(name: &'a str, base_domain: &str) -> HostName<'a> {
     if name.is_empty() || name == base_domain || name.parse::<IpAddr>().is_ok() {
         return HostName::NoTenant;
     }
     match name.strip_suffix(base_domain).and_then(|p| p.strip_suffix('.')) {
-        Some(label) => HostName::Subdomain(label.to_string()),
-        None => HostName::Custom(name),
+        Some(label) => HostName::Subdomain(Cow::Borrowed(label)),
+        None => HostName::Custom(Cow::Borrowed(name)),
     }
 }
 
@@ -103,9 +115,11 @@ impl TenantCache {
             return Ok(record);
         }
         let generation = self.generation.load(Ordering::SeqCst);
+        // Boxed: a miss is rare, and its query's future would otherwise be carried, by size, in
+        // every request's resolution future.
         let record = match &key {
-            Key::Slug(slug) => self.db.tenant_by_slug(slug).await?,
-            Key::Domain(domain) => self.db.tenant_by_domain(domain).await?,
+            Key::Slug(slug) => Box::pin(self.db.tenant_by_slug(slug)).await?,
+            Key::Domain(domain) => Box::pin(self.db.tenant_by_domain(domain)).await?,
         };
         if self.generation.load(Ordering::SeqCst) == generation {
             self.entries.insert(key, record.clone());
@@ -115,7 +129,7 @@ impl TenantCache {
 
     async fn by_slug(&self, raw: &str) -> Result<Option<TenantRecord>, ApiError> {
         match Slug::parse(raw) {
-            Ok(slug) => self.lookup(Key::Slug(slug.as_str().to_string())).await,
+            Ok(slug) => self.lookup(Key::Slug(slug.into())).await,
             Err(_) => Ok(None), // not a possible slug: unknown, like any other
         }
     }
@@ -203,7 +217,7 @@ async fn resolve_noting_unknown_host(
     let from_host = match host.map(|h| classify_host(h, &ctx.base_domain)) {
         Some(HostName::Subdomain(label)) => Some(cache.by_slug(&label).await?.ok_or_else(unknown_tenant)?),
         Some(HostName::Custom(domain)) => {
-            let found = cache.lookup(Key::Domain(domain)).await?;
+            let found = cache.lookup(Key::Domain(domain.into_owned())).await?;
             unknown_host = found.is_none();
             found
         }
@@ -246,17 +260,14 @@ async fn resolve_noting_unknown_host(
     }
 }
 
-/// The layer: resolve, and set the tenant in the request's context (which records it on the
-/// request's span) for what follows.
-pub async fn resolve_tenant(State(ctx): State<ApiContext>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let context = RequestContext::of(request.extensions())
-        .cloned()
-        .ok_or_else(|| ApiError::internal("tenant resolution runs outside the request context"))?;
-    let resolved = match naming_headers(&request) {
-        Ok((host, tenant_header)) => resolve_noting_unknown_host(&ctx, host.as_deref(), tenant_header.as_deref()).await,
+/// The resolution step (`gate`): resolve, and set the tenant in the request's context (which
+/// records it on the request's span) for what follows.
+pub(crate) async fn resolve_into(ctx: &ApiContext, context: &RequestContext, parts: &Parts) -> Result<(), ApiError> {
+    let resolved = match naming_headers(parts) {
+        Ok((host, tenant_header)) => resolve_noting_unknown_host(ctx, host, tenant_header).await,
         Err(e) => Err(e),
     };
-    // What names no tenant is charged to the client's address (`rate_limit::limit_unresolved`
+    // What names no tenant is charged to the client's address (`rate_limit::refuse_unresolved`
     // refuses an address that keeps doing it), and so is a custom host looked up in vain.
     let tenant = match resolved {
         Ok((tenant, unknown_host)) => {
@@ -273,23 +284,22 @@ pub async fn resolve_tenant(State(ctx): State<ApiContext>, request: Request, nex
         }
     };
     context.set_tenant(super::LAYERS_ONLY, tenant);
-    Ok(next.run(request).await)
+    Ok(())
 }
 
 /// The Host (or the URI's authority) and X-Tenant values, which must be ASCII if present.
-fn naming_headers(request: &Request) -> Result<(Option<String>, Option<String>), ApiError> {
-    let text = |name| -> Result<Option<String>, ApiError> {
-        request
-            .headers()
+fn naming_headers(parts: &Parts) -> Result<(Option<&str>, Option<&str>), ApiError> {
+    let text = |name| -> Result<Option<&str>, ApiError> {
+        parts
+            .headers
             .get(name)
             .map(|v| {
                 v.to_str()
-                    .map(str::to_string)
                     .map_err(|_| ApiError::bad_request(ErrorCode::InvalidHeader, "Host and X-Tenant must be ASCII"))
             })
             .transpose()
     };
-    let host = text(header::HOST)?.or_else(|| request.uri().host().map(str::to_string));
+    let host = text(header::HOST)?.or_else(|| parts.uri.host());
     Ok((host, text(header::HeaderName::from_static("x-tenant"))?))
 }
 
