@@ -209,13 +209,16 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
 /// `/platform/v1`: no tenant resolution, the bare host only; all but login and signup need an
 /// operator's platform token.
 fn platform_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
-    use routes::platform::{auth, domains, signup, tenants};
+    use routes::platform::{audit_log, auth, domains, signup, tenants};
     let operators = OpenApiRouter::new()
         .routes(routes!(tenants::list_tenants, tenants::create_tenant))
         .routes(routes!(tenants::get_tenant, tenants::update_tenant, tenants::delete_tenant))
         .routes(routes!(domains::add_domain))
         .routes(routes!(domains::remove_domain))
         .routes(routes!(domains::set_primary_domain))
+        .routes(routes!(audit_log::head))
+        .routes(routes!(audit_log::proof))
+        .routes(routes!(audit_log::consistency))
         .route_layer(from_fn_with_state(ctx.clone(), layers::platform_auth::authenticate_operator));
     let login = OpenApiRouter::new()
         .routes(routes!(auth::operator_login))

@@ -238,6 +238,28 @@ async fn every_event_is_provably_in_the_signed_tree_and_old_heads_are_consistent
         assert!(verify_inclusion(index, size, leaf, &hashes(&p.body["audit_path"]), root), "inclusion of {e}");
     }
 
+    // The export carries every sealed event's leaf, and names the signed head it was cut at.
+    let request = axum::http::Request::get("/v1/audit-events/export")
+        .header("x-tenant", "merkle")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let answer = tower::ServiceExt::oneshot(app.router.clone(), request).await.expect("answer");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let size_header = answer.headers().get("audit-tree-size").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let root_header = answer.headers().get("audit-tree-root").and_then(|v| v.to_str().ok()).map(str::to_string);
+    assert!(size_header.as_deref().is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= size)), "{size_header:?}");
+    assert_eq!(root_header.map(|r| r.len()), Some(64));
+    let body = http_body_util::BodyExt::collect(answer.into_body()).await.expect("body").to_bytes();
+    let exported: Vec<Value> =
+        String::from_utf8_lossy(&body).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(exported.len(), events.len());
+    for e in &exported {
+        let leaf = leaf_hash(&app, &t, e).await;
+        assert_eq!(e["leaf_hash"], hex::encode(leaf), "the exported leaf of {e}");
+        assert!(e["leaf_index"].as_u64().is_some_and(|i| i < size));
+    }
+
     // The log grows; the old head is consistent with the new one.
     create_contacts(&app, &token, "merkle", 9).await;
     let events = all_events(&app, &token, "merkle").await;
@@ -392,4 +414,53 @@ async fn hundreds_of_parallel_writes_in_one_tenant_are_all_sealed_by_two_instanc
         ));
     }
     assert_eq!(seen.len() as u64, size);
+}
+
+#[tokio::test]
+async fn operators_read_any_tenants_head_and_proofs_through_the_platform_api() {
+    let app = spawn_app().await;
+    let t = app.create_tenant("opsview").await;
+    let token = app.owner_token(&t).await;
+    create_contacts(&app, &token, "opsview", 3).await;
+    let events = all_events(&app, &token, "opsview").await;
+    let head = head_of_size(&app, &token, "opsview", events.len() as u64).await;
+    let op = crate::support::create_operator(&app, "ops@audit-tree.test").await;
+    let body = json!({"email": op.email, "password": op.password});
+    let login = app.call(Method::POST, "/platform/v1/auth/login", &[], Some(body)).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.body);
+    let op_token = login.body["access_token"].as_str().expect("operator token").to_string();
+    let auth = format!("Bearer {op_token}");
+    let call = |path: String| {
+        let (app, auth) = (&app, auth.clone());
+        async move { app.call(Method::GET, &path, &[("authorization", &auth)], None).await }
+    };
+    let theirs = call("/platform/v1/tenants/opsview/audit-log/head".into()).await;
+    assert_eq!(theirs.status, StatusCode::OK, "{}", theirs.body);
+    assert_eq!((&theirs.body["tree_size"], &theirs.body["note"]), (&head["tree_size"], &head["note"]));
+    let (_, size, root) =
+        open_checkpoint(theirs.body["note"].as_str().expect("note"), head["verifier_key"].as_str().expect("vkey"));
+    let e = &events[0];
+    let p = call(format!("/platform/v1/tenants/opsview/audit-events/{}/proof", e["id"].as_str().expect("id"))).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert!(verify_inclusion(
+        p.body["leaf_index"].as_u64().expect("index"),
+        size,
+        leaf_hash(&app, &t, e).await,
+        &hashes(&p.body["audit_path"]),
+        root
+    ));
+    let c = call(format!("/platform/v1/tenants/opsview/audit-log/consistency?from=1&to={size}")).await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.body);
+    assert!(verify_consistency(1, size, unhex(&c.body["from_root"]), root, &hashes(&c.body["proof"])));
+    call("/platform/v1/tenants/nosuch/audit-log/head".into()).await.assert_problem(StatusCode::NOT_FOUND, "not_found");
+    // A tenant's token is not an operator's.
+    let r = app
+        .call(
+            Method::GET,
+            "/platform/v1/tenants/opsview/audit-log/head",
+            &[("authorization", &format!("Bearer {token}"))],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
 }

@@ -46,6 +46,11 @@ pub struct AuditEvent {
     /// (a `numeric(38, 10)` column's value would not survive a trip through f64).
     #[schema(value_type = Object)]
     pub details: Box<serde_json::value::RawValue>,
+    /// The event's place in the tenant's Merkle tree, once sealed (null in the second or so
+    /// after commit): check it with `GET /v1/audit-events/{id}/proof`.
+    pub leaf_index: Option<i64>,
+    /// SHA-256(0x00 ‖ leaf bytes), hex, once sealed.
+    pub leaf_hash: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -77,19 +82,22 @@ pub struct AuditFilter {
 }
 
 const SELECT_EVENTS: &str =
-    "SELECT seq, id, occurred_at, actor_type, actor_id, actor_role, host(client_ip) AS client_ip,
-        user_agent, request_id, action, resource_type, resource_id, outcome, details
-   FROM audit_events
-  WHERE tenant_id = $1
-    AND ($2::uuid IS NULL OR actor_id = $2)
-    AND ($3::text IS NULL OR action = $3)
-    AND ($4::text IS NULL OR resource_type = $4)
-    AND ($5::text IS NULL OR resource_id = $5)
-    AND ($6::text IS NULL OR outcome = $6)
-    AND ($7::timestamptz IS NULL OR occurred_at >= $7)
-    AND ($8::timestamptz IS NULL OR occurred_at < $8)
-    AND ($9::bigint IS NULL OR seq < $9)
-  ORDER BY seq DESC
+    "SELECT e.seq, e.id, e.occurred_at, e.actor_type, e.actor_id, e.actor_role, host(e.client_ip) AS client_ip,
+        e.user_agent, e.request_id, e.action, e.resource_type, e.resource_id, e.outcome, e.details,
+        l.leaf_index, encode(n.hash, 'hex') AS leaf_hash
+   FROM audit_events e
+   LEFT JOIN audit_tree_leaves l ON l.tenant_id = e.tenant_id AND l.seq = e.seq
+   LEFT JOIN audit_tree_nodes n ON n.tenant_id = e.tenant_id AND n.level = 0 AND n.idx = l.leaf_index
+  WHERE e.tenant_id = $1
+    AND ($2::uuid IS NULL OR e.actor_id = $2)
+    AND ($3::text IS NULL OR e.action = $3)
+    AND ($4::text IS NULL OR e.resource_type = $4)
+    AND ($5::text IS NULL OR e.resource_id = $5)
+    AND ($6::text IS NULL OR e.outcome = $6)
+    AND ($7::timestamptz IS NULL OR e.occurred_at >= $7)
+    AND ($8::timestamptz IS NULL OR e.occurred_at < $8)
+    AND ($9::bigint IS NULL OR e.seq < $9)
+  ORDER BY e.seq DESC
   LIMIT $10";
 
 fn require_reader(principal: &Principal) -> Result<(), ApiError> {
@@ -177,7 +185,7 @@ pub struct ExportParams {
 /// slot is given back when the client has not taken a page for `STALLED_AFTER`.
 #[utoipa::path(get, path = "/v1/audit-events/export", tag = "audit", params(ExportParams), security(("bearer" = [])),
     responses(
-        (status = 200, description = "JSON Lines (`format=jsonl`, the default) or CSV (`format=csv`)",
+        (status = 200, description = "JSON Lines (`format=jsonl`, the default) or CSV (`format=csv`); every sealed event carries its `leaf_index` and `leaf_hash`, and the headers `audit-tree-size` and `audit-tree-root` name the newest signed tree head when the export began",
             content((String = "application/x-ndjson"), (String = "text/csv"))),
         (status = 429, description = "`export_limit`: too many exports in progress for this tenant or this instance", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -208,6 +216,9 @@ pub async fn export_events(
         .bind(scope.tenant_id())
         .fetch_one(tx.conn())
         .await?;
+    // The signed tree head the export was cut at: every event it covers carries its leaf, and
+    // `GET /v1/audit-log/head` or a proof with `tree_size` gives the signed note of that size.
+    let tree = crate::audit::tree::head(tx.conn(), scope.tenant_id(), None).await?;
     tx.commit().await?;
     let pages = ExportPages { scope, csv, after: 0, head, header_due: csv, slot };
     let stream = futures_util::stream::unfold(pages, |mut pages| async move {
@@ -217,6 +228,11 @@ pub async fn export_events(
     let mut response = Body::from_stream(stream).into_response();
     let content_type = if csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" };
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let (size, root) = tree.map(|h| (h.size, hex::encode(h.root))).unwrap_or((0, String::new()));
+    if let (Ok(size), Ok(root)) = (HeaderValue::from_str(&size.to_string()), HeaderValue::from_str(&root)) {
+        response.headers_mut().insert("audit-tree-size", size);
+        response.headers_mut().insert("audit-tree-root", root);
+    }
     Ok(response)
 }
 
@@ -292,11 +308,15 @@ impl ExportPages {
 }
 
 const EXPORT_PAGE_EVENTS: &str =
-    "SELECT seq, id, occurred_at, actor_type, actor_id, actor_role, host(client_ip) AS client_ip,
-        user_agent, request_id, action, resource_type, resource_id, outcome, details
-   FROM audit_events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4";
+    "SELECT e.seq, e.id, e.occurred_at, e.actor_type, e.actor_id, e.actor_role, host(e.client_ip) AS client_ip,
+        e.user_agent, e.request_id, e.action, e.resource_type, e.resource_id, e.outcome, e.details,
+        l.leaf_index, encode(n.hash, 'hex') AS leaf_hash
+   FROM audit_events e
+   LEFT JOIN audit_tree_leaves l ON l.tenant_id = e.tenant_id AND l.seq = e.seq
+   LEFT JOIN audit_tree_nodes n ON n.tenant_id = e.tenant_id AND n.level = 0 AND n.idx = l.leaf_index
+  WHERE e.tenant_id = $1 AND e.seq > $2 AND e.seq <= $3 ORDER BY e.seq LIMIT $4";
 
-const CSV_HEADER: &str = "seq,id,occurred_at,actor_type,actor_id,actor_role,client_ip,user_agent,request_id,action,resource_type,resource_id,outcome,details\n";
+const CSV_HEADER: &str = "seq,id,occurred_at,actor_type,actor_id,actor_role,client_ip,user_agent,request_id,action,resource_type,resource_id,outcome,details,leaf_index,leaf_hash\n";
 
 /// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a tab or carriage
 /// return before one) gets a leading `'`, so it is shown as the text it is (OWASP, CSV
@@ -327,6 +347,8 @@ fn write_csv_line(out: &mut Vec<u8>, e: &AuditEvent) -> Result<(), std::io::Erro
         opt(&e.resource_id),
         e.outcome.clone(),
         e.details.get().to_string(),
+        e.leaf_index.map(|i| i.to_string()).unwrap_or_default(),
+        opt(&e.leaf_hash),
     ];
     // csv quotes what needs quoting (commas, quotes, line breaks) and nothing else.
     let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(out);

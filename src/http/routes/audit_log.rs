@@ -2,7 +2,8 @@
 //! `GET /v1/audit-log/head` (the newest signed tree head, a C2SP checkpoint note, and the key
 //! to check it with), `GET /v1/audit-events/{id}/proof` (an event's inclusion proof) and
 //! `GET /v1/audit-log/consistency` (the proof that a later tree extends an earlier one).
-//! Readable by the owner, admin and auditor roles, like the events.
+//! Readable by the owner, admin and auditor roles, like the events; operators read any
+//! tenant's the same way under `/platform/v1/tenants/{slug}/…` (`platform::audit_log`).
 //!
 //! Hashes are hex. A proof is checked against a signed head's root, which the auditor checks
 //! with the verifier key; docs/audit.md shows how, in a few lines of Python.
@@ -14,7 +15,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::audit::tree::{self, LeafLookup};
+use sqlx::PgConnection;
+
 use crate::db::TenantScope;
+use crate::domain::TenantId;
 use crate::domain::permissions::Permission;
 use crate::http::ApiContext;
 use crate::http::context::Principal;
@@ -49,11 +53,21 @@ pub async fn head(
 ) -> Result<Json<TreeHead>, ApiError> {
     principal.require(Permission::ReadAuditLog)?;
     let mut tx = scope.begin().await?;
-    let head = tree::head(tx.conn(), scope.tenant_id(), None).await?;
+    let head = read_head(&ctx, tx.conn(), scope.tenant_id()).await?;
     tx.commit().await?;
-    let origin = tree::origin(ctx.audit.log_name(), scope.tenant_id());
+    Ok(Json(head))
+}
+
+/// The newest signed head of `tenant`'s tree, in a transaction that has set the tenant.
+pub(crate) async fn read_head(
+    ctx: &ApiContext,
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<TreeHead, ApiError> {
+    let head = tree::head(conn, tenant, None).await?;
+    let origin = tree::origin(ctx.audit.log_name(), tenant);
     let verifier_key = ctx.audit.verifier_key();
-    Ok(Json(match head {
+    Ok(match head {
         Some(h) => TreeHead {
             tree_size: h.size,
             root_hash: hex::encode(&h.root),
@@ -70,7 +84,7 @@ pub async fn head(
             origin,
             verifier_key,
         },
-    }))
+    })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -78,7 +92,7 @@ pub async fn head(
 pub struct ProofParams {
     /// The tree size to prove against (a signed head's); default: the newest signed head.
     #[param(minimum = 1)]
-    tree_size: Option<i64>,
+    pub(crate) tree_size: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -108,9 +122,20 @@ pub async fn proof(
     Query(params): Query<ProofParams>,
 ) -> Result<Json<InclusionProof>, ApiError> {
     principal.require(Permission::ReadAuditLog)?;
-    let tenant = scope.tenant_id();
     let mut tx = scope.begin().await?;
-    let leaf = match tree::leaf_of(tx.conn(), tenant, id).await? {
+    let proof = prove_inclusion(tx.conn(), scope.tenant_id(), id, &params).await?;
+    tx.commit().await?;
+    Ok(Json(proof))
+}
+
+/// Event `id`'s inclusion proof in `tenant`'s tree, in a transaction that has set the tenant.
+pub(crate) async fn prove_inclusion(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    params: &ProofParams,
+) -> Result<InclusionProof, ApiError> {
+    let leaf = match tree::leaf_of(conn, tenant, id).await? {
         LeafLookup::NoSuchEvent => return Err(ApiError::not_found("audit event")),
         LeafLookup::NotSealedYet => {
             return Err(ApiError::new(
@@ -122,13 +147,13 @@ pub async fn proof(
         LeafLookup::Sealed(leaf) => leaf,
     };
     let (tree_size, note) = match params.tree_size {
-        Some(size) => (size, tree::head(tx.conn(), tenant, Some(size)).await?.map(|h| h.note)),
-        None => match tree::head(tx.conn(), tenant, None).await? {
+        Some(size) => (size, tree::head(conn, tenant, Some(size)).await?.map(|h| h.note)),
+        None => match tree::head(conn, tenant, None).await? {
             Some(h) => (h.size, Some(h.note)),
-            None => (tree::size(tx.conn(), tenant).await?, None),
+            None => (tree::size(conn, tenant).await?, None),
         },
     };
-    let sealed = tree::size(tx.conn(), tenant).await?;
+    let sealed = tree::size(conn, tenant).await?;
     if tree_size < 1 || tree_size > sealed {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidQuery,
@@ -141,10 +166,9 @@ pub async fn proof(
             format!("the event is leaf {} and not in the tree of {tree_size} leaves", leaf.leaf_index),
         ));
     }
-    let path = tree::inclusion(tx.conn(), tenant, leaf.leaf_index, tree_size).await.map_err(ApiError::internal)?;
-    let root = tree::root_at(tx.conn(), tenant, tree_size).await.map_err(ApiError::internal)?;
-    tx.commit().await?;
-    Ok(Json(InclusionProof {
+    let path = tree::inclusion(conn, tenant, leaf.leaf_index, tree_size).await.map_err(ApiError::internal)?;
+    let root = tree::root_at(conn, tenant, tree_size).await.map_err(ApiError::internal)?;
+    Ok(InclusionProof {
         event_id: id,
         seq: leaf.seq,
         leaf_index: leaf.leaf_index,
@@ -153,7 +177,7 @@ pub async fn proof(
         audit_path: path.iter().map(hex::encode).collect(),
         root_hash: hex::encode(root),
         note,
-    }))
+    })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -161,10 +185,10 @@ pub async fn proof(
 pub struct ConsistencyParams {
     /// The older tree size (a head the auditor holds).
     #[param(minimum = 1)]
-    from: i64,
+    pub(crate) from: i64,
     /// The newer tree size; default: the newest signed head.
     #[param(minimum = 1)]
-    to: Option<i64>,
+    pub(crate) to: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -188,12 +212,23 @@ pub async fn consistency(
     Query(params): Query<ConsistencyParams>,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
     principal.require(Permission::ReadAuditLog)?;
-    let tenant = scope.tenant_id();
     let mut tx = scope.begin().await?;
-    let sealed = tree::size(tx.conn(), tenant).await?;
+    let proof = prove_consistency(tx.conn(), scope.tenant_id(), &params).await?;
+    tx.commit().await?;
+    Ok(Json(proof))
+}
+
+/// The consistency proof between two sizes of `tenant`'s tree, in a transaction that has set
+/// the tenant.
+pub(crate) async fn prove_consistency(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    params: &ConsistencyParams,
+) -> Result<ConsistencyProof, ApiError> {
+    let sealed = tree::size(conn, tenant).await?;
     let (to, note) = match params.to {
-        Some(to) => (to, tree::head(tx.conn(), tenant, Some(to)).await?.map(|h| h.note)),
-        None => match tree::head(tx.conn(), tenant, None).await? {
+        Some(to) => (to, tree::head(conn, tenant, Some(to)).await?.map(|h| h.note)),
+        None => match tree::head(conn, tenant, None).await? {
             Some(h) => (h.size, Some(h.note)),
             None => (sealed, None),
         },
@@ -204,16 +239,15 @@ pub async fn consistency(
             format!("need 1 <= from <= to <= {sealed} (the tree's size); got from={}, to={to}", params.from),
         ));
     }
-    let proof = tree::consistency(tx.conn(), tenant, params.from, to).await.map_err(ApiError::internal)?;
-    let from_root = tree::root_at(tx.conn(), tenant, params.from).await.map_err(ApiError::internal)?;
-    let to_root = tree::root_at(tx.conn(), tenant, to).await.map_err(ApiError::internal)?;
-    tx.commit().await?;
-    Ok(Json(ConsistencyProof {
+    let proof = tree::consistency(conn, tenant, params.from, to).await.map_err(ApiError::internal)?;
+    let from_root = tree::root_at(conn, tenant, params.from).await.map_err(ApiError::internal)?;
+    let to_root = tree::root_at(conn, tenant, to).await.map_err(ApiError::internal)?;
+    Ok(ConsistencyProof {
         from: params.from,
         to,
         from_root: hex::encode(from_root),
         to_root: hex::encode(to_root),
         proof: proof.iter().map(hex::encode).collect(),
         note,
-    }))
+    })
 }

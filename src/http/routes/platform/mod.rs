@@ -2,6 +2,7 @@
 //! lifecycle, custom domains and optional self-service signup. No tenant resolution here; all
 //! of it goes through the platform role's pool (`PlatformDb`), never the app role's.
 
+pub mod audit_log;
 pub mod auth;
 pub mod domains;
 pub mod signup;
