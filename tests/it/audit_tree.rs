@@ -464,3 +464,84 @@ async fn operators_read_any_tenants_head_and_proofs_through_the_platform_api() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
 }
+
+/// A log written before the tree (sql/V21's upgrade): events linked as a hash chain, with no
+/// transaction id, queued for sealing as the migration queues every tenant. The sealer puts
+/// them in the tree first, in chain order; both the chain and the tree verify, and events
+/// written afterwards follow them.
+#[tokio::test]
+async fn a_chain_written_before_the_tree_is_sealed_first_in_chain_order_and_still_verifies() {
+    let app = spawn_app().await;
+    let tenant = rowguard::domain::TenantId(uuid::Uuid::now_v7());
+    let mut su = app.superuser_connection().await;
+    sqlx::query("INSERT INTO tenants (id, slug, name) VALUES ($1, 'legacy', 'Legacy')")
+        .bind(tenant)
+        .execute(&mut su)
+        .await
+        .expect("tenant");
+    // Three events as the chain wrote them: seq 1..3, each hash over the previous one.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET session_replication_role = replica;
+         DO $$ DECLARE r audit_events; prev bytea := '\\x{zero}';
+         BEGIN
+           FOR i IN 1..3 LOOP
+             r := jsonb_populate_record(NULL::audit_events, jsonb_build_object(
+                    'tenant_id', '{tenant}', 'seq', i, 'id', gen_random_uuid(),
+                    'occurred_at', date_trunc('microseconds', now()) + i * interval '1 second',
+                    'actor_type', 'system', 'action', 'legacy.event', 'outcome', 'success',
+                    'details', jsonb_build_object('n', i), 'xid', '0'));
+             r.prev_hash := prev;
+             r.hash := sha256(prev || audit_canonical(r));
+             INSERT INTO audit_events VALUES (r.*);
+             prev := r.hash;
+           END LOOP;
+           INSERT INTO audit_chain_heads (tenant_id, seq, head) VALUES ('{tenant}', 3, prev);
+           INSERT INTO audit_unsealed (tenant_id, xid) VALUES ('{tenant}', '0');
+           -- As the migration does: new events are numbered past every chain.
+           PERFORM setval('audit_event_seq',
+               greatest((SELECT max(seq) FROM audit_events), (SELECT last_value FROM audit_event_seq)) + 1, false);
+         END $$;
+         SET session_replication_role = origin;",
+        zero = "00".repeat(32),
+        tenant = tenant.0
+    )))
+    .execute(&mut su)
+    .await
+    .expect("a legacy chain");
+    crate::support::wait_until_sealed(&mut su).await;
+    // A new event after the upgrade, appended the new way.
+    let mut conn = app.app_connection().await;
+    let mut tx = rowguard::db::TenantTx::begin_on(&mut conn, tenant).await.expect("tx");
+    sqlx::query("SELECT audit_append('after.upgrade', NULL, NULL, 'success', '{}')")
+        .execute(tx.conn())
+        .await
+        .expect("append");
+    tx.commit().await.expect("commit");
+    crate::support::wait_until_sealed(&mut su).await;
+    let order: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT l.leaf_index, e.action FROM audit_tree_leaves l JOIN audit_events e USING (tenant_id, seq)
+          WHERE l.tenant_id = $1 ORDER BY l.leaf_index",
+    )
+    .bind(tenant)
+    .fetch_all(&mut su)
+    .await
+    .expect("leaves");
+    let actions: Vec<&str> = order.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(actions, ["legacy.event", "legacy.event", "legacy.event", "after.upgrade"]);
+    let seqs: Vec<i64> = sqlx::query_scalar(
+        "SELECT l.seq FROM audit_tree_leaves l WHERE l.tenant_id = $1 AND l.leaf_index < 3 ORDER BY l.leaf_index",
+    )
+    .bind(tenant)
+    .fetch_all(&mut su)
+    .await
+    .expect("seqs");
+    assert_eq!(seqs, [1, 2, 3], "the chain's order");
+    let mut tx = rowguard::db::TenantTx::begin_on(&mut conn, tenant).await.expect("tx");
+    let key = app.ctx.audit.verifying_key();
+    let tree =
+        rowguard::audit::tree::verify(tx.conn(), tenant, Some((app.ctx.audit.log_name(), &key))).await.expect("tree");
+    assert!(tree.valid, "{tree:?}");
+    assert_eq!((tree.size, tree.events_checked), (4, 4));
+    let chain = rowguard::audit::verify_chain(tx.conn(), tenant, &[]).await.expect("chain");
+    assert!(chain.valid && chain.events == 3, "{chain:?}");
+}
