@@ -42,6 +42,10 @@ pub const AUDIT_LOG_TABLES: &[&str] = &[
     "audit_tree_heads",
 ];
 
+/// The audit log's Merkle tree (sql/V21), per tenant: written only by the sealer's definers.
+pub const AUDIT_TREE_TABLES: &[&str] =
+    &["audit_tree_nodes", "audit_tree_leaves", "audit_tree_state", "audit_tree_heads"];
+
 /// Tables that carry tenant data but are not tenant-owned: read before a tenant is known,
 /// written only by the platform role. Everything else with a `tenant_id` must have RLS.
 /// `audit_unsealed` (sql/V21) holds tenant ids and transaction ids only — which tenants have

@@ -29,16 +29,11 @@ pub const FORMAT: &str = "rowguard-tenant-export";
 /// chain head and checkpoints are rebuilt on import (checkpoints sign the old tenant's chain),
 /// and so is the Merkle tree: the imported events are appended anew and sealed into the new
 /// tenant's tree, whose heads the importing installation signs.
-const SKIPPED: &[&str] = &[
-    "tenant_domains",
-    "audit_chain_heads",
-    "audit_checkpoints",
-    "audit_tree_nodes",
-    "audit_tree_leaves",
-    "audit_tree_state",
-    "audit_tree_heads",
-    "audit_unsealed",
-];
+const SKIPPED: &[&str] = &["tenant_domains", "audit_chain_heads", "audit_checkpoints", crate::roles::AUDIT_SEAL_QUEUE];
+
+fn skipped(table: &str) -> bool {
+    SKIPPED.contains(&table) || crate::roles::AUDIT_TREE_TABLES.contains(&table)
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Header {
@@ -117,11 +112,8 @@ pub async fn export(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(tx.conn()).await?;
     let mut tables = tables_children_first(&mut tx).await?;
     tables.reverse();
-    let tables: Vec<(String, String)> = tables
-        .into_iter()
-        .map(|q| (unqualified(&q), q))
-        .filter(|(name, _)| !SKIPPED.contains(&name.as_str()))
-        .collect();
+    let tables: Vec<(String, String)> =
+        tables.into_iter().map(|q| (unqualified(&q), q)).filter(|(name, _)| !skipped(name)).collect();
     let domains: Vec<String> =
         sqlx::query_scalar("SELECT domain FROM tenant_domains WHERE tenant_id = $1 ORDER BY domain")
             .bind(tenant)
@@ -217,7 +209,7 @@ pub async fn import(
             continue;
         }
         let Line { table, row } = serde_json::from_str(&line).map_err(|e| bad(n, e.to_string()))?;
-        if !known.contains(&table) || SKIPPED.contains(&table.as_str()) {
+        if !known.contains(&table) || skipped(&table) {
             return Err(bad(n, format!("table {table:?} is not a tenant table of this database")));
         }
         if !row.get().trim_start().starts_with('{') {

@@ -81,13 +81,21 @@ pub struct AuditFilter {
     cursor: Option<String>,
 }
 
-const SELECT_EVENTS: &str =
-    "SELECT e.seq, e.id, e.occurred_at, e.actor_type, e.actor_id, e.actor_role, host(e.client_ip) AS client_ip,
+/// Events with their place in the tree (null until sealed), for a query to go on with WHERE.
+macro_rules! events_with_leaves {
+    () => {
+        "SELECT e.seq, e.id, e.occurred_at, e.actor_type, e.actor_id, e.actor_role, host(e.client_ip) AS client_ip,
         e.user_agent, e.request_id, e.action, e.resource_type, e.resource_id, e.outcome, e.details,
         l.leaf_index, encode(n.hash, 'hex') AS leaf_hash
    FROM audit_events e
    LEFT JOIN audit_tree_leaves l ON l.tenant_id = e.tenant_id AND l.seq = e.seq
-   LEFT JOIN audit_tree_nodes n ON n.tenant_id = e.tenant_id AND n.level = 0 AND n.idx = l.leaf_index
+   LEFT JOIN audit_tree_nodes n ON n.tenant_id = e.tenant_id AND n.level = 0 AND n.idx = l.leaf_index"
+    };
+}
+
+const SELECT_EVENTS: &str = concat!(
+    events_with_leaves!(),
+    "
   WHERE e.tenant_id = $1
     AND ($2::uuid IS NULL OR e.actor_id = $2)
     AND ($3::text IS NULL OR e.action = $3)
@@ -98,7 +106,8 @@ const SELECT_EVENTS: &str =
     AND ($8::timestamptz IS NULL OR e.occurred_at < $8)
     AND ($9::bigint IS NULL OR e.seq < $9)
   ORDER BY e.seq DESC
-  LIMIT $10";
+  LIMIT $10"
+);
 
 fn require_reader(principal: &Principal) -> Result<(), ApiError> {
     principal.require(Permission::ReadAuditLog)
@@ -307,14 +316,11 @@ impl ExportPages {
     }
 }
 
-const EXPORT_PAGE_EVENTS: &str =
-    "SELECT e.seq, e.id, e.occurred_at, e.actor_type, e.actor_id, e.actor_role, host(e.client_ip) AS client_ip,
-        e.user_agent, e.request_id, e.action, e.resource_type, e.resource_id, e.outcome, e.details,
-        l.leaf_index, encode(n.hash, 'hex') AS leaf_hash
-   FROM audit_events e
-   LEFT JOIN audit_tree_leaves l ON l.tenant_id = e.tenant_id AND l.seq = e.seq
-   LEFT JOIN audit_tree_nodes n ON n.tenant_id = e.tenant_id AND n.level = 0 AND n.idx = l.leaf_index
-  WHERE e.tenant_id = $1 AND e.seq > $2 AND e.seq <= $3 ORDER BY e.seq LIMIT $4";
+const EXPORT_PAGE_EVENTS: &str = concat!(
+    events_with_leaves!(),
+    "
+  WHERE e.tenant_id = $1 AND e.seq > $2 AND e.seq <= $3 ORDER BY e.seq LIMIT $4"
+);
 
 const CSV_HEADER: &str = "seq,id,occurred_at,actor_type,actor_id,actor_role,client_ip,user_agent,request_id,action,resource_type,resource_id,outcome,details,leaf_index,leaf_hash\n";
 
