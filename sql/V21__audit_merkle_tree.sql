@@ -15,7 +15,8 @@
 --   visible later always sorts after everything already sealed: nothing is skipped, and the
 --   order never changes once given. Sequence order alone is not commit order (a transaction
 --   may take seq 10, commit after the one holding seq 11), which is why seq is not the key.
--- * A long-running writing transaction anywhere in the database holds the horizon back: the
+-- * A long-running writing transaction anywhere on the server (any database of the cluster:
+--   the horizon is the cluster's) holds the horizon back for every tenant: the
 --   sealer then waits (the backlog metric and a warning show it), and catches up when it ends.
 --
 -- The tree's storage makes every proof O(log n): `audit_tree_nodes` keeps the root of every
@@ -288,19 +289,29 @@ CREATE FUNCTION audit_seal_many(p_tenants uuid[], p_max integer)
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
     AS $$
 DECLARE
-    t uuid;
-    r record;
+    t      uuid;
+    r      record;
+    caller text := current_setting('app.tenant_id', true);
 BEGIN
     FOREACH t IN ARRAY p_tenants LOOP
         PERFORM set_config('app.tenant_id', t::text, true);
-        SELECT * INTO r FROM audit_seal(p_max);
         tenant_id := t;
-        size := r.size;
-        root := r.root;
-        sealed := r.sealed;
+        -- One tenant's failure (sealed = -2, with a warning) neither rolls back nor blocks the
+        -- others: its work is undone to this point and it stays queued for the next pass.
+        BEGIN
+            SELECT * INTO r FROM audit_seal(p_max);
+            size := r.size;
+            root := r.root;
+            sealed := r.sealed;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'audit: sealing tenant % failed: % (%)', t, SQLERRM, SQLSTATE;
+            size := NULL;
+            root := NULL;
+            sealed := -2;
+        END;
         RETURN NEXT;
     END LOOP;
-    PERFORM set_config('app.tenant_id', '', true);
+    PERFORM set_config('app.tenant_id', coalesce(caller, ''), true);
 END $$;
 
 -- Keep the signed heads of many tenants (what `audit_seal_many` sealed), as `audit_record_head`.
@@ -308,7 +319,8 @@ CREATE FUNCTION audit_record_heads(p_tenants uuid[], p_sizes bigint[], p_notes t
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
     AS $$
 DECLARE
-    kept integer := 0;
+    kept   integer := 0;
+    caller text := current_setting('app.tenant_id', true);
 BEGIN
     FOR j IN 1 .. coalesce(cardinality(p_tenants), 0) LOOP
         PERFORM set_config('app.tenant_id', p_tenants[j]::text, true);
@@ -316,8 +328,65 @@ BEGIN
             kept := kept + 1;
         END IF;
     END LOOP;
-    PERFORM set_config('app.tenant_id', '', true);
+    PERFORM set_config('app.tenant_id', coalesce(caller, ''), true);
     RETURN kept;
+END $$;
+
+-- Retention as a prefix of the tree: the oldest sealed events, in leaf order, up to the first
+-- one not older than the cut (never the newest leaf). Only sealed events go — an event not in
+-- the tree yet is never purged — and under the sealer's lock, so none is sealed meanwhile.
+-- Their leaf hashes stay in the tree: every signed head and every proof of the remaining
+-- events stays valid. The mark names how many leaves lost their event (`purged_leaves`), the
+-- only ones the verifier then accepts as gone; for a log begun as a hash chain it also names
+-- the last purged chain event and its hash, the anchor the chain's verifier starts from.
+CREATE OR REPLACE FUNCTION audit_retention_purge(p_before timestamptz) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    t          uuid := current_tenant();
+    tree_size  bigint;
+    cut        bigint;
+    last_seq   bigint;
+    chain_seq  bigint;
+    anchor     bytea;
+    purged     bigint;
+    details    jsonb;
+BEGIN
+    IF t IS NULL THEN
+        RAISE EXCEPTION 'audit: no tenant is set for this transaction';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('rowguard.audit.seal/' || t::text, 0));
+    SELECT s.size INTO tree_size FROM audit_tree_state s WHERE s.tenant_id = t;
+    IF coalesce(tree_size, 0) < 2 THEN
+        RETURN 0;
+    END IF;
+    -- The first leaf whose event is not older than the cut (or is gone already: a cut is a
+    -- prefix, so a gap means an earlier purge reached there), at most the newest leaf.
+    SELECT coalesce(min(l.leaf_index), tree_size - 1) INTO cut
+      FROM audit_tree_leaves l LEFT JOIN audit_events e ON e.tenant_id = l.tenant_id AND e.seq = l.seq
+     WHERE l.tenant_id = t AND e.occurred_at >= p_before;
+    cut := least(cut, tree_size - 1);
+    SELECT max(l.seq) INTO last_seq FROM audit_tree_leaves l WHERE l.tenant_id = t AND l.leaf_index < cut;
+    SELECT e.seq, e.hash INTO chain_seq, anchor FROM audit_events e
+      JOIN audit_tree_leaves l ON l.tenant_id = e.tenant_id AND l.seq = e.seq
+     WHERE e.tenant_id = t AND l.leaf_index < cut AND e.prev_hash IS NOT NULL
+     ORDER BY l.leaf_index DESC LIMIT 1;
+    SET LOCAL app.audit_purge = 'on';
+    DELETE FROM audit_events e USING audit_tree_leaves l
+     WHERE e.tenant_id = t AND l.tenant_id = t AND l.seq = e.seq AND l.leaf_index < cut;
+    GET DIAGNOSTICS purged = ROW_COUNT;
+    IF chain_seq IS NOT NULL THEN
+        DELETE FROM audit_checkpoints WHERE tenant_id = t AND seq <= chain_seq;
+    END IF;
+    SET LOCAL app.audit_purge = 'off';
+    IF purged = 0 THEN
+        RETURN 0;
+    END IF;
+    details := jsonb_build_object('purged_leaves', cut, 'purged_through_seq', last_seq, 'events', purged,
+                                  'before', p_before);
+    IF chain_seq IS NOT NULL THEN
+        details := details || jsonb_build_object('chain_through_seq', chain_seq, 'anchor_hash', encode(anchor, 'hex'));
+    END IF;
+    PERFORM audit_append('audit.retention_purge', 'audit', NULL, 'success', details, 'operator');
+    RETURN purged;
 END $$;
 
 -- The tree is append-only as the events are: nodes, leaves and heads are never changed, and
@@ -337,6 +406,12 @@ CREATE TRIGGER audit_tree_leaves_append_only BEFORE UPDATE OR DELETE ON audit_tr
     FOR EACH ROW EXECUTE FUNCTION audit_tree_refuse_change();
 CREATE TRIGGER audit_tree_heads_append_only BEFORE UPDATE OR DELETE ON audit_tree_heads
     FOR EACH ROW EXECUTE FUNCTION audit_tree_refuse_change();
+-- The state row moves (UPDATE by the sealer) but is deleted only with its tenant: a sealer
+-- restarting from an empty state would try to write nodes that exist and stop.
+CREATE TRIGGER audit_tree_state_kept BEFORE DELETE ON audit_tree_state
+    FOR EACH ROW EXECUTE FUNCTION audit_tree_refuse_change();
+CREATE TRIGGER audit_tree_state_no_truncate BEFORE TRUNCATE ON audit_tree_state
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_tree_refuse_change();
 CREATE TRIGGER audit_tree_no_truncate BEFORE TRUNCATE ON audit_tree_nodes
     FOR EACH STATEMENT EXECUTE FUNCTION audit_tree_refuse_change();
 CREATE TRIGGER audit_tree_no_truncate BEFORE TRUNCATE ON audit_tree_leaves
@@ -375,6 +450,7 @@ REVOKE EXECUTE ON FUNCTION audit_seal(integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION audit_record_head(bigint, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION audit_seal_many(uuid[], integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION audit_record_heads(uuid[], bigint[], text[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION audit_unsealed_tenants(integer), audit_unsealed_backlog(), audit_seal(integer),
-    audit_record_head(bigint, text), audit_seal_many(uuid[], integer), audit_record_heads(uuid[], bigint[], text[])
-    TO rowguard_app, rowguard_platform;
+-- The service's sealer (the app role) calls the batch functions only; `audit_seal` and
+-- `audit_record_head` run inside them, as the audit role. The platform role seals nothing.
+GRANT EXECUTE ON FUNCTION audit_unsealed_tenants(integer), audit_unsealed_backlog(),
+    audit_seal_many(uuid[], integer), audit_record_heads(uuid[], bigint[], text[]) TO rowguard_app;

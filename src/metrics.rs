@@ -210,7 +210,7 @@ impl Default for Metrics {
         let audit_seal_failures = Counter::default();
         registry.register(
             "rowguard_audit_seal_failures",
-            "Sealing passes of this instance that failed (the events wait for the next pass)",
+            "Sealing of a tenant, or a whole pass, that failed on this instance (the events wait for the next pass)",
             audit_seal_failures.clone(),
         );
         let audit_unsealed = Gauge::default();

@@ -17,7 +17,8 @@ pub const AUDIT_ROLE: &str = "rowguard_audit";
 
 /// The SECURITY DEFINER functions the app role may execute, by design: the audit log's one
 /// append door, the checkpoint signer's head lock, and the tree's sealer (sql/V21: find the
-/// tenants with unsealed events, seal one tenant's, keep a signed head, measure the backlog). `policies verify` accepts them only
+/// tenants with unsealed events, seal a batch of tenants, keep their signed heads, measure the
+/// backlog; `audit_seal` and `audit_record_head` run inside those, executable by nobody else). `policies verify` accepts them only
 /// while they are owned by `AUDIT_ROLE` (which must stay NOSUPERUSER NOBYPASSRLS) and pin
 /// their search_path; any other definer the app role can execute is a finding.
 pub const AUDIT_DEFINER_FUNCTIONS: &[&str] = &[
@@ -25,8 +26,6 @@ pub const AUDIT_DEFINER_FUNCTIONS: &[&str] = &[
     "audit_head_locked(uuid)",
     "audit_unsealed_tenants(integer)",
     "audit_unsealed_backlog()",
-    "audit_seal(integer)",
-    "audit_record_head(bigint,text)",
     "audit_seal_many(uuid[],integer)",
     "audit_record_heads(uuid[],bigint[],text[])",
 ];

@@ -248,6 +248,9 @@ fn spawn_sealer(db: Database, signer: Arc<AuditSigner>, metrics: Arc<crate::metr
                 match db.seal_audit_logs(&signer, 64).await {
                     Ok(pass) => {
                         metrics.audit_sealed(u64::try_from(pass.events).unwrap_or(0));
+                        for _ in 0..pass.failed {
+                            metrics.audit_seal_failed();
+                        }
                         if !pass.more {
                             break;
                         }

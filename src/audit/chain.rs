@@ -80,9 +80,14 @@ pub async fn verify_chain(
 ) -> Result<ChainReport, sqlx::Error> {
     // After a retention purge the log starts past event 1: the latest `audit.retention_purge`
     // event (itself in the chain) names the last purged event and its hash, the new anchor.
+    // Since the tree (sql/V21) a purge may cut only tree events; the chain's anchor is then the
+    // newest mark that cut into the chain (`chain_through_seq`; `purged_through_seq` before).
     let anchor: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
-        "SELECT (details ->> 'purged_through_seq')::bigint, details ->> 'anchor_hash' FROM audit_events
-          WHERE tenant_id = $1 AND action = 'audit.retention_purge' ORDER BY seq DESC LIMIT 1",
+        "SELECT coalesce(details ->> 'chain_through_seq', details ->> 'purged_through_seq')::bigint,
+                details ->> 'anchor_hash'
+           FROM audit_events
+          WHERE tenant_id = $1 AND action = 'audit.retention_purge' AND details ? 'anchor_hash'
+          ORDER BY seq DESC LIMIT 1",
     )
     .bind(tenant)
     .fetch_optional(&mut *conn)

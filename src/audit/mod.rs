@@ -61,28 +61,40 @@ pub struct SealPass {
     /// Tenants whose tree grew.
     pub tenants: usize,
     pub events: i64,
-    /// Some tenant had more waiting than one batch: run again at once.
+    /// Tenants whose sealing failed (each rolled back alone; they stay queued).
+    pub failed: usize,
+    /// Something was sealed and more may be waiting: run again at once.
     pub more: bool,
 }
 
 impl Database {
-    /// Seal the committed events of every tenant that has some waiting (up to `tenants` of
-    /// them), each in its own tenant transaction, and sign each grown tree's head. A tenant
-    /// another instance is sealing right now is left to it.
+    /// Seal the committed events of the tenants that have some waiting (up to `tenants` of
+    /// them, longest waiting first), in one transaction, and sign each grown tree's head. A
+    /// tenant another instance is sealing right now is left to it; one whose sealing fails is
+    /// counted and left queued, and does not hold the others back.
     pub async fn seal_audit_logs(&self, signer: &AuditSigner, tenants: i32) -> anyhow::Result<SealPass> {
         let mut pass = SealPass::default();
         let waiting = self.audit_unsealed_tenants(tenants).await?;
         if waiting.is_empty() {
             return Ok(pass);
         }
-        pass.more = waiting.len() >= usize::try_from(tenants).unwrap_or(usize::MAX);
+        let full = waiting.len() >= usize::try_from(tenants).unwrap_or(usize::MAX);
         let trees = self
             .seal_many(&waiting, tree::SEAL_BATCH, |tenant, size, root| tree::signed_head(signer, tenant, size, root))
             .await?;
-        for t in trees.iter().filter(|t| t.sealed > 0) {
-            pass.tenants += 1;
-            pass.events += i64::from(t.sealed);
-            pass.more |= t.sealed >= tree::SEAL_BATCH;
+        for t in &trees {
+            match t.sealed {
+                n if n > 0 => {
+                    pass.tenants += 1;
+                    pass.events += i64::from(n);
+                    pass.more |= full || n >= tree::SEAL_BATCH;
+                }
+                -2 => {
+                    pass.failed += 1;
+                    tracing::warn!(tenant = %t.tenant_id, "sealing this tenant's audit events failed; it stays queued");
+                }
+                _ => {}
+            }
         }
         Ok(pass)
     }

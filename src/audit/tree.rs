@@ -273,14 +273,21 @@ pub async fn verify(
             .bind(tenant)
             .fetch_all(&mut *conn)
             .await?;
-    // Events gone by a retention purge: at or below the newest purge's mark.
-    let purged_through: Option<i64> = sqlx::query_scalar(
-        "SELECT max((details ->> 'purged_through_seq')::bigint) FROM audit_events
-          WHERE tenant_id = $1 AND action = 'audit.retention_purge'",
+    // Events a retention purge removed: the leaves below the newest purge mark's cut. A mark
+    // comes after the leaves it cut: sealed, its own leaf is at or past the cut; not sealed
+    // yet (in the second after the purge), the cut is inside the tree as it stands.
+    let purged_leaves: Option<i64> = sqlx::query_scalar(
+        "SELECT (e.details ->> 'purged_leaves')::bigint FROM audit_events e
+           LEFT JOIN audit_tree_leaves l ON l.tenant_id = e.tenant_id AND l.seq = e.seq
+           LEFT JOIN audit_tree_state s ON s.tenant_id = e.tenant_id
+          WHERE e.tenant_id = $1 AND e.action = 'audit.retention_purge' AND e.details ? 'purged_leaves'
+            AND (e.details ->> 'purged_leaves')::bigint <= coalesce(l.leaf_index, s.size - 1)
+          ORDER BY e.seq DESC LIMIT 1",
     )
     .bind(tenant)
-    .fetch_one(&mut *conn)
-    .await?;
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten();
     let mut report = TreeReport {
         valid: true,
         size,
@@ -330,7 +337,7 @@ pub async fn verify(
                         });
                     }
                 }
-                None if purged_through.is_some_and(|p| leaf.seq <= p) => report.purged += 1,
+                None if purged_leaves.is_some_and(|cut| leaf.leaf_index < cut) => report.purged += 1,
                 None => checks.push(TreeProblem {
                     seq: Some(leaf.seq),
                     leaf_index: at,
@@ -370,11 +377,25 @@ pub async fn verify(
             &mut report,
         );
     }
+    if size > 0 && heads.last().is_none_or(|(head_size, _, _)| *head_size != size) {
+        problem(
+            TreeProblem {
+                seq: None,
+                leaf_index: None,
+                reason: format!("no signed head covers the tree's {size} leaves"),
+            },
+            &mut report,
+        );
+    }
     for (head_size, head_root, note_text) in &heads {
         let origin_ok = match key {
             Some((name, key)) => match note::open(note_text, name, key) {
                 Ok(text) => note::Checkpoint::parse(text)
-                    .map(|c| c.size as i64 == *head_size && c.root.as_slice() == head_root.as_slice())
+                    .map(|c| {
+                        c.size as i64 == *head_size
+                            && c.root.as_slice() == head_root.as_slice()
+                            && c.origin == origin(name, tenant)
+                    })
                     .unwrap_or(false),
                 Err(_) => false,
             },

@@ -386,8 +386,11 @@ async fn interleaved_commits_are_sealed_in_a_consistent_order_with_nothing_skipp
     // transaction id may be sealed — T2's event waits too, though it is committed.
     let mut c3 = app.app_connection().await;
     let mut s = TenantTx::begin_on(&mut c3, t.id).await.expect("sealer");
-    let (size, sealed): (Option<i64>, i32) =
-        sqlx::query_as("SELECT size, sealed FROM audit_seal(1000)").fetch_one(s.conn()).await.expect("seal");
+    let (size, sealed): (Option<i64>, i32) = sqlx::query_as("SELECT size, sealed FROM audit_seal_many($1, 1000)")
+        .bind(vec![t.id.0])
+        .fetch_one(s.conn())
+        .await
+        .expect("seal");
     s.commit().await.expect("commit");
     // -1: the service's own sealer held the tenant at that moment (and is bound the same way).
     assert!(
@@ -512,6 +515,11 @@ async fn a_retention_purge_is_recorded_in_the_chain_and_the_rest_still_verifies(
     let tree = tree_report(&app, &t).await;
     assert!(tree.valid, "{tree:?}");
     assert_eq!((tree.size, tree.purged, tree.events_checked), (6, 4, 2), "{tree:?}");
+    // The cut covers the purged prefix only: an event deleted past it is named.
+    tamper(&app, "DELETE FROM audit_events WHERE seq = 5").await.expect("tamper");
+    let tree = tree_report(&app, &t).await;
+    assert!(!tree.valid, "{tree:?}");
+    assert_eq!(tree.problems.first().and_then(|p| p.seq), Some(5), "{tree:?}");
     // The app role still cannot delete anything, retention or not.
     let mut conn = app.app_connection().await;
     let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");

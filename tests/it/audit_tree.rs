@@ -545,3 +545,44 @@ async fn a_chain_written_before_the_tree_is_sealed_first_in_chain_order_and_stil
     let chain = rowguard::audit::verify_chain(tx.conn(), tenant, &[]).await.expect("chain");
     assert!(chain.valid && chain.events == 3, "{chain:?}");
 }
+
+/// A tenant whose sealing fails (here: its next leaf's place taken behind the sealer's back)
+/// is reported and stays queued; the other tenants of the same pass are sealed all the same.
+#[tokio::test]
+async fn one_tenant_failing_to_seal_holds_no_other_tenant_back() {
+    let app = spawn_app().await;
+    let (a, b) = (app.create_tenant("breaks").await, app.create_tenant("fine").await);
+    let (ta, tb) = (app.owner_token(&a).await, app.owner_token(&b).await);
+    let mut su = app.superuser_connection().await;
+    crate::support::wait_until_sealed(&mut su).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET session_replication_role = replica;
+         INSERT INTO audit_tree_nodes (tenant_id, level, idx, hash)
+           SELECT tenant_id, 0, size, sha256('') FROM audit_tree_state WHERE tenant_id = '{}';
+         SET session_replication_role = origin;",
+        a.id.0
+    )))
+    .execute(&mut su)
+    .await
+    .expect("block the next leaf");
+    create_contacts(&app, &ta, "breaks", 1).await;
+    create_contacts(&app, &tb, "fine", 2).await;
+    let b_events = all_events(&app, &tb, "fine").await;
+    head_of_size(&app, &tb, "fine", b_events.len() as u64).await;
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_unsealed WHERE tenant_id = $1")
+        .bind(a.id)
+        .fetch_one(&mut su)
+        .await
+        .expect("queue");
+    assert!(waiting >= 1, "the failing tenant stays queued");
+    let request = axum::http::Request::get("/metrics").body(axum::body::Body::empty()).expect("request");
+    let answer = tower::ServiceExt::oneshot(app.router.clone(), request).await.expect("answer");
+    let body = http_body_util::BodyExt::collect(answer.into_body()).await.expect("body").to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let failures: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rowguard_audit_seal_failures_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the failure counter");
+    assert!(failures >= 1.0, "failures are counted: {failures}");
+}

@@ -187,10 +187,11 @@ pub struct ExportParams {
 /// page is read in a short tenant transaction of its own, which ends before the page is
 /// handed to the connection. A client that stops reading therefore stalls only its own
 /// socket — it used to hold a pooled connection and an open transaction, and fourteen such
-/// clients emptied the pool for every tenant. Consistency comes from the log itself: it is
-/// append-only, so reading every `seq` up to the head seen when the export began yields the
-/// same events as one snapshot would (events appended meanwhile are left out, never half
-/// included). Exports at once are bounded per tenant and per instance (`ExportSlots`), and a
+/// clients emptied the pool for every tenant. The log is append-only, so every page reads
+/// events that stay as read; the export covers `seq` up to the newest seen when it began. Seq
+/// is given before commit (sql/V21), so an event with a lower seq committing meanwhile can be
+/// left out: exactly which sealed events an export holds is told by their leaves and the
+/// `audit-tree-size` header, the signed head it was cut at. Exports at once are bounded per tenant and per instance (`ExportSlots`), and a
 /// slot is given back when the client has not taken a page for `STALLED_AFTER`.
 #[utoipa::path(get, path = "/v1/audit-events/export", tag = "audit", params(ExportParams), security(("bearer" = [])),
     responses(

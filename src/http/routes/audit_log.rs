@@ -114,6 +114,8 @@ pub struct InclusionProof {
 /// The inclusion proof of one event in the tenant's tree.
 #[utoipa::path(get, path = "/v1/audit-events/{id}/proof", tag = "audit", params(("id" = Uuid, Path), ProofParams),
     security(("bearer" = [])), responses((status = 200, body = InclusionProof),
+        (status = 400, description = "`invalid_query`: tree_size outside the tree, or the event not in it", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such event in this tenant", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`not_sealed`: the event is committed, not yet in the tree", body = crate::http::error::Problem, content_type = "application/problem+json")))]
 pub async fn proof(
     scope: TenantScope,
@@ -205,7 +207,8 @@ pub struct ConsistencyProof {
 
 /// The consistency proof between two sizes of the tenant's tree.
 #[utoipa::path(get, path = "/v1/audit-log/consistency", tag = "audit", params(ConsistencyParams),
-    security(("bearer" = [])), responses((status = 200, body = ConsistencyProof)))]
+    security(("bearer" = [])), responses((status = 200, body = ConsistencyProof),
+        (status = 400, description = "`invalid_query`: not 1 <= from <= to <= the tree's size", body = crate::http::error::Problem, content_type = "application/problem+json")))]
 pub async fn consistency(
     scope: TenantScope,
     principal: Principal,

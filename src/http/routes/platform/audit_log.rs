@@ -41,6 +41,7 @@ pub async fn head(
 #[utoipa::path(get, path = "/platform/v1/tenants/{slug}/audit-events/{id}/proof", tag = "platform",
     params(("slug" = String, Path), ("id" = Uuid, Path), ProofParams), security(("bearer" = [])),
     responses((status = 200, body = InclusionProof), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_query`: tree_size outside the tree, or the event not in it", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`not_sealed`: the event is committed, not yet in the tree", body = Problem, content_type = "application/problem+json")))]
 pub async fn proof(
     _: Operator,
@@ -58,7 +59,8 @@ pub async fn proof(
 /// The consistency proof between two sizes of a tenant's audit tree.
 #[utoipa::path(get, path = "/platform/v1/tenants/{slug}/audit-log/consistency", tag = "platform",
     params(("slug" = String, Path), ConsistencyParams), security(("bearer" = [])),
-    responses((status = 200, body = ConsistencyProof), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ConsistencyProof), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_query`: not 1 <= from <= to <= the tree's size", body = Problem, content_type = "application/problem+json")))]
 pub async fn consistency(
     _: Operator,
     Platform(mut platform): Platform,
