@@ -90,7 +90,7 @@ pub struct ApiState {
     /// Self-service signup (`POST /platform/v1/signup`) is on.
     pub signup: bool,
     /// Audit exports running at once, per tenant and on this instance.
-    pub exports: Arc<routes::audit::ExportSlots>,
+    pub exports: Arc<routes::audit_export::ExportSlots>,
     /// What `/metrics` exposes.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The bearer token `/metrics` wants, if any (ROWGUARD_METRICS_TOKEN).
@@ -166,7 +166,7 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
             get(routes::data::get_row).patch(routes::data::update_row).delete(routes::data::delete_row),
         )
         .routes(routes!(routes::audit::list_events))
-        .routes(routes!(routes::audit::export_events))
+        .routes(routes!(routes::audit_export::export_events))
         .routes(routes!(routes::audit::verify_events))
         .routes(routes!(routes::audit::list_checkpoints, routes::audit::create_checkpoint))
         .routes(routes!(routes::audit_log::head))

@@ -2,6 +2,7 @@
 //! one tenant transaction with the SQL in plain sight, and maps the result.
 
 pub mod audit;
+pub mod audit_export;
 pub mod audit_log;
 pub mod auth;
 pub mod contacts;
