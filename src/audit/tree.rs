@@ -427,6 +427,55 @@ pub async fn verify(
             );
         }
     }
+    // The stored interior nodes proofs are built from: each complete subtree's root must be
+    // the hash of its two children (the leaves were checked against the events above, so a
+    // changed node shows at the lowest level it was changed), and every one must be there.
+    let bad_nodes: Vec<(i16, i64)> = sqlx::query_as(
+        "SELECT n.level, n.idx FROM audit_tree_nodes n
+           LEFT JOIN audit_tree_nodes a ON a.tenant_id = n.tenant_id AND a.level = n.level - 1 AND a.idx = 2 * n.idx
+           LEFT JOIN audit_tree_nodes b ON b.tenant_id = n.tenant_id AND b.level = n.level - 1 AND b.idx = 2 * n.idx + 1
+          WHERE n.tenant_id = $1 AND n.level >= 1
+            AND (a.hash IS NULL OR b.hash IS NULL OR n.hash <> sha256('\\x01'::bytea || a.hash || b.hash))
+          ORDER BY n.level, n.idx LIMIT 20",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (level, idx) in bad_nodes {
+        problem(
+            TreeProblem {
+                seq: None,
+                leaf_index: None,
+                reason: format!("the stored subtree root ({level}, {idx}) is not the hash of its two children"),
+            },
+            &mut report,
+        );
+    }
+    let counts: Vec<(i16, i64)> = sqlx::query_as(
+        "SELECT level, count(*) FROM audit_tree_nodes WHERE tenant_id = $1 AND level >= 1 GROUP BY level ORDER BY level",
+    )
+    .bind(tenant)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut level = 1u32;
+    while level < 64 && (size >> level) > 0 {
+        let stored = counts.iter().find(|(l, _)| i64::from(*l) == i64::from(level)).map_or(0, |(_, n)| *n);
+        if stored != size >> level {
+            problem(
+                TreeProblem {
+                    seq: None,
+                    leaf_index: None,
+                    reason: format!(
+                        "level {level} of the tree holds {stored} subtree roots where {} leaves make {}",
+                        size,
+                        size >> level
+                    ),
+                },
+                &mut report,
+            );
+        }
+        level += 1;
+    }
     // Events among the sealed ones that have no leaf: inserted after sealing.
     let inserted: Vec<i64> = sqlx::query_scalar(
         "SELECT e.seq FROM audit_events e

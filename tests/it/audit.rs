@@ -320,6 +320,16 @@ async fn the_verifier_finds_a_modified_deleted_inserted_or_reordered_event() {
             "signed head records",
         ),
     ];
+    let cases = cases.into_iter().chain([
+        // A stored subtree root changed: proofs built from it would fail for auditors.
+        (
+            "an interior node",
+            "UPDATE audit_tree_nodes SET hash = sha256('forged') WHERE level = 1 AND idx = 1",
+            None,
+            "(1, 1) is not the hash of its two children",
+        ),
+        ("a missing interior node", "DELETE FROM audit_tree_nodes WHERE level = 2 AND idx = 0", None, "level 2"),
+    ]);
     for (what, sql, broken_at, reason) in cases {
         let app = spawn_app().await;
         let t = app.create_tenant("alpha").await; // event 1: the owner's creation
