@@ -83,6 +83,12 @@ CREATE TABLE audit_tree_heads (
     PRIMARY KEY (tenant_id, size)
 );
 
+-- Not a tenant-owned table, so no RLS (DESIGN.md, Platform tables): it holds which tenants
+-- have events waiting and nothing of theirs — tenant and transaction ids and a time. The
+-- sealer must read it across tenants, which a policy on current_tenant() would forbid. It is
+-- named in PLATFORM_TABLES (src/roles.rs), so `policies verify` accepts it and still reports any
+-- privilege the app role gains on it; the app role holds none (only the audit role's definers
+-- read it), and the platform role may only clear a purged tenant's rows.
 CREATE TABLE audit_unsealed (
     tenant_id  uuid NOT NULL,
     xid        xid8 NOT NULL,
@@ -91,6 +97,7 @@ CREATE TABLE audit_unsealed (
 );
 
 -- Every tenant with events before this migration has them sealed by the first sealer run.
+REVOKE ALL ON audit_unsealed FROM PUBLIC;
 INSERT INTO audit_unsealed (tenant_id, xid) SELECT id, '0' FROM tenants;
 
 CREATE FUNCTION audit_leaf(e audit_events) RETURNS bytea

@@ -394,19 +394,24 @@ async fn interleaved_commits_are_sealed_in_a_consistent_order_with_nothing_skipp
     t2.commit().await.expect("t2 commits");
     // Seal now, by hand (as the service's sealer does): T1 is open, so nothing at or past its
     // transaction id may be sealed — T2's event waits too, though it is committed.
+    // -1: the service's own sealer held the tenant at that moment (bound the same way): ask again.
     let mut c3 = app.app_connection().await;
-    let mut s = TenantTx::begin_on(&mut c3, t.id).await.expect("sealer");
-    let (size, sealed): (Option<i64>, i32) = sqlx::query_as("SELECT size, sealed FROM audit_seal_many($1, 1000)")
-        .bind(vec![t.id.0])
-        .fetch_one(s.conn())
-        .await
-        .expect("seal");
-    s.commit().await.expect("commit");
-    // -1: the service's own sealer held the tenant at that moment (and is bound the same way).
-    assert!(
-        sealed == -1 || (sealed == 0 && size == Some(before)),
-        "sealed past an open transaction: {size:?}, {sealed}"
-    );
+    let mut attempt: (Option<i64>, i32) = (None, -1);
+    for _ in 0..100 {
+        let mut s = TenantTx::begin_on(&mut c3, t.id).await.expect("sealer");
+        attempt = sqlx::query_as("SELECT size, sealed FROM audit_seal_many($1, 1000)")
+            .bind(vec![t.id.0])
+            .fetch_one(s.conn())
+            .await
+            .expect("seal");
+        s.commit().await.expect("commit");
+        if attempt.1 != -1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (size, sealed) = attempt;
+    assert_eq!((sealed, size), (0, Some(before)), "sealed past an open transaction");
     t1.commit().await.expect("t1 commits");
     let after = tree_report(&app, &t).await;
     assert!(after.valid && after.unsealed == 0, "{after:?}");

@@ -347,6 +347,12 @@ async fn another_tenant_sees_neither_the_tree_nor_the_proofs() {
         .await;
     assert!(forged.is_err(), "the app role cannot write tree nodes, even its own tenant's");
     drop(tx);
+    // The sealer's queue has no RLS (ids only, read across tenants by the audit role's
+    // definers): the app role may not touch it at all.
+    for statement in ["SELECT count(*) FROM audit_unsealed", "DELETE FROM audit_unsealed"] {
+        let err = sqlx::query(statement).execute(&mut conn).await.expect_err(statement);
+        assert!(err.to_string().contains("permission denied"), "{statement}: {err}");
+    }
     conn.close().await.expect("close");
 }
 
