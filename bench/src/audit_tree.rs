@@ -25,19 +25,33 @@ pub async fn last_seq(admin_url: &str) -> anyhow::Result<i64> {
     Ok(seq)
 }
 
+/// Wait until the service's sealer has sealed every event the fixture wrote, before anything
+/// is measured: otherwise the first workload shares the machine with sealing 100,000 events
+/// it did not write. Returns how long that took (for the report).
+pub async fn fixture_sealed(admin_url: &str) -> anyhow::Result<Duration> {
+    let mut conn = PgConnection::connect(admin_url).await?;
+    let took = until_sealed(&mut conn, Duration::from_secs(600)).await?;
+    conn.close().await?;
+    Ok(took)
+}
+
+/// Poll until no transaction's events wait to be sealed, or `limit` passed.
+async fn until_sealed(conn: &mut PgConnection, limit: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_unsealed").fetch_one(&mut *conn).await?;
+        if waiting == 0 || started.elapsed() > limit {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Wait for the sealer to catch up, then the delay from each event (after `since`) to its
 /// sealing: one line for the report.
 pub async fn freshness(admin_url: &str, since: i64) -> anyhow::Result<String> {
     let mut conn = PgConnection::connect(admin_url).await?;
-    let started = Instant::now();
-    loop {
-        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_unsealed").fetch_one(&mut conn).await?;
-        if waiting == 0 || started.elapsed() > Duration::from_secs(60) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let caught_up = started.elapsed();
+    let caught_up = until_sealed(&mut conn, Duration::from_secs(60)).await?;
     let (events, p50, p99, max): (i64, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
         "SELECT count(*),
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY d), percentile_cont(0.99) WITHIN GROUP (ORDER BY d), max(d)

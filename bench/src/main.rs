@@ -155,6 +155,8 @@ async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_ur
     }
     let mut svc =
         service::Service::start(service_bin, app_url, &args.dir, &fixture.signing_pem, args.pool_size).await?;
+    let sealed_in = audit_tree::fixture_sealed(admin_url).await?;
+    println!("\nthe fixture's audit events were sealed {:.1} s after the service started", sealed_in.as_secs_f64());
     println!("\n## HTTP workloads (rowguard serve, release build, pool {})", args.pool_size);
     println!("{}", load::Stats::header());
     let mut get_rps = None;
