@@ -201,6 +201,7 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
         .routes(routes!(routes::jwks::jwks))
+        .routes(routes!(routes::audit_keys::audit_keys))
         .routes(routes!(routes::metrics::metrics))
         .merge(tenant_api)
         .merge(platform_routes(ctx))

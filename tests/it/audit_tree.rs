@@ -592,3 +592,40 @@ async fn one_tenant_failing_to_seal_holds_no_other_tenant_back() {
         .expect("the failure counter");
     assert!(failures >= 1.0, "failures are counted: {failures}");
 }
+
+/// The key is published where anyone can fetch it once and keep it: no token, on the bare host
+/// and on a tenant's, as a JWK and as a C2SP verifier key naming the same bytes. A head checked
+/// with the pinned key (not the one served beside the head) verifies.
+#[tokio::test]
+async fn the_audit_key_is_published_without_a_token_and_checks_the_signed_heads() {
+    let app = spawn_app().await;
+    let t = app.create_tenant("pinned").await;
+    let token = app.owner_token(&t).await;
+    create_contacts(&app, &token, "pinned", 3).await;
+
+    let bare = app.call(Method::GET, "/.well-known/audit-keys.json", &[], None).await;
+    assert_eq!(bare.status, StatusCode::OK, "{}", bare.body);
+    assert!(bare.headers.get("cache-control").is_some_and(|v| v.to_str().is_ok_and(|v| v.starts_with("public"))));
+    let on_tenant = app.call(Method::GET, "/.well-known/audit-keys.json", &[("x-tenant", "pinned")], None).await;
+    assert_eq!(on_tenant.status, StatusCode::OK);
+    assert_eq!(on_tenant.body, bare.body, "one key for every tenant's log");
+
+    let jwk = &bare.body["keys"][0];
+    assert_eq!(
+        (jwk["kty"].as_str(), jwk["crv"].as_str(), jwk["alg"].as_str()),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+    );
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwk["x"].as_str().expect("x")).expect("base64url");
+    let vkey = bare.body["verifier_key"].as_str().expect("verifier key");
+    let vkey_bytes = STANDARD.decode(vkey.rsplit('+').next().expect("key")).expect("base64");
+    assert_eq!(vkey_bytes[0], 1);
+    assert_eq!(&vkey_bytes[1..], &x[..], "the JWK and the verifier key are the same key");
+    assert!(vkey.starts_with(&format!("{}+", bare.body["log_name"].as_str().expect("log name"))));
+
+    let events = all_events(&app, &token, "pinned").await;
+    let head = head_of_size(&app, &token, "pinned", events.len() as u64).await;
+    let (origin, size, root) = open_checkpoint(head["note"].as_str().expect("note"), vkey);
+    assert_eq!(origin, format!("{}/{}", bare.body["log_name"].as_str().expect("log name"), t.id));
+    assert_eq!(size, events.len() as u64);
+    assert_eq!(hex::encode(root), head["root_hash"]);
+}

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod audit_export;
+pub mod audit_keys;
 pub mod audit_log;
 pub mod auth;
 pub mod contacts;
