@@ -354,6 +354,50 @@ async fn the_verifier_finds_a_modified_deleted_inserted_or_reordered_event() {
     }
 }
 
+/// An event changed by hand after it committed but before the sealer reached it is still
+/// named: the sealer takes the leaf the writer computed at commit (sql/V23), not a hash of
+/// whatever the row says by then.
+#[tokio::test]
+async fn an_event_changed_before_it_was_sealed_is_named() {
+    let app = spawn_app().await;
+    let t = app.create_tenant("alpha").await;
+    let token = app.owner_token(&t).await;
+    let before = tree_report(&app, &t).await.size;
+    // An open transaction that took its id first holds the horizon below the next event's.
+    let mut holder = app.superuser_connection().await;
+    holder.execute("BEGIN; SELECT pg_current_xact_id()").await.expect("hold the horizon");
+    let made = app
+        .call_as(&token, "alpha", Method::POST, "/v1/contacts", Some(json!({"name": "Ada", "email": "ada@x.io"})))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let seq: i64 = {
+        let mut su = app.superuser_connection().await;
+        sqlx::query_scalar("SELECT max(seq) FROM audit_events WHERE action = 'contact.create'")
+            .fetch_one(&mut su)
+            .await
+            .expect("the event")
+    };
+    let sealed: i64 = {
+        let mut su = app.superuser_connection().await;
+        sqlx::query_scalar("SELECT count(*) FROM audit_tree_leaves WHERE seq = $1")
+            .bind(seq)
+            .fetch_one(&mut su)
+            .await
+            .expect("leaves")
+    };
+    assert_eq!(sealed, 0, "the horizon holds the event back");
+    tamper(&app, &format!("UPDATE audit_events SET details = '{{\"forged\": true}}' WHERE seq = {seq}"))
+        .await
+        .expect("tamper");
+    holder.execute("COMMIT").await.expect("release the horizon");
+    let report = tree_report(&app, &t).await;
+    assert_eq!(report.size, before + 1, "sealed after all: {report:?}");
+    assert!(!report.valid, "the forged event went unnoticed: {report:?}");
+    let first = report.problems.first().expect("a problem");
+    assert_eq!(first.seq, Some(seq), "{:?}", report.problems);
+    assert!(first.reason.contains("modified"), "{:?}", report.problems);
+}
+
 #[tokio::test]
 async fn concurrent_writers_in_one_tenant_are_all_sealed_into_one_valid_tree() {
     let app = spawn_app().await;
