@@ -4,9 +4,13 @@
 //! budgets of their own (`with_budget`), and a check that cannot get a slot in time answers
 //! "busy" instead of queueing without end.
 //!
-//! Users imported from Django (`rowguard import schemas`) arrive with Django's hashes:
-//! `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>` and `argon2$argon2id$…`. They verify
-//! here too, and the caller re-hashes them with argon2id on the first successful login.
+//! Users imported from Django (`rowguard import schemas`) arrive with Django's hashes: those
+//! of every hasher Django ships but the insecure ones — `pbkdf2_sha256$` (its default),
+//! `pbkdf2_sha1$`, `argon2$`, `bcrypt_sha256$`, `bcrypt$` and `scrypt$`. They verify here too,
+//! and the caller re-hashes them with argon2id on the first successful login. Django's
+//! unsalted and MD5 hashers are not accepted (such a user resets the password), nor is a hash
+//! whose cost is beyond the bounds below: a damaged or hostile hash must not tie up a blocking
+//! thread for minutes.
 
 use std::sync::Arc;
 
@@ -118,8 +122,28 @@ pub enum Verified {
 /// million (5.2), and a damaged or hostile hash must not tie up a blocking thread for minutes.
 const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
 
+/// Bounds for the other imported formats, far above Django's defaults (bcrypt cost 12;
+/// scrypt N = 2^14, r = 8, p = 5: 16 MiB).
+const MAX_BCRYPT_COST: u32 = 16;
+const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
+const MAX_SCRYPT_PARALLELISM: u32 = 16;
+
+/// Django's hashers verified here, by the name that prefixes their hashes, with the check of
+/// what follows it (`argon2$` is handled with our own argon2 hashes, below).
+type Check = fn(&str, &str) -> bool;
+const DJANGO_CHECKS: [(&str, Check); 5] = [
+    ("pbkdf2_sha256$", |password, rest| verify_django_pbkdf2(password, rest, pbkdf2::pbkdf2_hmac::<sha2::Sha256>)),
+    ("pbkdf2_sha1$", |password, rest| verify_django_pbkdf2(password, rest, pbkdf2::pbkdf2_hmac::<sha1::Sha1>)),
+    // The password's SHA-256, as lower-case hex, is what bcrypt saw (so no 72-byte limit).
+    ("bcrypt_sha256$", |password, rest| {
+        verify_bcrypt(&hex::encode(<sha2::Sha256 as sha2::Digest>::digest(password.as_bytes())), rest)
+    }),
+    ("bcrypt$", verify_bcrypt),
+    ("scrypt$", verify_django_scrypt),
+];
+
 fn is_legacy(stored: &str) -> bool {
-    stored.starts_with("pbkdf2_sha256$") || stored.starts_with("argon2$")
+    stored.starts_with("argon2$") || DJANGO_CHECKS.iter().any(|(prefix, _)| stored.starts_with(prefix))
 }
 
 /// Verify synchronously against any hash format we accept. Never on a request thread.
@@ -129,8 +153,10 @@ pub fn verify_now(password: &str, stored: &str) -> Verified {
     if stored.starts_with('!') {
         return Verified::No;
     }
-    if let Some(rest) = stored.strip_prefix("pbkdf2_sha256$") {
-        return if verify_django_pbkdf2(password, rest) { Verified::NeedsRehash } else { Verified::No };
+    let django =
+        DJANGO_CHECKS.iter().find_map(|(prefix, check)| stored.strip_prefix(prefix).map(|rest| check(password, rest)));
+    if let Some(matched) = django {
+        return if matched { Verified::NeedsRehash } else { Verified::No };
     }
     // Django's Argon2PasswordHasher stores "argon2" followed by argon2-cffi's PHC string
     // (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), which the argon2 crate reads as is.
@@ -147,9 +173,10 @@ pub fn verify_now(password: &str, stored: &str) -> Verified {
     }
 }
 
-/// `<iterations>$<salt>$<base64(pbkdf2_hmac_sha256(password, salt, iterations))>`, as
-/// Django's PBKDF2PasswordHasher writes it. Anything malformed simply does not match.
-fn verify_django_pbkdf2(password: &str, rest: &str) -> bool {
+/// `<iterations>$<salt>$<base64(pbkdf2_hmac_<digest>(password, salt, iterations))>`, as
+/// Django's PBKDF2PasswordHasher (SHA-256) and PBKDF2SHA1PasswordHasher write it. Anything
+/// malformed simply does not match.
+fn verify_django_pbkdf2(password: &str, rest: &str, derive: fn(&[u8], &[u8], u32, &mut [u8])) -> bool {
     let mut parts = rest.splitn(3, '$');
     let (Some(iterations), Some(salt), Some(encoded)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -167,7 +194,49 @@ fn verify_django_pbkdf2(password: &str, rest: &str) -> bool {
         return false;
     }
     let mut derived = vec![0u8; expected.len()];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), iterations, &mut derived);
+    derive(password.as_bytes(), salt.as_bytes(), iterations, &mut derived);
+    bool::from(derived.ct_eq(&expected))
+}
+
+/// A bcrypt string (`$2b$<cost>$<salt and hash>`), as Django's bcrypt hashers store it after
+/// their own prefix; refused above `MAX_BCRYPT_COST`.
+fn verify_bcrypt(password: &str, hash: &str) -> bool {
+    let cost = hash.split('$').nth(2).and_then(|c| c.parse::<u32>().ok());
+    if cost.is_none_or(|c| c > MAX_BCRYPT_COST) {
+        return false;
+    }
+    bcrypt::verify(password, hash).unwrap_or(false)
+}
+
+/// `<N>$<salt>$<r>$<p>$<base64 hash>`, as Django's ScryptPasswordHasher writes it (64-byte
+/// key). N must be a power of two; memory (128·r·N) and parallelism are bounded.
+fn verify_django_scrypt(password: &str, rest: &str) -> bool {
+    let parts: Vec<&str> = rest.split('$').collect();
+    let [n, salt, r, p, encoded] = parts[..] else {
+        return false;
+    };
+    let (Ok(n), Ok(r), Ok(p)) = (n.parse::<u64>(), r.parse::<u32>(), p.parse::<u32>()) else {
+        return false;
+    };
+    if !n.is_power_of_two() || n < 2 || r == 0 || p == 0 || p > MAX_SCRYPT_PARALLELISM {
+        return false;
+    }
+    if 128u64.saturating_mul(u64::from(r)).saturating_mul(n) > MAX_SCRYPT_MEMORY {
+        return false;
+    }
+    let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+        return false;
+    };
+    if expected.len() < 10 || expected.len() > 64 {
+        return false;
+    }
+    let Ok(params) = scrypt::Params::new(n.trailing_zeros() as u8, r, p, expected.len()) else {
+        return false;
+    };
+    let mut derived = vec![0u8; expected.len()];
+    if scrypt::scrypt(password.as_bytes(), salt.as_bytes(), &params, &mut derived).is_err() {
+        return false;
+    }
     bool::from(derived.ct_eq(&expected))
 }
 
@@ -227,6 +296,54 @@ mod tests {
             "",
         ] {
             assert_eq!(verify_now("correct horse", broken), Verified::No, "{broken}");
+        }
+    }
+
+    /// Hashes made by Django 5.2 itself (`PBKDF2SHA1PasswordHasher().encode(...,
+    /// iterations=1000)`, the bcrypt hashers with `rounds = 4`, `ScryptPasswordHasher().encode(...,
+    /// n=1024, r=8, p=2)`) for the password below; low costs so the test is quick.
+    const DJANGO_PASSWORD: &str = "correct horse \u{fc}n\u{ef}code";
+    const DJANGO_OTHER_HASHERS: [&str; 4] = [
+        "pbkdf2_sha1$1000$seasalt$I7rtQjLcQDkgsiL4UlaTLfdWlh8=",
+        "bcrypt_sha256$$2b$04$vyzG1ALzvjNCJK4Z9r04KuFgt2HhroVP/DVizHQUp75tljyFC7bg2",
+        "bcrypt$$2b$04$RjblwherTPtSFwuqXZ/Ee.hFcrnXSH47HO3ZyPkHWWsk8ZXICUQc.",
+        "scrypt$1024$seasalt$8$2$0wc08RhZPFWBP76qw6+DWytDL+liAN2mlqXrIFiGLzL1ubEXO1LUpc6P8BQsd3jvXiRpgdqQgbSdNgQMWenKUQ==",
+    ];
+
+    #[test]
+    fn djangos_other_shipped_hashers_verify_and_ask_for_a_rehash() {
+        for stored in DJANGO_OTHER_HASHERS {
+            assert!(is_legacy(stored), "{stored}");
+            assert_eq!(verify_now(DJANGO_PASSWORD, stored), Verified::NeedsRehash, "{stored}");
+            assert_eq!(verify_now("correct horse unicode", stored), Verified::No, "{stored}");
+        }
+        // bcrypt_sha256 hashes the password first, so past bcrypt's 72 bytes every byte counts
+        // (Django: `"x" * 100`).
+        let long = "bcrypt_sha256$$2b$04$tPRtfJsooQ7u5OjyjqC1quOrdYHp7XJXLMxBBQ4PWroDpT7EZlolS";
+        assert_eq!(verify_now(&"x".repeat(100), long), Verified::NeedsRehash);
+        assert_eq!(verify_now(&"x".repeat(99), long), Verified::No);
+        assert_eq!(verify_now(&"x".repeat(101), long), Verified::No);
+    }
+
+    #[test]
+    fn other_hashers_out_of_bounds_or_malformed_match_nothing() {
+        for stored in [
+            // Costs beyond the bounds: refused before any work.
+            "bcrypt$$2b$31$RjblwherTPtSFwuqXZ/Ee.hFcrnXSH47HO3ZyPkHWWsk8ZXICUQc.",
+            "scrypt$1048576$seasalt$8$2$0wc08RhZPFWBP76qw6+DWytDL+liAN2mlqXrIFiGLzL1ubEXO1LUpc6P8BQsd3jvXiRpgdqQgbSdNgQMWenKUQ==",
+            "scrypt$1024$seasalt$8$99$0wc08RhZPFWBP76qw6+DWytDL+liAN2mlqXrIFiGLzL1ubEXO1LUpc6P8BQsd3jvXiRpgdqQgbSdNgQMWenKUQ==",
+            "pbkdf2_sha1$99999999999$seasalt$I7rtQjLcQDkgsiL4UlaTLfdWlh8=",
+            // Malformed.
+            "scrypt$1000$seasalt$8$2$0wc08RhZPFWBP76qw6+DWytDL+liAN2mlqXrIFiGLzL1ubEXO1LUpc6P8BQsd3jvXiRpgdqQgbSdNgQMWenKUQ==",
+            "scrypt$1024$seasalt$8$2",
+            "scrypt$1024$seasalt$8$2$not base64",
+            "bcrypt_sha256$$2b$xx$vyzG1ALzvjNCJK4Z9r04KuFgt2HhroVP/DVizHQUp75tljyFC7bg2",
+            "bcrypt$garbage",
+            "pbkdf2_sha1$1000$seasalt",
+            // Django's MD5 hasher: not accepted at all (the user resets the password).
+            "md5$TDbnbLagFKHwJx2llWfzpu$ae7198da535c9f579ddfc546704ca5ee",
+        ] {
+            assert_eq!(verify_now(DJANGO_PASSWORD, stored), Verified::No, "{stored}");
         }
     }
 

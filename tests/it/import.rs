@@ -838,3 +838,65 @@ async fn mapped_timestamps_come_across_and_lists_keep_the_source_creation_order(
         listed.body["items"].as_array().expect("items").iter().filter_map(|c| c["email"].as_str()).collect();
     assert_eq!(listed, emails);
 }
+
+/// Users whose hashes Django's other shipped hashers made (these strings come from Django 5.2
+/// itself, low costs) log in with their old password after the import, get argon2id hashes,
+/// and a wrong password still fails; an MD5 hash (accepted by no rowguard) never matches.
+#[tokio::test]
+async fn users_hashed_by_djangos_other_hashers_log_in_with_their_old_passwords() {
+    const PASSWORD: &str = "correct horse \u{fc}n\u{ef}code";
+    let users = [
+        ("boss", "pbkdf2_sha1$1000$seasalt$I7rtQjLcQDkgsiL4UlaTLfdWlh8="),
+        ("staff", "bcrypt_sha256$$2b$04$vyzG1ALzvjNCJK4Z9r04KuFgt2HhroVP/DVizHQUp75tljyFC7bg2"),
+        (
+            "member",
+            "scrypt$1024$seasalt$8$2$0wc08RhZPFWBP76qw6+DWytDL+liAN2mlqXrIFiGLzL1ubEXO1LUpc6P8BQsd3jvXiRpgdqQgbSdNgQMWenKUQ==",
+        ),
+    ];
+    let app = spawn_app().await;
+    let mut source = django_source(&app).await;
+    for (username, hash) in users {
+        sqlx::query("UPDATE alpha.auth_user SET password = $1 WHERE username = $2")
+            .bind(hash)
+            .bind(username)
+            .execute(&mut source.conn)
+            .await
+            .expect("set the Django hash");
+    }
+    sqlx::raw_sql(
+        "INSERT INTO alpha.auth_user (password, is_superuser, username, email, is_staff, is_active)
+             VALUES ('md5$TDbnbLagFKHwJx2llWfzpu$ae7198da535c9f579ddfc546704ca5ee', false, 'old', 'old@alpha.example', false, true)",
+    )
+    .execute(&mut source.conn)
+    .await
+    .expect("an md5 user");
+    let report = run(&app, &source, &mapping(), &options(&["alpha"], false)).await;
+    assert_eq!(report.failed(), 0, "{report:#?}");
+    let mut su = app.superuser_connection().await;
+    for (username, hash) in users {
+        let email =
+            if username == "staff" { "Staff@alpha.example".to_string() } else { format!("{username}@alpha.example") };
+        let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_one(&mut su)
+            .await
+            .expect("imported user");
+        assert_eq!(stored, hash, "imported as Django stored it");
+        app.login("alpha", &email, "correct horse unicode")
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+        let ok = app.login("alpha", &email, PASSWORD).await;
+        assert_eq!(ok.status, StatusCode::OK, "{username}: {}", ok.body);
+        let after: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE email = $1")
+            .bind(&email)
+            .fetch_one(&mut su)
+            .await
+            .expect("rehashed user");
+        assert!(after.starts_with("$argon2id$"), "{username}: {after}");
+        let again = app.login("alpha", &email, PASSWORD).await;
+        assert_eq!(again.status, StatusCode::OK, "{username} with the argon2id hash: {}", again.body);
+    }
+    app.login("alpha", "old@alpha.example", PASSWORD)
+        .await
+        .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+}
