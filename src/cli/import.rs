@@ -98,7 +98,7 @@ async fn import_schemas(
         }
         match &bar {
             Some(bar) => {
-                if t.outcome == Outcome::Failed || !t.notes.is_empty() {
+                if matches!(t.outcome, Outcome::Failed | Outcome::Changed) || !t.notes.is_empty() {
                     lines.iter().for_each(|l| bar.println(l));
                 }
                 rows += t.rows.total();
@@ -134,11 +134,13 @@ async fn import_schemas(
         }
         let count = |o: Outcome| report.tenants.iter().filter(|t| t.outcome == o).count();
         println!(
-            "{}{} imported, {} would import, {} skipped (imported before), {} failed; {} rows in {:.1} s ({:.0} rows/s)",
+            "{}{} imported, {} would import, {} skipped (imported before), {} changed since imported, {} failed; \
+             {} rows in {:.1} s ({:.0} rows/s)",
             if dry_run { "dry run, nothing written: " } else { "" },
             count(Outcome::Imported),
             count(Outcome::WouldImport),
             count(Outcome::Skipped),
+            count(Outcome::Changed),
             count(Outcome::Failed),
             report.rows,
             report.seconds,
@@ -148,5 +150,13 @@ async fn import_schemas(
     let failed: Vec<&str> =
         report.tenants.iter().filter(|t| t.outcome == Outcome::Failed).map(|t| t.schema.as_str()).collect();
     anyhow::ensure!(failed.is_empty(), "{} tenant(s) not imported: {}", failed.len(), failed.join(", "));
+    let changed: Vec<&str> =
+        report.tenants.iter().filter(|t| t.outcome == Outcome::Changed).map(|t| t.schema.as_str()).collect();
+    anyhow::ensure!(
+        changed.is_empty(),
+        "{} tenant(s) changed in the source since they were imported: {}",
+        changed.len(),
+        changed.join(", ")
+    );
     Ok(())
 }

@@ -8,7 +8,8 @@
 //! batched inserts (`UNNEST` arrays; multi-row `VALUES` on Citus), count and check the
 //! references, and commit. Anything wrong rolls that tenant back and the run goes on with the
 //! next one; the command then exits non-zero naming what failed. A tenant already imported
-//! (`tenants.import_source`) is skipped, so the command can be re-run and run tenant by tenant
+//! (`tenants.import_source`) is skipped when its source still has the fingerprint it had then
+//! (`tenants.import_fingerprint`), and reported as changed (non-zero exit) when not, so the command can be re-run and run tenant by tenant
 //! (`--tenant`).
 
 pub mod mapping;
@@ -198,11 +199,31 @@ async fn import_one(
             Err(e) => return Err(vec![Problem::new("(source)", None, e.to_string())]),
         }
     }
-    if let Some((slug, id)) = previous {
-        report.outcome = Outcome::Skipped;
+    if let Some((slug, id, stored)) = previous {
         report.slug = Some(slug.clone());
         report.tenant_id = Some(id);
-        report.notes.push(format!("already imported as tenant {slug}; nothing changed"));
+        let now = source
+            .fingerprint(mapping, &tenant.schema)
+            .await
+            .map_err(|e| vec![Problem::new("(source)", None, e.to_string())])?;
+        report.outcome = Outcome::Skipped;
+        match stored {
+            Some(stored) if stored == now => {
+                report.notes.push(format!("already imported as tenant {slug}; the source has not changed since"))
+            }
+            Some(_) => {
+                report.outcome = Outcome::Changed;
+                report.notes.push(format!(
+                    "already imported as tenant {slug}, and the source has changed since (rows added, removed or \
+                     edited in a mapped table); nothing written. To bring it again: `rowguard tenants delete {slug}`, \
+                     `rowguard tenants purge {slug}`, then run the import again"
+                ));
+            }
+            None => report.notes.push(format!(
+                "already imported as tenant {slug}, before fingerprints were kept: whether the source changed since \
+                 cannot be told"
+            )),
+        }
         return Ok(());
     }
 
@@ -301,7 +322,16 @@ async fn import_one(
         return Ok(());
     }
     let tenant_id = TenantId::new_v7();
-    let head = TenantHead { id: tenant_id, slug, name, status, import_source, schema: tenant.schema.clone(), domains };
+    let head = TenantHead {
+        id: tenant_id,
+        slug,
+        name,
+        status,
+        import_source,
+        fingerprint: data.fingerprint.clone(),
+        schema: tenant.schema.clone(),
+        domains,
+    };
     let mut tx =
         platform.tenant_tx(tenant_id).await.map_err(|e| vec![Problem::new("(target)", None, e.to_string())])?;
     write(&mut tx, &head, &plan).await.map_err(|e| vec![write_problem(e)])?;

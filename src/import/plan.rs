@@ -16,6 +16,8 @@ pub(super) struct TenantHead {
     /// `active`, or `suspended` for a tenant the source registry marks inactive.
     pub(super) status: TenantStatus,
     pub(super) import_source: String,
+    /// The source's fingerprint in the snapshot the rows were read from.
+    pub(super) fingerprint: String,
     pub(super) schema: String,
     pub(super) domains: Vec<(String, bool)>,
 }

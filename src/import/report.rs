@@ -26,8 +26,11 @@ pub enum Outcome {
     Imported,
     /// `--dry-run`: everything checked, nothing written.
     WouldImport,
-    /// Imported by an earlier run.
+    /// Imported by an earlier run, and its source has not changed since (or cannot tell).
     Skipped,
+    /// Imported by an earlier run, and its source has changed since: nothing written, and the
+    /// run exits non-zero so nobody takes the old copy for the new one.
+    Changed,
     Failed,
 }
 
@@ -37,6 +40,7 @@ impl Outcome {
             Outcome::Imported => "imported",
             Outcome::WouldImport => "would import",
             Outcome::Skipped => "skipped",
+            Outcome::Changed => "CHANGED since import",
             Outcome::Failed => "FAILED",
         }
     }
@@ -109,6 +113,11 @@ pub struct ImportReport {
 impl ImportReport {
     pub fn failed(&self) -> usize {
         self.tenants.iter().filter(|t| t.outcome == Outcome::Failed).count()
+    }
+
+    /// Tenants imported before whose source has changed since.
+    pub fn changed(&self) -> usize {
+        self.tenants.iter().filter(|t| t.outcome == Outcome::Changed).count()
     }
 }
 

@@ -15,13 +15,15 @@ pub(super) async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan)
     // append per row and say nothing the counts below do not.
     sqlx::query("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
     sqlx::query(
-        "INSERT INTO tenants (id, slug, name, status, plan, import_source) VALUES ($1, $2, $3, $4, 'free', $5)",
+        "INSERT INTO tenants (id, slug, name, status, plan, import_source, import_fingerprint)
+         VALUES ($1, $2, $3, $4, 'free', $5, $6)",
     )
     .bind(tenant)
     .bind(head.slug.as_str())
     .bind(&head.name)
     .bind(head.status.as_str())
     .bind(&head.import_source)
+    .bind(&head.fingerprint)
     .execute(tx.conn())
     .await?;
     // The tenant's own line in the id map: one row, the same SQL on both databases.

@@ -417,8 +417,13 @@ impl PlatformConn {
     }
 
     /// The tenant an earlier `rowguard import schemas` made from `source` (`<database>/<schema>`).
-    pub async fn tenant_imported_from(&mut self, source: &str) -> Result<Option<(String, TenantId)>, PlatformError> {
-        Ok(sqlx::query_as("SELECT slug, id FROM tenants WHERE import_source = $1")
+    /// The tenant imported from `source` (`<database>/<schema>`), if any: its slug, id and the
+    /// source's fingerprint at the time (None if imported before fingerprints were kept).
+    pub async fn tenant_imported_from(
+        &mut self,
+        source: &str,
+    ) -> Result<Option<(String, TenantId, Option<String>)>, PlatformError> {
+        Ok(sqlx::query_as("SELECT slug, id, import_fingerprint FROM tenants WHERE import_source = $1")
             .bind(source)
             .fetch_optional(self.conn())
             .await?)

@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::cli_concurrency::rowguard;
-use crate::support::{TestApp, cli_env_for, scratch_dir, spawn_app, url_password};
+use crate::support::{TestApp, cli_env_for, scratch_dir, spawn_app, spawn_installed_app, url_password};
 
 const EXAMPLE: &str = include_str!("../../examples/django-tenants.toml");
 
@@ -899,4 +899,62 @@ async fn users_hashed_by_djangos_other_hashers_log_in_with_their_old_passwords()
     app.login("alpha", "old@alpha.example", PASSWORD)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+}
+
+/// A re-run tells a tenant whose source changed since its import from one that did not: the
+/// changed one is reported (nothing written, exit code non-zero), the others are skipped. An
+/// edit in any column of a mapped table counts, as do added and removed rows; a change to a
+/// table the mapping does not read does not.
+#[tokio::test]
+async fn a_rerun_reports_a_tenant_whose_source_changed_since_its_import() {
+    let app = spawn_installed_app().await;
+    let mut source = django_source(&app).await;
+    let first = run(&app, &source, &mapping(), &options(&[], false)).await;
+    assert_eq!(first.failed(), 0, "{first:#?}");
+    let before = target_rows(&app).await;
+
+    // Unmapped: not a change.
+    sqlx::raw_sql("CREATE TABLE alpha.notes (id int); INSERT INTO alpha.notes VALUES (1);")
+        .execute(&mut source.conn)
+        .await
+        .expect("an unmapped table");
+    let rerun = run(&app, &source, &mapping(), &options(&[], false)).await;
+    assert!(rerun.tenants.iter().all(|t| t.outcome == Outcome::Skipped), "{rerun:#?}");
+    assert!(rerun.tenants.iter().all(|t| t.notes.iter().any(|n| n.contains("not changed since"))), "{rerun:#?}");
+
+    for (what, sql) in [
+        ("an edited phone", "UPDATE bravo.crm_contact SET phone = '+1 555 0199' WHERE first_name = 'Person0'"),
+        ("a removed deal", "DELETE FROM bravo.crm_deal WHERE title = 'Small deal'"),
+        (
+            "an added user",
+            "INSERT INTO bravo.auth_user (password, is_superuser, username, email, is_staff, is_active)
+                 VALUES ('!x', false, 'new', 'new@bravo.example', false, true)",
+        ),
+    ] {
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut source.conn).await.expect(what);
+        let rerun = run(&app, &source, &mapping(), &options(&[], false)).await;
+        let outcome_of = |schema: &str| rerun.tenants.iter().find(|t| t.schema == schema).expect("reported").outcome;
+        assert_eq!(outcome_of("bravo"), Outcome::Changed, "{what}: {rerun:#?}");
+        assert_eq!(outcome_of("alpha"), Outcome::Skipped, "{what}");
+        assert_eq!(outcome_of("charlie_co"), Outcome::Skipped, "{what}");
+        assert_eq!(rerun.changed(), 1);
+        let bravo = rerun.tenants.iter().find(|t| t.schema == "bravo").expect("bravo");
+        assert!(
+            bravo.notes.iter().any(|n| n.contains("changed since") && n.contains("tenants delete bravo")),
+            "{bravo:?}"
+        );
+        assert_eq!(target_rows(&app).await, before, "{what}: nothing written");
+    }
+
+    // The command line says so and exits non-zero.
+    let dir = scratch_dir("import-changed");
+    let mapping_file = dir.join("mapping.toml");
+    std::fs::write(&mapping_file, EXAMPLE).expect("write the mapping");
+    let env = app.cli_env();
+    let args = ["import", "schemas", "--source", &source.url, "--mapping", mapping_file.to_str().expect("path")];
+    let out = rowguard(&env, &dir, &args).output().await.expect("run rowguard");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 changed since imported"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("changed in the source since they were imported: bravo"), "{stderr}");
 }
