@@ -30,34 +30,39 @@ pub(crate) enum ImportCommand {
         /// Print the report as JSON on stdout (progress still goes to stderr).
         #[arg(long)]
         json: bool,
+        /// A tenant imported before whose source has changed since: delete it, purge its rows
+        /// and import it again, in one transaction (it gets a new tenant id; its rowguard-side
+        /// changes since the first import are lost). Without it, such a tenant is reported.
+        #[arg(long)]
+        replace: bool,
     },
 }
 
 pub(crate) async fn run(command: ImportCommand, config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {
     match command {
-        ImportCommand::Schemas { source, mapping, tenants, dry_run, json } => {
-            import_schemas(config, setup, &source, &mapping, tenants, dry_run, json).await
+        ImportCommand::Schemas { source, mapping, tenants, dry_run, json, replace } => {
+            let base_domain = config.normalized_base_domain();
+            let options = rowguard::import::ImportOptions { only: tenants, dry_run, replace, base_domain };
+            import_schemas(setup, &source, &mapping, options, json).await
         }
     }
 }
 
 async fn import_schemas(
-    config: &Config,
     setup: &mut DatabaseSetup,
     source: &str,
     mapping: &std::path::Path,
-    only: Vec<String>,
-    dry_run: bool,
+    options: rowguard::import::ImportOptions,
     json: bool,
 ) -> anyhow::Result<()> {
-    use rowguard::import::{ImportOptions, Outcome, Progress, import_schemas, mapping::Mapping};
+    use rowguard::import::{Outcome, Progress, import_schemas, mapping::Mapping};
+    let dry_run = options.dry_run;
     let mapping = Mapping::load(mapping)?;
     // Even for a dry run: on a fresh target there is nothing to compare slugs and domains
     // with until the database exists. The same idempotent step `rowguard migrate` takes, and
     // nothing of the source is written by it.
     setup.bootstrap_and_migrate().await?;
     let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
-    let options = ImportOptions { only, dry_run, base_domain: config.normalized_base_domain() };
     // Progress goes to stderr, so stdout stays the report (or JSON): a bar on a terminal, with
     // only failures and notes printed above it; one plain line per tenant otherwise.
     let bar = std::io::stderr().is_terminal().then(|| {

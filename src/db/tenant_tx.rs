@@ -94,6 +94,18 @@ impl<'c> TenantTx<'c> {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }
+
+    /// From here on, the transaction is `to`'s: `app.tenant_id` is set again (transaction-
+    /// locally), so RLS fences every later statement to `to` as it fenced the earlier ones to
+    /// the first tenant. For the one platform operation that must end one tenant and begin
+    /// another atomically — `import schemas --replace` purges the old copy and writes the new
+    /// one in the same transaction — and nothing a request can reach.
+    pub(crate) async fn switch_tenant(&mut self, to: TenantId) -> Result<(), sqlx::Error> {
+        // A uuid rendered as text carries no SQL.
+        sqlx::query(AssertSqlSafe(format!("SET LOCAL app.tenant_id = '{to}'"))).execute(&mut *self.tx).await?;
+        self.tenant = to;
+        Ok(())
+    }
 }
 
 /// A value that may be rendered into SQL text: uuids and integers cannot carry SQL, and

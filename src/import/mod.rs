@@ -46,6 +46,8 @@ pub struct ImportOptions {
     /// Schema names to import; empty means every tenant in the registry.
     pub only: Vec<String>,
     pub dry_run: bool,
+    /// Re-import a tenant whose source changed since it was imported (see `import_one`).
+    pub replace: bool,
     /// rowguard's base domain: source domains under it are not registered as custom domains.
     pub base_domain: String,
 }
@@ -199,6 +201,8 @@ async fn import_one(
             Err(e) => return Err(vec![Problem::new("(source)", None, e.to_string())]),
         }
     }
+    // The tenant this run replaces (`--replace`, its source changed): slug and id.
+    let mut replacing: Option<(String, TenantId)> = None;
     if let Some((slug, id, stored)) = previous {
         report.slug = Some(slug.clone());
         report.tenant_id = Some(id);
@@ -211,12 +215,16 @@ async fn import_one(
             Some(stored) if stored == now => {
                 report.notes.push(format!("already imported as tenant {slug}; the source has not changed since"))
             }
+            Some(_) if options.replace => {
+                report.notes.push(format!("the source changed since it was imported: replacing tenant {slug} ({id})"));
+                replacing = Some((slug, id));
+            }
             Some(_) => {
                 report.outcome = Outcome::Changed;
                 report.notes.push(format!(
                     "already imported as tenant {slug}, and the source has changed since (rows added, removed or \
-                     edited in a mapped table); nothing written. To bring it again: `rowguard tenants delete {slug}`, \
-                     `rowguard tenants purge {slug}`, then run the import again"
+                     edited in a mapped table); nothing written. To bring it again, run the import with `--replace` \
+                     (or `rowguard tenants delete {slug}`, `rowguard tenants purge {slug}`, and import)"
                 ));
             }
             None => report.notes.push(format!(
@@ -224,8 +232,11 @@ async fn import_one(
                  cannot be told"
             )),
         }
-        return Ok(());
+        if replacing.is_none() {
+            return Ok(());
+        }
     }
+    let replaced_id = replacing.as_ref().map(|(_, id)| *id);
 
     let slug = match slugs.get(tenant.schema.as_str()) {
         Some(Ok(slug)) => slug.clone(),
@@ -241,7 +252,8 @@ async fn import_one(
             format!("slug {slug} would be used by schemas {}; add overrides in [slugs]", others.join(", ")),
         ));
     }
-    let taken = platform.tenant_exists(&slug).await.map_err(target_err)?;
+    let ours = replacing.as_ref().is_some_and(|(old, _)| old == slug.as_str());
+    let taken = !ours && platform.tenant_exists(&slug).await.map_err(target_err)?;
     if taken {
         problems.push(Problem::new(
             &registry_table,
@@ -288,7 +300,7 @@ async fn import_one(
         problems.push(Problem::new(&domain_table, None, "more than one primary domain"));
     }
     let names: Vec<String> = domains.iter().map(|(d, _)| d.clone()).collect();
-    let owned = platform.domains_taken(&names).await.map_err(target_err)?;
+    let owned = platform.domains_taken(&names, replaced_id).await.map_err(target_err)?;
     for d in owned {
         problems.push(Problem::new(&domain_table, Some(&d), "domain already belongs to a rowguard tenant"));
     }
@@ -332,8 +344,15 @@ async fn import_one(
         schema: tenant.schema.clone(),
         domains,
     };
-    let mut tx =
-        platform.tenant_tx(tenant_id).await.map_err(|e| vec![Problem::new("(target)", None, e.to_string())])?;
+    let mut tx = platform
+        .tenant_tx(replaced_id.unwrap_or(tenant_id))
+        .await
+        .map_err(|e| vec![Problem::new("(target)", None, e.to_string())])?;
+    if let Some(old) = replaced_id {
+        // The old copy goes in the same transaction the new one comes in: if anything below
+        // fails, both roll back and the old tenant is as it was.
+        replace_out(&mut tx, old, tenant_id).await.map_err(|e| vec![write_problem(e)])?;
+    }
     write(&mut tx, &head, &plan).await.map_err(|e| vec![write_problem(e)])?;
     let mismatches = verify(&mut tx, &plan).await.map_err(|e| vec![write_problem(e)])?;
     if !mismatches.is_empty() {
@@ -343,6 +362,16 @@ async fn import_one(
     report.tenant_id = Some(tenant_id);
     report.outcome = Outcome::Imported;
     Ok(())
+}
+
+/// Purge the replaced tenant's rows (as `tenants delete` does), remove its registry entry (as
+/// `tenants purge` does: its slug, domains and import source are free again), then hand the
+/// transaction to the new tenant.
+async fn replace_out(tx: &mut crate::db::TenantTx<'_>, old: TenantId, new: TenantId) -> Result<(), sqlx::Error> {
+    crate::platform::purge::purge_tenant_rows(tx).await?;
+    sqlx::query("DELETE FROM tenants WHERE id = $1").bind(old).execute(tx.conn()).await?;
+    sqlx::query("SET LOCAL app.audit_purge = 'off'").execute(tx.conn()).await?;
+    tx.switch_tenant(new).await
 }
 
 fn write_problem(e: sqlx::Error) -> Problem {

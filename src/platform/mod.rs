@@ -416,7 +416,6 @@ impl PlatformConn {
         Ok(TenantTx::begin_on(self.conn(), tenant).await?)
     }
 
-    /// The tenant an earlier `rowguard import schemas` made from `source` (`<database>/<schema>`).
     /// The tenant imported from `source` (`<database>/<schema>`), if any: its slug, id and the
     /// source's fingerprint at the time (None if imported before fingerprints were kept).
     pub async fn tenant_imported_from(
@@ -429,12 +428,20 @@ impl PlatformConn {
             .await?)
     }
 
-    /// Which of `domains` already belong to a tenant.
-    pub async fn domains_taken(&mut self, domains: &[String]) -> Result<Vec<String>, PlatformError> {
-        Ok(sqlx::query_scalar("SELECT domain FROM tenant_domains WHERE domain = ANY($1) ORDER BY domain")
-            .bind(domains)
-            .fetch_all(self.conn())
-            .await?)
+    /// Which of `domains` already belong to a tenant (other than `except`, one being replaced).
+    pub async fn domains_taken(
+        &mut self,
+        domains: &[String],
+        except: Option<TenantId>,
+    ) -> Result<Vec<String>, PlatformError> {
+        Ok(sqlx::query_scalar(
+            "SELECT domain FROM tenant_domains
+              WHERE domain = ANY($1) AND tenant_id IS DISTINCT FROM $2 ORDER BY domain",
+        )
+        .bind(domains)
+        .bind(except)
+        .fetch_all(self.conn())
+        .await?)
     }
 
     /// The id of the tenant `slug` names (in any status), if there is one.

@@ -129,7 +129,12 @@ fn mapping() -> Mapping {
 }
 
 fn options(only: &[&str], dry_run: bool) -> ImportOptions {
-    ImportOptions { only: only.iter().map(|s| s.to_string()).collect(), dry_run, base_domain: "localhost".into() }
+    ImportOptions {
+        only: only.iter().map(|s| s.to_string()).collect(),
+        dry_run,
+        replace: false,
+        base_domain: "localhost".into(),
+    }
 }
 
 async fn run(app: &TestApp, source: &SourceDb, mapping: &Mapping, options: &ImportOptions) -> ImportReport {
@@ -957,4 +962,53 @@ async fn a_rerun_reports_a_tenant_whose_source_changed_since_its_import() {
     assert!(!out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("1 changed since imported"), "{stdout}\n{stderr}");
     assert!(stderr.contains("changed in the source since they were imported: bravo"), "{stderr}");
+
+    // `--replace`: the old copy out and the new one in, in one transaction.
+    let mut su = app.superuser_connection().await;
+    let old_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'bravo'").fetch_one(&mut su).await.expect("bravo");
+    let dry = run(&app, &source, &mapping(), &ImportOptions { replace: true, ..options(&[], true) }).await;
+    let bravo = dry.tenants.iter().find(|t| t.schema == "bravo").expect("bravo");
+    assert_eq!(bravo.outcome, Outcome::WouldImport, "{dry:#?}");
+    assert_eq!(target_rows(&app).await, before, "a dry run writes nothing");
+    let replaced = run(&app, &source, &mapping(), &ImportOptions { replace: true, ..options(&[], false) }).await;
+    assert_eq!(replaced.failed() + replaced.changed(), 0, "{replaced:#?}");
+    let outcome_of = |schema: &str| replaced.tenants.iter().find(|t| t.schema == schema).expect("reported").outcome;
+    assert_eq!(
+        [outcome_of("alpha"), outcome_of("bravo"), outcome_of("charlie_co")],
+        [Outcome::Skipped, Outcome::Imported, Outcome::Skipped]
+    );
+    let (new_id, domains): (uuid::Uuid, i64) = sqlx::query_as(
+        "SELECT t.id, (SELECT count(*) FROM tenant_domains d WHERE d.tenant_id = t.id) FROM tenants t WHERE slug = 'bravo'",
+    )
+    .fetch_one(&mut su)
+    .await
+    .expect("the new bravo");
+    assert_ne!(new_id, old_id);
+    assert_eq!(domains, 1, "bravo.example.com came across again");
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM tenants WHERE id = $1) + (SELECT count(*) FROM users WHERE tenant_id = $1)
+              + (SELECT count(*) FROM contacts WHERE tenant_id = $1) + (SELECT count(*) FROM deals WHERE tenant_id = $1)
+              + (SELECT count(*) FROM audit_events WHERE tenant_id = $1)
+              + (SELECT count(*) FROM import_id_map WHERE tenant_id = $1)",
+    )
+    .bind(old_id)
+    .fetch_one(&mut su)
+    .await
+    .expect("what is left of the old bravo");
+    assert_eq!(left, 0);
+    // The new copy is the source as it is now: the edit, the removed deal, the added user.
+    let (phone, deals, users): (String, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT phone FROM contacts WHERE tenant_id = $1 AND name LIKE 'Person0%'),
+                (SELECT count(*) FROM deals WHERE tenant_id = $1), (SELECT count(*) FROM users WHERE tenant_id = $1)",
+    )
+    .bind(new_id)
+    .fetch_one(&mut su)
+    .await
+    .expect("the new bravo's rows");
+    assert_eq!((phone.as_str(), deals, users), ("+1 555 0199", 1, 5));
+    let boss = app.login("bravo", "boss@bravo.example", "bravo-owner-pw").await;
+    assert_eq!(boss.status, StatusCode::OK, "{}", boss.body);
+    let again = run(&app, &source, &mapping(), &options(&[], false)).await;
+    assert!(again.tenants.iter().all(|t| t.outcome == Outcome::Skipped), "{again:#?}");
 }
