@@ -136,6 +136,39 @@ pub struct UsersMap {
     pub created_at: Option<String>,
     /// A timestamp (or date) column: the row's `updated_at`. Absent: `created_at`.
     pub updated_at: Option<String>,
+    /// Django groups to roles (`[users.groups]`, role = [group names]): a user in a listed
+    /// group gets that role unless `owner_if`/`owner_email` made it owner or `admin_if` admin;
+    /// in several, the first in the order owner, admin, manager, auditor, member.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Django's group table and the user–group link table, in each tenant schema.
+    #[serde(default = "auth_group")]
+    pub group_table: String,
+    #[serde(default = "auth_user_groups")]
+    pub user_groups_table: String,
+}
+
+fn auth_group() -> String {
+    "auth_group".into()
+}
+
+fn auth_user_groups() -> String {
+    "auth_user_groups".into()
+}
+
+impl UsersMap {
+    /// The role `groups` gives a user in `names` (Django group names, compared exactly).
+    pub fn role_from_groups<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Option<crate::domain::Role> {
+        use crate::domain::Role;
+        [Role::Owner, Role::Admin, Role::Manager, Role::Auditor, Role::Member].into_iter().find(|role| {
+            self.groups
+                .get(role.as_str())
+                .is_some_and(|listed| names.clone().into_iter().any(|n| listed.iter().any(|l| l == n)))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +278,9 @@ impl Mapping {
         }
         if let Some(u) = &self.users {
             crate::domain::Role::parse(&u.default_role).map_err(|e| format!("[users] default_role: {e}"))?;
+            for role in u.groups.keys() {
+                crate::domain::Role::parse(role).map_err(|e| format!("[users.groups] {role}: {e}"))?;
+            }
         }
         match (&self.tenants.status, self.tenants.inactive_statuses.is_empty()) {
             (Some(_), true) => {
@@ -297,6 +333,10 @@ impl Mapping {
                     .map(String::as_str),
             );
             out.push((u.table.as_str(), cols));
+            if !u.groups.is_empty() {
+                out.push((u.group_table.as_str(), vec!["id", "name"]));
+                out.push((u.user_groups_table.as_str(), vec!["user_id", "group_id"]));
+            }
         }
         if let Some(o) = &self.organizations {
             let mut cols = vec![o.id.as_str()];

@@ -221,7 +221,10 @@ impl Plan {
                 } else if m.admin_if.is_some() && truthy(field(row, 5)) {
                     Role::Admin
                 } else {
-                    default_role
+                    let groups = sid.and_then(|s| data.user_groups.get(s));
+                    groups
+                        .and_then(|names| m.role_from_groups(names.iter().map(String::as_str)))
+                        .unwrap_or(default_role)
                 };
                 let active = m.is_active.is_none() || truthy(field(row, 3));
                 plan.users.ids.push(id);

@@ -49,6 +49,8 @@ pub struct SourceData {
     /// The tenant's fingerprint, taken in the same snapshot as the rows (`fingerprint`).
     pub fingerprint: String,
     pub users: Option<SourceRows>,
+    /// With `[users.groups]`: each user's Django group names, by the user's source id.
+    pub user_groups: std::collections::HashMap<String, Vec<String>>,
     pub organizations: Option<SourceRows>,
     pub contacts: Option<SourceRows>,
     pub deals: Option<SourceRows>,
@@ -220,6 +222,18 @@ impl Source {
             ];
             data.users =
                 Some(read_rows(&mut tx, schema, &u.table, &u.id, &fields, [&u.created_at, &u.updated_at]).await?);
+            if !u.groups.is_empty() {
+                let sql = format!(
+                    "SELECT l.user_id::text, g.name::text FROM {s}.{links} l JOIN {s}.{groups} g ON g.id = l.group_id",
+                    s = quote_ident(schema),
+                    links = quote_ident(&u.user_groups_table),
+                    groups = quote_ident(&u.group_table),
+                );
+                let links: Vec<(String, String)> = sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&mut *tx).await?;
+                for (user, group) in links {
+                    data.user_groups.entry(user).or_default().push(group);
+                }
+            }
         }
         if let Some(o) = &mapping.organizations {
             let fields = [Some(Columns::One(o.id.clone())), Some(o.name.clone()), o.domain.clone().map(Columns::One)];

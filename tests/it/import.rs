@@ -1012,3 +1012,66 @@ async fn a_rerun_reports_a_tenant_whose_source_changed_since_its_import() {
     let again = run(&app, &source, &mapping(), &options(&[], false)).await;
     assert!(again.tenants.iter().all(|t| t.outcome == Outcome::Skipped), "{again:#?}");
 }
+
+/// `[users.groups]`: Django groups decide roles after owner_if/admin_if, the first of owner,
+/// admin, manager, auditor, member winning; a schema without the group tables is named.
+#[tokio::test]
+async fn django_groups_map_to_roles_by_the_documented_rules() {
+    let app = spawn_app().await;
+    let mut source = django_source(&app).await;
+    sqlx::raw_sql(
+        "CREATE TABLE alpha.auth_group (id serial PRIMARY KEY, name varchar(150) NOT NULL UNIQUE);
+         CREATE TABLE alpha.auth_user_groups (id bigserial PRIMARY KEY,
+             user_id integer NOT NULL REFERENCES alpha.auth_user (id), group_id integer NOT NULL REFERENCES alpha.auth_group (id));
+         INSERT INTO alpha.auth_group (name) VALUES ('Managers'), ('Compliance'), ('Interns');
+         INSERT INTO alpha.auth_user (password, is_superuser, username, email, is_staff, is_active) VALUES
+             ('!x', false, 'lead', 'lead@alpha.example', false, true),
+             ('!x', false, 'both', 'both@alpha.example', false, true),
+             ('!x', false, 'intern', 'intern@alpha.example', false, true);
+         INSERT INTO alpha.auth_user_groups (user_id, group_id)
+         SELECT u.id, g.id FROM alpha.auth_user u, alpha.auth_group g
+          WHERE (u.username, g.name) IN (('member', 'Compliance'), ('staff', 'Compliance'), ('lead', 'Managers'),
+                                         ('both', 'Compliance'), ('both', 'Managers'), ('intern', 'Interns'));",
+    )
+    .execute(&mut source.conn)
+    .await
+    .expect("groups");
+    let text = EXAMPLE.replace(
+        "# [users.groups]\n# manager = [\"Managers\", \"Team leads\"]\n# auditor = [\"Compliance\"]",
+        "[users.groups]\nmanager = [\"Managers\", \"Team leads\"]\nauditor = [\"Compliance\"]",
+    );
+    assert_ne!(text, EXAMPLE, "the example carries the groups section");
+    let with_groups = Mapping::parse(&text).expect("the example with groups");
+
+    // bravo has no group tables: named, not guessed.
+    let report = run(&app, &source, &with_groups, &options(&["alpha", "bravo"], false)).await;
+    let bravo = report.tenants.iter().find(|t| t.schema == "bravo").expect("bravo");
+    assert_eq!(bravo.outcome, Outcome::Failed, "{report:#?}");
+    assert!(bravo.problems.iter().any(|p| p.message.contains("auth_group")), "{:?}", bravo.problems);
+
+    let alpha = report.tenants.iter().find(|t| t.schema == "alpha").expect("alpha");
+    assert_eq!(alpha.outcome, Outcome::Imported, "{report:#?}");
+    let mut su = app.superuser_connection().await;
+    let roles: Vec<(String, String)> = sqlx::query_as(
+        "SELECT u.email, u.role FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = 'alpha' ORDER BY u.email",
+    )
+    .fetch_all(&mut su)
+    .await
+    .expect("roles");
+    let roles: Vec<(&str, &str)> = roles.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(
+        roles,
+        [
+            ("Staff@alpha.example", "admin"),    // is_staff: admin_if comes before groups
+            ("boss@alpha.example", "owner"),     // is_superuser
+            ("both@alpha.example", "manager"),   // Managers and Compliance: manager ranks first
+            ("gone@alpha.example", "member"),    // no group
+            ("intern@alpha.example", "member"),  // a group the mapping does not name
+            ("lead@alpha.example", "manager"),   // Managers
+            ("member@alpha.example", "auditor"), // Compliance
+        ]
+    );
+    // A role name the service does not know is refused when the mapping is read.
+    let bad = text.replace("auditor = [\"Compliance\"]", "boss = [\"Compliance\"]");
+    assert!(Mapping::parse(&bad).is_err_and(|e| e.contains("[users.groups] boss")));
+}
