@@ -1,5 +1,6 @@
 //! `rowguard import schemas`: bring tenants over from a django-tenants database.
 
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
 
 use clap::Subcommand;
@@ -35,17 +36,71 @@ pub(crate) enum ImportCommand {
         /// changes since the first import are lost). Without it, such a tenant is reported.
         #[arg(long)]
         replace: bool,
+        /// Every other table of the tenant schemas too (Django's own left out): with --dry-run,
+        /// list them, name every schema whose tables differ from the first tenant's, and write
+        /// the row-level migration rowguard would apply to --migration-out. Creating, adopting
+        /// and filling those tables is not built yet, so --all-tables needs --dry-run.
+        #[arg(long)]
+        all_tables: bool,
+        /// Where --all-tables writes the generated migration.
+        #[arg(long, default_value = "all-tables.sql")]
+        migration_out: std::path::PathBuf,
     },
 }
 
 pub(crate) async fn run(command: ImportCommand, config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {
     match command {
-        ImportCommand::Schemas { source, mapping, tenants, dry_run, json, replace } => {
+        ImportCommand::Schemas { source, mapping, tenants, dry_run, json, replace, all_tables, migration_out } => {
+            anyhow::ensure!(
+                !all_tables || dry_run,
+                "--all-tables is built as far as its plan: run it with --dry-run to see the tables, how the \
+                 schemas differ and the migration it would apply; creating and filling them is not built yet"
+            );
             let base_domain = config.normalized_base_domain();
             let options = rowguard::import::ImportOptions { only: tenants, dry_run, replace, base_domain };
-            import_schemas(setup, &source, &mapping, options, json).await
+            let mapped = import_schemas(setup, &source, &mapping, options.clone(), json).await;
+            if all_tables {
+                plan_all_tables(&source, &mapping, &options, &migration_out).await?;
+            }
+            mapped
         }
     }
+}
+
+/// `--all-tables --dry-run`: report the other tables and how the schemas differ, write the
+/// migration. Exits non-zero when a schema differs from the reference.
+async fn plan_all_tables(
+    source: &str,
+    mapping: &std::path::Path,
+    options: &rowguard::import::ImportOptions,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mapping = rowguard::import::mapping::Mapping::load(mapping)?;
+    let plan = rowguard::import::all_tables_plan(source, &mapping, options).await?;
+    println!(
+        "\n--all-tables: {} other table(s) in schema {} (the reference), compared with {} other schema(s): {}",
+        plan.tables.len(),
+        plan.reference_schema,
+        plan.schemas.saturating_sub(1),
+        plan.tables.join(", ")
+    );
+    for note in &plan.notes {
+        println!("    note: {note}");
+    }
+    for (schema, table, what) in &plan.differences {
+        println!("    differs: schema {schema}, table {table}: {what}");
+    }
+    std::fs::write(out, &plan.migration)?;
+    println!("the migration rowguard would apply was written to {}", out.display());
+    let differing: BTreeSet<&str> = plan.differences.iter().map(|(s, _, _)| s.as_str()).collect();
+    anyhow::ensure!(
+        differing.is_empty(),
+        "{} schema(s) differ from {}: {}",
+        differing.len(),
+        plan.reference_schema,
+        differing.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    Ok(())
 }
 
 async fn import_schemas(

@@ -18,6 +18,20 @@ pub struct Mapping {
     pub organizations: Option<OrganizationsMap>,
     pub contacts: Option<ContactsMap>,
     pub deals: Option<DealsMap>,
+    /// `--all-tables`: which other tables of the tenant schemas to leave out or to bring anyway.
+    #[serde(default)]
+    pub all_tables: AllTablesMap,
+}
+
+/// `[all_tables]`: `skip` leaves more tables out; `keep` brings one of Django's own tables
+/// (`super::schema::DJANGO_INTERNAL`) that is otherwise left out.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllTablesMap {
+    #[serde(default)]
+    pub skip: Vec<String>,
+    #[serde(default)]
+    pub keep: Vec<String>,
 }
 
 fn public() -> String {

@@ -15,6 +15,7 @@
 pub mod mapping;
 mod plan;
 mod report;
+pub mod schema;
 pub mod source;
 mod verify;
 mod write;
@@ -149,6 +150,71 @@ pub async fn import_schemas(
         rows,
         seconds,
         rows_per_second: if seconds > 0.0 { rows as f64 / seconds } else { 0.0 },
+    })
+}
+
+/// `--all-tables --dry-run`: the tenant schemas' other tables, how each schema differs from
+/// the reference (the first tenant's), and the migration rowguard would apply (see `schema`).
+#[derive(Debug, Clone)]
+pub struct AllTablesPlan {
+    pub reference_schema: String,
+    pub schemas: usize,
+    pub tables: Vec<String>,
+    /// (schema, table, difference)
+    pub differences: Vec<(String, String, String)>,
+    pub migration: String,
+    /// What the migration could not carry, and why.
+    pub notes: Vec<String>,
+}
+
+pub async fn all_tables_plan(
+    source_url: &str,
+    mapping: &Mapping,
+    options: &ImportOptions,
+) -> Result<AllTablesPlan, ImportError> {
+    let mut source = Source::connect(source_url).await?;
+    let registry = source.tenants(mapping).await?;
+    let skip_schemas: HashSet<&str> = mapping.tenants.skip_schemas.iter().map(String::as_str).collect();
+    let schemas: Vec<&str> = registry
+        .iter()
+        .map(|t| t.schema.as_str())
+        .filter(|s| !skip_schemas.contains(s) && (options.only.is_empty() || options.only.iter().any(|o| o == s)))
+        .collect();
+    let Some(reference_schema) = schemas.first().copied() else {
+        return Err(SourceError::Mapping("no tenant schema to read the tables from".into()).into());
+    };
+    let keep: HashSet<&str> = mapping.all_tables.keep.iter().map(String::as_str).collect();
+    let mut skip: std::collections::BTreeSet<String> =
+        schema::DJANGO_INTERNAL.iter().filter(|t| !keep.contains(*t)).map(|t| t.to_string()).collect();
+    skip.extend(mapping.resource_columns().into_iter().map(|(table, _)| table.to_string()));
+    skip.extend(mapping.all_tables.skip.iter().cloned());
+    let reference = source.table_definitions(reference_schema, &skip).await?;
+    let mut differences = Vec::new();
+    for other in &schemas[1..] {
+        let theirs = source.table_definitions(other, &skip).await?;
+        differences.extend(schema::differences(&reference, other, &theirs));
+    }
+    let mut resources = BTreeMap::new();
+    if let Some(u) = &mapping.users {
+        resources.insert(u.table.clone(), "users".to_string());
+    }
+    if let Some(o) = &mapping.organizations {
+        resources.insert(o.table.clone(), "organizations".to_string());
+    }
+    if let Some(c) = &mapping.contacts {
+        resources.insert(c.table.clone(), "contacts".to_string());
+    }
+    if let Some(d) = &mapping.deals {
+        resources.insert(d.table.clone(), "deals".to_string());
+    }
+    let (migration, notes) = schema::migration(&reference, &resources);
+    Ok(AllTablesPlan {
+        reference_schema: reference_schema.to_string(),
+        schemas: schemas.len(),
+        tables: reference.keys().cloned().collect(),
+        differences,
+        migration,
+        notes,
     })
 }
 

@@ -269,6 +269,15 @@ impl Source {
         Ok(data)
     }
 
+    /// Every table of `schema` but `skip`, with its definition (`--all-tables`).
+    pub async fn table_definitions(
+        &mut self,
+        schema: &str,
+        skip: &std::collections::BTreeSet<String>,
+    ) -> Result<BTreeMap<String, super::schema::Table>, SourceError> {
+        Ok(super::schema::read(&mut self.conn, schema, skip).await?)
+    }
+
     /// A cheap fingerprint of one tenant's mapped source tables, to tell on a re-run whether
     /// the source changed since it was imported (see `fingerprint_in`).
     pub async fn fingerprint(&mut self, mapping: &Mapping, schema: &str) -> Result<String, SourceError> {

@@ -9,7 +9,7 @@ use rowguard::import::mapping::Mapping;
 use rowguard::import::{ImportError, ImportOptions, ImportReport, Outcome, import_schemas};
 use rowguard::platform::PlatformConn;
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 use crate::cli_concurrency::rowguard;
 use crate::support::{TestApp, cli_env_for, scratch_dir, spawn_app, spawn_installed_app, url_password};
@@ -1074,4 +1074,145 @@ async fn django_groups_map_to_roles_by_the_documented_rules() {
     // A role name the service does not know is refused when the mapping is read.
     let bad = text.replace("auditor = [\"Compliance\"]", "boss = [\"Compliance\"]");
     assert!(Mapping::parse(&bad).is_err_and(|e| e.contains("[users.groups] boss")));
+}
+
+/// `--all-tables --dry-run`: the tenant schemas' other tables (Django's own left out), the
+/// schema whose table differs named with the difference, and a migration that applies to
+/// rowguard's database with tenant_id leading every key, so a reference cannot cross tenants.
+#[tokio::test]
+async fn all_tables_dry_run_names_differences_and_writes_a_migration_that_keeps_references_in_the_tenant() {
+    let app = spawn_installed_app().await;
+    let mut source = django_source(&app).await;
+    for (schema, _, _, _) in TENANTS {
+        let extra = if *schema == "bravo" { ", priority integer" } else { "" };
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "SET search_path = {schema};
+             CREATE TABLE django_migrations (id bigserial PRIMARY KEY, app varchar(255) NOT NULL, name varchar(255) NOT NULL);
+             CREATE TABLE crm_tag (id serial PRIMARY KEY, name varchar(50) NOT NULL UNIQUE);
+             CREATE TABLE crm_task (
+                 id bigserial PRIMARY KEY, title varchar(200) NOT NULL CHECK (length(title) > 0),
+                 contact_id uuid NOT NULL REFERENCES crm_contact (id) DEFERRABLE INITIALLY DEFERRED,
+                 assignee_id integer REFERENCES auth_user (id) ON DELETE SET NULL,
+                 due date, done boolean NOT NULL DEFAULT false, payload jsonb{extra},
+                 UNIQUE (title, due));
+             CREATE INDEX crm_task_due ON crm_task (due);
+             CREATE TABLE crm_task_tags (
+                 task_id bigint NOT NULL REFERENCES crm_task (id) ON DELETE CASCADE,
+                 tag_id integer NOT NULL REFERENCES crm_tag (id),
+                 PRIMARY KEY (task_id, tag_id));
+             RESET search_path;"
+        )))
+        .execute(&mut source.conn)
+        .await
+        .expect("extra tables");
+    }
+    let plan = rowguard::import::all_tables_plan(&source.url, &mapping(), &options(&[], true)).await.expect("plan");
+    assert_eq!(plan.reference_schema, "alpha");
+    assert_eq!(plan.schemas, 3);
+    assert_eq!(plan.tables, ["crm_tag", "crm_task", "crm_task_tags"], "Django's own and the mapped tables left out");
+    assert_eq!(
+        plan.differences,
+        [("bravo".to_string(), "crm_task".to_string(), "+ column priority integer".to_string())]
+    );
+    assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+
+    // The migration applies to rowguard's database as the owner role.
+    let mut su = app.superuser_connection().await;
+    let mut tx = su.begin().await.expect("begin");
+    tx.execute("SET LOCAL ROLE rowguard_owner").await.expect("owner");
+    tx.execute(AssertSqlSafe(plan.migration.clone())).await.unwrap_or_else(|e| panic!("{e}\n{}", plan.migration));
+    tx.commit().await.expect("commit");
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conrelid::regclass::text || ' ' || contype::text, pg_get_constraintdef(oid) FROM pg_constraint
+          WHERE conrelid::regclass::text IN ('crm_tag', 'crm_task', 'crm_task_tags') AND contype IN ('p', 'u', 'f')
+          ORDER BY 1, 2",
+    )
+    .fetch_all(&mut su)
+    .await
+    .expect("keys");
+    for (what, def) in &keys {
+        let inner = def.split_once('(').map(|(_, rest)| rest).unwrap_or_default();
+        assert!(inner.starts_with("tenant_id"), "{what}: {def}");
+    }
+    let def = |needle: &'static str| keys.iter().any(|(_, d)| d.contains(needle));
+    assert!(def(
+        "FOREIGN KEY (tenant_id, contact_id) REFERENCES contacts(tenant_id, id) DEFERRABLE INITIALLY DEFERRED"
+    ));
+    assert!(def(
+        "FOREIGN KEY (tenant_id, assignee_id) REFERENCES users(tenant_id, id) ON DELETE SET NULL (assignee_id)"
+    ));
+    assert!(def("FOREIGN KEY (tenant_id, task_id) REFERENCES crm_task(tenant_id, id) ON DELETE CASCADE"));
+    assert!(def("UNIQUE (tenant_id, title, due)"));
+    let (assignee_type, identity): (String, String) = sqlx::query_as(
+        "SELECT format_type(a.atttypid, a.atttypmod), (SELECT attidentity::text FROM pg_attribute
+                 WHERE attrelid = 'crm_task'::regclass AND attname = 'id')
+           FROM pg_attribute a WHERE a.attrelid = 'crm_task'::regclass AND a.attname = 'assignee_id'",
+    )
+    .fetch_one(&mut su)
+    .await
+    .expect("columns");
+    assert_eq!((assignee_type.as_str(), identity.as_str()), ("uuid", "d"));
+
+    // A task of one tenant cannot point at another tenant's contact.
+    let t1 = app.create_tenant("one").await;
+    let t2 = app.create_tenant("two").await;
+    let contact: uuid::Uuid = {
+        let mut conn = app.app_connection().await;
+        let mut tx = rowguard::db::TenantTx::begin_on(&mut conn, t1.id).await.expect("tenant one");
+        let id = sqlx::query_scalar(
+            "INSERT INTO contacts (tenant_id, id, name, email) VALUES ($1, gen_random_uuid(), 'A', 'a@x.io') RETURNING id",
+        )
+        .bind(t1.id)
+        .fetch_one(tx.conn())
+        .await
+        .expect("a contact of tenant one");
+        tx.commit().await.expect("commit");
+        id
+    };
+    let insert = "INSERT INTO crm_task (tenant_id, title, contact_id) VALUES ($1, 't', $2)";
+    let mut tx = su.begin().await.expect("begin");
+    sqlx::query(insert).bind(t1.id).bind(contact).execute(&mut *tx).await.expect("same tenant");
+    tx.commit().await.expect("the reference holds");
+    let mut tx = su.begin().await.expect("begin");
+    sqlx::query(insert).bind(t2.id).bind(contact).execute(&mut *tx).await.expect("deferred until commit");
+    let crossing = tx.commit().await.expect_err("another tenant's contact");
+    assert!(crossing.to_string().contains("foreign key"), "{crossing}");
+
+    // Adopted as the migration's last lines say, the tables are guarded: as the app role,
+    // tenant two sees none of tenant one's tasks and cannot write one for it.
+    let dir = scratch_dir("import-all-tables-adopt");
+    for table in &plan.tables {
+        assert!(plan.migration.contains(&format!("--   rowguard tables adopt {table}\n")));
+        let out = rowguard(&app.cli_env(), &dir, &["tables", "adopt", table]).output().await.expect("adopt");
+        assert!(out.status.success(), "adopt {table}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut conn = app.app_connection().await;
+    for (tenant, seen) in [(t1.id, 1), (t2.id, 0)] {
+        let mut tx = rowguard::db::TenantTx::begin_on(&mut conn, tenant).await.expect("tenant");
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM crm_task").fetch_one(tx.conn()).await.expect("count");
+        assert_eq!(n, seen);
+        tx.commit().await.expect("commit");
+    }
+    let mut tx = rowguard::db::TenantTx::begin_on(&mut conn, t2.id).await.expect("tenant two");
+    let refused = sqlx::query(insert).bind(t1.id).bind(contact).execute(tx.conn()).await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("row-level security")), "tenant two wrote for tenant one");
+
+    // The command line: --all-tables needs --dry-run; the dry run names bravo and writes the file.
+    let dir = scratch_dir("import-all-tables");
+    let mapping_file = dir.join("mapping.toml");
+    std::fs::write(&mapping_file, EXAMPLE).expect("write the mapping");
+    let out_file = dir.join("tables.sql");
+    let env = app.cli_env();
+    let base = ["import", "schemas", "--source", &source.url, "--mapping", mapping_file.to_str().expect("path")];
+    let refused = rowguard(&env, &dir, &[&base[..], &["--all-tables"]].concat()).output().await.expect("run");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--dry-run"));
+    let args =
+        [&base[..], &["--all-tables", "--dry-run", "--migration-out", out_file.to_str().expect("path")]].concat();
+    let out = rowguard(&env, &dir, &args).output().await.expect("run");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("schema bravo, table crm_task: + column priority integer"), "{stdout}");
+    assert!(stderr.contains("1 schema(s) differ from alpha: bravo"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&out_file).expect("the migration file"), plan.migration);
 }

@@ -1,0 +1,375 @@
+//! `import schemas --all-tables`, its first part: what the tenant schemas hold beyond the mapped
+//! resources, whether every schema holds the same, and the row-level tables rowguard would
+//! make of it (issue 19). Creating, adopting and filling those tables is not built yet; the
+//! CLI takes `--all-tables` with `--dry-run` only and writes the generated migration to a file
+//! for the operator to read.
+//!
+//! Each tenant schema's catalog is read (columns with their types, NOT NULL, defaults and
+//! identity; primary key, unique constraints, foreign keys, CHECKs; plain indexes) and turned
+//! into canonical lines, so two schemas are compared line by line and a difference is named
+//! per schema rather than guessed. The migration for the reference schema (the first tenant's)
+//! puts `tenant_id` first in every key: `PRIMARY KEY (tenant_id, id)`, unique constraints and
+//! indexes with `tenant_id` in front, and composite foreign keys `(tenant_id, x) REFERENCES
+//! t (tenant_id, id)`, so no row can reference another tenant's. Serial and identity columns
+//! become identity columns; names stay the source's, so the project's own SQL keeps working.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sqlx::PgConnection;
+
+/// Django's and django-tenants' own tables: never brought by `--all-tables` (the mapping's
+/// `[all_tables] keep` brings one anyway; `skip` leaves out more).
+pub const DJANGO_INTERNAL: &[&str] = &[
+    "django_migrations",
+    "django_content_type",
+    "django_admin_log",
+    "django_session",
+    "auth_permission",
+    "auth_group",
+    "auth_group_permissions",
+    "auth_user_groups",
+    "auth_user_user_permissions",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// `format_type`: `integer`, `character varying(200)`, `numeric(12,2)`, …
+    pub type_name: String,
+    pub not_null: bool,
+    /// A default other than a sequence's.
+    pub default: Option<String>,
+    /// A serial (sequence default) or identity column.
+    pub identity: bool,
+    /// The type is defined in the tenant schema itself (an enum, a domain): not carried.
+    pub local_type: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub columns: Vec<String>,
+    /// The referenced table, and whether it lives in the tenant schema.
+    pub table: String,
+    pub same_schema: bool,
+    pub referenced: Vec<String>,
+    /// pg_constraint's codes: a no action, r restrict, c cascade, n set null, d set default.
+    pub on_delete: char,
+    pub on_update: char,
+    pub deferred: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<Column>,
+    pub primary_key: Vec<String>,
+    pub uniques: Vec<Vec<String>>,
+    pub foreign_keys: Vec<ForeignKey>,
+    pub checks: Vec<String>,
+    /// Plain indexes (not behind a constraint): unique?, key columns with their operator class.
+    pub indexes: Vec<(bool, Vec<String>)>,
+    /// Indexes on expressions or with a WHERE: named, not carried.
+    pub other_indexes: Vec<String>,
+}
+
+impl Table {
+    /// One line per fact, sorted: two schemas' tables are the same exactly when their lines are.
+    pub fn canonical(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for c in &self.columns {
+            lines.push(format!(
+                "column {} {}{}{}",
+                c.name,
+                c.type_name,
+                if c.not_null { " not null" } else { "" },
+                match (&c.default, c.identity) {
+                    (_, true) => " identity".to_string(),
+                    (Some(d), false) => format!(" default {d}"),
+                    (None, false) => String::new(),
+                }
+            ));
+        }
+        lines.push(format!("primary key ({})", self.primary_key.join(", ")));
+        lines.extend(self.uniques.iter().map(|u| format!("unique ({})", u.join(", "))));
+        lines.extend(self.foreign_keys.iter().map(|f| {
+            format!(
+                "foreign key ({}) references {} ({}) on delete {} on update {}",
+                f.columns.join(", "),
+                f.table,
+                f.referenced.join(", "),
+                f.on_delete,
+                f.on_update
+            )
+        }));
+        lines.extend(self.checks.iter().map(|c| format!("check {c}")));
+        lines.extend(
+            self.indexes
+                .iter()
+                .map(|(u, cols)| format!("{}index ({})", if *u { "unique " } else { "" }, cols.join(", "))),
+        );
+        lines.extend(self.other_indexes.iter().map(|i| format!("other index {i}")));
+        lines.sort();
+        lines
+    }
+}
+
+/// Every table of `schema` but those in `skip`, by name.
+pub async fn read(
+    conn: &mut PgConnection,
+    schema: &str,
+    skip: &BTreeSet<String>,
+) -> Result<BTreeMap<String, Table>, sqlx::Error> {
+    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
+    // (table, column, type, not null, default, identity, type local to the schema)
+    type ColumnRow = (String, String, String, bool, Option<String>, bool, bool);
+    let columns: Vec<ColumnRow> = sqlx::query_as(
+        "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '', tn.nspname = n.nspname
+           FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           JOIN pg_type t ON t.oid = a.atttypid
+           JOIN pg_namespace tn ON tn.oid = t.typnamespace
+           LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+          WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          ORDER BY c.relname, a.attnum",
+    )
+    .bind(schema)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (table, name, type_name, not_null, default, identity, local_type) in columns {
+        if skip.contains(&table) {
+            continue;
+        }
+        let serial = default.as_deref().is_some_and(|d| d.starts_with("nextval("));
+        let t = tables.entry(table.clone()).or_insert_with(|| Table { name: table, ..Table::default() });
+        t.columns.push(Column {
+            name,
+            type_name,
+            not_null,
+            default: if serial { None } else { default },
+            identity: identity || serial,
+            local_type,
+        });
+    }
+    type ConstraintRow = (String, String, Vec<String>, Option<String>, bool, Vec<String>, String, String, bool, String);
+    let constraints: Vec<ConstraintRow> = sqlx::query_as(
+        "SELECT c.relname::text, k.contype::text,
+                ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, o)
+                        JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o),
+                fc.relname::text, coalesce(fn.nspname = n.nspname, false),
+                ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(n, o)
+                        JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o),
+                k.confdeltype::text, k.confupdtype::text, k.condeferred, pg_get_constraintdef(k.oid)
+           FROM pg_constraint k
+           JOIN pg_class c ON c.oid = k.conrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           LEFT JOIN pg_class fc ON fc.oid = k.confrelid
+           LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
+          WHERE n.nspname = $1 AND k.contype IN ('p', 'u', 'f', 'c')
+          ORDER BY c.relname, k.contype, k.conname",
+    )
+    .bind(schema)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (table, kind, columns, foreign, same_schema, referenced, del, upd, deferred, definition) in constraints {
+        let Some(t) = tables.get_mut(&table) else { continue };
+        match kind.as_str() {
+            "p" => t.primary_key = columns,
+            "u" => t.uniques.push(columns),
+            "f" => t.foreign_keys.push(ForeignKey {
+                columns,
+                table: foreign.unwrap_or_default(),
+                same_schema,
+                referenced,
+                on_delete: del.chars().next().unwrap_or('a'),
+                on_update: upd.chars().next().unwrap_or('a'),
+                deferred,
+            }),
+            _ => t.checks.push(definition),
+        }
+    }
+    let indexes: Vec<(String, bool, Vec<String>, bool, String)> = sqlx::query_as(
+        "SELECT c.relname::text, i.indisunique,
+                ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k ORDER BY k),
+                i.indexprs IS NOT NULL OR i.indpred IS NOT NULL, pg_get_indexdef(i.indexrelid)
+           FROM pg_index i
+           JOIN pg_class c ON c.oid = i.indrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1 AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+          ORDER BY c.relname, 3",
+    )
+    .bind(schema)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (table, unique, columns, other, definition) in indexes {
+        let Some(t) = tables.get_mut(&table) else { continue };
+        if other {
+            // The index's own name and schema differ per schema: keep what follows USING.
+            let shape = definition.split_once(" USING ").map(|(_, rest)| rest.to_string()).unwrap_or(definition);
+            t.other_indexes.push(shape);
+        } else {
+            t.indexes.push((unique, columns));
+        }
+    }
+    Ok(tables)
+}
+
+/// How each schema differs from the reference: (schema, table, what), "-" lines the reference
+/// has and the schema lacks, "+" lines the schema has and the reference lacks.
+pub fn differences(
+    reference: &BTreeMap<String, Table>,
+    schema: &str,
+    other: &BTreeMap<String, Table>,
+) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let names: BTreeSet<&String> = reference.keys().chain(other.keys()).collect();
+    for name in names {
+        match (reference.get(name), other.get(name)) {
+            (Some(_), None) => out.push((schema.to_string(), name.clone(), "table missing".into())),
+            (None, Some(_)) => out.push((schema.to_string(), name.clone(), "table not in the reference schema".into())),
+            (Some(a), Some(b)) => {
+                let (a, b): (BTreeSet<String>, BTreeSet<String>) =
+                    (a.canonical().into_iter().collect(), b.canonical().into_iter().collect());
+                out.extend(a.difference(&b).map(|l| (schema.to_string(), name.clone(), format!("- {l}"))));
+                out.extend(b.difference(&a).map(|l| (schema.to_string(), name.clone(), format!("+ {l}"))));
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn quote_all(names: &[String]) -> String {
+    names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(", ")
+}
+
+/// The migration for `tables` (the reference schema's), and what it could not carry.
+/// `resources`: source tables the mapping brings as built-in resources, by the rowguard table
+/// that holds them (`auth_user` → `users`): a reference to one becomes a uuid reference to the
+/// built-in table, its values mapped through the import's id map.
+pub fn migration(tables: &BTreeMap<String, Table>, resources: &BTreeMap<String, String>) -> (String, Vec<String>) {
+    let mut sql = String::from(
+        "-- Generated by `rowguard import schemas --all-tables --dry-run` from the reference tenant\n\
+         -- schema. Every key leads with tenant_id; references stay inside one tenant.\n",
+    );
+    let mut notes = Vec::new();
+    let mut keys = String::new();
+    for t in tables.values() {
+        let mut lines = vec!["    tenant_id uuid NOT NULL REFERENCES tenants (id)".to_string()];
+        // Columns referencing a built-in resource hold its rowguard (uuid) id.
+        let to_builtin: BTreeMap<&str, &str> = t
+            .foreign_keys
+            .iter()
+            .filter(|f| f.same_schema && f.columns.len() == 1)
+            .filter_map(|f| resources.get(&f.table).map(|target| (f.columns[0].as_str(), target.as_str())))
+            .collect();
+        for c in &t.columns {
+            if c.name == "tenant_id" {
+                notes.push(format!("{}: has a column tenant_id of its own; rename it before importing", t.name));
+            }
+            if c.local_type {
+                notes.push(format!(
+                    "{}.{}: its type {} is defined in the tenant schema; create it in public first",
+                    t.name, c.name, c.type_name
+                ));
+            }
+            let type_name = if to_builtin.contains_key(c.name.as_str()) { "uuid" } else { c.type_name.as_str() };
+            let mut line = format!("    {} {type_name}", quote(&c.name));
+            if c.identity && type_name != "uuid" {
+                line.push_str(" GENERATED BY DEFAULT AS IDENTITY");
+            } else if let Some(d) = &c.default {
+                line.push_str(&format!(" DEFAULT {d}"));
+            }
+            if c.not_null {
+                line.push_str(" NOT NULL");
+            }
+            lines.push(line);
+        }
+        if t.primary_key.is_empty() {
+            notes.push(format!("{}: no primary key; rowguard serves and imports tables with one", t.name));
+        } else {
+            lines.push(format!("    PRIMARY KEY (tenant_id, {})", quote_all(&t.primary_key)));
+        }
+        for u in &t.uniques {
+            lines.push(format!("    UNIQUE (tenant_id, {})", quote_all(u)));
+        }
+        for check in &t.checks {
+            lines.push(format!("    {check}"));
+        }
+        sql.push_str(&format!("\nCREATE TABLE public.{} (\n{}\n);\n", quote(&t.name), lines.join(",\n")));
+        for (unique, columns) in &t.indexes {
+            sql.push_str(&format!(
+                "CREATE {}INDEX ON public.{} (tenant_id, {});\n",
+                if *unique { "UNIQUE " } else { "" },
+                quote(&t.name),
+                columns.join(", ")
+            ));
+        }
+        for other in &t.other_indexes {
+            notes.push(format!("{}: index on an expression or with a WHERE, not carried: USING {other}", t.name));
+        }
+        for f in &t.foreign_keys {
+            let target = if !f.same_schema {
+                notes.push(format!(
+                    "{}: its reference ({}) to {}, outside the tenant schema, is dropped; the column stays",
+                    t.name,
+                    f.columns.join(", "),
+                    f.table
+                ));
+                continue;
+            } else if let Some(builtin) = resources.get(&f.table) {
+                (builtin.clone(), vec!["id".to_string()])
+            } else if tables.contains_key(&f.table) {
+                (f.table.clone(), f.referenced.clone())
+            } else {
+                notes.push(format!(
+                    "{}: its reference ({}) to {}, a table not brought, is dropped; the column stays",
+                    t.name,
+                    f.columns.join(", "),
+                    f.table
+                ));
+                continue;
+            };
+            let action = |code: char, columns: Option<&[String]>| match code {
+                'r' => " RESTRICT".to_string(),
+                'c' => " CASCADE".to_string(),
+                // Only the referencing columns: never tenant_id.
+                'n' => format!(" SET NULL{}", columns.map(|c| format!(" ({})", quote_all(c))).unwrap_or_default()),
+                'd' => format!(" SET DEFAULT{}", columns.map(|c| format!(" ({})", quote_all(c))).unwrap_or_default()),
+                _ => " NO ACTION".to_string(),
+            };
+            if matches!(f.on_update, 'n' | 'd') {
+                notes.push(format!(
+                    "{}: ON UPDATE SET NULL/DEFAULT on ({}) becomes NO ACTION (it would clear tenant_id too)",
+                    t.name,
+                    f.columns.join(", ")
+                ));
+            }
+            let on_update = if matches!(f.on_update, 'n' | 'd') { 'a' } else { f.on_update };
+            keys.push_str(&format!(
+                "ALTER TABLE public.{} ADD FOREIGN KEY (tenant_id, {}) REFERENCES public.{} (tenant_id, {})\n    ON DELETE{} ON UPDATE{}{};\n",
+                quote(&t.name),
+                quote_all(&f.columns),
+                quote(&target.0),
+                quote_all(&target.1),
+                action(f.on_delete, Some(&f.columns)),
+                action(on_update, None),
+                if f.deferred { " DEFERRABLE INITIALLY DEFERRED" } else { "" },
+            ));
+        }
+    }
+    if !keys.is_empty() {
+        sql.push_str("\n-- Foreign keys last, so tables may reference each other in any order.\n");
+        sql.push_str(&keys);
+    }
+    sql.push_str("\n-- Then guard each table (RLS, the audit trigger, the app role's grants):\n");
+    for t in tables.values() {
+        sql.push_str(&format!("--   rowguard tables adopt {}\n", t.name));
+    }
+    (sql, notes)
+}
