@@ -36,13 +36,13 @@ pub(crate) enum ImportCommand {
         /// changes since the first import are lost). Without it, such a tenant is reported.
         #[arg(long)]
         replace: bool,
-        /// Every other table of the tenant schemas too (Django's own left out): with --dry-run,
-        /// list them, name every schema whose tables differ from the first tenant's, and write
-        /// the row-level migration rowguard would apply to --migration-out. Creating, adopting
-        /// and filling those tables is not built yet, so --all-tables needs --dry-run.
+        /// Every other table of the tenant schemas too (Django's own left out): list them, name
+        /// every schema whose tables differ from the first tenant's (and stop), write the
+        /// row-level migration to --migration-out; then (not with --dry-run) create and adopt
+        /// the tables and fill them tenant by tenant, in each tenant's import transaction.
         #[arg(long)]
         all_tables: bool,
-        /// Where --all-tables writes the generated migration.
+        /// Where --all-tables writes the generated migration (keep it in version control).
         #[arg(long, default_value = "all-tables.sql")]
         migration_out: std::path::PathBuf,
     },
@@ -51,18 +51,13 @@ pub(crate) enum ImportCommand {
 pub(crate) async fn run(command: ImportCommand, config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {
     match command {
         ImportCommand::Schemas { source, mapping, tenants, dry_run, json, replace, all_tables, migration_out } => {
-            anyhow::ensure!(
-                !all_tables || dry_run,
-                "--all-tables is built as far as its plan: run it with --dry-run to see the tables, how the \
-                 schemas differ and the migration it would apply; creating and filling them is not built yet"
-            );
             let base_domain = config.normalized_base_domain();
-            let options = rowguard::import::ImportOptions { only: tenants, dry_run, replace, base_domain };
-            let mapped = import_schemas(setup, &source, &mapping, options.clone(), json).await;
+            let options = rowguard::import::ImportOptions { only: tenants, dry_run, replace, all_tables, base_domain };
             if all_tables {
+                // The plan first: a schema that differs stops the run before anything is written.
                 plan_all_tables(&source, &mapping, &options, &migration_out).await?;
             }
-            mapped
+            import_schemas(setup, &source, &mapping, options, json).await
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// Re-import a tenant whose source changed since it was imported (see `import_one`).
     pub replace: bool,
+    /// Every other table of the tenant schemas too (`schema`): created, adopted and filled.
+    pub all_tables: bool,
     /// rowguard's base domain: source domains under it are not registered as custom domains.
     pub base_domain: String,
 }
@@ -75,6 +77,11 @@ pub async fn import_schemas(
     let started = Instant::now();
     let mut source = Source::connect(source_url).await?;
     let registry = source.tenants(mapping).await?;
+    let other = if options.all_tables && !options.dry_run {
+        Some(prepare_other_tables(platform, &mut source, mapping, options).await?)
+    } else {
+        None
+    };
     let mut reports = Vec::new();
 
     let skip: HashSet<&str> = mapping.tenants.skip_schemas.iter().map(String::as_str).collect();
@@ -125,6 +132,7 @@ pub async fn import_schemas(
             &slugs,
             &slug_users,
             &domain_users,
+            other.as_ref(),
             &mut report,
         )
         .await;
@@ -173,6 +181,15 @@ pub async fn all_tables_plan(
     options: &ImportOptions,
 ) -> Result<AllTablesPlan, ImportError> {
     let mut source = Source::connect(source_url).await?;
+    Ok(plan_other_tables(&mut source, mapping, options).await?.0)
+}
+
+/// The plan, and the reference schema's tables it was made from.
+async fn plan_other_tables(
+    source: &mut Source,
+    mapping: &Mapping,
+    options: &ImportOptions,
+) -> Result<(AllTablesPlan, BTreeMap<String, schema::Table>), ImportError> {
     let registry = source.tenants(mapping).await?;
     let skip_schemas: HashSet<&str> = mapping.tenants.skip_schemas.iter().map(String::as_str).collect();
     let schemas: Vec<&str> = registry
@@ -208,14 +225,132 @@ pub async fn all_tables_plan(
         resources.insert(d.table.clone(), "deals".to_string());
     }
     let (migration, notes) = schema::migration(&reference, &resources);
-    Ok(AllTablesPlan {
+    let plan = AllTablesPlan {
         reference_schema: reference_schema.to_string(),
         schemas: schemas.len(),
         tables: reference.keys().cloned().collect(),
         differences,
         migration,
         notes,
-    })
+    };
+    Ok((plan, reference))
+}
+
+/// What each tenant's import needs to fill the other tables (`--all-tables`).
+struct OtherTables {
+    tables: BTreeMap<String, schema::Table>,
+    order: Vec<String>,
+    /// Source table of a built-in resource → (rowguard table, id-map resource name).
+    resources: BTreeMap<String, (String, &'static str)>,
+}
+
+/// Before any tenant: refuse schemas that differ, then create the tables (as the owner role,
+/// in one transaction, if none of them exists yet) and adopt them. Run again, it finds them
+/// and only re-adopts (which changes nothing).
+async fn prepare_other_tables(
+    platform: &mut PlatformConn,
+    source: &mut Source,
+    mapping: &Mapping,
+    options: &ImportOptions,
+) -> Result<OtherTables, ImportError> {
+    use sqlx::{Connection, Executor};
+    let (plan, tables) = plan_other_tables(source, mapping, options).await?;
+    if let Some((schema, table, what)) = plan.differences.first() {
+        return Err(SourceError::Mapping(format!(
+            "--all-tables: {} difference(s) between the tenant schemas, e.g. schema {schema}, table {table}: {what}; \
+             run with --dry-run to see them all",
+            plan.differences.len()
+        ))
+        .into());
+    }
+    let names: Vec<String> = tables.keys().cloned().collect();
+    let existing: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY($1)")
+            .bind(&names)
+            .fetch_one(platform.conn())
+            .await?;
+    if existing == 0 && !names.is_empty() {
+        let mut tx = platform.conn().begin().await?;
+        tx.execute(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {}", crate::roles::OWNER_ROLE))).await?;
+        tx.execute(sqlx::AssertSqlSafe(plan.migration.clone())).await?;
+        tx.commit().await?;
+    } else if existing != names.len() as i64 {
+        return Err(SourceError::Mapping(format!(
+            "--all-tables: {existing} of the {} tables exist in rowguard already; create or drop the rest first",
+            names.len()
+        ))
+        .into());
+    }
+    for name in &names {
+        crate::migrate::adopt::adopt(platform.conn(), name, None, None, false)
+            .await
+            .map_err(|e| SourceError::Mapping(format!("--all-tables: adopting {name}: {e}")))?;
+    }
+    let mut resources = BTreeMap::new();
+    for (table, target, resource) in [
+        (mapping.users.as_ref().map(|m| &m.table), "users", "user"),
+        (mapping.organizations.as_ref().map(|m| &m.table), "organizations", "organization"),
+        (mapping.contacts.as_ref().map(|m| &m.table), "contacts", "contact"),
+        (mapping.deals.as_ref().map(|m| &m.table), "deals", "deal"),
+    ] {
+        if let Some(table) = table {
+            resources.insert(table.clone(), (target.to_string(), resource));
+        }
+    }
+    Ok(OtherTables { order: schema::fill_order(&tables), tables, resources })
+}
+
+/// Fill the other tables for the transaction's tenant from its source rows; the problems
+/// found (unmapped references, counts that differ) roll the tenant back.
+async fn fill_other_tables(
+    tx: &mut TenantTx<'_>,
+    other: &OtherTables,
+    data: &SourceData,
+    report: &mut TenantReport,
+) -> Result<Vec<Problem>, sqlx::Error> {
+    let tenant = tx.tenant();
+    let mut problems = Vec::new();
+    // One `tenant.import` event covers the import (see `write`), not one per row.
+    sqlx::query("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
+    for (name, rows) in &data.other_tables {
+        let Some(table) = other.tables.get(name) else { continue };
+        for (column, sql) in schema::unmapped_sql(table, &other.resources) {
+            let missing: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(rows).fetch_one(tx.conn()).await?;
+            if missing > 0 {
+                problems.push(Problem::new(
+                    name,
+                    None,
+                    format!("{column}: {missing} row(s) reference a row the import did not bring"),
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            continue;
+        }
+        for chunk in rows.chunks(BATCH) {
+            sqlx::query(sqlx::AssertSqlSafe(schema::fill_sql(table, &other.resources)))
+                .bind(tenant)
+                .bind(chunk)
+                .execute(tx.conn())
+                .await?;
+        }
+        for sql in schema::sequence_sql(table) {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).execute(tx.conn()).await?;
+        }
+        let count_sql = format!("SELECT count(*) FROM public.{} WHERE tenant_id = $1", source::quote_ident(name));
+        let got: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql)).bind(tenant).fetch_one(tx.conn()).await?;
+        if got != rows.len() as i64 {
+            problems.push(Problem::new(
+                name,
+                None,
+                format!("count mismatch: the source has {} rows, rowguard has {got}", rows.len()),
+            ));
+        }
+        report.rows.other_tables += rows.len() as u64;
+    }
+    sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
+    Ok(problems)
 }
 
 /// The slug rule (see the example mapping): an override, the schema name, or the primary
@@ -250,6 +385,7 @@ async fn import_one(
     slugs: &HashMap<&str, Result<Slug, String>>,
     slug_users: &HashMap<String, Vec<&str>>,
     domain_users: &HashMap<String, Vec<&str>>,
+    other: Option<&OtherTables>,
     report: &mut TenantReport,
 ) -> Result<(), Vec<Problem>> {
     let registry_table = format!("{}.{}", mapping.tenants.schema, mapping.tenants.table);
@@ -272,8 +408,9 @@ async fn import_one(
     if let Some((slug, id, stored)) = previous {
         report.slug = Some(slug.clone());
         report.tenant_id = Some(id);
+        let other_order = other.map(|o| o.order.as_slice()).unwrap_or_default();
         let now = source
-            .fingerprint(mapping, &tenant.schema)
+            .fingerprint(mapping, &tenant.schema, other_order)
             .await
             .map_err(|e| vec![Problem::new("(source)", None, e.to_string())])?;
         report.outcome = Outcome::Skipped;
@@ -372,7 +509,8 @@ async fn import_one(
     }
     report.domains = domains.len();
 
-    let data = match source.read_tenant(mapping, &tenant.schema).await {
+    let other_order = other.map(|o| o.order.as_slice()).unwrap_or_default();
+    let data = match source.read_tenant(mapping, &tenant.schema, other_order).await {
         Ok(data) => data,
         Err(SourceError::Mapping(message)) => {
             problems.push(Problem::new("(mapping)", None, message));
@@ -420,6 +558,12 @@ async fn import_one(
         replace_out(&mut tx, old, tenant_id).await.map_err(|e| vec![write_problem(e)])?;
     }
     write(&mut tx, &head, &plan).await.map_err(|e| vec![write_problem(e)])?;
+    if let Some(other) = other {
+        let problems = fill_other_tables(&mut tx, other, &data, report).await.map_err(|e| vec![write_problem(e)])?;
+        if !problems.is_empty() {
+            return Err(problems); // dropping `tx` rolls the tenant back
+        }
+    }
     let mismatches = verify(&mut tx, &plan).await.map_err(|e| vec![write_problem(e)])?;
     if !mismatches.is_empty() {
         return Err(mismatches); // dropping `tx` rolls the tenant back

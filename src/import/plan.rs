@@ -147,6 +147,7 @@ impl Plan {
             organizations: self.organizations.ids.len() as u64,
             contacts: self.contacts.ids.len() as u64,
             deals: self.deals.ids.len() as u64,
+            other_tables: 0,
         }
     }
 

@@ -12,11 +12,13 @@ pub struct Counts {
     pub organizations: u64,
     pub contacts: u64,
     pub deals: u64,
+    /// `--all-tables`: the rows of every other table.
+    pub other_tables: u64,
 }
 
 impl Counts {
     pub fn total(&self) -> u64 {
-        self.users + self.organizations + self.contacts + self.deals
+        self.users + self.organizations + self.contacts + self.deals + self.other_tables
     }
 }
 

@@ -1,8 +1,6 @@
-//! `import schemas --all-tables`, its first part: what the tenant schemas hold beyond the mapped
-//! resources, whether every schema holds the same, and the row-level tables rowguard would
-//! make of it (issue 19). Creating, adopting and filling those tables is not built yet; the
-//! CLI takes `--all-tables` with `--dry-run` only and writes the generated migration to a file
-//! for the operator to read.
+//! `import schemas --all-tables`: what the tenant schemas hold beyond the mapped resources,
+//! whether every schema holds the same, the row-level tables rowguard makes of it (issue 19),
+//! and copying each tenant's rows into them inside that tenant's import transaction.
 //!
 //! Each tenant schema's catalog is read (columns with their types, NOT NULL, defaults and
 //! identity; primary key, unique constraints, foreign keys, CHECKs; plain indexes) and turned
@@ -372,4 +370,94 @@ pub fn migration(tables: &BTreeMap<String, Table>, resources: &BTreeMap<String, 
         sql.push_str(&format!("--   rowguard tables adopt {}\n", t.name));
     }
     (sql, notes)
+}
+
+/// The order to fill `tables` in: a table after every table it references (references to
+/// itself and deferrable ones aside, which hold at commit); a cycle goes last, by name.
+pub fn fill_order(tables: &BTreeMap<String, Table>) -> Vec<String> {
+    let mut order = Vec::new();
+    let mut remaining: BTreeSet<&String> = tables.keys().collect();
+    while !remaining.is_empty() {
+        let ready: Vec<&String> = remaining
+            .iter()
+            .copied()
+            .filter(|name| {
+                tables[*name].foreign_keys.iter().all(|f| {
+                    f.deferred || !f.same_schema || &f.table == *name || !remaining.iter().any(|r| **r == f.table)
+                })
+            })
+            .collect();
+        let next = if ready.is_empty() { remaining.iter().copied().take(1).collect() } else { ready };
+        for name in next {
+            remaining.remove(name);
+            order.push(name.clone());
+        }
+    }
+    order
+}
+
+/// The statement that fills `table` from the source rows (JSON objects, `$2`) for tenant
+/// `$1`: each row as `jsonb_populate_record` reads it, with tenant_id added and every
+/// reference to a built-in resource replaced by the rowguard id the import gave that row
+/// (`import_id_map`, written earlier in the same transaction). `resources`: source table →
+/// (rowguard table, id-map resource name).
+pub fn fill_sql(table: &Table, resources: &BTreeMap<String, (String, &'static str)>) -> String {
+    let mut overrides = vec!["'tenant_id', $1::uuid".to_string()];
+    for f in &table.foreign_keys {
+        if let (true, [column], Some((_, resource))) = (f.same_schema, f.columns.as_slice(), resources.get(&f.table)) {
+            let key = column.replace('\'', "''");
+            overrides.push(format!(
+                "'{key}', (SELECT m.target_id FROM import_id_map m WHERE m.tenant_id = $1 AND m.resource = '{resource}' \
+                 AND m.source_id = r ->> '{key}')"
+            ));
+        }
+    }
+    format!(
+        "INSERT INTO public.{t} SELECT (jsonb_populate_record(NULL::public.{t}, r || jsonb_build_object({o}))).* \
+         FROM (SELECT x::jsonb AS r FROM unnest($2::text[]) AS x) AS rows",
+        t = quote(&table.name),
+        o = overrides.join(", ")
+    )
+}
+
+/// References to built-in resources whose source id the import did not map (a user the
+/// mapping left out, say): `(column, count)` for the rows about to be written.
+pub fn unmapped_sql(table: &Table, resources: &BTreeMap<String, (String, &'static str)>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for f in &table.foreign_keys {
+        if let (true, [column], Some((_, resource))) = (f.same_schema, f.columns.as_slice(), resources.get(&f.table)) {
+            let key = column.replace('\'', "''");
+            out.push((
+                column.clone(),
+                format!(
+                    "SELECT count(*) FROM (SELECT x::jsonb AS r FROM unnest($2::text[]) AS x) AS rows \
+                     WHERE r ->> '{key}' IS NOT NULL AND NOT EXISTS \
+                     (SELECT FROM import_id_map m WHERE m.tenant_id = $1 AND m.resource = '{resource}' \
+                        AND m.source_id = r ->> '{key}')"
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// Move each identity column's sequence past the highest id this tenant brought: the sequence
+/// is every tenant's, so it only ever moves forward.
+pub fn sequence_sql(table: &Table) -> Vec<String> {
+    table
+        .columns
+        .iter()
+        .filter(|c| c.identity)
+        .map(|c| {
+            let (t, col) = (quote(&table.name), quote(&c.name));
+            let target = format!("public.{t}").replace('\'', "''");
+            let column = c.name.replace('\'', "''");
+            format!(
+                "SELECT setval(s, greatest(m, coalesce(pg_sequence_last_value(s), 0)))
+                   FROM (SELECT pg_get_serial_sequence('{target}', '{column}')::regclass AS s,
+                                (SELECT max({col}) FROM public.{t} WHERE tenant_id = $1) AS m) x
+                  WHERE m IS NOT NULL"
+            )
+        })
+        .collect()
 }

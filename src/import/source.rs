@@ -54,6 +54,8 @@ pub struct SourceData {
     pub organizations: Option<SourceRows>,
     pub contacts: Option<SourceRows>,
     pub deals: Option<SourceRows>,
+    /// `--all-tables`: every other table's rows as JSON objects (`row_to_json`), by table.
+    pub other_tables: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +209,12 @@ impl Source {
     /// Read every mapped resource of one tenant schema in one READ ONLY, REPEATABLE READ
     /// transaction, so the rows and their counts come from one snapshot. A missing table or
     /// column is an error naming it.
-    pub async fn read_tenant(&mut self, mapping: &Mapping, schema: &str) -> Result<SourceData, SourceError> {
+    pub async fn read_tenant(
+        &mut self,
+        mapping: &Mapping,
+        schema: &str,
+        other_tables: &[String],
+    ) -> Result<SourceData, SourceError> {
         self.check_mapping(mapping, schema).await?;
         let mut tx = self.conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
         let mut data = SourceData::default();
@@ -264,7 +271,12 @@ impl Source {
             data.deals =
                 Some(read_rows(&mut tx, schema, &d.table, &d.id, &fields, [&d.created_at, &d.updated_at]).await?);
         }
-        data.fingerprint = fingerprint_in(&mut tx, mapping, schema).await?;
+        for table in other_tables {
+            let sql = format!("SELECT row_to_json(t)::text FROM {}.{} AS t", quote_ident(schema), quote_ident(table));
+            let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_all(&mut *tx).await?;
+            data.other_tables.push((table.clone(), rows));
+        }
+        data.fingerprint = fingerprint_in(&mut tx, mapping, schema, other_tables).await?;
         tx.commit().await?;
         Ok(data)
     }
@@ -280,20 +292,30 @@ impl Source {
 
     /// A cheap fingerprint of one tenant's mapped source tables, to tell on a re-run whether
     /// the source changed since it was imported (see `fingerprint_in`).
-    pub async fn fingerprint(&mut self, mapping: &Mapping, schema: &str) -> Result<String, SourceError> {
+    pub async fn fingerprint(
+        &mut self,
+        mapping: &Mapping,
+        schema: &str,
+        other_tables: &[String],
+    ) -> Result<String, SourceError> {
         let mut tx = self.conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
-        let fingerprint = fingerprint_in(&mut tx, mapping, schema).await?;
+        let fingerprint = fingerprint_in(&mut tx, mapping, schema, other_tables).await?;
         tx.commit().await?;
         Ok(fingerprint)
     }
 }
 
-/// Per mapped table (in the mapping's order): its row count and the sum of a 64-bit hash of
+/// Per mapped table (in the mapping's order, then `--all-tables`' other tables): its row count and the sum of a 64-bit hash of
 /// every row's text, whole rows, so a row added, removed or edited in any column changes it;
 /// SHA-256 over those lines, hex. One scan per table, nothing sent back but two numbers. The
 /// text of a row depends on session settings (time zone, date and float formats): they are
 /// pinned for the transaction, so the same rows always give the same fingerprint.
-async fn fingerprint_in(conn: &mut PgConnection, mapping: &Mapping, schema: &str) -> Result<String, SourceError> {
+async fn fingerprint_in(
+    conn: &mut PgConnection,
+    mapping: &Mapping,
+    schema: &str,
+    other_tables: &[String],
+) -> Result<String, SourceError> {
     sqlx::raw_sql(
         "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL IntervalStyle = 'postgres';
          SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'",
@@ -301,7 +323,8 @@ async fn fingerprint_in(conn: &mut PgConnection, mapping: &Mapping, schema: &str
     .execute(&mut *conn)
     .await?;
     let mut lines = String::new();
-    for (table, _) in mapping.resource_columns() {
+    let mapped = mapping.resource_columns().into_iter().map(|(table, _)| table);
+    for table in mapped.chain(other_tables.iter().map(String::as_str)) {
         let sql = format!(
             "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text FROM {}.{} AS t",
             quote_ident(schema),

@@ -133,6 +133,7 @@ fn options(only: &[&str], dry_run: bool) -> ImportOptions {
         only: only.iter().map(|s| s.to_string()).collect(),
         dry_run,
         replace: false,
+        all_tables: false,
         base_domain: "localhost".into(),
     }
 }
@@ -1083,29 +1084,7 @@ async fn django_groups_map_to_roles_by_the_documented_rules() {
 async fn all_tables_dry_run_names_differences_and_writes_a_migration_that_keeps_references_in_the_tenant() {
     let app = spawn_installed_app().await;
     let mut source = django_source(&app).await;
-    for (schema, _, _, _) in TENANTS {
-        let extra = if *schema == "bravo" { ", priority integer" } else { "" };
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "SET search_path = {schema};
-             CREATE TABLE django_migrations (id bigserial PRIMARY KEY, app varchar(255) NOT NULL, name varchar(255) NOT NULL);
-             CREATE TABLE crm_tag (id serial PRIMARY KEY, name varchar(50) NOT NULL UNIQUE);
-             CREATE TABLE crm_task (
-                 id bigserial PRIMARY KEY, title varchar(200) NOT NULL CHECK (length(title) > 0),
-                 contact_id uuid NOT NULL REFERENCES crm_contact (id) DEFERRABLE INITIALLY DEFERRED,
-                 assignee_id integer REFERENCES auth_user (id) ON DELETE SET NULL,
-                 due date, done boolean NOT NULL DEFAULT false, payload jsonb{extra},
-                 UNIQUE (title, due));
-             CREATE INDEX crm_task_due ON crm_task (due);
-             CREATE TABLE crm_task_tags (
-                 task_id bigint NOT NULL REFERENCES crm_task (id) ON DELETE CASCADE,
-                 tag_id integer NOT NULL REFERENCES crm_tag (id),
-                 PRIMARY KEY (task_id, tag_id));
-             RESET search_path;"
-        )))
-        .execute(&mut source.conn)
-        .await
-        .expect("extra tables");
-    }
+    add_other_tables(&mut source, Some("bravo")).await;
     let plan = rowguard::import::all_tables_plan(&source.url, &mapping(), &options(&[], true)).await.expect("plan");
     assert_eq!(plan.reference_schema, "alpha");
     assert_eq!(plan.schemas, 3);
@@ -1204,9 +1183,15 @@ async fn all_tables_dry_run_names_differences_and_writes_a_migration_that_keeps_
     let out_file = dir.join("tables.sql");
     let env = app.cli_env();
     let base = ["import", "schemas", "--source", &source.url, "--mapping", mapping_file.to_str().expect("path")];
+    // Without --dry-run the differing schema stops the run before anything is written.
     let refused = rowguard(&env, &dir, &[&base[..], &["--all-tables"]].concat()).output().await.expect("run");
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--dry-run"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("1 schema(s) differ from alpha: bravo"));
+    let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE import_source IS NOT NULL")
+        .fetch_one(&mut su)
+        .await
+        .expect("tenants");
+    assert_eq!(tenants, 0, "nothing imported");
     let args =
         [&base[..], &["--all-tables", "--dry-run", "--migration-out", out_file.to_str().expect("path")]].concat();
     let out = rowguard(&env, &dir, &args).output().await.expect("run");
@@ -1215,4 +1200,142 @@ async fn all_tables_dry_run_names_differences_and_writes_a_migration_that_keeps_
     assert!(stdout.contains("schema bravo, table crm_task: + column priority integer"), "{stdout}");
     assert!(stderr.contains("1 schema(s) differ from alpha: bravo"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&out_file).expect("the migration file"), plan.migration);
+}
+
+/// Three more tables in every tenant schema (and Django's migrations table), with references
+/// to the mapped contacts and users; `differing`'s crm_task has one column more.
+async fn add_other_tables(source: &mut SourceDb, differing: Option<&str>) {
+    for (schema, _, _, _) in TENANTS {
+        let extra = if Some(*schema) == differing { ", priority integer" } else { "" };
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "SET search_path = {schema};
+             CREATE TABLE django_migrations (id bigserial PRIMARY KEY, app varchar(255) NOT NULL, name varchar(255) NOT NULL);
+             INSERT INTO django_migrations (app, name) VALUES ('crm', '0001_initial');
+             CREATE TABLE crm_tag (id serial PRIMARY KEY, name varchar(50) NOT NULL UNIQUE);
+             CREATE TABLE crm_task (
+                 id bigserial PRIMARY KEY, title varchar(200) NOT NULL CHECK (length(title) > 0),
+                 contact_id uuid NOT NULL REFERENCES crm_contact (id) DEFERRABLE INITIALLY DEFERRED,
+                 assignee_id integer REFERENCES auth_user (id) ON DELETE SET NULL,
+                 due date, done boolean NOT NULL DEFAULT false, payload jsonb{extra},
+                 UNIQUE (title, due));
+             CREATE INDEX crm_task_due ON crm_task (due);
+             CREATE TABLE crm_task_tags (
+                 task_id bigint NOT NULL REFERENCES crm_task (id) ON DELETE CASCADE,
+                 tag_id integer NOT NULL REFERENCES crm_tag (id),
+                 PRIMARY KEY (task_id, tag_id));
+             INSERT INTO crm_tag (name) VALUES ('urgent'), ('l''été ✓');
+             INSERT INTO crm_task (title, contact_id, assignee_id, due, payload)
+             SELECT 'Call ' || c.first_name, c.id, (SELECT id FROM auth_user WHERE username = 'staff'), DATE '2026-01-02',
+                    jsonb_build_object('n', 12345678901234567890.123456789, 'schema', '{schema}')
+               FROM crm_contact c ORDER BY c.first_name;
+             INSERT INTO crm_task (title, contact_id) SELECT 'No one', min(id::text)::uuid FROM crm_contact;
+             INSERT INTO crm_task_tags SELECT t.id, g.id FROM crm_task t, crm_tag g WHERE t.assignee_id IS NOT NULL;
+             RESET search_path;"
+        )))
+        .execute(&mut source.conn)
+        .await
+        .expect("other tables");
+    }
+}
+
+/// `--all-tables` for real: the other tables created and adopted, every tenant's rows copied
+/// in its own import transaction with references to users and contacts mapped to their new
+/// ids, ids kept, the sequence moved past them, and each tenant's rows served to it alone.
+#[tokio::test]
+async fn all_tables_import_creates_adopts_and_fills_every_tenants_other_tables() {
+    let app = spawn_installed_app().await;
+    let mut source = django_source(&app).await;
+    add_other_tables(&mut source, None).await;
+    let report = run(&app, &source, &mapping(), &ImportOptions { all_tables: true, ..options(&[], false) }).await;
+    assert_eq!(report.failed(), 0, "{report:#?}");
+    for t in &report.tenants {
+        let (contacts, _, _, _) =
+            TENANTS.iter().find(|(s, ..)| *s == t.schema).map(|(_, a, b, c)| (*c, a, b, ())).expect("tenant");
+        // Tasks: one per contact and one more; tags 2; links 2 per assigned task.
+        assert_eq!(t.rows.other_tables as usize, (contacts + 1) + 2 + 2 * contacts, "{t:?}");
+    }
+    let mut su = app.superuser_connection().await;
+    // Every task of every tenant: its contact and assignee are that tenant's, and are the
+    // rows the source pointed at (by name and e-mail).
+    let wrong: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm_task t
+           LEFT JOIN contacts c ON c.tenant_id = t.tenant_id AND c.id = t.contact_id
+           LEFT JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.assignee_id
+          WHERE c.id IS NULL OR (t.title <> 'No one' AND (u.email NOT LIKE 'Staff@%' OR t.title <> 'Call ' || split_part(c.name, ' ', 1)))
+             OR (t.title = 'No one' AND t.assignee_id IS NOT NULL)",
+    )
+    .fetch_one(&mut su)
+    .await
+    .expect("tasks");
+    assert_eq!(wrong, 0);
+    let (payload, tags): (String, i64) = sqlx::query_as(
+        "SELECT (SELECT payload->>'n' FROM crm_task WHERE payload IS NOT NULL LIMIT 1),
+                (SELECT count(*) FROM crm_tag WHERE name = 'l''été ✓')",
+    )
+    .fetch_one(&mut su)
+    .await
+    .expect("values");
+    assert_eq!((payload.as_str(), tags), ("12345678901234567890.123456789", 3), "every digit, every character");
+    // Source ids kept; the shared sequence is past every tenant's.
+    let (max_id, next): (i64, i64) =
+        sqlx::query_as("SELECT max(id), nextval(pg_get_serial_sequence('public.crm_task', 'id')) FROM crm_task")
+            .fetch_one(&mut su)
+            .await
+            .expect("sequence");
+    assert!(next > max_id, "{next} after {max_id}");
+    let source_ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM alpha.crm_task ORDER BY id").fetch_all(&mut source.conn).await.expect("ids");
+    let alpha = report.tenants.iter().find(|t| t.schema == "alpha").and_then(|t| t.tenant_id).expect("alpha");
+    let target_ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM crm_task WHERE tenant_id = $1 ORDER BY id")
+        .bind(alpha)
+        .fetch_all(&mut su)
+        .await
+        .expect("ids");
+    assert_eq!(source_ids, target_ids);
+
+    // Served over HTTP to each tenant alone; a new row gets an id past the imported ones.
+    let login = app.login("alpha", "boss@alpha.example", "alpha-owner-pw").await;
+    let token = login.body["access_token"].as_str().expect("token").to_string();
+    let listed = app.call_as(&token, "alpha", Method::GET, "/v1/data/crm_task?limit=100", None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(target_ids.len()), "{}", listed.body);
+    let bravo_login = app.login("bravo", "boss@bravo.example", "bravo-owner-pw").await;
+    let bravo_token = bravo_login.body["access_token"].as_str().expect("token").to_string();
+    let first = target_ids[0];
+    let foreign = app.call_as(&bravo_token, "bravo", Method::GET, &format!("/v1/data/crm_task/{first}"), None).await;
+    let own = app.call_as(&token, "alpha", Method::GET, &format!("/v1/data/crm_task/{first}"), None).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    if foreign.status == StatusCode::OK {
+        // Ids are per tenant: bravo may have a task with the same id; it must be bravo's own.
+        assert_eq!(foreign.body["payload"]["schema"], "bravo", "{}", foreign.body);
+        assert_eq!(own.body["payload"]["schema"], "alpha", "{}", own.body);
+    } else {
+        assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    }
+    let contact = own.body["contact_id"].as_str().expect("contact id").to_string();
+    let made = app
+        .call_as(
+            &token,
+            "alpha",
+            Method::POST,
+            "/v1/data/crm_task",
+            Some(json!({"title": "New", "contact_id": contact})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert!(made.body["id"].as_i64().is_some_and(|id| id > max_id), "{}", made.body);
+
+    // A re-run finds the tables and the tenants, and changes nothing.
+    let before = target_rows(&app).await;
+    let again = run(&app, &source, &mapping(), &ImportOptions { all_tables: true, ..options(&[], false) }).await;
+    assert!(again.tenants.iter().all(|t| t.outcome == Outcome::Skipped), "{again:#?}");
+    assert_eq!(target_rows(&app).await, before);
+    // The other tables count in the fingerprint: an edited task is a changed source.
+    sqlx::raw_sql("UPDATE alpha.crm_task SET done = true WHERE title = 'No one'")
+        .execute(&mut source.conn)
+        .await
+        .expect("edit");
+    let changed = run(&app, &source, &mapping(), &ImportOptions { all_tables: true, ..options(&[], false) }).await;
+    let alpha = changed.tenants.iter().find(|t| t.schema == "alpha").expect("alpha");
+    assert_eq!(alpha.outcome, Outcome::Changed, "{changed:#?}");
 }
