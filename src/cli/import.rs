@@ -53,11 +53,12 @@ pub(crate) async fn run(command: ImportCommand, config: &Config, setup: &mut Dat
         ImportCommand::Schemas { source, mapping, tenants, dry_run, json, replace, all_tables, migration_out } => {
             let base_domain = config.normalized_base_domain();
             let options = rowguard::import::ImportOptions { only: tenants, dry_run, replace, all_tables, base_domain };
-            if all_tables {
-                // The plan first: a schema that differs stops the run before anything is written.
+            if all_tables && dry_run {
                 plan_all_tables(&source, &mapping, &options, &migration_out).await?;
             }
-            import_schemas(setup, &source, &mapping, options, json).await
+            // Not a dry run: the import makes the plan (a schema that differs stops it before
+            // anything is written) and hands it back in the report.
+            import_schemas(setup, &source, &mapping, options, json, &migration_out).await
         }
     }
 }
@@ -72,6 +73,10 @@ async fn plan_all_tables(
 ) -> anyhow::Result<()> {
     let mapping = rowguard::import::mapping::Mapping::load(mapping)?;
     let plan = rowguard::import::all_tables_plan(source, &mapping, options).await?;
+    report_plan(&plan, out)
+}
+
+fn report_plan(plan: &rowguard::import::AllTablesPlan, out: &std::path::Path) -> anyhow::Result<()> {
     println!(
         "\n--all-tables: {} other table(s) in schema {} (the reference), compared with {} other schema(s): {}",
         plan.tables.len(),
@@ -104,6 +109,7 @@ async fn import_schemas(
     mapping: &std::path::Path,
     options: rowguard::import::ImportOptions,
     json: bool,
+    migration_out: &std::path::Path,
 ) -> anyhow::Result<()> {
     use rowguard::import::{Outcome, Progress, import_schemas, mapping::Mapping};
     let dry_run = options.dry_run;
@@ -201,6 +207,12 @@ async fn import_schemas(
             report.seconds,
             report.rows_per_second
         );
+    }
+    match &report.all_tables {
+        // The plan is in the JSON already; stdout stays JSON.
+        Some(plan) if json => std::fs::write(migration_out, &plan.migration)?,
+        Some(plan) => report_plan(plan, migration_out)?,
+        None => {}
     }
     let failed: Vec<&str> =
         report.tenants.iter().filter(|t| t.outcome == Outcome::Failed).map(|t| t.schema.as_str()).collect();

@@ -158,12 +158,13 @@ pub async fn import_schemas(
         rows,
         seconds,
         rows_per_second: if seconds > 0.0 { rows as f64 / seconds } else { 0.0 },
+        all_tables: other.map(|o| o.plan),
     })
 }
 
 /// `--all-tables --dry-run`: the tenant schemas' other tables, how each schema differs from
 /// the reference (the first tenant's), and the migration rowguard would apply (see `schema`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct AllTablesPlan {
     pub reference_schema: String,
     pub schemas: usize,
@@ -205,11 +206,24 @@ async fn plan_other_tables(
         schema::DJANGO_INTERNAL.iter().filter(|t| !keep.contains(*t)).map(|t| t.to_string()).collect();
     skip.extend(mapping.resource_columns().into_iter().map(|(table, _)| table.to_string()));
     skip.extend(mapping.all_tables.skip.iter().cloned());
-    let reference = source.table_definitions(reference_schema, &skip).await?;
+    let names: Vec<String> = schemas.iter().map(|s| s.to_string()).collect();
+    let mut all = source.table_definitions(&names, &skip).await?;
+    let reference = all.remove(reference_schema).unwrap_or_default();
     let mut differences = Vec::new();
-    for other in &schemas[1..] {
-        let theirs = source.table_definitions(other, &skip).await?;
-        differences.extend(schema::differences(&reference, other, &theirs));
+    for (other, theirs) in &all {
+        differences.extend(schema::differences(&reference, other, theirs));
+    }
+    // Names are quoted wherever the migration uses them, but a control character (a newline)
+    // in one would still end the comment lines it is named in: refused outright.
+    for t in reference.values() {
+        let names = std::iter::once(&t.name).chain(t.columns.iter().map(|c| &c.name));
+        if let Some(bad) = names.into_iter().find(|n| n.chars().any(char::is_control)) {
+            return Err(SourceError::Mapping(format!(
+                "--all-tables: the name {bad:?} (table {:?}) holds a control character; rename it first",
+                t.name
+            ))
+            .into());
+        }
     }
     let mut resources = BTreeMap::new();
     if let Some(u) = &mapping.users {
@@ -238,6 +252,7 @@ async fn plan_other_tables(
 
 /// What each tenant's import needs to fill the other tables (`--all-tables`).
 struct OtherTables {
+    plan: AllTablesPlan,
     tables: BTreeMap<String, schema::Table>,
     order: Vec<String>,
     /// Source table of a built-in resource → (rowguard table, id-map resource name).
@@ -297,7 +312,7 @@ async fn prepare_other_tables(
             resources.insert(table.clone(), (target.to_string(), resource));
         }
     }
-    Ok(OtherTables { order: schema::fill_order(&tables), tables, resources })
+    Ok(OtherTables { order: schema::fill_order(&tables), tables, resources, plan })
 }
 
 /// Fill the other tables for the transaction's tenant from its source rows; the problems
@@ -578,6 +593,11 @@ async fn import_one(
 /// `tenants purge` does: its slug, domains and import source are free again), then hand the
 /// transaction to the new tenant.
 async fn replace_out(tx: &mut crate::db::TenantTx<'_>, old: TenantId, new: TenantId) -> Result<(), sqlx::Error> {
+    // Deleted first, as `tenants delete` does: resolution answers 404 for it from the commit on.
+    sqlx::query("UPDATE tenants SET status = 'deleted', updated_at = now() WHERE id = $1")
+        .bind(old)
+        .execute(tx.conn())
+        .await?;
     crate::platform::purge::purge_tenant_rows(tx).await?;
     sqlx::query("DELETE FROM tenants WHERE id = $1").bind(old).execute(tx.conn()).await?;
     sqlx::query("SET LOCAL app.audit_purge = 'off'").execute(tx.conn()).await?;

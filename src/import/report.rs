@@ -110,6 +110,9 @@ pub struct ImportReport {
     pub rows: u64,
     pub seconds: f64,
     pub rows_per_second: f64,
+    /// `--all-tables` (not a dry run): the plan the other tables were created from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_tables: Option<super::AllTablesPlan>,
 }
 
 impl ImportReport {

@@ -111,17 +111,19 @@ impl Table {
     }
 }
 
-/// Every table of `schema` but those in `skip`, by name.
+/// Every table of each of `schemas` but those in `skip`: by schema, by table name. Three
+/// catalog queries for all the schemas together (one per schema took 15 s for 1,000).
 pub async fn read(
     conn: &mut PgConnection,
-    schema: &str,
+    schemas: &[String],
     skip: &BTreeSet<String>,
-) -> Result<BTreeMap<String, Table>, sqlx::Error> {
-    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
-    // (table, column, type, not null, default, identity, type local to the schema)
-    type ColumnRow = (String, String, String, bool, Option<String>, bool, bool);
+) -> Result<BTreeMap<String, BTreeMap<String, Table>>, sqlx::Error> {
+    let mut all: BTreeMap<String, BTreeMap<String, Table>> =
+        schemas.iter().map(|s| (s.clone(), BTreeMap::new())).collect();
+    // (schema, table, column, type, not null, default, identity, type local to the schema)
+    type ColumnRow = (String, String, String, String, bool, Option<String>, bool, bool);
     let columns: Vec<ColumnRow> = sqlx::query_as(
-        "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+        "SELECT n.nspname::text, c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
                 pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '', tn.nspname = n.nspname
            FROM pg_class c
            JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -129,16 +131,14 @@ pub async fn read(
            JOIN pg_type t ON t.oid = a.atttypid
            JOIN pg_namespace tn ON tn.oid = t.typnamespace
            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-          WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-          ORDER BY c.relname, a.attnum",
+          WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+          ORDER BY n.nspname, c.relname, a.attnum",
     )
-    .bind(schema)
+    .bind(schemas)
     .fetch_all(&mut *conn)
     .await?;
-    for (table, name, type_name, not_null, default, identity, local_type) in columns {
-        if skip.contains(&table) {
-            continue;
-        }
+    for (schema, table, name, type_name, not_null, default, identity, local_type) in columns {
+        let Some(tables) = all.get_mut(&schema).filter(|_| !skip.contains(&table)) else { continue };
         let serial = default.as_deref().is_some_and(|d| d.starts_with("nextval("));
         let t = tables.entry(table.clone()).or_insert_with(|| Table { name: table, ..Table::default() });
         t.columns.push(Column {
@@ -150,9 +150,10 @@ pub async fn read(
             local_type,
         });
     }
-    type ConstraintRow = (String, String, Vec<String>, Option<String>, bool, Vec<String>, String, String, bool, String);
+    type ConstraintRow =
+        (String, String, String, Vec<String>, Option<String>, bool, Vec<String>, String, String, bool, String);
     let constraints: Vec<ConstraintRow> = sqlx::query_as(
-        "SELECT c.relname::text, k.contype::text,
+        "SELECT n.nspname::text, c.relname::text, k.contype::text,
                 ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, o)
                         JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o),
                 fc.relname::text, coalesce(fn.nspname = n.nspname, false),
@@ -164,14 +165,15 @@ pub async fn read(
            JOIN pg_namespace n ON n.oid = c.relnamespace
            LEFT JOIN pg_class fc ON fc.oid = k.confrelid
            LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
-          WHERE n.nspname = $1 AND k.contype IN ('p', 'u', 'f', 'c')
-          ORDER BY c.relname, k.contype, k.conname",
+          WHERE n.nspname = ANY($1) AND k.contype IN ('p', 'u', 'f', 'c')
+          ORDER BY n.nspname, c.relname, k.contype, k.conname",
     )
-    .bind(schema)
+    .bind(schemas)
     .fetch_all(&mut *conn)
     .await?;
-    for (table, kind, columns, foreign, same_schema, referenced, del, upd, deferred, definition) in constraints {
-        let Some(t) = tables.get_mut(&table) else { continue };
+    for (schema, table, kind, columns, foreign, same_schema, referenced, del, upd, deferred, definition) in constraints
+    {
+        let Some(t) = all.get_mut(&schema).and_then(|tables| tables.get_mut(&table)) else { continue };
         match kind.as_str() {
             "p" => t.primary_key = columns,
             "u" => t.uniques.push(columns),
@@ -187,21 +189,21 @@ pub async fn read(
             _ => t.checks.push(definition),
         }
     }
-    let indexes: Vec<(String, bool, Vec<String>, bool, String)> = sqlx::query_as(
-        "SELECT c.relname::text, i.indisunique,
+    let indexes: Vec<(String, String, bool, Vec<String>, bool, String)> = sqlx::query_as(
+        "SELECT n.nspname::text, c.relname::text, i.indisunique,
                 ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k ORDER BY k),
                 i.indexprs IS NOT NULL OR i.indpred IS NOT NULL, pg_get_indexdef(i.indexrelid)
            FROM pg_index i
            JOIN pg_class c ON c.oid = i.indrelid
            JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname = $1 AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)
-          ORDER BY c.relname, 3",
+          WHERE n.nspname = ANY($1) AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+          ORDER BY n.nspname, c.relname, 4",
     )
-    .bind(schema)
+    .bind(schemas)
     .fetch_all(&mut *conn)
     .await?;
-    for (table, unique, columns, other, definition) in indexes {
-        let Some(t) = tables.get_mut(&table) else { continue };
+    for (schema, table, unique, columns, other, definition) in indexes {
+        let Some(t) = all.get_mut(&schema).and_then(|tables| tables.get_mut(&table)) else { continue };
         if other {
             // The index's own name and schema differ per schema: keep what follows USING.
             let shape = definition.split_once(" USING ").map(|(_, rest)| rest.to_string()).unwrap_or(definition);
@@ -210,7 +212,7 @@ pub async fn read(
             t.indexes.push((unique, columns));
         }
     }
-    Ok(tables)
+    Ok(all)
 }
 
 /// How each schema differs from the reference: (schema, table, what), "-" lines the reference

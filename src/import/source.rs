@@ -281,13 +281,13 @@ impl Source {
         Ok(data)
     }
 
-    /// Every table of `schema` but `skip`, with its definition (`--all-tables`).
+    /// Every table of each of `schemas` but `skip`, with its definition (`--all-tables`).
     pub async fn table_definitions(
         &mut self,
-        schema: &str,
+        schemas: &[String],
         skip: &std::collections::BTreeSet<String>,
-    ) -> Result<BTreeMap<String, super::schema::Table>, SourceError> {
-        Ok(super::schema::read(&mut self.conn, schema, skip).await?)
+    ) -> Result<BTreeMap<String, BTreeMap<String, super::schema::Table>>, SourceError> {
+        Ok(super::schema::read(&mut self.conn, schemas, skip).await?)
     }
 
     /// A cheap fingerprint of one tenant's mapped source tables, to tell on a re-run whether
