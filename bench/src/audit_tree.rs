@@ -30,18 +30,19 @@ pub async fn last_seq(admin_url: &str) -> anyhow::Result<i64> {
 /// it did not write. Returns how long that took (for the report).
 pub async fn fixture_sealed(admin_url: &str) -> anyhow::Result<Duration> {
     let mut conn = PgConnection::connect(admin_url).await?;
-    let took = until_sealed(&mut conn, Duration::from_secs(600)).await?;
+    let (took, caught_up) = until_sealed(&mut conn, Duration::from_secs(600)).await?;
     conn.close().await?;
+    anyhow::ensure!(caught_up, "the service had not sealed the fixture's events after {:.0} s", took.as_secs_f64());
     Ok(took)
 }
 
-/// Poll until no transaction's events wait to be sealed, or `limit` passed.
-async fn until_sealed(conn: &mut PgConnection, limit: Duration) -> anyhow::Result<Duration> {
+/// Poll until no transaction's events wait to be sealed (true), or `limit` passed (false).
+async fn until_sealed(conn: &mut PgConnection, limit: Duration) -> anyhow::Result<(Duration, bool)> {
     let started = Instant::now();
     loop {
         let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_unsealed").fetch_one(&mut *conn).await?;
         if waiting == 0 || started.elapsed() > limit {
-            return Ok(started.elapsed());
+            return Ok((started.elapsed(), waiting == 0));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -51,7 +52,7 @@ async fn until_sealed(conn: &mut PgConnection, limit: Duration) -> anyhow::Resul
 /// sealing: one line for the report.
 pub async fn freshness(admin_url: &str, since: i64) -> anyhow::Result<String> {
     let mut conn = PgConnection::connect(admin_url).await?;
-    let caught_up = until_sealed(&mut conn, Duration::from_secs(60)).await?;
+    let (caught_up, done) = until_sealed(&mut conn, Duration::from_secs(60)).await?;
     let (events, p50, p99, max): (i64, Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
         "SELECT count(*),
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY d), percentile_cont(0.99) WITHIN GROUP (ORDER BY d), max(d)
@@ -72,10 +73,11 @@ pub async fn freshness(admin_url: &str, since: i64) -> anyhow::Result<String> {
     conn.close().await?;
     Ok(format!(
         "  sealing: {events} events sealed, {unsealed} not; event to sealed p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms \
-         (caught up {:.1} s after the workload)",
+         ({} {:.1} s after the workload)",
         p50.unwrap_or(0.0),
         p99.unwrap_or(0.0),
         max.unwrap_or(0.0),
+        if done { "caught up" } else { "NOT caught up" },
         caught_up.as_secs_f64()
     ))
 }

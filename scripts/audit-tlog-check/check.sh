@@ -23,7 +23,10 @@ old_file=${OLD_HEAD:-old-head.json}
 old=$(cat "$old_file")
 size=$(jq .tree_size <<<"$new")
 ids=$(curl -sf "$url/v1/audit-events?limit=100" "${auth[@]}" | jq -r '.items[].id' | shuf -n 12)
+# An event sealed after the head was signed answers 409 not_sealed: left out, the rest must prove.
 incl=$(for id in $ids; do curl -s "$url/v1/audit-events/$id/proof?tree_size=$size" "${auth[@]}"; done | jq -s '[.[] | select(.leaf_index != null)]')
+# Whose log it must be: the tenant id in the token (its `tid` claim), unless TENANT_ID says.
+tenant=${TENANT_ID:-$(jq -rR 'split(".")[1] | gsub("-";"+") | gsub("_";"/") | @base64d | fromjson | .tid' <<<"$TOKEN")}
 cons=$(curl -sf "$url/v1/audit-log/consistency?from=$(jq .tree_size <<<"$old")&to=$size" "${auth[@]}" | jq .proof)
-jq -n --arg vkey "$vkey" --argjson old "$old" --argjson new "$new" --argjson incl "$incl" --argjson cons "$cons" \
-  '{vkey: $vkey, old_note: $old.note, new_note: $new.note, inclusion: $incl, consistency: $cons}' | "$bin"
+jq -n --arg vkey "$vkey" --arg tenant "$tenant" --argjson old "$old" --argjson new "$new" --argjson incl "$incl" --argjson cons "$cons" \
+  '{vkey: $vkey, tenant_id: $tenant, old_note: $old.note, new_note: $new.note, inclusion: $incl, consistency: $cons}' | "$bin"

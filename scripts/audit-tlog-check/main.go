@@ -18,6 +18,7 @@ import (
 
 type Input struct {
 	VKey      string `json:"vkey"`
+	Tenant    string `json:"tenant_id"`
 	OldNote   string `json:"old_note"`
 	NewNote   string `json:"new_note"`
 	Inclusion []struct {
@@ -39,15 +40,28 @@ func hash(s string) tlog.Hash {
 	return h
 }
 
+func fail(what ...any) {
+	fmt.Println(append([]any{"FAIL"}, what...)...)
+	os.Exit(1)
+}
+
 func open(text string, v note.Verifier) (string, int64, tlog.Hash) {
 	n, err := note.Open([]byte(text), note.VerifierList(v))
 	if err != nil {
-		fmt.Println("FAIL note:", err)
-		os.Exit(1)
+		fail("note:", err)
 	}
 	lines := strings.Split(n.Text, "\n")
-	size, _ := strconv.ParseInt(lines[1], 10, 64)
-	root, _ := base64.StdEncoding.DecodeString(lines[2])
+	if len(lines) < 4 {
+		fail("checkpoint: too few lines")
+	}
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil || size < 0 {
+		fail("checkpoint size:", lines[1])
+	}
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(root) != 32 {
+		fail("checkpoint root:", lines[2])
+	}
 	var h tlog.Hash
 	copy(h[:], root)
 	return lines[0], size, h
@@ -65,6 +79,13 @@ func main() {
 	}
 	oldOrigin, oldSize, oldRoot := open(in.OldNote, v)
 	newOrigin, newSize, newRoot := open(in.NewNote, v)
+	// One key signs every tenant's log: the origin says whose log a head is.
+	if oldOrigin != newOrigin || !strings.HasPrefix(newOrigin, v.Name()+"/") || newOrigin != v.Name()+"/"+in.Tenant {
+		fail("origins:", oldOrigin, newOrigin, "want", v.Name()+"/"+in.Tenant)
+	}
+	if len(in.Inclusion) == 0 {
+		fail("no inclusion proof to check")
+	}
 	fmt.Printf("heads: %s size %d and %s size %d, signatures verified\n", oldOrigin, oldSize, newOrigin, newSize)
 	ok := 0
 	for _, p := range in.Inclusion {

@@ -124,16 +124,19 @@ const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
 
 /// Bounds for the other imported formats, far above Django's defaults (bcrypt cost 12;
 /// scrypt N = 2^14, r = 8, p = 5: 16 MiB).
-const MAX_BCRYPT_COST: u32 = 16;
+/// bcrypt cost 14 is about a second here (Django's 12 a quarter of one).
+const MAX_BCRYPT_COST: u32 = 14;
+/// scrypt's buffers: V (128·r·N bytes) and B (128·r·p), with a margin; r and p bounded too.
 const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
+const MAX_SCRYPT_BLOCK_SIZE: u32 = 32;
 const MAX_SCRYPT_PARALLELISM: u32 = 16;
 
 /// Django's hashers verified here, by the name that prefixes their hashes, with the check of
 /// what follows it (`argon2$` is handled with our own argon2 hashes, below).
 type Check = fn(&str, &str) -> bool;
 const DJANGO_CHECKS: [(&str, Check); 5] = [
-    ("pbkdf2_sha256$", |password, rest| verify_django_pbkdf2(password, rest, pbkdf2::pbkdf2_hmac::<sha2::Sha256>)),
-    ("pbkdf2_sha1$", |password, rest| verify_django_pbkdf2(password, rest, pbkdf2::pbkdf2_hmac::<sha1::Sha1>)),
+    ("pbkdf2_sha256$", |password, rest| verify_django_pbkdf2(password, rest, 32, pbkdf2::pbkdf2_hmac::<sha2::Sha256>)),
+    ("pbkdf2_sha1$", |password, rest| verify_django_pbkdf2(password, rest, 20, pbkdf2::pbkdf2_hmac::<sha1::Sha1>)),
     // The password's SHA-256, as lower-case hex, is what bcrypt saw (so no 72-byte limit).
     ("bcrypt_sha256$", |password, rest| {
         verify_bcrypt(&hex::encode(<sha2::Sha256 as sha2::Digest>::digest(password.as_bytes())), rest)
@@ -176,7 +179,14 @@ pub fn verify_now(password: &str, stored: &str) -> Verified {
 /// `<iterations>$<salt>$<base64(pbkdf2_hmac_<digest>(password, salt, iterations))>`, as
 /// Django's PBKDF2PasswordHasher (SHA-256) and PBKDF2SHA1PasswordHasher write it. Anything
 /// malformed simply does not match.
-fn verify_django_pbkdf2(password: &str, rest: &str, derive: fn(&[u8], &[u8], u32, &mut [u8])) -> bool {
+/// `digest_len`: Django derives exactly one digest's length; a longer expected hash would cost
+/// a multiple of the iterations.
+fn verify_django_pbkdf2(
+    password: &str,
+    rest: &str,
+    digest_len: usize,
+    derive: fn(&[u8], &[u8], u32, &mut [u8]),
+) -> bool {
     let mut parts = rest.splitn(3, '$');
     let (Some(iterations), Some(salt), Some(encoded)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -190,7 +200,7 @@ fn verify_django_pbkdf2(password: &str, rest: &str, derive: fn(&[u8], &[u8], u32
     let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
         return false;
     };
-    if expected.is_empty() || expected.len() > 64 {
+    if expected.is_empty() || expected.len() > digest_len {
         return false;
     }
     let mut derived = vec![0u8; expected.len()];
@@ -218,10 +228,11 @@ fn verify_django_scrypt(password: &str, rest: &str) -> bool {
     let (Ok(n), Ok(r), Ok(p)) = (n.parse::<u64>(), r.parse::<u32>(), p.parse::<u32>()) else {
         return false;
     };
-    if !n.is_power_of_two() || n < 2 || r == 0 || p == 0 || p > MAX_SCRYPT_PARALLELISM {
+    if !n.is_power_of_two() || n < 2 || r == 0 || r > MAX_SCRYPT_BLOCK_SIZE || p == 0 || p > MAX_SCRYPT_PARALLELISM {
         return false;
     }
-    if 128u64.saturating_mul(u64::from(r)).saturating_mul(n) > MAX_SCRYPT_MEMORY {
+    let blocks = n.saturating_add(u64::from(p)).saturating_add(2);
+    if 128u64.saturating_mul(u64::from(r)).saturating_mul(blocks) > MAX_SCRYPT_MEMORY {
         return false;
     }
     let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
@@ -332,7 +343,12 @@ mod tests {
             "bcrypt$$2b$31$RjblwherTPtSFwuqXZ/Ee.hFcrnXSH47HO3ZyPkHWWsk8ZXICUQc.",
             "scrypt$1048576$seasalt$8$2$0wc08RhZPFWBP76qw6+DWytDL+liAN2mlqXrIFiGLzL1ubEXO1LUpc6P8BQsd3jvXiRpgdqQgbSdNgQMWenKUQ==",
             "scrypt$1024$seasalt$8$99$0wc08RhZPFWBP76qw6+DWytDL+liAN2mlqXrIFiGLzL1ubEXO1LUpc6P8BQsd3jvXiRpgdqQgbSdNgQMWenKUQ==",
-            "pbkdf2_sha1$99999999999$seasalt$I7rtQjLcQDkgsiL4UlaTLfdWlh8=",
+            "pbkdf2_sha1$10000001$seasalt$I7rtQjLcQDkgsiL4UlaTLfdWlh8=",
+            "scrypt$2$seasalt$262144$16$0wc08RhZPFWBP76qw6+DWytDL+liAN2mlqXrIFiGLzL1ubEXO1LUpc6P8BQsd3jvXiRpgdqQgbSdNgQMWenKUQ==",
+            "scrypt$1024$seasalt$64$2$0wc08RhZPFWBP76qw6+DWytDL+liAN2mlqXrIFiGLzL1ubEXO1LUpc6P8BQsd3jvXiRpgdqQgbSdNgQMWenKUQ==",
+            "bcrypt$$2b$15$RjblwherTPtSFwuqXZ/Ee.hFcrnXSH47HO3ZyPkHWWsk8ZXICUQc.",
+            // A pbkdf2 hash longer than its digest (4x the work for SHA-1's 20 bytes).
+            "pbkdf2_sha1$1000$seasalt$AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJw==",
             // Malformed.
             "scrypt$1000$seasalt$8$2$0wc08RhZPFWBP76qw6+DWytDL+liAN2mlqXrIFiGLzL1ubEXO1LUpc6P8BQsd3jvXiRpgdqQgbSdNgQMWenKUQ==",
             "scrypt$1024$seasalt$8$2",

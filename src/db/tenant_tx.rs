@@ -96,13 +96,24 @@ impl<'c> TenantTx<'c> {
     }
 
     /// From here on, the transaction is `to`'s: `app.tenant_id` is set again (transaction-
-    /// locally), so RLS fences every later statement to `to` as it fenced the earlier ones to
-    /// the first tenant. For the one platform operation that must end one tenant and begin
-    /// another atomically — `import schemas --replace` purges the old copy and writes the new
-    /// one in the same transaction — and nothing a request can reach.
+    /// locally) and every other `app.*` setting cleared, so RLS fences every later statement
+    /// to `to` as it fenced the earlier ones to the first tenant, and nothing of the first
+    /// tenant's actor or stand-down switches carries over. For the one platform operation that
+    /// must end one tenant and begin another atomically — `import schemas --replace` purges
+    /// the old copy and writes the new one in the same transaction. Refused on a transaction
+    /// from the service's pool (`begin`, what requests get): only one opened on a dedicated
+    /// platform connection (`begin_on`) may change hands.
     pub(crate) async fn switch_tenant(&mut self, to: TenantId) -> Result<(), sqlx::Error> {
+        if self._demand.is_some() {
+            return Err(sqlx::Error::Protocol("a request's tenant transaction cannot change tenants".into()));
+        }
         // A uuid rendered as text carries no SQL.
-        sqlx::query(AssertSqlSafe(format!("SET LOCAL app.tenant_id = '{to}'"))).execute(&mut *self.tx).await?;
+        let statement = format!(
+            "SET LOCAL app.tenant_id = '{to}'; SET LOCAL app.user_id = ''; SET LOCAL app.role = '';
+             SET LOCAL app.request_id = ''; SET LOCAL app.client_ip = ''; SET LOCAL app.user_agent_hex = '';
+             SET LOCAL app.audit_purge = 'off'; SET LOCAL app.audit_import = 'off'"
+        );
+        sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut *self.tx).await?;
         self.tenant = to;
         Ok(())
     }
