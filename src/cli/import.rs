@@ -73,10 +73,10 @@ async fn plan_all_tables(
 ) -> anyhow::Result<()> {
     let mapping = rowguard::import::mapping::Mapping::load(mapping)?;
     let plan = rowguard::import::all_tables_plan(source, &mapping, options).await?;
-    report_plan(&plan, out)
+    report_plan(&plan, out, false)
 }
 
-fn report_plan(plan: &rowguard::import::AllTablesPlan, out: &std::path::Path) -> anyhow::Result<()> {
+fn report_plan(plan: &rowguard::import::AllTablesPlan, out: &std::path::Path, applied: bool) -> anyhow::Result<()> {
     println!(
         "\n--all-tables: {} other table(s) in schema {} (the reference), compared with {} other schema(s): {}",
         plan.tables.len(),
@@ -91,7 +91,8 @@ fn report_plan(plan: &rowguard::import::AllTablesPlan, out: &std::path::Path) ->
         println!("    differs: schema {schema}, table {table}: {what}");
     }
     std::fs::write(out, &plan.migration)?;
-    println!("the migration rowguard would apply was written to {}", out.display());
+    let verb = if applied { "applied (or found applied)" } else { "rowguard would apply" };
+    println!("the migration {verb} was written to {}", out.display());
     let differing: BTreeSet<&str> = plan.differences.iter().map(|(s, _, _)| s.as_str()).collect();
     anyhow::ensure!(
         differing.is_empty(),
@@ -211,7 +212,7 @@ async fn import_schemas(
     match &report.all_tables {
         // The plan is in the JSON already; stdout stays JSON.
         Some(plan) if json => std::fs::write(migration_out, &plan.migration)?,
-        Some(plan) => report_plan(plan, migration_out)?,
+        Some(plan) => report_plan(plan, migration_out, true)?,
         None => {}
     }
     let failed: Vec<&str> =
