@@ -296,10 +296,14 @@ async fn prepare_other_tables(
         ))
         .into());
     }
+    let mut plan = plan;
     for name in &names {
-        crate::migrate::adopt::adopt(platform.conn(), name, None, None, false)
+        let adopted = crate::migrate::adopt::adopt(platform.conn(), name, None, None, false)
             .await
             .map_err(|e| SourceError::Mapping(format!("--all-tables: adopting {name}: {e}")))?;
+        if let Some(why) = adopted.not_served {
+            plan.notes.push(format!("{name}: guarded, but not served over /v1/data: {why}"));
+        }
     }
     let mut resources = BTreeMap::new();
     for (table, target, resource) in [
