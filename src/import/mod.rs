@@ -9,10 +9,12 @@
 //! references, and commit. Anything wrong rolls that tenant back and the run goes on with the
 //! next one; the command then exits non-zero naming what failed. A tenant already imported
 //! (`tenants.import_source`) is skipped when its source still has the fingerprint it had then
-//! (`tenants.import_fingerprint`), and reported as changed (non-zero exit) when not, so the command can be re-run and run tenant by tenant
-//! (`--tenant`).
+//! (`tenants.import_fingerprint`), reported as changed (non-zero exit) when not, or replaced
+//! (`--replace`); so the command can be re-run, and run tenant by tenant (`--tenant`).
+//! `--all-tables` brings the schemas' other tables too (`other_tables`, `schema`).
 
 pub mod mapping;
+mod other_tables;
 mod plan;
 mod report;
 pub mod schema;
@@ -32,6 +34,8 @@ use crate::platform::PlatformConn;
 use mapping::{Mapping, SlugSource};
 use source::{Source, SourceData, SourceError, SourceTenant};
 
+pub use other_tables::{AllTablesPlan, all_tables_plan};
+use other_tables::{OtherTables, fill_other_tables, prepare_other_tables};
 use plan::{Plan, TenantHead};
 pub use report::{Counts, ImportReport, Outcome, Problem, Progress, TenantReport};
 use verify::verify;
@@ -160,216 +164,6 @@ pub async fn import_schemas(
         rows_per_second: if seconds > 0.0 { rows as f64 / seconds } else { 0.0 },
         all_tables: other.map(|o| o.plan),
     })
-}
-
-/// `--all-tables --dry-run`: the tenant schemas' other tables, how each schema differs from
-/// the reference (the first tenant's), and the migration rowguard would apply (see `schema`).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AllTablesPlan {
-    pub reference_schema: String,
-    pub schemas: usize,
-    pub tables: Vec<String>,
-    /// (schema, table, difference)
-    pub differences: Vec<(String, String, String)>,
-    pub migration: String,
-    /// What the migration could not carry, and why.
-    pub notes: Vec<String>,
-}
-
-pub async fn all_tables_plan(
-    source_url: &str,
-    mapping: &Mapping,
-    options: &ImportOptions,
-) -> Result<AllTablesPlan, ImportError> {
-    let mut source = Source::connect(source_url).await?;
-    Ok(plan_other_tables(&mut source, mapping, options).await?.0)
-}
-
-/// The plan, and the reference schema's tables it was made from.
-async fn plan_other_tables(
-    source: &mut Source,
-    mapping: &Mapping,
-    options: &ImportOptions,
-) -> Result<(AllTablesPlan, BTreeMap<String, schema::Table>), ImportError> {
-    let registry = source.tenants(mapping).await?;
-    let skip_schemas: HashSet<&str> = mapping.tenants.skip_schemas.iter().map(String::as_str).collect();
-    let schemas: Vec<&str> = registry
-        .iter()
-        .map(|t| t.schema.as_str())
-        .filter(|s| !skip_schemas.contains(s) && (options.only.is_empty() || options.only.iter().any(|o| o == s)))
-        .collect();
-    let Some(reference_schema) = schemas.first().copied() else {
-        return Err(SourceError::Mapping("no tenant schema to read the tables from".into()).into());
-    };
-    let keep: HashSet<&str> = mapping.all_tables.keep.iter().map(String::as_str).collect();
-    let mut skip: std::collections::BTreeSet<String> =
-        schema::DJANGO_INTERNAL.iter().filter(|t| !keep.contains(*t)).map(|t| t.to_string()).collect();
-    skip.extend(mapping.resource_columns().into_iter().map(|(table, _)| table.to_string()));
-    skip.extend(mapping.all_tables.skip.iter().cloned());
-    let names: Vec<String> = schemas.iter().map(|s| s.to_string()).collect();
-    let mut all = source.table_definitions(&names, &skip).await?;
-    let reference = all.remove(reference_schema).unwrap_or_default();
-    let mut differences = Vec::new();
-    for (other, theirs) in &all {
-        differences.extend(schema::differences(&reference, other, theirs));
-    }
-    // Names are quoted wherever the migration uses them, but a control character (a newline)
-    // in one would still end the comment lines it is named in: refused outright.
-    for t in reference.values() {
-        let names = std::iter::once(&t.name).chain(t.columns.iter().map(|c| &c.name));
-        if let Some(bad) = names.into_iter().find(|n| n.chars().any(char::is_control)) {
-            return Err(SourceError::Mapping(format!(
-                "--all-tables: the name {bad:?} (table {:?}) holds a control character; rename it first",
-                t.name
-            ))
-            .into());
-        }
-    }
-    let mut resources = BTreeMap::new();
-    if let Some(u) = &mapping.users {
-        resources.insert(u.table.clone(), "users".to_string());
-    }
-    if let Some(o) = &mapping.organizations {
-        resources.insert(o.table.clone(), "organizations".to_string());
-    }
-    if let Some(c) = &mapping.contacts {
-        resources.insert(c.table.clone(), "contacts".to_string());
-    }
-    if let Some(d) = &mapping.deals {
-        resources.insert(d.table.clone(), "deals".to_string());
-    }
-    let (migration, notes) = schema::migration(&reference, &resources);
-    let plan = AllTablesPlan {
-        reference_schema: reference_schema.to_string(),
-        schemas: schemas.len(),
-        tables: reference.keys().cloned().collect(),
-        differences,
-        migration,
-        notes,
-    };
-    Ok((plan, reference))
-}
-
-/// What each tenant's import needs to fill the other tables (`--all-tables`).
-struct OtherTables {
-    plan: AllTablesPlan,
-    tables: BTreeMap<String, schema::Table>,
-    order: Vec<String>,
-    /// Source table of a built-in resource → (rowguard table, id-map resource name).
-    resources: BTreeMap<String, (String, &'static str)>,
-}
-
-/// Before any tenant: refuse schemas that differ, then create the tables (as the owner role,
-/// in one transaction, if none of them exists yet) and adopt them. Run again, it finds them
-/// and only re-adopts (which changes nothing).
-async fn prepare_other_tables(
-    platform: &mut PlatformConn,
-    source: &mut Source,
-    mapping: &Mapping,
-    options: &ImportOptions,
-) -> Result<OtherTables, ImportError> {
-    use sqlx::{Connection, Executor};
-    let (plan, tables) = plan_other_tables(source, mapping, options).await?;
-    if let Some((schema, table, what)) = plan.differences.first() {
-        return Err(SourceError::Mapping(format!(
-            "--all-tables: {} difference(s) between the tenant schemas, e.g. schema {schema}, table {table}: {what}; \
-             run with --dry-run to see them all",
-            plan.differences.len()
-        ))
-        .into());
-    }
-    let names: Vec<String> = tables.keys().cloned().collect();
-    let existing: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY($1)")
-            .bind(&names)
-            .fetch_one(platform.conn())
-            .await?;
-    if existing == 0 && !names.is_empty() {
-        let mut tx = platform.conn().begin().await?;
-        tx.execute(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {}", crate::roles::OWNER_ROLE))).await?;
-        tx.execute(sqlx::AssertSqlSafe(plan.migration.clone())).await?;
-        tx.commit().await?;
-    } else if existing != names.len() as i64 {
-        return Err(SourceError::Mapping(format!(
-            "--all-tables: {existing} of the {} tables exist in rowguard already; create or drop the rest first",
-            names.len()
-        ))
-        .into());
-    }
-    let mut plan = plan;
-    for name in &names {
-        let adopted = crate::migrate::adopt::adopt(platform.conn(), name, None, None, false)
-            .await
-            .map_err(|e| SourceError::Mapping(format!("--all-tables: adopting {name}: {e}")))?;
-        if let Some(why) = adopted.not_served {
-            plan.notes.push(format!("{name}: guarded, but not served over /v1/data: {why}"));
-        }
-    }
-    let mut resources = BTreeMap::new();
-    for (table, target, resource) in [
-        (mapping.users.as_ref().map(|m| &m.table), "users", "user"),
-        (mapping.organizations.as_ref().map(|m| &m.table), "organizations", "organization"),
-        (mapping.contacts.as_ref().map(|m| &m.table), "contacts", "contact"),
-        (mapping.deals.as_ref().map(|m| &m.table), "deals", "deal"),
-    ] {
-        if let Some(table) = table {
-            resources.insert(table.clone(), (target.to_string(), resource));
-        }
-    }
-    Ok(OtherTables { order: schema::fill_order(&tables), tables, resources, plan })
-}
-
-/// Fill the other tables for the transaction's tenant from its source rows; the problems
-/// found (unmapped references, counts that differ) roll the tenant back.
-async fn fill_other_tables(
-    tx: &mut TenantTx<'_>,
-    other: &OtherTables,
-    data: &SourceData,
-    report: &mut TenantReport,
-) -> Result<Vec<Problem>, sqlx::Error> {
-    let tenant = tx.tenant();
-    let mut problems = Vec::new();
-    // One `tenant.import` event covers the import (see `write`), not one per row.
-    sqlx::query("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
-    for (name, rows) in &data.other_tables {
-        let Some(table) = other.tables.get(name) else { continue };
-        for (column, sql) in schema::unmapped_sql(table, &other.resources) {
-            let missing: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(tenant).bind(rows).fetch_one(tx.conn()).await?;
-            if missing > 0 {
-                problems.push(Problem::new(
-                    name,
-                    None,
-                    format!("{column}: {missing} row(s) reference a row the import did not bring"),
-                ));
-            }
-        }
-        if !problems.is_empty() {
-            continue;
-        }
-        for chunk in rows.chunks(BATCH) {
-            sqlx::query(sqlx::AssertSqlSafe(schema::fill_sql(table, &other.resources)))
-                .bind(tenant)
-                .bind(chunk)
-                .execute(tx.conn())
-                .await?;
-        }
-        for sql in schema::sequence_sql(table) {
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).execute(tx.conn()).await?;
-        }
-        let count_sql = format!("SELECT count(*) FROM public.{} WHERE tenant_id = $1", source::quote_ident(name));
-        let got: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql)).bind(tenant).fetch_one(tx.conn()).await?;
-        if got != rows.len() as i64 {
-            problems.push(Problem::new(
-                name,
-                None,
-                format!("count mismatch: the source has {} rows, rowguard has {got}", rows.len()),
-            ));
-        }
-        report.rows.other_tables += rows.len() as u64;
-    }
-    sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
-    Ok(problems)
 }
 
 /// The slug rule (see the example mapping): an override, the schema name, or the primary
