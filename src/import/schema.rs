@@ -314,21 +314,14 @@ pub fn migration(tables: &BTreeMap<String, Table>, resources: &BTreeMap<String, 
             notes.push(format!("{}: index on an expression or with a WHERE, not carried: USING {other}", t.name));
         }
         for f in &t.foreign_keys {
-            let target = if !f.same_schema {
-                notes.push(format!(
-                    "{}: its reference ({}) to {}, outside the tenant schema, is dropped; the column stays",
-                    t.name,
-                    f.columns.join(", "),
-                    f.table
-                ));
-                continue;
-            } else if let Some(builtin) = resources.get(&f.table) {
+            let target = if let (true, Some(builtin)) = (f.same_schema, resources.get(&f.table)) {
                 (builtin.clone(), vec!["id".to_string()])
-            } else if tables.contains_key(&f.table) {
+            } else if f.same_schema && tables.contains_key(&f.table) {
                 (f.table.clone(), f.referenced.clone())
             } else {
+                let place = if f.same_schema { "a table not brought" } else { "outside the tenant schema" };
                 notes.push(format!(
-                    "{}: its reference ({}) to {}, a table not brought, is dropped; the column stays",
+                    "{}: its reference ({}) to {}, {place}, is dropped; the column stays",
                     t.name,
                     f.columns.join(", "),
                     f.table
