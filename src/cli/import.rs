@@ -53,29 +53,15 @@ pub(crate) async fn run(command: ImportCommand, config: &Config, setup: &mut Dat
         ImportCommand::Schemas { source, mapping, tenants, dry_run, json, replace, all_tables, migration_out } => {
             let base_domain = config.normalized_base_domain();
             let options = rowguard::import::ImportOptions { only: tenants, dry_run, replace, all_tables, base_domain };
-            if all_tables && dry_run {
-                plan_all_tables(&source, &mapping, &options, &migration_out).await?;
-            }
-            // Not a dry run: the import makes the plan (a schema that differs stops it before
-            // anything is written) and hands it back in the report.
+            // The import makes the plan (a schema that differs stops a real run before anything
+            // is written) and hands it back in the report.
             import_schemas(setup, &source, &mapping, options, json, &migration_out).await
         }
     }
 }
 
-/// `--all-tables --dry-run`: report the other tables and how the schemas differ, write the
-/// migration. Exits non-zero when a schema differs from the reference.
-async fn plan_all_tables(
-    source: &str,
-    mapping: &std::path::Path,
-    options: &rowguard::import::ImportOptions,
-    out: &std::path::Path,
-) -> anyhow::Result<()> {
-    let mapping = rowguard::import::mapping::Mapping::load(mapping)?;
-    let plan = rowguard::import::all_tables_plan(source, &mapping, options).await?;
-    report_plan(&plan, out, false)
-}
-
+/// `--all-tables`: the other tables and how the schemas differ, and the migration written to
+/// `out`. Exits non-zero when a schema differs from the reference (a real run stopped before).
 fn report_plan(plan: &rowguard::import::AllTablesPlan, out: &std::path::Path, applied: bool) -> anyhow::Result<()> {
     println!(
         "\n--all-tables: {} other table(s) in schema {} (the reference), compared with {} other schema(s): {}",
@@ -212,7 +198,7 @@ async fn import_schemas(
     match &report.all_tables {
         // The plan is in the JSON already; stdout stays JSON.
         Some(plan) if json => std::fs::write(migration_out, &plan.migration)?,
-        Some(plan) => report_plan(plan, migration_out, true)?,
+        Some(plan) => report_plan(plan, migration_out, !dry_run)?,
         None => {}
     }
     let failed: Vec<&str> =

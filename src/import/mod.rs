@@ -35,7 +35,7 @@ use mapping::{Mapping, SlugSource};
 use source::{Source, SourceData, SourceError, SourceTenant};
 
 pub use other_tables::{AllTablesPlan, all_tables_plan};
-use other_tables::{OtherTables, fill_other_tables, prepare_other_tables};
+use other_tables::{OtherTables, check_other_tables, fill_other_tables, prepare_other_tables};
 use plan::{Plan, TenantHead};
 pub use report::{Counts, ImportReport, Outcome, Problem, Progress, TenantReport};
 use verify::verify;
@@ -81,7 +81,7 @@ pub async fn import_schemas(
     let started = Instant::now();
     let mut source = Source::connect(source_url).await?;
     let registry = source.tenants(mapping).await?;
-    let other = if options.all_tables && !options.dry_run {
+    let other = if options.all_tables {
         Some(prepare_other_tables(platform, &mut source, mapping, options).await?)
     } else {
         None
@@ -347,6 +347,12 @@ async fn import_one(
         return Err(problems);
     }
     if options.dry_run {
+        if let Some(other) = other {
+            let problems = check_other_tables(other, &data, &plan, report);
+            if !problems.is_empty() {
+                return Err(problems);
+            }
+        }
         report.outcome = Outcome::WouldImport;
         return Ok(());
     }

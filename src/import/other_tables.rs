@@ -103,7 +103,8 @@ pub(super) struct OtherTables {
 
 /// Before any tenant: refuse schemas that differ, then create the tables (as the owner role,
 /// in one transaction, if none of them exists yet) and adopt them. Run again, it finds them
-/// and only re-adopts (which changes nothing).
+/// and only re-adopts (which changes nothing). A dry run only plans: differences are reported
+/// with the plan, nothing is created.
 pub(super) async fn prepare_other_tables(
     platform: &mut PlatformConn,
     source: &mut Source,
@@ -112,6 +113,20 @@ pub(super) async fn prepare_other_tables(
 ) -> Result<OtherTables, ImportError> {
     use sqlx::{Connection, Executor};
     let (plan, tables) = plan_other_tables(source, mapping, options).await?;
+    let mut resources = BTreeMap::new();
+    for (table, target, resource) in [
+        (mapping.users.as_ref().map(|m| &m.table), "users", "user"),
+        (mapping.organizations.as_ref().map(|m| &m.table), "organizations", "organization"),
+        (mapping.contacts.as_ref().map(|m| &m.table), "contacts", "contact"),
+        (mapping.deals.as_ref().map(|m| &m.table), "deals", "deal"),
+    ] {
+        if let Some(table) = table {
+            resources.insert(table.clone(), (target.to_string(), resource));
+        }
+    }
+    if options.dry_run {
+        return Ok(OtherTables { order: schema::fill_order(&tables), tables, resources, plan });
+    }
     if let Some((schema, table, what)) = plan.differences.first() {
         return Err(SourceError::Mapping(format!(
             "--all-tables: {} difference(s) between the tenant schemas, e.g. schema {schema}, table {table}: {what}; \
@@ -145,17 +160,6 @@ pub(super) async fn prepare_other_tables(
             .map_err(|e| SourceError::Mapping(format!("--all-tables: adopting {name}: {e}")))?;
         if let Some(why) = adopted.not_served {
             plan.notes.push(format!("{name}: guarded, but not served over /v1/data: {why}"));
-        }
-    }
-    let mut resources = BTreeMap::new();
-    for (table, target, resource) in [
-        (mapping.users.as_ref().map(|m| &m.table), "users", "user"),
-        (mapping.organizations.as_ref().map(|m| &m.table), "organizations", "organization"),
-        (mapping.contacts.as_ref().map(|m| &m.table), "contacts", "contact"),
-        (mapping.deals.as_ref().map(|m| &m.table), "deals", "deal"),
-    ] {
-        if let Some(table) = table {
-            resources.insert(table.clone(), (target.to_string(), resource));
         }
     }
     Ok(OtherTables { order: schema::fill_order(&tables), tables, resources, plan })
@@ -212,4 +216,50 @@ pub(super) async fn fill_other_tables(
     }
     sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
     Ok(problems)
+}
+
+/// A dry run's check of the other tables' rows: every reference to a built-in resource names a
+/// row this tenant's import would bring (what `fill_other_tables` checks in the database when
+/// it writes). Counts the rows into the report.
+pub(super) fn check_other_tables(
+    other: &OtherTables,
+    data: &SourceData,
+    plan: &Plan,
+    report: &mut TenantReport,
+) -> Vec<Problem> {
+    let mapped: HashSet<(&str, &str)> =
+        plan.map.resources.iter().zip(&plan.map.source_ids).map(|(r, s)| (*r, s.as_str())).collect();
+    let mut problems = Vec::new();
+    for (name, rows) in &data.other_tables {
+        report.rows.other_tables += rows.len() as u64;
+        let Some(table) = other.tables.get(name) else { continue };
+        let references: Vec<(&str, &str)> = table
+            .foreign_keys
+            .iter()
+            .filter(|f| f.same_schema && f.columns.len() == 1)
+            .filter_map(|f| other.resources.get(&f.table).map(|(_, resource)| (f.columns[0].as_str(), *resource)))
+            .collect();
+        if references.is_empty() {
+            continue;
+        }
+        for (column, resource) in references {
+            let missing = rows
+                .iter()
+                .filter_map(|row| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(row).ok())
+                .filter(|row| match row.get(column) {
+                    None | Some(serde_json::Value::Null) => false,
+                    Some(serde_json::Value::String(s)) => !mapped.contains(&(resource, s.as_str())),
+                    Some(v) => !mapped.contains(&(resource, v.to_string().as_str())),
+                })
+                .count();
+            if missing > 0 {
+                problems.push(Problem::new(
+                    name,
+                    None,
+                    format!("{column}: {missing} row(s) reference a row the import would not bring"),
+                ));
+            }
+        }
+    }
+    problems
 }

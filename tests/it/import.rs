@@ -1349,3 +1349,37 @@ async fn all_tables_import_creates_adopts_and_fills_every_tenants_other_tables()
     let alpha = changed.tenants.iter().find(|t| t.schema == "alpha").expect("alpha");
     assert_eq!(alpha.outcome, Outcome::Changed, "{changed:#?}");
 }
+
+/// A row of another table referencing a user the import does not bring (a dangling id the
+/// source kept with its checks off) fails that tenant, named, in the dry run and in the real
+/// run; the other tenants come across.
+#[tokio::test]
+async fn all_tables_names_a_reference_the_import_cannot_map() {
+    let app = spawn_installed_app().await;
+    let mut source = django_source(&app).await;
+    add_other_tables(&mut source, None).await;
+    sqlx::raw_sql(
+        "BEGIN; SET LOCAL session_replication_role = replica;
+         INSERT INTO bravo.crm_task (title, contact_id, assignee_id) SELECT 'Dangling', min(id::text)::uuid, 99999 FROM bravo.crm_contact;
+         COMMIT;",
+    )
+    .execute(&mut source.conn)
+    .await
+    .expect("a dangling reference");
+    for dry_run in [true, false] {
+        let report = run(&app, &source, &mapping(), &ImportOptions { all_tables: true, ..options(&[], dry_run) }).await;
+        let bravo = report.tenants.iter().find(|t| t.schema == "bravo").expect("bravo");
+        assert_eq!(bravo.outcome, Outcome::Failed, "dry run {dry_run}: {report:#?}");
+        assert!(
+            bravo
+                .problems
+                .iter()
+                .any(|p| p.table == "crm_task" && p.message.starts_with("assignee_id: 1 row(s) reference")),
+            "dry run {dry_run}: {:?}",
+            bravo.problems
+        );
+        let others = report.tenants.iter().filter(|t| t.schema != "bravo");
+        let want = if dry_run { Outcome::WouldImport } else { Outcome::Imported };
+        assert!(others.into_iter().all(|t| t.outcome == want), "dry run {dry_run}: {report:#?}");
+    }
+}
