@@ -1225,6 +1225,7 @@ async fn add_other_tables(source: &mut SourceDb, differing: Option<&str>) {
                  contact_id uuid NOT NULL REFERENCES crm_contact (id) DEFERRABLE INITIALLY DEFERRED,
                  assignee_id integer REFERENCES auth_user (id) ON DELETE SET NULL,
                  due date, done boolean NOT NULL DEFAULT false, payload jsonb{extra},
+                 logged timestamptz NOT NULL DEFAULT '2026-01-02 03:04:05.123456+02',
                  UNIQUE (title, due));
              CREATE INDEX crm_task_due ON crm_task (due);
              CREATE TABLE crm_task_tags (
@@ -1278,14 +1279,16 @@ async fn all_tables_import_creates_adopts_and_fills_every_tenants_other_tables()
     .await
     .expect("tasks");
     assert_eq!(wrong, 0);
-    let (payload, tags): (String, i64) = sqlx::query_as(
+    let (payload, tags, other_instants): (String, i64, i64) = sqlx::query_as(
         "SELECT (SELECT payload->>'n' FROM crm_task WHERE payload IS NOT NULL LIMIT 1),
-                (SELECT count(*) FROM crm_tag WHERE name = 'l''été ✓')",
+                (SELECT count(*) FROM crm_tag WHERE name = 'l''été ✓'),
+                (SELECT count(*) FROM crm_task WHERE logged <> '2026-01-02 01:04:05.123456+00')",
     )
     .fetch_one(&mut su)
     .await
     .expect("values");
     assert_eq!((payload.as_str(), tags), ("12345678901234567890.123456789", 3), "every digit, every character");
+    assert_eq!(other_instants, 0, "every timestamptz to the microsecond");
     // Source ids kept; the shared sequence is past every tenant's.
     let (max_id, next): (i64, i64) =
         sqlx::query_as("SELECT max(id), nextval(pg_get_serial_sequence('public.crm_task', 'id')) FROM crm_task")
@@ -1295,9 +1298,9 @@ async fn all_tables_import_creates_adopts_and_fills_every_tenants_other_tables()
     assert!(next > max_id, "{next} after {max_id}");
     let source_ids: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM alpha.crm_task ORDER BY id").fetch_all(&mut source.conn).await.expect("ids");
-    let alpha = report.tenants.iter().find(|t| t.schema == "alpha").and_then(|t| t.tenant_id).expect("alpha");
+    let alpha_id = report.tenants.iter().find(|t| t.schema == "alpha").and_then(|t| t.tenant_id).expect("alpha");
     let target_ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM crm_task WHERE tenant_id = $1 ORDER BY id")
-        .bind(alpha)
+        .bind(alpha_id)
         .fetch_all(&mut su)
         .await
         .expect("ids");
@@ -1348,6 +1351,29 @@ async fn all_tables_import_creates_adopts_and_fills_every_tenants_other_tables()
     let changed = run(&app, &source, &mapping(), &ImportOptions { all_tables: true, ..options(&[], false) }).await;
     let alpha = changed.tenants.iter().find(|t| t.schema == "alpha").expect("alpha");
     assert_eq!(alpha.outcome, Outcome::Changed, "{changed:#?}");
+    // --replace brings alpha again, its other tables too, in one transaction.
+    let replaced =
+        run(&app, &source, &mapping(), &ImportOptions { all_tables: true, replace: true, ..options(&[], false) }).await;
+    let alpha = replaced.tenants.iter().find(|t| t.schema == "alpha").expect("alpha");
+    assert_eq!(alpha.outcome, Outcome::Imported, "{replaced:#?}");
+    let new_alpha = alpha.tenant_id.expect("the new alpha");
+    let (done, tasks): (bool, i64) = sqlx::query_as(
+        "SELECT (SELECT done FROM crm_task WHERE tenant_id = $1 AND title = 'No one'),
+                (SELECT count(*) FROM crm_task WHERE tenant_id = $1)",
+    )
+    .bind(new_alpha)
+    .fetch_one(&mut su)
+    .await
+    .expect("the new alpha's tasks");
+    assert_eq!((done, tasks as usize), (true, source_ids.len()));
+    let old_left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM crm_task WHERE tenant_id = $1) + (SELECT count(*) FROM crm_tag WHERE tenant_id = $1)",
+    )
+    .bind(alpha_id)
+    .fetch_one(&mut su)
+    .await
+    .expect("the old alpha's tasks");
+    assert_eq!(old_left, 0);
 }
 
 /// A row of another table referencing a user the import does not bring (a dangling id the
