@@ -191,7 +191,12 @@ pub async fn read(
     }
     let indexes: Vec<(String, String, bool, Vec<String>, bool, String)> = sqlx::query_as(
         "SELECT n.nspname::text, c.relname::text, i.indisunique,
-                ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k ORDER BY k),
+                -- A column's text leaves out its operator class; a non-default one (Django's
+                -- `_like` indexes: varchar_pattern_ops) is added back, or the index changes meaning.
+                ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
+                             || CASE WHEN o.opcdefault THEN '' ELSE ' ' || quote_ident(o.opcname) END
+                        FROM generate_series(1, i.indnkeyatts) k JOIN pg_opclass o ON o.oid = i.indclass[k - 1]
+                       ORDER BY k),
                 i.indexprs IS NOT NULL OR i.indpred IS NOT NULL, pg_get_indexdef(i.indexrelid)
            FROM pg_index i
            JOIN pg_class c ON c.oid = i.indrelid
@@ -302,7 +307,9 @@ pub fn migration(tables: &BTreeMap<String, Table>, resources: &BTreeMap<String, 
             lines.push(format!("    {check}"));
         }
         sql.push_str(&format!("\nCREATE TABLE public.{} (\n{}\n);\n", quote(&t.name), lines.join(",\n")));
-        for (unique, columns) in &t.indexes {
+        let mut made = BTreeSet::new();
+        // Two source indexes alike once tenant_id leads (or alike already) make one.
+        for (unique, columns) in t.indexes.iter().filter(|index| made.insert((*index).clone())) {
             sql.push_str(&format!(
                 "CREATE {}INDEX ON public.{} (tenant_id, {});\n",
                 if *unique { "UNIQUE " } else { "" },

@@ -1098,6 +1098,9 @@ async fn all_tables_dry_run_names_differences_and_writes_a_migration_that_keeps_
         [("bravo".to_string(), "crm_task".to_string(), "+ column priority integer".to_string())]
     );
     assert!(plan.notes.is_empty(), "{:?}", plan.notes);
+    // Django's `_like` index keeps its operator class; two alike indexes make one.
+    assert_eq!(plan.migration.matches("ON public.\"crm_task\" (tenant_id, title varchar_pattern_ops);").count(), 1);
+    assert_eq!(plan.migration.matches("ON public.\"crm_task\" (tenant_id, title);").count(), 1, "{}", plan.migration);
 
     // The migration applies to rowguard's database as the owner role.
     let mut su = app.superuser_connection().await;
@@ -1228,6 +1231,9 @@ async fn add_other_tables(source: &mut SourceDb, differing: Option<&str>) {
                  logged timestamptz NOT NULL DEFAULT '2026-01-02 03:04:05.123456+02',
                  UNIQUE (title, due));
              CREATE INDEX crm_task_due ON crm_task (due);
+             CREATE INDEX crm_task_title ON crm_task (title);
+             CREATE INDEX crm_task_title_like ON crm_task (title varchar_pattern_ops);
+             CREATE INDEX crm_task_title_again ON crm_task (title);
              CREATE TABLE crm_task_tags (
                  task_id bigint NOT NULL REFERENCES crm_task (id) ON DELETE CASCADE,
                  tag_id integer NOT NULL REFERENCES crm_tag (id),
