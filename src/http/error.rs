@@ -165,6 +165,21 @@ impl From<sqlx::Error> for ApiError {
                     "text must not contain NUL bytes or characters the database cannot store",
                 )
             }
+            // A key checked at commit (declared DEFERRABLE INITIALLY DEFERRED, as Django
+            // declares them, on a table of the operator's) that a delete here broke: a row of
+            // that table still references the deleted one. Writes that set a reference are
+            // answered by `from_write` or the table's own mapping before they get here.
+            sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => {
+                let constraint = violated_constraint(db.constraint(), db.message());
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::RowInUse,
+                    format!(
+                        "rows of {} still reference this row (foreign key {constraint}); delete or change them first",
+                        db.table().unwrap_or("another table")
+                    ),
+                )
+            }
             sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c.starts_with("22")) => {
                 tracing::warn!(error = %e, "the database refused a value");
                 ApiError::new(

@@ -119,7 +119,7 @@ pub async fn create_row(
         .fetch_one(tx.conn())
         .await
         .map_err(|e| write_error(&ctx, table, e, false))?;
-    tx.commit().await?;
+    tx.commit().await.map_err(|e| write_error(&ctx, table, e, false))?;
     Ok(json_text(StatusCode::CREATED, row))
 }
 
@@ -143,7 +143,7 @@ pub async fn update_row(
         q = q.bind(record(&body));
     }
     let row = q.fetch_optional(tx.conn()).await.map_err(|e| write_error(&ctx, table, e, false))?;
-    tx.commit().await?;
+    tx.commit().await.map_err(|e| write_error(&ctx, table, e, false))?;
     row.map(|r| json_text(StatusCode::OK, r)).ok_or_else(|| not_found(table))
 }
 
@@ -166,7 +166,7 @@ pub async fn delete_row(
         .await
         .map_err(|e| write_error(&ctx, table, e, true))?
         .rows_affected();
-    tx.commit().await?;
+    tx.commit().await.map_err(|e| write_error(&ctx, table, e, true))?;
     if deleted == 0 {
         return Err(not_found(table));
     }
@@ -379,6 +379,8 @@ fn statement_error(ctx: &ApiContext, table: &Table, e: sqlx::Error) -> ApiError 
 /// A write refused by one of the table's constraints, named in the answer. A foreign key from
 /// this table → 422 `invalid_reference` (keys are composite, so another tenant's row fails
 /// exactly like a missing one); one into it (deleting a row others reference) → 409.
+/// Also for COMMIT: a key declared `DEFERRABLE INITIALLY DEFERRED` (as Django declares every
+/// key) is checked there, not at the statement.
 fn write_error(ctx: &ApiContext, table: &Table, e: sqlx::Error, deleting: bool) -> ApiError {
     let sqlx::Error::Database(db) = &e else { return ApiError::from(e) };
     let constraint = db.constraint().unwrap_or("").to_string();

@@ -170,7 +170,7 @@ pub async fn update_user(
 #[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", params(("id" = UserId, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`last_owner`", body = Problem, content_type = "application/problem+json")))]
+              (status = 409, description = "`last_owner`, or `row_in_use`: a row of an adopted table still references the user", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_user(
     State(ctx): State<ApiContext>,
     scope: TenantScope,
