@@ -383,6 +383,7 @@ async fn import_one(
             return Err(problems); // dropping `tx` rolls the tenant back
         }
     }
+    write::record(&mut tx, &head, report).await.map_err(|e| vec![write_problem(e)])?;
     let mismatches = verify(&mut tx, &plan).await.map_err(|e| vec![write_problem(e)])?;
     if !mismatches.is_empty() {
         return Err(mismatches); // dropping `tx` rolls the tenant back

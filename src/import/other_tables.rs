@@ -166,7 +166,8 @@ pub(super) async fn prepare_other_tables(
 }
 
 /// Fill the other tables for the transaction's tenant from its source rows; the problems
-/// found (unmapped references, counts that differ) roll the tenant back.
+/// found (unmapped references, stored rows that differ from the source's, counts that
+/// differ) roll the tenant back.
 pub(super) async fn fill_other_tables(
     tx: &mut TenantTx<'_>,
     other: &OtherTables,
@@ -177,6 +178,15 @@ pub(super) async fn fill_other_tables(
     let mut problems = Vec::new();
     // One `tenant.import` event covers the import (see `write`), not one per row.
     sqlx::query("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
+    // Stored rows print as the source's did (see `schema::fill_sql`); the settings as they were
+    // come back before anything else runs in this transaction.
+    let settings: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, setting FROM pg_settings
+          WHERE name IN ('TimeZone', 'DateStyle', 'IntervalStyle', 'extra_float_digits', 'bytea_output')",
+    )
+    .fetch_all(tx.conn())
+    .await?;
+    sqlx::raw_sql(schema::PIN_OUTPUT).execute(tx.conn()).await?;
     for (name, rows) in &data.other_tables {
         let Some(table) = other.tables.get(name) else { continue };
         for (column, sql) in schema::unmapped_sql(table, &other.resources) {
@@ -193,12 +203,27 @@ pub(super) async fn fill_other_tables(
         if !problems.is_empty() {
             continue;
         }
+        let fill = schema::fill_sql(table, &other.resources);
+        let mut differing = 0;
+        let mut first = None;
         for chunk in rows.chunks(BATCH) {
-            sqlx::query(sqlx::AssertSqlSafe(schema::fill_sql(table, &other.resources)))
-                .bind(tenant)
-                .bind(chunk)
-                .execute(tx.conn())
-                .await?;
+            let (_, differ, source_row, stored_row): (i64, i64, Option<String>, Option<String>) =
+                sqlx::query_as(sqlx::AssertSqlSafe(fill.as_str()))
+                    .bind(tenant)
+                    .bind(chunk)
+                    .fetch_one(tx.conn())
+                    .await?;
+            differing += differ;
+            if first.is_none() {
+                first = source_row.map(|s| schema::describe_difference(table, &s, stored_row.as_deref()));
+            }
+        }
+        if let Some((key, what)) = first {
+            problems.push(Problem::new(
+                name,
+                Some(&key),
+                format!("{differing} of {} rows differ from the source once stored; the first: {what}", rows.len()),
+            ));
         }
         for sql in schema::sequence_sql(table) {
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).execute(tx.conn()).await?;
@@ -213,6 +238,10 @@ pub(super) async fn fill_other_tables(
             ));
         }
         report.rows.other_tables += rows.len() as u64;
+        report.tables.insert(name.clone(), rows.len() as u64);
+    }
+    for (name, setting) in &settings {
+        sqlx::query("SELECT set_config($1, $2, true)").bind(name).bind(setting).execute(tx.conn()).await?;
     }
     sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
     Ok(problems)
@@ -232,6 +261,7 @@ pub(super) fn check_other_tables(
     let mut problems = Vec::new();
     for (name, rows) in &data.other_tables {
         report.rows.other_tables += rows.len() as u64;
+        report.tables.insert(name.clone(), rows.len() as u64);
         let Some(table) = other.tables.get(name) else { continue };
         let references: Vec<(&str, &str)> = table
             .foreign_keys

@@ -69,6 +69,9 @@ pub struct TenantReport {
     pub tenant_id: Option<TenantId>,
     pub outcome: Outcome,
     pub rows: Counts,
+    /// `--all-tables`: the rows of each other table (their sum is `rows.other_tables`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tables: std::collections::BTreeMap<String, u64>,
     pub domains: usize,
     pub seconds: f64,
     pub problems: Vec<Problem>,
@@ -83,6 +86,7 @@ impl TenantReport {
             tenant_id: None,
             outcome: Outcome::Failed,
             rows: Counts::default(),
+            tables: Default::default(),
             domains: 0,
             seconds: 0.0,
             problems: Vec::new(),

@@ -399,12 +399,18 @@ pub fn fill_order(tables: &BTreeMap<String, Table>) -> Vec<String> {
 }
 
 /// The statement that fills `table` from the source rows (JSON objects, `$2`) for tenant
-/// `$1`: each row as `jsonb_populate_record` reads it, with tenant_id added and every
-/// reference to a built-in resource replaced by the rowguard id the import gave that row
-/// (`import_id_map`, written earlier in the same transaction). `resources`: source table →
-/// (rowguard table, id-map resource name).
+/// `$1`, and compares what was stored with what was read. Each row goes in as
+/// `jsonb_populate_record` reads it, with tenant_id added and every reference to a built-in
+/// resource replaced by the rowguard id the import gave that row (`import_id_map`, written
+/// earlier in the same transaction). The rows as stored (`RETURNING`, after every default,
+/// trigger and type coercion), tenant_id removed and those references mapped back to source
+/// ids, must equal the source rows as a multiset of JSON values: it answers (rows written,
+/// rows that differ, the first differing source row, the stored row with its key).
+/// Timestamps compare as text, so both sides must run with the same `TimeZone` (see
+/// `PIN_OUTPUT`). `resources`: source table → (rowguard table, id-map resource name).
 pub fn fill_sql(table: &Table, resources: &BTreeMap<String, (String, &'static str)>) -> String {
     let mut overrides = vec!["'tenant_id', $1::uuid".to_string()];
+    let mut back = Vec::new();
     for f in &table.foreign_keys {
         if let (true, [column], Some((_, resource))) = (f.same_schema, f.columns.as_slice(), resources.get(&f.table)) {
             let key = column.replace('\'', "''");
@@ -412,14 +418,87 @@ pub fn fill_sql(table: &Table, resources: &BTreeMap<String, (String, &'static st
                 "'{key}', (SELECT m.target_id FROM import_id_map m WHERE m.tenant_id = $1 AND m.resource = '{resource}' \
                  AND m.source_id = r ->> '{key}')"
             ));
+            let source_type = table.columns.iter().find(|c| &c.name == column).map_or("text", |c| c.type_name.as_str());
+            back.push(format!(
+                "'{key}', to_jsonb((SELECT m.source_id FROM import_id_map m WHERE m.tenant_id = $1 \
+                 AND m.resource = '{resource}' AND m.target_id = ins.{col})::{source_type})",
+                col = quote(column)
+            ));
         }
     }
+    let same_key = if table.primary_key.is_empty() {
+        "false".to_string()
+    } else {
+        let keys: Vec<String> = table
+            .primary_key
+            .iter()
+            .map(|c| {
+                let c = c.replace('\'', "''");
+                format!("back.b -> '{c}' = first.r -> '{c}'")
+            })
+            .collect();
+        keys.join(" AND ")
+    };
     format!(
-        "INSERT INTO public.{t} SELECT (jsonb_populate_record(NULL::public.{t}, r || jsonb_build_object({o}))).* \
-         FROM (SELECT x::jsonb AS r FROM unnest($2::text[]) AS x) AS rows",
+        "WITH src AS (SELECT x::jsonb AS r, o FROM unnest($2::text[]) WITH ORDINALITY AS u(x, o)),
+              ins AS (INSERT INTO public.{t}
+                      SELECT (jsonb_populate_record(NULL::public.{t}, r || jsonb_build_object({o}))).*
+                        FROM src ORDER BY o RETURNING *),
+              back AS (SELECT (to_jsonb(ins) - 'tenant_id') || jsonb_build_object({b}) AS b FROM ins),
+              missing AS (SELECT r FROM src EXCEPT ALL SELECT b FROM back),
+              first AS (SELECT r FROM missing ORDER BY r LIMIT 1)
+         SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM missing), (SELECT r::text FROM first),
+                (SELECT back.b::text FROM back, first WHERE {same_key} LIMIT 1)",
         t = quote(&table.name),
-        o = overrides.join(", ")
+        o = overrides.join(", "),
+        b = back.join(", "),
     )
+}
+
+/// Session settings that change how a row prints as JSON (time zone of timestamptz, interval
+/// and float formats): pinned on the source's read and on the target's fill alike, so the two
+/// sides of `fill_sql`'s comparison print the same value the same way.
+pub const PIN_OUTPUT: &str = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; \
+     SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'";
+
+/// The first differing row's key (`id=17`, `(a, b)=(1, "x")`) and the columns that differ,
+/// from `fill_sql`'s source row and stored row.
+pub fn describe_difference(table: &Table, source: &str, stored: Option<&str>) -> (String, String) {
+    type Row = serde_json::Map<String, serde_json::Value>;
+    let source: Row = serde_json::from_str(source).unwrap_or_default();
+    let stored: Option<Row> = stored.and_then(|s| serde_json::from_str(s).ok());
+    let value = |row: &Row, c: &str| row.get(c).map_or_else(|| "(none)".to_string(), |v| v.to_string());
+    let key = match table.primary_key.as_slice() {
+        [] => "(no primary key)".to_string(),
+        [one] => format!("{one}={}", value(&source, one)),
+        many => {
+            format!("({})=({})", many.join(", "), many.iter().map(|c| value(&source, c)).collect::<Vec<_>>().join(", "))
+        }
+    };
+    let Some(stored) = stored else {
+        return (key, "no stored row has this key".to_string());
+    };
+    let shorten = |mut s: String| {
+        if s.chars().count() > 80 {
+            s = s.chars().take(77).collect::<String>() + "...";
+        }
+        s
+    };
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| source.get(&c.name) != stored.get(&c.name))
+        .take(3)
+        .map(|c| {
+            format!(
+                "{}: source {}, rowguard {}",
+                c.name,
+                shorten(value(&source, &c.name)),
+                shorten(value(&stored, &c.name))
+            )
+        })
+        .collect();
+    (key, columns.join("; "))
 }
 
 /// References to built-in resources whose source id the import did not map (a user the

@@ -217,6 +217,9 @@ impl Source {
     ) -> Result<SourceData, SourceError> {
         self.check_mapping(mapping, schema).await?;
         let mut tx = self.conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        // Rows print in UTC and fixed formats: `--all-tables` compares them, as JSON text, with
+        // the rows rowguard stores (see `schema::fill_sql`).
+        sqlx::raw_sql(super::schema::PIN_OUTPUT).execute(&mut *tx).await?;
         let mut data = SourceData::default();
         if let Some(u) = &mapping.users {
             let fields = [
@@ -316,12 +319,7 @@ async fn fingerprint_in(
     schema: &str,
     other_tables: &[String],
 ) -> Result<String, SourceError> {
-    sqlx::raw_sql(
-        "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL IntervalStyle = 'postgres';
-         SET LOCAL extra_float_digits = 1; SET LOCAL bytea_output = 'hex'",
-    )
-    .execute(&mut *conn)
-    .await?;
+    sqlx::raw_sql(super::schema::PIN_OUTPUT).execute(&mut *conn).await?;
     let mut lines = String::new();
     let mapped = mapping.resource_columns().into_iter().map(|(table, _)| table);
     for table in mapped.chain(other_tables.iter().map(String::as_str)) {

@@ -39,14 +39,21 @@ pub(super) async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan)
         rows_unnest(tx, head, plan).await?;
     }
     sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
+    Ok(())
+}
+
+/// The one `tenant.import` event of the tenant's audit trail: source, schema, rows per
+/// resource and per other table (`--all-tables`), domains. Written once every row is in.
+pub(super) async fn record(tx: &mut TenantTx<'_>, head: &TenantHead, report: &TenantReport) -> Result<(), sqlx::Error> {
     let details = serde_json::json!({
         "source": head.import_source,
         "source_schema": head.schema,
-        "rows": plan.counts(),
+        "rows": report.rows,
+        "tables": report.tables,
         "domains": head.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
     });
     sqlx::query("SELECT audit_append('tenant.import', 'tenant', $1, 'success', $2, 'operator')")
-        .bind(tenant.to_string())
+        .bind(head.id.to_string())
         .bind(details)
         .execute(tx.conn())
         .await?;

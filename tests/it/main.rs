@@ -19,6 +19,7 @@ mod data_api;
 mod database_faults;
 mod hostile_input;
 mod import;
+mod import_all_tables;
 mod isolation_http;
 mod isolation_sql;
 mod isolation_tables;
