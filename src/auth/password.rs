@@ -88,7 +88,9 @@ impl PasswordHasher {
     /// for an argon2id hash. A legacy hash costs its own work (PBKDF2 at the iterations it was
     /// made with) PLUS the decoy argon2id verification, so it is never cheaper than an
     /// unknown e-mail; it can be slower, which tells a timing attacker that an account with a
-    /// not yet migrated hash exists. That window closes as users log in once.
+    /// not yet migrated hash exists. That window closes as users log in once. A hash that
+    /// matches nothing without any work (Django's unusable `!…`, its MD5 or unsalted formats,
+    /// anything unreadable) costs the decoy alone: exactly an unknown e-mail.
     pub async fn verify_detailed(&self, password: String, stored: Option<String>) -> Result<Verified, HashError> {
         let _slot = self.slot().await?;
         let known = stored.is_some();
@@ -96,7 +98,7 @@ impl PasswordHasher {
         let decoy = self.decoy_hash.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let outcome = verify_now(&password, &hash);
-            if is_legacy(&hash) {
+            if pays_decoy(&hash) {
                 // Pay the cost of an unknown e-mail too (see above); the answer is ignored.
                 let _ = Argon2::default().verify_password(password.as_bytes(), &*decoy);
             }
@@ -145,6 +147,15 @@ const DJANGO_CHECKS: [(&str, Check); 5] = [
     ("scrypt$", verify_django_scrypt),
 ];
 
+/// Whether checking `stored` must also pay one argon2id verification against the decoy, so
+/// that it costs at least what an unknown e-mail costs: every hash but an argon2 PHC string of
+/// ours, which costs exactly that by itself.
+fn pays_decoy(stored: &str) -> bool {
+    !stored.starts_with("$argon2")
+}
+
+/// An imported hash format that verifies (and is then replaced by argon2id).
+#[cfg(test)]
 fn is_legacy(stored: &str) -> bool {
     stored.starts_with("argon2$") || DJANGO_CHECKS.iter().any(|(prefix, _)| stored.starts_with(prefix))
 }
@@ -308,6 +319,20 @@ mod tests {
         ] {
             assert_eq!(verify_now("correct horse", broken), Verified::No, "{broken}");
         }
+    }
+
+    /// What costs nothing to refuse (unusable, MD5, unreadable) pays the decoy, so it takes an
+    /// unknown e-mail's time; legacy hashes pay it on top of their own work; ours pay nothing
+    /// more, since checking them is one argon2id verification already.
+    #[test]
+    fn hashes_that_refuse_for_free_pay_the_decoy() {
+        for stored in
+            ["!unusable", "md5$TDbnbLagFKHwJx2llWfzpu$ae7198da535c9f579ddfc546704ca5ee", "", "junk", DJANGO_PBKDF2]
+        {
+            assert!(pays_decoy(stored), "{stored}");
+        }
+        let ours = hash_now("correct horse").expect("hash");
+        assert!(!pays_decoy(&ours), "{ours}");
     }
 
     /// Hashes made by Django 5.2 itself (`PBKDF2SHA1PasswordHasher().encode(...,
