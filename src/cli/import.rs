@@ -137,6 +137,10 @@ async fn import_schemas(
             t.rows.deals,
             t.seconds
         )];
+        if !t.tables.is_empty() {
+            let tables: Vec<String> = t.tables.iter().map(|(name, n)| format!("{name} {n}")).collect();
+            lines.push(format!("    other tables: {}", tables.join(", ")));
+        }
         for p in &t.problems {
             let row = p.row.as_deref().map(|r| format!(" row {r}")).unwrap_or_default();
             lines.push(format!("    tenant {}, table {}{row}: {}", t.schema, p.table, p.message));
@@ -164,12 +168,13 @@ async fn import_schemas(
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{:<24} {:<24} {:<13} {:>7} {:>7} {:>8} {:>7} {:>8}",
-            "SCHEMA", "SLUG", "OUTCOME", "USERS", "ORGS", "CONTACTS", "DEALS", "SECONDS"
+            "{:<24} {:<24} {:<20} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8}",
+            "SCHEMA", "SLUG", "OUTCOME", "USERS", "ORGS", "CONTACTS", "DEALS", "OTHER", "SECONDS"
         );
+        let mut other_tables: std::collections::BTreeMap<&str, u64> = Default::default();
         for t in &report.tenants {
             println!(
-                "{:<24} {:<24} {:<13} {:>7} {:>7} {:>8} {:>7} {:>8.2}",
+                "{:<24} {:<24} {:<20} {:>7} {:>7} {:>8} {:>7} {:>8} {:>8.2}",
                 t.schema,
                 t.slug.as_deref().unwrap_or("-"),
                 t.outcome.as_str(),
@@ -177,8 +182,16 @@ async fn import_schemas(
                 t.rows.organizations,
                 t.rows.contacts,
                 t.rows.deals,
+                t.rows.other_tables,
                 t.seconds
             );
+            for (name, n) in &t.tables {
+                *other_tables.entry(name.as_str()).or_default() += n;
+            }
+        }
+        if !other_tables.is_empty() {
+            let tables: Vec<String> = other_tables.iter().map(|(name, n)| format!("{name} {n}")).collect();
+            println!("other tables, rows over all tenants: {}", tables.join(", "));
         }
         let count = |o: Outcome| report.tenants.iter().filter(|t| t.outcome == o).count();
         println!(
