@@ -255,6 +255,9 @@ fn spawn_sealer(db: Database, signer: Arc<AuditSigner>, metrics: Arc<crate::metr
                             break;
                         }
                     }
+                    // The pool closes as the service shuts down: the sealer ends with it (what
+                    // it had not sealed, the next instance seals).
+                    Err(e) if matches!(e.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolClosed)) => return,
                     Err(e) => {
                         metrics.audit_seal_failed();
                         tracing::warn!(error = %e, "sealing audit events failed; retrying");

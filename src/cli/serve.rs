@@ -54,8 +54,8 @@ fn print_welcome(config: &Config, addr: std::net::SocketAddr, seeded: &[String],
         (slug.to_string(), format!("owner@{slug}.test"), rowguard::seed::DEMO_PASSWORD.to_string())
     } else {
         println!(
-            "no demo tenant here; make a tenant first: rowguard tenants create --slug <slug> --name <name> \
-             --owner-email <email>"
+            "no demo tenant here: `rowguard tenants list` shows the tenants there are (imported ones too); \
+             to make one: rowguard tenants create --slug <slug> --name <name> --owner-email <email>"
         );
         ("<slug>".to_string(), "<email>".to_string(), "<password>".to_string())
     };
