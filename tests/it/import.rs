@@ -1,5 +1,7 @@
 //! `rowguard import schemas`: a django-tenants-style source built in the test cluster (registry
 //! and domains in `public`, one schema per tenant) imported tenant by tenant, checked row by row.
+//! Long on purpose: every test shares the one source fixture built here (`--all-tables`' tests
+//! live in `import_all_tables`).
 
 use std::collections::BTreeSet;
 
@@ -386,6 +388,42 @@ async fn a_broken_row_rolls_back_only_its_tenant() {
     let report = run(&app, &source, &mapping(), &options(&["bravo"], false)).await;
     assert_eq!(report.tenants.len(), 1);
     assert_eq!(outcome(&report, "bravo"), Outcome::Imported, "{report:#?}");
+}
+
+/// Every built-in row as stored is compared with the row planned from the source, every
+/// column: a row the database changed on the way in (here a trigger on contacts) fails the
+/// tenant, naming the source table and the row's source id, and nothing of it is written.
+#[tokio::test]
+async fn a_row_stored_otherwise_than_planned_fails_its_tenant_named() {
+    let app = spawn_app().await;
+    let source = django_source(&app).await;
+    let mut su = app.superuser_connection().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION public.reformat_phone() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN NEW.phone := '+1 ' || NEW.phone; RETURN NEW; END $$;
+         CREATE TRIGGER reformat_phone BEFORE INSERT ON public.contacts FOR EACH ROW
+           WHEN (NEW.phone IS NOT NULL) EXECUTE FUNCTION public.reformat_phone();",
+    )
+    .execute(&mut su)
+    .await
+    .expect("a trigger that changes contacts on the way in");
+    let report = run(&app, &source, &mapping(), &options(&["alpha"], false)).await;
+    assert_eq!(outcome(&report, "alpha"), Outcome::Failed, "{report:#?}");
+    let alpha = report.tenants.iter().find(|t| t.schema == "alpha").expect("alpha");
+    let problem = alpha.problems.iter().find(|p| p.table == "crm_contact").expect("crm_contact named");
+    assert!(problem.message.contains("of contacts as stored differ"), "{problem:?}");
+    let mut source_conn = PgConnection::connect(&source.url).await.expect("source");
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id::text FROM alpha.crm_contact WHERE phone IS NOT NULL")
+        .fetch_all(&mut source_conn)
+        .await
+        .expect("ids");
+    assert!(problem.row.as_ref().is_some_and(|r| ids.contains(r)), "{problem:?} not in {ids:?}");
+    let written: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tenants WHERE slug = 'alpha'").fetch_one(&mut su).await.expect("n");
+    assert_eq!(written, 0, "the tenant rolled back");
+    sqlx::raw_sql("DROP TRIGGER reformat_phone ON public.contacts").execute(&mut su).await.expect("drop");
+    let again = run(&app, &source, &mapping(), &options(&["alpha"], false)).await;
+    assert_eq!(outcome(&again, "alpha"), Outcome::Imported, "{again:#?}");
 }
 
 /// Django keeps addresses the API's own rule refuses (a non-ASCII local part, an international
