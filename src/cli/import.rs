@@ -42,7 +42,9 @@ pub(crate) enum ImportCommand {
         /// the tables and fill them tenant by tenant, in each tenant's import transaction.
         #[arg(long)]
         all_tables: bool,
-        /// Where --all-tables writes the generated migration (keep it in version control).
+        /// Where --all-tables writes the generated migration (keep it in version control). With
+        /// the global --migrations-dir (ROWGUARD_MIGRATIONS_DIR) it also goes into that folder as
+        /// its next version and is applied through the operator migrations' history.
         #[arg(long, default_value = "all-tables.sql")]
         migration_out: std::path::PathBuf,
     },
@@ -52,7 +54,21 @@ pub(crate) async fn run(command: ImportCommand, config: &Config, setup: &mut Dat
     match command {
         ImportCommand::Schemas { source, mapping, tenants, dry_run, json, replace, all_tables, migration_out } => {
             let base_domain = config.normalized_base_domain();
-            let options = rowguard::import::ImportOptions { only: tenants, dry_run, replace, all_tables, base_domain };
+            let migrations = match &config.migrations_dir {
+                Some(dir) if all_tables => Some(rowguard::import::OperatorFolder {
+                    dir: dir.clone(),
+                    admin_url: setup.admin_url()?.to_string(),
+                }),
+                _ => None,
+            };
+            let options = rowguard::import::ImportOptions {
+                only: tenants,
+                dry_run,
+                replace,
+                all_tables,
+                base_domain,
+                migrations,
+            };
             // The import makes the plan (a schema that differs stops a real run before anything
             // is written) and hands it back in the report.
             import_schemas(setup, &source, &mapping, options, json, &migration_out).await

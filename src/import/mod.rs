@@ -57,6 +57,18 @@ pub struct ImportOptions {
     pub all_tables: bool,
     /// rowguard's base domain: source domains under it are not registered as custom domains.
     pub base_domain: String,
+    /// `--all-tables` with the operator's migrations folder (`--migrations-dir`,
+    /// ROWGUARD_MIGRATIONS_DIR): the generated migration goes into it as the next version and
+    /// is applied through the operator migrations' history, so `migrate` and `serve` with the
+    /// same folder find it applied. Without one it is applied directly.
+    pub migrations: Option<OperatorFolder>,
+}
+
+/// The operator's migrations folder and the admin URL its migrations are applied with.
+#[derive(Debug, Clone)]
+pub struct OperatorFolder {
+    pub dir: std::path::PathBuf,
+    pub admin_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -141,11 +141,26 @@ pub(super) async fn prepare_other_tables(
             .bind(&names)
             .fetch_one(platform.conn())
             .await?;
+    let mut plan = plan;
     if existing == 0 && !names.is_empty() {
-        let mut tx = platform.conn().begin().await?;
-        tx.execute(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {}", crate::roles::OWNER_ROLE))).await?;
-        tx.execute(sqlx::AssertSqlSafe(plan.migration.clone())).await?;
-        tx.commit().await?;
+        match &options.migrations {
+            Some(folder) => {
+                let file = add_to_folder(&folder.dir, &plan.migration)?;
+                crate::migrate::operator::apply(&folder.admin_url, &folder.dir)
+                    .await
+                    .map_err(|e| SourceError::Mapping(format!("--all-tables: {e}")))?;
+                plan.notes.push(format!(
+                    "the migration was added to the operator migrations as {} and applied through their history",
+                    file.display()
+                ));
+            }
+            None => {
+                let mut tx = platform.conn().begin().await?;
+                tx.execute(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {}", crate::roles::OWNER_ROLE))).await?;
+                tx.execute(sqlx::AssertSqlSafe(plan.migration.clone())).await?;
+                tx.commit().await?;
+            }
+        }
     } else if existing != names.len() as i64 {
         return Err(SourceError::Mapping(format!(
             "--all-tables: {existing} of the {} tables exist in rowguard already; create or drop the rest first",
@@ -153,7 +168,6 @@ pub(super) async fn prepare_other_tables(
         ))
         .into());
     }
-    let mut plan = plan;
     for name in &names {
         let adopted = crate::migrate::adopt::adopt(platform.conn(), name, None, None, false)
             .await
@@ -163,6 +177,23 @@ pub(super) async fn prepare_other_tables(
         }
     }
     Ok(OtherTables { order: schema::fill_order(&tables), tables, resources, plan })
+}
+
+/// Write `migration` into the operator's folder as the version after its highest
+/// (`V{n}__import_all_tables.sql`), unless a file there holds exactly it already (an earlier run
+/// that stopped before applying). Returns the file.
+fn add_to_folder(dir: &std::path::Path, migration: &str) -> Result<std::path::PathBuf, ImportError> {
+    let folder_error =
+        |e: String| SourceError::Mapping(format!("--all-tables: the migrations folder {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(|e| folder_error(e.to_string()))?;
+    let existing = crate::migrate::operator::load(dir).map_err(|e| folder_error(e.to_string()))?;
+    if let Some(same) = existing.iter().find(|m| m.migration.sql() == Some(migration)) {
+        return Ok(same.file.clone());
+    }
+    let next = existing.iter().map(|m| m.migration.version()).max().unwrap_or(0) + 1;
+    let file = dir.join(format!("V{next}__import_all_tables.sql"));
+    std::fs::write(&file, migration).map_err(|e| folder_error(e.to_string()))?;
+    Ok(file)
 }
 
 /// Fill the other tables for the transaction's tenant from its source rows; the problems

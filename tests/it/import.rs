@@ -137,6 +137,7 @@ pub(crate) fn options(only: &[&str], dry_run: bool) -> ImportOptions {
         replace: false,
         all_tables: false,
         base_domain: "localhost".into(),
+        migrations: None,
     }
 }
 

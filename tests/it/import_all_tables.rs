@@ -3,7 +3,7 @@
 //! `import` builds.
 
 use axum::http::{Method, StatusCode};
-use rowguard::import::{ImportOptions, Outcome};
+use rowguard::import::{ImportOptions, OperatorFolder, Outcome};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
@@ -394,4 +394,40 @@ async fn all_tables_compares_every_stored_row_with_the_source_and_names_the_firs
     sqlx::raw_sql("DROP TRIGGER shout ON public.crm_task").execute(&mut su).await.expect("drop");
     let again = run(&app, &source, &mapping(), &all(&["bravo"])).await;
     assert_eq!(again.failed(), 0, "{again:#?}");
+}
+
+/// With the operator's migrations folder, the generated migration becomes its next version and
+/// is applied through the operator migrations' history: `migrate --dir` with the same folder
+/// afterwards finds everything applied and changes nothing.
+#[tokio::test]
+async fn all_tables_with_a_migrations_folder_goes_through_the_operator_history() {
+    let app = spawn_installed_app().await;
+    let mut source = django_source(&app).await;
+    add_other_tables(&mut source, None).await;
+    let dir = scratch_dir("all-tables-folder");
+    std::fs::write(dir.join("V1__notes.sql"), "CREATE TABLE operator_notes (id int PRIMARY KEY);").expect("V1");
+    let folder = OperatorFolder { dir: dir.clone(), admin_url: app.superuser_url() };
+    let report = run(
+        &app,
+        &source,
+        &mapping(),
+        &ImportOptions { all_tables: true, migrations: Some(folder), ..options(&[], false) },
+    )
+    .await;
+    assert_eq!(report.failed(), 0, "{report:#?}");
+    let plan = report.all_tables.as_ref().expect("the plan");
+    let written = std::fs::read_to_string(dir.join("V2__import_all_tables.sql")).expect("V2 written");
+    assert_eq!(written, plan.migration);
+    assert!(plan.notes.iter().any(|n| n.contains("V2__import_all_tables.sql")), "{:?}", plan.notes);
+    let mut su = app.superuser_connection().await;
+    let history: Vec<(i32, String)> =
+        sqlx::query_as("SELECT version, name FROM rowguard_operator_history ORDER BY version")
+            .fetch_all(&mut su)
+            .await
+            .expect("history");
+    assert_eq!(history, vec![(1, "notes".to_string()), (2, "import_all_tables".to_string())]);
+    let again = rowguard::migrate::operator::apply(&app.superuser_url(), &dir).await.expect("migrate --dir again");
+    assert!(again.is_empty(), "{again:?}");
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM crm_task").fetch_one(&mut su).await.expect("tasks");
+    assert!(tasks > 0);
 }
