@@ -120,7 +120,11 @@ impl Sessions {
         }
         // Kept only if an imported (Django) hash matched: it is re-hashed below.
         let retained = password.clone();
-        let verified = self.hasher.verify_detailed(password, candidate.as_ref().map(|c| c.hash.clone())).await?;
+        // A deactivated user never logs in: their hash is not checked at all, the decoy is, so
+        // the answer costs an unknown e-mail's time whatever the hash (an imported PBKDF2 hash
+        // at a million iterations would otherwise tell that the account exists).
+        let stored = candidate.as_ref().filter(|c| c.status == UserStatus::Active).map(|c| c.hash.clone());
+        let verified = self.hasher.verify_detailed(password, stored).await?;
         let accepted = candidate.filter(|c| verified != Verified::No && c.status == UserStatus::Active);
         if accepted.is_none() {
             self.gate.record_failure(account);
