@@ -158,6 +158,7 @@ async fn add_other_tables(source: &mut SourceDb, differing: Option<&str>) {
                  contact_id uuid NOT NULL REFERENCES crm_contact (id) DEFERRABLE INITIALLY DEFERRED,
                  assignee_id integer REFERENCES auth_user (id) ON DELETE SET NULL,
                  due date, done boolean NOT NULL DEFAULT false, payload jsonb{extra},
+                 cost numeric(12, 2), ref uuid NOT NULL DEFAULT gen_random_uuid(),
                  logged timestamptz NOT NULL DEFAULT '2026-01-02 03:04:05.123456+02',
                  UNIQUE (title, due));
              CREATE INDEX crm_task_due ON crm_task (due);
@@ -169,9 +170,9 @@ async fn add_other_tables(source: &mut SourceDb, differing: Option<&str>) {
                  tag_id integer NOT NULL REFERENCES crm_tag (id),
                  PRIMARY KEY (task_id, tag_id));
              INSERT INTO crm_tag (name) VALUES ('urgent'), ('l''été ✓');
-             INSERT INTO crm_task (title, contact_id, assignee_id, due, payload)
+             INSERT INTO crm_task (title, contact_id, assignee_id, due, payload, cost)
              SELECT 'Call ' || c.first_name, c.id, (SELECT id FROM auth_user WHERE username = 'staff'), DATE '2026-01-02',
-                    jsonb_build_object('n', 12345678901234567890.123456789, 'schema', '{schema}')
+                    jsonb_build_object('n', 12345678901234567890.123456789, 'schema', '{schema}'), 1234567890.05
                FROM crm_contact c ORDER BY c.first_name;
              INSERT INTO crm_task (title, contact_id) SELECT 'No one', min(id::text)::uuid FROM crm_contact;
              INSERT INTO crm_task_tags SELECT t.id, g.id FROM crm_task t, crm_tag g WHERE t.assignee_id IS NOT NULL;
@@ -225,6 +226,21 @@ async fn all_tables_import_creates_adopts_and_fills_every_tenants_other_tables()
     .expect("values");
     assert_eq!((payload.as_str(), tags), ("12345678901234567890.123456789", 3), "every digit, every character");
     assert_eq!(other_instants, 0, "every timestamptz to the microsecond");
+    // Numerics and uuids exactly as the source has them, row by row.
+    let source_values: Vec<(i64, Option<String>, String)> =
+        sqlx::query_as("SELECT id, cost::text, ref::text FROM alpha.crm_task ORDER BY id")
+            .fetch_all(&mut source.conn)
+            .await
+            .expect("source values");
+    let alpha_tenant = report.tenants.iter().find(|t| t.schema == "alpha").and_then(|t| t.tenant_id).expect("alpha");
+    let target_values: Vec<(i64, Option<String>, String)> =
+        sqlx::query_as("SELECT id, cost::text, ref::text FROM crm_task WHERE tenant_id = $1 ORDER BY id")
+            .bind(alpha_tenant)
+            .fetch_all(&mut su)
+            .await
+            .expect("target values");
+    assert_eq!(source_values, target_values);
+    assert!(source_values.iter().any(|(_, cost, _)| cost.as_deref() == Some("1234567890.05")));
     // Source ids kept; the shared sequence is past every tenant's.
     let (max_id, next): (i64, i64) =
         sqlx::query_as("SELECT max(id), nextval(pg_get_serial_sequence('public.crm_task', 'id')) FROM crm_task")
