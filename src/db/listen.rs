@@ -1,7 +1,7 @@
 //! The one LISTEN loop behind every change feed: a dedicated connection LISTENs on every feed's
 //! channel and hands each notification to its feed; when the connection is lost (or first
 //! made) every feed hears that notifications may have been missed, so caches drop everything.
-//! One connection for all of them: each listener holds a connection of the pool for good.
+//! One connection for all of them, held for good: its own, not one of the request pool's.
 
 use futures_util::StreamExt;
 use sqlx::postgres::PgListener;
@@ -37,10 +37,10 @@ impl Database {
         let channels: Vec<&str> = feeds.iter().map(|f| f.channel).collect();
         let missed = || feeds.iter().for_each(|f| (f.on_notice)(Notice::MayHaveMissed));
         loop {
-            if self.pool.is_closed() {
+            if self.listener.is_closed() {
                 return;
             }
-            match PgListener::connect_with(&self.pool).await {
+            match PgListener::connect_with(&self.listener).await {
                 Ok(mut listener) => {
                     if listener.listen_all(channels.iter().copied()).await.is_ok() {
                         missed();

@@ -60,12 +60,17 @@ fn record(row: Row) -> TenantRecord {
 impl Database {
     /// Every tenant that is not deleted (for scheduled work such as audit checkpoints).
     pub async fn live_tenant_ids(&self) -> Result<Vec<TenantId>, sqlx::Error> {
-        sqlx::query_scalar!(r#"SELECT id AS "id: TenantId" FROM tenants WHERE status <> 'deleted' ORDER BY id"#)
-            .fetch_all(&self.pool)
-            .await
+        let mut lease = self.pool.acquire().await?;
+        let ids =
+            sqlx::query_scalar!(r#"SELECT id AS "id: TenantId" FROM tenants WHERE status <> 'deleted' ORDER BY id"#)
+                .fetch_all(lease.conn()?)
+                .await?;
+        lease.done();
+        Ok(ids)
     }
 
     pub async fn tenant_by_slug(&self, slug: &str) -> Result<Option<TenantRecord>, sqlx::Error> {
+        let mut lease = self.pool.acquire().await?;
         let row = sqlx::query_as!(
             Row,
             r#"SELECT id AS "id: TenantId", slug, status AS "status: TenantStatus", plan AS "plan: Plan",
@@ -73,12 +78,14 @@ impl Database {
                  FROM tenants WHERE slug = $1"#,
             slug,
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(lease.conn()?)
         .await?;
+        lease.done();
         Ok(row.map(record))
     }
 
     pub async fn tenant_by_domain(&self, domain: &str) -> Result<Option<TenantRecord>, sqlx::Error> {
+        let mut lease = self.pool.acquire().await?;
         let row = sqlx::query_as!(
             Row,
             r#"SELECT t.id AS "id: TenantId", t.slug, t.status AS "status: TenantStatus", t.plan AS "plan: Plan",
@@ -87,8 +94,9 @@ impl Database {
                 WHERE d.domain = $1"#,
             domain,
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(lease.conn()?)
         .await?;
+        lease.done();
         Ok(row.map(record))
     }
 }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use uuid::Uuid;
 
+use super::pool::Lease;
 use super::{Database, DemandGuard};
 use crate::domain::{Role, TenantId, UserId};
 
@@ -22,10 +23,20 @@ use crate::domain::{Role, TenantId, UserId};
 /// digits and dashes and cannot carry SQL. No string from a request ever gets here.
 /// Dropping the handle without `commit` rolls back.
 pub struct TenantTx<'c> {
-    tx: Transaction<'c, Postgres>,
+    link: Link<'c>,
     tenant: TenantId,
     /// Counted in the pool's demand while the transaction holds a pooled connection.
     _demand: Option<DemandGuard>,
+}
+
+/// Where a tenant transaction runs.
+enum Link<'c> {
+    /// A connection leased from the service's pool: BEGIN and COMMIT are ours, and the lease
+    /// goes back to the pool only once one of them ended the transaction (`pool`). `None` only
+    /// while `commit` or `Drop` hands it on.
+    Pooled(Option<Lease>),
+    /// A dedicated connection (the CLI's platform role, the importer): sqlx's transaction.
+    Dedicated(Transaction<'c, Postgres>),
 }
 
 impl TenantTx<'static> {
@@ -36,8 +47,35 @@ impl TenantTx<'static> {
     pub async fn begin(db: &Database, tenant: TenantId, actor: &Actor) -> Result<TenantTx<'static>, sqlx::Error> {
         let statement = format!("{}{}", begin_statement(tenant, actor.user), actor.settings());
         let demand = DemandGuard::new(&db.demand);
-        let tx = db.pool.begin_with(AssertSqlSafe(statement)).await?;
-        Ok(TenantTx { tx, tenant, _demand: Some(demand) })
+        let mut lease = db.pool.acquire().await?;
+        // Should any part of the message fail, the lease is dropped, not reused: the
+        // connection goes, and with it whatever the message left open.
+        sqlx::raw_sql(AssertSqlSafe(statement)).execute(lease.conn()?).await?;
+        Ok(TenantTx { link: Link::Pooled(Some(lease)), tenant, _demand: Some(demand) })
+    }
+}
+
+impl Drop for TenantTx<'_> {
+    /// A pooled transaction dropped without `commit` (an early return on an error, the request
+    /// future dropped): its ROLLBACK goes out on a task of its own, and the connection returns
+    /// to the pool once it is answered. sqlx first reads whatever a statement cut off halfway
+    /// left to read. Should the ROLLBACK fail, or no runtime be there to send it, the
+    /// connection is dropped instead, which ends the transaction on the server too.
+    /// (A dedicated connection's sqlx transaction rolls back on its own.)
+    fn drop(&mut self) {
+        let Link::Pooled(lease) = &mut self.link else { return };
+        let Some(mut lease) = lease.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let rolled_back = match lease.conn() {
+                    Ok(conn) => sqlx::raw_sql("ROLLBACK").execute(conn).await.is_ok(),
+                    Err(_) => false,
+                };
+                if rolled_back {
+                    lease.done();
+                }
+            });
+        }
     }
 }
 
@@ -79,7 +117,7 @@ impl<'c> TenantTx<'c> {
     pub async fn begin_on(conn: &'c mut PgConnection, tenant: TenantId) -> Result<TenantTx<'c>, sqlx::Error> {
         use sqlx::Connection;
         let tx = conn.begin_with(AssertSqlSafe(begin_statement(tenant, None))).await?;
-        Ok(TenantTx { tx, tenant, _demand: None })
+        Ok(TenantTx { link: Link::Dedicated(tx), tenant, _demand: None })
     }
 
     pub fn tenant(&self) -> TenantId {
@@ -88,11 +126,30 @@ impl<'c> TenantTx<'c> {
 
     /// The connection to run statements on, inside this tenant's transaction.
     pub fn conn(&mut self) -> &mut PgConnection {
-        &mut self.tx
+        match &mut self.link {
+            // `Some` from `begin` until `commit` consumes the handle or `Drop` runs.
+            Link::Pooled(lease) => lease.as_mut().and_then(|l| l.conn().ok()).expect("a live tenant transaction"),
+            Link::Dedicated(tx) => tx,
+        }
     }
 
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        match &mut self.link {
+            Link::Pooled(lease) => {
+                let Some(mut lease) = lease.take() else { return Ok(()) };
+                // Failed (a key checked at commit), the server has ended the transaction, but
+                // the connection is not reused all the same: dropped with the lease.
+                sqlx::raw_sql("COMMIT").execute(lease.conn()?).await?;
+                lease.done();
+                Ok(())
+            }
+            Link::Dedicated(_) => {
+                let Link::Dedicated(tx) = std::mem::replace(&mut self.link, Link::Pooled(None)) else {
+                    return Ok(());
+                };
+                tx.commit().await
+            }
+        }
     }
 
     /// From here on, the transaction is `to`'s: `app.tenant_id` is set again (transaction-
@@ -113,7 +170,7 @@ impl<'c> TenantTx<'c> {
              SET LOCAL app.request_id = ''; SET LOCAL app.client_ip = ''; SET LOCAL app.user_agent_hex = '';
              SET LOCAL app.audit_purge = 'off'; SET LOCAL app.audit_import = 'off'"
         );
-        sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut *self.tx).await?;
+        sqlx::raw_sql(AssertSqlSafe(statement)).execute(self.conn()).await?;
         self.tenant = to;
         Ok(())
     }
@@ -160,8 +217,8 @@ impl TenantTx<'static> {
         }
         let text = format!("{}; {}", set_statement(tenant, user), statement.execute_sql(args));
         let _demand = DemandGuard::new(&db.demand);
-        // From the read pool: reused only if the answer is read in full (see `hot_pool`).
-        let mut lease = db.reads.acquire().await?;
+        // Reused only if the answer is read in full (see `pool`).
+        let mut lease = db.pool.acquire().await?;
         let rows = sqlx::raw_sql(AssertSqlSafe(text)).fetch_all(lease.conn()?).await?;
         lease.done();
         Ok(rows)
@@ -196,7 +253,7 @@ impl TenantTx<'static> {
             return Ok(rows);
         }
         let _demand = DemandGuard::new(&db.demand);
-        let mut lease = db.reads.acquire().await?;
+        let mut lease = db.pool.acquire().await?;
         let prepare =
             if lease.prepared.contains(&hash) { String::new() } else { format!("PREPARE {name}({params}) AS {sql}; ") };
         let text = format!("{}; {prepare}{execute}", set_statement(tenant, user));

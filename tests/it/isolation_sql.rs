@@ -211,3 +211,54 @@ async fn a_one_message_read_leaves_nothing_on_the_connection() {
     let (tenant, usr, visible, _) = probe(b.id, None, 1).await.expect("a read after a failed one");
     assert_eq!((tenant, usr, visible), (b.id.to_string(), String::new(), 1), "nothing of the failed read was left");
 }
+
+/// The one pool hands a connection back without a round trip of its own, so what a dropped
+/// tenant transaction leaves must never reach the next holder: with a pool of ONE connection,
+/// A's transaction dropped without commit (a write in it, and one dropped halfway through a
+/// statement) is rolled back before B gets the connection, B's transaction is B's, and B's
+/// COMMIT does not commit A's write.
+#[tokio::test]
+async fn a_dropped_tenant_transaction_leaves_nothing_to_the_next_on_the_same_connection() {
+    use rowguard::db::{Actor, Database, TenantTx};
+    let app = spawn_app().await;
+    let a = app.create_tenant("drop-a").await;
+    let b = app.create_tenant("drop-b").await;
+    let db = Database::connect(&app.app_url(), 1, &[]).await.expect("a pool of one");
+    let mut tx = TenantTx::begin(&db, a.id, &Actor::default()).await.expect("begin as A");
+    let pid = backend_pid(&mut tx).await;
+    sqlx::query(
+        "INSERT INTO contacts (tenant_id, id, name, email) VALUES ($1, gen_random_uuid(), 'Dropped', 'x@a.test')",
+    )
+    .bind(a.id)
+    .execute(tx.conn())
+    .await
+    .expect("a write");
+    drop(tx);
+    // Dropped halfway through a statement: a sleep cut off after 50 ms.
+    let mut tx = TenantTx::begin(&db, a.id, &Actor::default()).await.expect("begin as A again");
+    assert_eq!(backend_pid(&mut tx).await, pid, "the same connection, handed back after the rollback");
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        sqlx::query("SELECT pg_sleep(0.5)").execute(tx.conn()),
+    )
+    .await;
+    assert!(cut.is_err(), "the statement was cut off");
+    drop(tx);
+    let mut tx = TenantTx::begin(&db, b.id, &Actor::default()).await.expect("begin as B");
+    assert_eq!(backend_pid(&mut tx).await, pid, "reused once the cut-off statement was read and rolled back");
+    let tenant: String =
+        sqlx::query_scalar("SELECT current_setting('app.tenant_id')").fetch_one(tx.conn()).await.expect("B's tenant");
+    assert_eq!(tenant, b.id.0.to_string());
+    tx.commit().await.expect("commit");
+    let mut su = app.superuser_connection().await;
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts WHERE name = 'Dropped'")
+        .fetch_one(&mut su)
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "A's write was rolled back, not committed by B's COMMIT");
+    db.close().await;
+}
+
+async fn backend_pid(tx: &mut TenantTx<'static>) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(tx.conn()).await.expect("pid")
+}

@@ -1,13 +1,18 @@
-//! The read pool: connections for `TenantTx::read_once`, handed back without a round trip.
+//! The service's one pool of app-role connections: tenant transactions (`TenantTx::begin`),
+//! one-message reads (`TenantTx::read_once`) and the service's own reads outside any tenant
+//! (registry, readiness, sealing) all lease from it. Connections are handed back without a
+//! round trip.
 //!
 //! sqlx's pool pings every connection it takes back (a Sync message and its ReadyForQuery:
 //! one more round trip per request, both processes woken once more). Profiled under
-//! get-by-id, returning connections that way was 11.5% of the service's CPU. A one-message
-//! read needs no such check: when its answer has been read to the end the connection is idle
-//! and holds nothing (the implicit transaction ended with the message), so it goes straight
-//! back. Anything else — an error, or the future dropped halfway (a timeout, a client gone) —
-//! and the connection is not reused but dropped, and a fresh one is opened when needed. That
-//! rule makes cancellation safe without the ping.
+//! get-by-id, returning connections that way was 11.5% of the service's CPU. Here a lease goes
+//! back only when its holder says the connection is idle and holds nothing (`done`): a
+//! one-message read answered in full (its implicit transaction ended with the message), a
+//! tenant transaction whose COMMIT or ROLLBACK completed, a plain query answered in full.
+//! Anything else — an error, or the future dropped halfway (a timeout, a client gone) — and
+//! the connection is not reused but dropped, and a fresh one is opened when needed; a tenant
+//! transaction dropped without COMMIT first sends its ROLLBACK (see `TenantTx`'s `Drop`).
+//! That rule makes cancellation safe without the ping.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub(crate) struct ReadPool {
+pub(crate) struct Pool {
     idle: Mutex<Vec<(PgConnection, Prepared)>>,
     /// One permit per connection that may exist (idle or lent).
     permits: Arc<Semaphore>,
@@ -35,15 +40,15 @@ pub(crate) type Prepared = std::collections::HashSet<u64>;
 pub(crate) struct Lease {
     conn: Option<PgConnection>,
     pub(crate) prepared: Prepared,
-    pool: Arc<ReadPool>,
+    pool: Arc<Pool>,
     reusable: bool,
     _permit: OwnedSemaphorePermit,
 }
 
-impl ReadPool {
-    pub(crate) fn new(options: PgConnectOptions, max: u32, prepare: Arc<str>, acquire_timeout: Duration) -> ReadPool {
+impl Pool {
+    pub(crate) fn new(options: PgConnectOptions, max: u32, prepare: Arc<str>, acquire_timeout: Duration) -> Pool {
         let max = max.max(1);
-        ReadPool {
+        Pool {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(max as usize)),
             max,
