@@ -180,15 +180,11 @@ impl Default for Metrics {
         let pool_connections = Family::<Pairs, Gauge>::default();
         registry.register(
             "rowguard_db_pool_connections",
-            "The app role's two pools (transactions, one-message reads) together: open connections by state",
+            "The app role's pool (transactions and one-message reads): open connections by state",
             pool_connections.clone(),
         );
         let pool_max = Gauge::default();
-        registry.register(
-            "rowguard_db_pool_max_connections",
-            "The app role's two pools together: their size limit",
-            pool_max.clone(),
-        );
+        registry.register("rowguard_db_pool_max_connections", "The app role's pool: its size limit", pool_max.clone());
         let pool_waiting = Gauge::default();
         registry.register(
             "rowguard_db_pool_waiting",
