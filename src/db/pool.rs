@@ -15,14 +15,22 @@
 //! That rule makes cancellation safe without the ping.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// A connection older than this is closed when it comes back instead of lent again, as sqlx's
+/// pool does by default: a long-lived backend keeps growing caches (relations, plans of every
+/// adopted table's statements) that only a new one sheds.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// An idle connection: the statements it prepared, and when it opened.
+type Idle = (PgConnection, Prepared, Instant);
+
 pub(crate) struct Pool {
-    idle: Mutex<Vec<(PgConnection, Prepared)>>,
+    idle: Mutex<Vec<Idle>>,
     /// One permit per connection that may exist (idle or lent).
     permits: Arc<Semaphore>,
     max: u32,
@@ -40,6 +48,7 @@ pub(crate) type Prepared = std::collections::HashSet<u64>;
 pub(crate) struct Lease {
     conn: Option<PgConnection>,
     pub(crate) prepared: Prepared,
+    born: Instant,
     pool: Arc<Pool>,
     reusable: bool,
     _permit: OwnedSemaphorePermit,
@@ -64,11 +73,11 @@ impl Pool {
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let (conn, prepared) = match idle {
+        let (conn, prepared, born) = match idle {
             Some(idle) => idle,
-            None => (self.connect().await?, Prepared::new()),
+            None => (self.connect().await?, Prepared::new(), Instant::now()),
         };
-        Ok(Lease { conn: Some(conn), prepared, pool: Arc::clone(self), reusable: false, _permit: permit })
+        Ok(Lease { conn: Some(conn), prepared, born, pool: Arc::clone(self), reusable: false, _permit: permit })
     }
 
     async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
@@ -116,10 +125,11 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         if self.reusable
+            && self.born.elapsed() < MAX_LIFETIME
             && !self.pool.permits.is_closed()
             && let Ok(mut idle) = self.pool.idle.lock()
         {
-            idle.push((conn, std::mem::take(&mut self.prepared)));
+            idle.push((conn, std::mem::take(&mut self.prepared), self.born));
         }
         // Otherwise the connection is dropped here, closing its socket; the server ends the
         // backend, and whatever it was doing goes with it.
