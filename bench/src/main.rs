@@ -141,22 +141,24 @@ async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_ur
     );
 
     let fixture = std::sync::Arc::new(fixture::provision(admin_url, args.tenants, args.contacts).await?);
+    anyhow::ensure!(!args.wrk || wrk::installed(), "wrk is not installed (Debian: apt-get install wrk)");
+    // Every mode measures a sealed fixture: the fixture's audit events wait to be sealed, and
+    // a sealing pass running under the first measured round (A/B: the first binary's) would
+    // weigh on that round alone.
+    let mut svc =
+        service::Service::start(service_bin, app_url, &args.dir, &fixture.signing_pem, args.pool_size).await?;
+    let sealed_in = audit_tree::fixture_sealed(admin_url).await?;
+    println!("\nthe fixture's audit events were sealed {:.1} s after the service started", sealed_in.as_secs_f64());
     if let Some(baseline) = &args.baseline {
+        svc.stop().await;
         return ab::compare(args, baseline, service_bin, app_url, &fixture).await;
     }
     if args.wrk {
-        anyhow::ensure!(wrk::installed(), "wrk is not installed (Debian: apt-get install wrk)");
-        let mut svc =
-            service::Service::start(service_bin, app_url, &args.dir, &fixture.signing_pem, args.pool_size).await?;
         let (connections, duration) = (args.connections, args.duration());
         let result = wrk::compare(svc.addr, app_url, &fixture, &args.dir, connections, duration, args.wrk_rounds).await;
         svc.stop().await;
         return result;
     }
-    let mut svc =
-        service::Service::start(service_bin, app_url, &args.dir, &fixture.signing_pem, args.pool_size).await?;
-    let sealed_in = audit_tree::fixture_sealed(admin_url).await?;
-    println!("\nthe fixture's audit events were sealed {:.1} s after the service started", sealed_in.as_secs_f64());
     println!("\n## HTTP workloads (rowguard serve, release build, pool {})", args.pool_size);
     println!("{}", load::Stats::header());
     let mut get_rps = None;
