@@ -37,10 +37,10 @@ impl Database {
         let channels: Vec<&str> = feeds.iter().map(|f| f.channel).collect();
         let missed = || feeds.iter().for_each(|f| (f.on_notice)(Notice::MayHaveMissed));
         loop {
-            if self.listener.is_closed() {
+            if self.background.is_closed() {
                 return;
             }
-            match PgListener::connect_with(&self.listener).await {
+            match PgListener::connect_with(&self.background).await {
                 Ok(mut listener) => {
                     if listener.listen_all(channels.iter().copied()).await.is_ok() {
                         missed();

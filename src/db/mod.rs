@@ -30,9 +30,10 @@ pub use crate::roles::*;
 pub struct Database {
     /// The one pool every app-role connection of a request comes from (`pool`).
     pool: Arc<pool::Pool>,
-    /// The change feeds' LISTEN connection (`listen`), apart from the pool: it is held for
-    /// good, so it must not take one of the pool's.
-    listener: sqlx::PgPool,
+    /// Two connections apart from the pool, for the service's own background work: the change
+    /// feeds' LISTEN (`listen`, held for good) and the audit sealer (`sealing`, whose passes
+    /// hold a connection for up to seconds). Neither takes one of the requests' connections.
+    background: sqlx::PgPool,
     /// Requests that hold or wait for one of the pool's connections (`/metrics`: waiting is
     /// this less those in use).
     demand: Arc<AtomicU32>,
@@ -73,15 +74,15 @@ impl Database {
         let prepare: String = hot.iter().map(HotStatement::prepare_sql).collect::<Vec<_>>().join("; ");
         let acquire_timeout = Duration::from_secs(3);
         let pool = Arc::new(pool::Pool::new(options.clone(), max_connections, prepare.into(), acquire_timeout));
-        let listener = PgPoolOptions::new()
-            .max_connections(1)
+        let background = PgPoolOptions::new()
+            .max_connections(2)
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options);
         let mut lease = pool.acquire().await?;
         let backend = Backend::detect(lease.conn()?).await?;
         lease.done();
-        Ok(Database { pool, listener, demand: Arc::default(), backend })
+        Ok(Database { pool, background, demand: Arc::default(), backend })
     }
 
     /// The pool's figures for `/metrics`.
@@ -147,6 +148,6 @@ impl Database {
 
     pub async fn close(&self) {
         self.pool.close();
-        self.listener.close().await;
+        self.background.close().await;
     }
 }

@@ -26,8 +26,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// adopted table's statements) that only a new one sheds.
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
-/// An idle connection: the statements it prepared, and when it opened.
-type Idle = (PgConnection, Prepared, Instant);
+/// A connection idle longer than this is closed rather than lent (sqlx's default): a firewall or
+/// NAT may have dropped it silently meanwhile, and its first query would hang or fail.
+const MAX_IDLE: Duration = Duration::from_secs(10 * 60);
+
+/// An idle connection: the statements it prepared, when it opened, and since when it is idle.
+type Idle = (PgConnection, Prepared, Instant, Instant);
 
 pub(crate) struct Pool {
     idle: Mutex<Vec<Idle>>,
@@ -67,17 +71,37 @@ impl Pool {
         }
     }
 
+    /// A connection within `acquire_timeout`: waiting for a permit and, when no idle one is
+    /// fresh enough, opening a new one (connect, authenticate, PREPARE) both count.
     pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Lease, sqlx::Error> {
-        let permit = tokio::time::timeout(self.acquire_timeout, Arc::clone(&self.permits).acquire_owned())
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        let permit = tokio::time::timeout_at(deadline, Arc::clone(&self.permits).acquire_owned())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let idle = self.fresh_idle();
         let (conn, prepared, born) = match idle {
             Some(idle) => idle,
-            None => (self.connect().await?, Prepared::new(), Instant::now()),
+            None => {
+                let conn = tokio::time::timeout_at(deadline, self.connect())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)??;
+                (conn, Prepared::new(), Instant::now())
+            }
         };
         Ok(Lease { conn: Some(conn), prepared, born, pool: Arc::clone(self), reusable: false, _permit: permit })
+    }
+
+    /// The most recently returned idle connection that is neither too old nor idle too long;
+    /// the stale ones met on the way are closed (dropped).
+    fn fresh_idle(&self) -> Option<(PgConnection, Prepared, Instant)> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some((conn, prepared, born, since)) = idle.pop() {
+            if born.elapsed() < MAX_LIFETIME && since.elapsed() < MAX_IDLE {
+                return Some((conn, prepared, born));
+            }
+        }
+        None
     }
 
     async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
@@ -129,7 +153,7 @@ impl Drop for Lease {
             && !self.pool.permits.is_closed()
             && let Ok(mut idle) = self.pool.idle.lock()
         {
-            idle.push((conn, std::mem::take(&mut self.prepared), self.born));
+            idle.push((conn, std::mem::take(&mut self.prepared), self.born, Instant::now()));
         }
         // Otherwise the connection is dropped here, closing its socket; the server ends the
         // backend, and whatever it was doing goes with it.

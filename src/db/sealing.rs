@@ -38,9 +38,7 @@ impl Database {
         sign: impl Fn(TenantId, i64, &[u8]) -> anyhow::Result<String>,
     ) -> anyhow::Result<Vec<SealedTree>> {
         let ids: Vec<uuid::Uuid> = tenants.iter().map(|t| t.0).collect();
-        use sqlx::Connection;
-        let mut lease = self.pool.acquire().await?;
-        let mut tx = lease.conn()?.begin().await?;
+        let mut tx = self.background.begin().await?;
         let trees: Vec<SealedTree> =
             sqlx::query_as("SELECT tenant_id, size, root, sealed FROM audit_seal_many($1, $2)")
                 .bind(&ids)
@@ -64,28 +62,22 @@ impl Database {
             anyhow::ensure!(kept as usize == grown.len(), "the database kept {kept} of {} signed heads", grown.len());
         }
         tx.commit().await?;
-        lease.done();
         Ok(trees)
     }
 
     /// Up to `limit` tenants with committed events not yet in their tree, longest waiting first.
     pub async fn audit_unsealed_tenants(&self, limit: i32) -> Result<Vec<TenantId>, sqlx::Error> {
-        let mut lease = self.pool.acquire().await?;
-        let tenants = sqlx::query_scalar("SELECT t FROM audit_unsealed_tenants($1) AS t")
+        sqlx::query_scalar("SELECT t FROM audit_unsealed_tenants($1) AS t")
             .bind(limit)
-            .fetch_all(lease.conn()?)
-            .await?;
-        lease.done();
-        Ok(tenants)
+            .fetch_all(&self.background)
+            .await
     }
 
     pub async fn audit_unsealed_backlog(&self) -> Result<Backlog, sqlx::Error> {
-        let mut lease = self.pool.acquire().await?;
         let (transactions, oldest_seconds): (i64, f64) =
             sqlx::query_as("SELECT transactions, oldest_seconds FROM audit_unsealed_backlog()")
-                .fetch_one(lease.conn()?)
+                .fetch_one(&self.background)
                 .await?;
-        lease.done();
         Ok(Backlog { transactions, oldest_seconds })
     }
 }

@@ -21,7 +21,9 @@ use crate::domain::{Role, TenantId, UserId};
 ///
 /// Only `Uuid`-backed values are rendered into the statement; a uuid's text form is hex
 /// digits and dashes and cannot carry SQL. No string from a request ever gets here.
-/// Dropping the handle without `commit` rolls back.
+/// Dropping the handle without `commit` rolls back. No nested transactions: the pooled kind
+/// sends its own BEGIN, so sqlx's `begin` on `conn()` would not make a SAVEPOINT; write
+/// `SAVEPOINT`/`ROLLBACK TO` in SQL where one is needed.
 pub struct TenantTx<'c> {
     link: Link<'c>,
     tenant: TenantId,
@@ -55,6 +57,9 @@ impl TenantTx<'static> {
     }
 }
 
+/// How long a dropped transaction's ROLLBACK may take before its connection is closed instead.
+const ROLLBACK_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Drop for TenantTx<'_> {
     /// A pooled transaction dropped without `commit` (an early return on an error, the request
     /// future dropped): its ROLLBACK goes out on a task of its own, and the connection returns
@@ -67,11 +72,13 @@ impl Drop for TenantTx<'_> {
         let Some(mut lease) = lease.take() else { return };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let rolled_back = match lease.conn() {
-                    Ok(conn) => sqlx::raw_sql("ROLLBACK").execute(conn).await.is_ok(),
-                    Err(_) => false,
+                // Bounded: a statement cut off halfway is read to its end first, and a network
+                // that drops packets silently must not hold the permit for minutes.
+                let rollback = async {
+                    let conn = lease.conn().ok()?;
+                    sqlx::raw_sql("ROLLBACK").execute(conn).await.ok()
                 };
-                if rolled_back {
+                if let Ok(Some(_)) = tokio::time::timeout(ROLLBACK_WITHIN, rollback).await {
                     lease.done();
                 }
             });
@@ -122,6 +129,14 @@ impl<'c> TenantTx<'c> {
 
     pub fn tenant(&self) -> TenantId {
         self.tenant
+    }
+
+    /// End a pooled transaction by closing its connection, without ROLLBACK: for a session
+    /// whose state a ROLLBACK does not reset (a PREPARE left behind by a failed statement).
+    fn discard(mut self) {
+        if let Link::Pooled(lease) = &mut self.link {
+            lease.take();
+        }
     }
 
     /// The connection to run statements on, inside this tenant's transaction.
@@ -248,7 +263,15 @@ impl TenantTx<'static> {
             // As in `read_once`: settings alone first, then the statement, unprepared.
             let mut tx = TenantTx::begin(db, tenant, &Actor { user, ..Actor::default() }).await?;
             let text = format!("PREPARE {name}({params}) AS {sql}; {execute}; DEALLOCATE {name}");
-            let rows = sqlx::raw_sql(AssertSqlSafe(text)).fetch_all(tx.conn()).await?;
+            let rows = match sqlx::raw_sql(AssertSqlSafe(text)).fetch_all(tx.conn()).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // A PREPARE outlives ROLLBACK: the statement may still be there, and the
+                    // next PREPARE of the same name on this connection would fail.
+                    tx.discard();
+                    return Err(e);
+                }
+            };
             tx.commit().await?;
             return Ok(rows);
         }

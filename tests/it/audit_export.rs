@@ -57,8 +57,10 @@ async fn busy_app_connections(su: &mut sqlx::PgConnection) -> Vec<(String, Strin
 
 #[tokio::test]
 async fn stalled_exports_hold_no_connection_and_other_tenants_keep_working() {
-    // A pool of three: if each stalled export held a connection, it would be gone twice over.
-    let app = spawn_app_with(|c| c.db_pool_size = 3).await;
+    // A pool of four for six stalled exports: if each held a connection, it would be gone
+    // (and tenant B below would wait in vain). Not fewer: the six exports' first pages and the
+    // test's own requests all take turns on it while they start, within the 3 s acquire limit.
+    let app = spawn_app_with(|c| c.db_pool_size = 4).await;
     let mut stalled = Vec::new();
     let limits = rowguard::http::Limits {
         request_timeout: Duration::from_secs(60),
@@ -78,21 +80,21 @@ async fn stalled_exports_hold_no_connection_and_other_tenants_keep_working() {
             stalled.push(stalled_export(addr, slug, token).await);
         }
     }
-    // A third export of the same tenant is refused while two are stalled. On a loaded machine
-    // the server may not have started the stalled two yet: asked again until it refuses, within
-    // a deadline (exports that had ended instead would never be refused).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    // Each stalled export has begun answering (its slot taken, its first page sent) before the
+    // test goes on; peeking reads nothing off the socket, so they stay stalled.
+    for stream in &stalled {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(20), stream.peek(&mut byte))
+            .await
+            .expect("the export began answering within 20 s")
+            .expect("peek");
+    }
     for (slug, token) in &tokens {
-        loop {
-            let r = app.call_as(token, slug, Method::GET, "/v1/audit-events/export", None).await;
-            if r.status == StatusCode::TOO_MANY_REQUESTS {
-                r.assert_problem(StatusCode::TOO_MANY_REQUESTS, "export_limit");
-                assert!(r.headers.contains_key("retry-after"));
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{slug}: {} — the stalled exports already ended", r.status);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        // A third export of the same tenant is refused while two are stalled.
+        let r = app.call_as(token, slug, Method::GET, "/v1/audit-events/export", None).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{slug}: the stalled exports already ended");
+        r.assert_problem(StatusCode::TOO_MANY_REQUESTS, "export_limit");
+        assert!(r.headers.contains_key("retry-after"));
     }
 
     // No connection of the app role is busy (in a query or a transaction) while the clients

@@ -224,7 +224,13 @@ async fn a_dropped_tenant_transaction_leaves_nothing_to_the_next_on_the_same_con
     let a = app.create_tenant("drop-a").await;
     let b = app.create_tenant("drop-b").await;
     let db = Database::connect(&app.app_url(), 1, &[]).await.expect("a pool of one");
-    let mut tx = TenantTx::begin(&db, a.id, &Actor::default()).await.expect("begin as A");
+    let acting = Actor {
+        user: Some(rowguard::domain::UserId::new_v7()),
+        role: Some(rowguard::domain::Role::Owner),
+        request_id: Some(uuid::Uuid::now_v7()),
+        ..Actor::default()
+    };
+    let mut tx = TenantTx::begin(&db, a.id, &acting).await.expect("begin as A, someone acting");
     let pid = backend_pid(&mut tx).await;
     sqlx::query(
         "INSERT INTO contacts (tenant_id, id, name, email) VALUES ($1, gen_random_uuid(), 'Dropped', 'x@a.test')",
@@ -246,9 +252,15 @@ async fn a_dropped_tenant_transaction_leaves_nothing_to_the_next_on_the_same_con
     drop(tx);
     let mut tx = TenantTx::begin(&db, b.id, &Actor::default()).await.expect("begin as B");
     assert_eq!(backend_pid(&mut tx).await, pid, "reused once the cut-off statement was read and rolled back");
-    let tenant: String =
-        sqlx::query_scalar("SELECT current_setting('app.tenant_id')").fetch_one(tx.conn()).await.expect("B's tenant");
+    let (tenant, user, role, request): (String, String, String, String) = sqlx::query_as(
+        "SELECT current_setting('app.tenant_id'), coalesce(current_setting('app.user_id', true), ''),
+                coalesce(current_setting('app.role', true), ''), coalesce(current_setting('app.request_id', true), '')",
+    )
+    .fetch_one(tx.conn())
+    .await
+    .expect("B's settings");
     assert_eq!(tenant, b.id.0.to_string());
+    assert_eq!((user.as_str(), role.as_str(), request.as_str()), ("", "", ""), "nothing of A's actor");
     tx.commit().await.expect("commit");
     let mut su = app.superuser_connection().await;
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts WHERE name = 'Dropped'")
