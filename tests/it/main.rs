@@ -12,6 +12,7 @@ mod bad_input;
 mod catalog;
 mod citus_plan;
 mod cli_concurrency;
+mod console;
 mod contacts;
 mod cors;
 mod crm;
