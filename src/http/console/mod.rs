@@ -111,8 +111,8 @@ pub(crate) fn verify_section(report: &VerifyReport, head: &TreeHead) -> Markup {
     let tree = &report.tree;
     html! {
         @if chain.valid && report.bad_signatures.is_empty() {
-            p.verdict.ok role="status" { "✔ Intact: " (chain.events) " events re-hashed; the Merkle tree of " (tree.size)
-                " leaves matches " (tree.heads_checked) " signed heads." }
+            p.verdict.ok role="status" { "✔ Intact: " (tree.events_checked) " events re-hashed into the Merkle tree of "
+                (tree.size) " leaves, which matches " (tree.heads_checked) " signed heads." }
         } @else {
             div.verdict.bad role="alert" {
                 p { strong { "✘ The log does not verify." } }
@@ -126,10 +126,9 @@ pub(crate) fn verify_section(report: &VerifyReport, head: &TreeHead) -> Markup {
             }
         }
         dl.facts {
-            dt { "Events in the chain" } dd { (chain.events) }
-            dt { "Chain head" } dd { "event " (chain.head_seq) " " code { (chain.head_hash) } }
+            dt { "Tree leaves" } dd { (tree.size) " (" (tree.unsealed) " events not sealed yet, " (tree.purged) " purged by retention)" }
+            dt { "Older hash chain" } dd { (chain.events) " events, head event " (chain.head_seq) " " code { (chain.head_hash) } }
             dt { "Checkpoints checked" } dd { (chain.checkpoints_checked) }
-            dt { "Tree leaves" } dd { (tree.size) " (" (tree.unsealed) " events not sealed yet)" }
         }
         h2 { "Latest signed tree head" }
         dl.facts {

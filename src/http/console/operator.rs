@@ -259,8 +259,10 @@ pub async fn tenant(
             h2 { "Delete" }
             form.actions method="post" action=(format!("{base}/delete")) {
                 (csrf_field(&csrf))
-                label { "Type the slug, " strong { (t.slug) } ", to delete this tenant and purge all its rows"
-                    input name="confirm" autocomplete="off" required; }
+                label {
+                    span { "Type the slug, " strong { (t.slug) } ", to delete this tenant and purge all its rows" }
+                    input name="confirm" autocomplete="off" required;
+                }
                 button.danger type="submit" { "Delete for good" }
             }
         } @else {
