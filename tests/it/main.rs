@@ -9,6 +9,7 @@ mod audit;
 mod audit_export;
 mod audit_tree;
 mod bad_input;
+mod browser;
 mod catalog;
 mod citus_plan;
 mod cli_concurrency;
