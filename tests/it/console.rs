@@ -46,6 +46,12 @@ impl<'a> Browser<'a> {
         r
     }
 
+    /// As `get`, without taking the answer's cookies.
+    async fn get_as_is(&self, path: &str) -> TestResponse {
+        let cookie = self.cookie_header();
+        self.app.call(Method::GET, path, &[("host", &self.host), ("cookie", &cookie)], None).await
+    }
+
     /// Post `fields` as a form, exactly as given (no CSRF token added).
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> TestResponse {
         let cookie = self.cookie_header();
@@ -342,4 +348,42 @@ async fn console_off_answers_404_everywhere() {
         let r = app.call(Method::GET, path, &[("host", host)], None).await;
         r.assert_problem(StatusCode::NOT_FOUND, "route_not_found");
     }
+}
+
+#[tokio::test]
+async fn a_console_session_is_renewed_while_in_use_so_it_ends_after_idleness_not_use() {
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let auditor = app.create_user(&acme, "auditor").await;
+    let (browser, _) = auditor_signs_in(&app, "acme", &auditor.email, &auditor.password).await;
+    let token = browser.cookies.get("rowguard_console").cloned().expect("a session");
+    let fresh = browser.get_as_is("/console/audit/").await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    assert!(!set_cookies(&fresh).iter().any(|c| c.starts_with("rowguard_console=")), "a new token is kept as it is");
+
+    // The same session two minutes on: the page renews it with a fresh token.
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(1).expect("payload"))
+        .expect("base64");
+    let mut claims: serde_json::Value = serde_json::from_slice(&payload).expect("claims");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    claims["iat"] = json!(now - 120);
+    claims["exp"] = json!(now + 780);
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = jsonwebtoken::decode_header(&token).expect("header").kid;
+    let signing = EncodingKey::from_ed_pem(crate::support::signing_key_pem().as_bytes()).expect("key");
+    let older = jsonwebtoken::encode(&header, &claims, &signing).expect("sign");
+    let mut aged = Browser { app: &app, host: tenant_host("acme"), cookies: browser.cookies.clone() };
+    aged.cookies.insert("rowguard_console".into(), older.clone());
+    let renewed = aged.get("/console/audit/").await;
+    assert_eq!(renewed.status, StatusCode::OK, "{}", html(&renewed));
+    let new_token = aged.cookies.get("rowguard_console").cloned().expect("still signed in");
+    assert_ne!(new_token, older, "the session was renewed");
+    assert_eq!(aged.get("/console/audit/verify").await.status, StatusCode::OK, "the renewed token works");
+}
+
+fn set_cookies(r: &TestResponse) -> Vec<String> {
+    r.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
 }
