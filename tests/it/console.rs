@@ -300,6 +300,28 @@ async fn operator_suspends_a_tenant_its_api_answers_tenant_suspended_and_resumes
     let plan = operator.post("/console/platform/tenants/acme/plan", &[("csrf", &csrf), ("plan", "pro")]).await;
     assert_eq!(plan.status, StatusCode::SEE_OTHER, "{}", html(&plan));
 
+    // A custom domain: added (the tenant answers on it), then removed.
+    let added = operator
+        .post(
+            "/console/platform/tenants/acme/domains",
+            &[("csrf", &csrf), ("domain", "crm.acme-corp.example"), ("primary", "yes")],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", html(&added));
+    assert!(html(&operator.get("/console/platform/tenants/acme").await).contains("crm.acme-corp.example"));
+    let auth = format!("Bearer {owner}");
+    let on_domain =
+        app.call(Method::GET, "/v1/me", &[("host", "crm.acme-corp.example"), ("authorization", &auth)], None).await;
+    assert_eq!(on_domain.status, StatusCode::OK, "{}", on_domain.body);
+    let under_base =
+        operator.post("/console/platform/tenants/acme/domains", &[("csrf", &csrf), ("domain", "x.localhost")]).await;
+    assert_eq!(under_base.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&under_base));
+    let removed = operator
+        .post("/console/platform/tenants/acme/domains/remove", &[("csrf", &csrf), ("domain", "crm.acme-corp.example")])
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", html(&removed));
+    assert!(!html(&operator.get("/console/platform/tenants/acme").await).contains("crm.acme-corp.example"));
+
     // Each change is in the tenant's own audit log, as the platform API's are.
     let events = app.call_as(&owner, "acme", Method::GET, "/v1/audit-events?resource_type=tenant", None).await;
     let actions: Vec<&str> =

@@ -1,8 +1,10 @@
 //! The operators' console on the bare host: sign-in (the platform login, its rules and limits),
 //! the tenants with status, plan, domains and creation time (search and paging), one tenant
-//! with suspend/resume, change of plan and delete with a typed confirmation, a tenant's audit
-//! verification, and a health panel. Every change is the platform's own function
-//! (`PlatformConn::change_tenant`, `delete_tenant`), which records it in the tenant's log.
+//! with suspend/resume, change of plan, custom domains (add, remove, make primary) and delete
+//! with a typed confirmation, a tenant's audit verification, and a health panel. Every change
+//! is the platform's own function, as the platform API calls it: `change_tenant` records
+//! status and plan changes in the tenant's log; domain changes and deletion go to the service
+//! log, as the API's do.
 
 use axum::Extension;
 use axum::extract::State;
@@ -231,6 +233,30 @@ pub async fn tenant(
                 @for d in &domains { code { (d.domain) } @if d.is_primary { " (primary)" } br; }
             }
         }
+        @if live {
+            h2 { "Custom domains" }
+            @for d in &domains {
+                div.actions {
+                    code { (d.domain) }
+                    @if !d.is_primary {
+                        form.inline method="post" action=(format!("{base}/domains/primary")) {
+                            (csrf_field(&csrf)) input type="hidden" name="domain" value=(d.domain);
+                            button.secondary type="submit" { "Make primary" }
+                        }
+                    } @else { span.muted { "primary" } }
+                    form.inline method="post" action=(format!("{base}/domains/remove")) {
+                        (csrf_field(&csrf)) input type="hidden" name="domain" value=(d.domain);
+                        button.secondary type="submit" { "Remove" }
+                    }
+                }
+            }
+            form.actions method="post" action=(format!("{base}/domains")) {
+                (csrf_field(&csrf))
+                label { "Add a domain" input name="domain" placeholder="crm.example.com" required; }
+                label { span { input type="checkbox" name="primary" value="yes"; " primary" } }
+                button type="submit" { "Add domain" }
+            }
+        }
         p { a href=(format!("{base}/verify")) { "Verify this tenant's audit log" } }
         @if live {
             h2 { "Status" }
@@ -309,6 +335,84 @@ pub async fn change_plan(
     platform.change_tenant(&slug, TenantChange { plan: Some(form.plan), ..TenantChange::default() }).await?;
     tracing::info!(tenant = %slug, operator = %id, plan = form.plan.as_str(), "tenant plan changed from the console");
     Ok(Redirect::to(&format!("/console/platform/tenants/{slug}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct DomainForm {
+    domain: String,
+    /// Present (a ticked box): make it the primary domain.
+    primary: Option<String>,
+}
+
+/// What to do with a domain (`domains::*` in the platform API, the same platform functions).
+#[derive(Debug, Clone, Copy)]
+pub enum DomainAction {
+    Add,
+    Remove,
+    MakePrimary,
+}
+
+async fn change_domain(
+    ctx: &ApiContext,
+    id: crate::domain::OperatorId,
+    platform: &mut PlatformConn,
+    slug: &str,
+    form: DomainForm,
+    action: DomainAction,
+) -> Result<Response, ApiError> {
+    use crate::domain::DomainName;
+    let (slug, _) = summary(platform, slug).await?;
+    let found = match action {
+        DomainAction::Add => {
+            let domain = DomainName::parse(&form.domain)
+                .and_then(|d| d.outside_base(&ctx.base_domain))
+                .map_err(ApiError::validation)?;
+            platform.add_domain(&slug, &domain, form.primary.is_some()).await?;
+            true
+        }
+        DomainAction::Remove | DomainAction::MakePrimary => {
+            let domain = DomainName::parse(&form.domain).map_err(|_| ApiError::not_found("domain"))?;
+            match action {
+                DomainAction::Remove => platform.remove_domain(&slug, &domain).await?,
+                _ => platform.set_primary_domain(&slug, &domain).await?,
+            }
+        }
+    };
+    if !found {
+        return Err(ApiError::not_found("domain"));
+    }
+    tracing::info!(tenant = %slug, operator = %id, domain = %form.domain, ?action, "tenant domain changed from the console");
+    Ok(Redirect::to(&format!("/console/platform/tenants/{slug}")).into_response())
+}
+
+pub async fn add_domain(
+    State(ctx): State<ApiContext>,
+    Operator { id }: Operator,
+    Platform(mut platform): Platform,
+    Path(slug): Path<String>,
+    CsrfForm(form): CsrfForm<DomainForm>,
+) -> Result<Response, ApiError> {
+    change_domain(&ctx, id, &mut platform, &slug, form, DomainAction::Add).await
+}
+
+pub async fn remove_domain(
+    State(ctx): State<ApiContext>,
+    Operator { id }: Operator,
+    Platform(mut platform): Platform,
+    Path(slug): Path<String>,
+    CsrfForm(form): CsrfForm<DomainForm>,
+) -> Result<Response, ApiError> {
+    change_domain(&ctx, id, &mut platform, &slug, form, DomainAction::Remove).await
+}
+
+pub async fn make_primary_domain(
+    State(ctx): State<ApiContext>,
+    Operator { id }: Operator,
+    Platform(mut platform): Platform,
+    Path(slug): Path<String>,
+    CsrfForm(form): CsrfForm<DomainForm>,
+) -> Result<Response, ApiError> {
+    change_domain(&ctx, id, &mut platform, &slug, form, DomainAction::MakePrimary).await
 }
 
 #[derive(Deserialize)]

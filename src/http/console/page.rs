@@ -37,6 +37,7 @@ pub fn layout(title: &str, viewer: Viewer<'_>, csrf: Option<&CsrfToken>, body: M
                 script src="/console/static/console.js" defer {}
             }
             body {
+                a.skip href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/console/" { "rowguard console" }
                     nav aria-label="main" {
