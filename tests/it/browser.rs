@@ -1,7 +1,8 @@
 //! The console in a real browser: Debian's headless Chromium driven over WebDriver
 //! (chromedriver) against the real server on a loopback port. It signs in as an auditor,
-//! filters, opens an event and verifies; a member is refused; an operator suspends and resumes
-//! a tenant. Screenshots of the main pages at 1280×800 and at phone width go to docs/console/
+//! filters, opens an event and verifies; the session cookie carried to another tenant's host is
+//! refused; a member is refused; a form stripped of its CSRF token is refused; an operator
+//! suspends and resumes a tenant. Screenshots of the main pages at 1280×800 and at phone width go to docs/console/
 //! so the documentation shows the console as it is.
 //!
 //! Without chromium and chromedriver the test says so loudly and passes, unless
@@ -175,6 +176,7 @@ async fn the_console_works_in_headless_chromium() {
     }
     let app = spawn_app().await;
     let acme = app.create_tenant("acme").await;
+    app.create_tenant("globex").await;
     let auditor = app.create_user(&acme, "auditor").await;
     let member = app.create_user(&acme, "member").await;
     let owner = app.owner_token(&acme).await;
@@ -190,6 +192,7 @@ async fn the_console_works_in_headless_chromium() {
     let (addr, _stop) = app.serve_tcp(rowguard::startup::limits(&config)).await;
     let tenant_base = format!("http://acme.localhost:{}", addr.port());
     let bare_base = format!("http://localhost:{}", addr.port());
+    let globex_base = format!("http://globex.localhost:{}", addr.port());
     let (_driver, client) = start_browser().await;
 
     // The auditor: sign in, the list, a filter, an event with its diff, verify.
@@ -221,6 +224,18 @@ async fn the_console_works_in_headless_chromium() {
     client.find(Locator::LinkText("Verify")).await.expect("verify link").click().await.expect("verify");
     wait_for_text(&client, "Intact").await;
     screenshots(&client, "auditor-verify").await;
+
+    // acme's session cookie carried to globex's host is refused, as an acme token is there.
+    let mut stolen = client.get_named_cookie("rowguard_console").await.expect("the session cookie");
+    client.goto(&format!("{globex_base}/console/audit/login")).await.expect("globex");
+    wait_for_text(&client, "Sign in to globex").await;
+    stolen.set_domain("globex.localhost");
+    client.add_cookie(stolen).await.expect("plant the cookie");
+    client.goto(&format!("{globex_base}/console/audit/")).await.expect("globex events");
+    let text = wait_for_text(&client, "tenant_mismatch").await;
+    assert!(text.contains("403"), "{text}");
+    client.goto(&format!("{tenant_base}/console/audit/")).await.expect("back to acme");
+    wait_for_text(&client, "Last 24 hours").await;
     client
         .find(Locator::Css("header form button[type=submit]"))
         .await
@@ -248,6 +263,16 @@ async fn the_console_works_in_headless_chromium() {
         .expect("open");
     wait_for_text(&client, "Suspend").await;
     screenshots(&client, "operator-tenant").await;
+    // A form stripped of its CSRF token is refused and changes nothing.
+    client
+        .execute("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())", vec![])
+        .await
+        .expect("strip");
+    client.find(Locator::Css("button.danger")).await.expect("suspend").click().await.expect("forged suspend");
+    wait_for_text(&client, "CSRF token").await;
+    assert_eq!(app.call_as(&owner, "acme", Method::GET, "/v1/contacts", None).await.status, StatusCode::OK);
+    client.goto(&format!("{bare_base}/console/platform/tenants/acme")).await.expect("acme again");
+    wait_for_text(&client, "Suspend").await;
     client.find(Locator::Css("button.danger")).await.expect("suspend").click().await.expect("suspend");
     wait_for_text(&client, "Resume").await;
     let refused = app.call_as(&owner, "acme", Method::GET, "/v1/contacts", None).await;

@@ -120,6 +120,7 @@ async fn operator_signs_in(app: &TestApp) -> Browser<'_> {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
     assert!(browser.cookies.contains_key("rowguard_operator"));
+    assert_ne!(browser.csrf(), csrf, "signing in rotates the CSRF token");
     browser
 }
 

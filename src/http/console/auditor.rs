@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::chart::Histogram;
 use super::page::{self, Viewer, csrf_field, time};
-use super::session::{CsrfForm, CsrfToken, TENANT_COOKIE, set_cookie};
+use super::session::{CsrfForm, CsrfToken, TENANT_COOKIE, rotated_csrf_cookie, set_cookie};
 use crate::auth::sessions::SessionError;
 use crate::db::TenantScope;
 use crate::domain::permissions::Permission;
@@ -107,6 +107,7 @@ pub async fn sign_in(
     let mut answer = Redirect::to("/console/audit/").into_response();
     let cookie = set_cookie(&ctx, TENANT_COOKIE, &tokens.access_token, Some(tokens.expires_in));
     answer.headers_mut().append(header::SET_COOKIE, cookie);
+    answer.headers_mut().append(header::SET_COOKIE, rotated_csrf_cookie(&ctx));
     Ok(answer)
 }
 

@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::page::{self, Viewer, csrf_field, time};
-use super::session::{CsrfForm, CsrfToken, OPERATOR_COOKIE, set_cookie};
+use super::session::{CsrfForm, CsrfToken, OPERATOR_COOKIE, rotated_csrf_cookie, set_cookie};
 use crate::domain::{Plan, Slug, TenantStatus};
 use crate::http::ApiContext;
 use crate::http::context::ClientAddr;
@@ -85,6 +85,7 @@ pub async fn sign_in(
     let mut answer = Redirect::to("/console/platform/").into_response();
     let cookie = set_cookie(&ctx, OPERATOR_COOKIE, &token.access_token, Some(token.expires_in));
     answer.headers_mut().append(header::SET_COOKIE, cookie);
+    answer.headers_mut().append(header::SET_COOKIE, rotated_csrf_cookie(&ctx));
     Ok(answer)
 }
 

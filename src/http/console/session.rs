@@ -156,6 +156,15 @@ pub struct CsrfToken {
     fresh: bool,
 }
 
+/// A new CSRF cookie, set at sign-in so that the signed-in session never uses a token that
+/// existed before it (one planted in the browser beforehand, say).
+pub fn rotated_csrf_cookie(ctx: &ApiContext) -> HeaderValue {
+    set_cookie(ctx, CSRF_COOKIE, &hex::encode(rand::random::<[u8; 32]>()), Some(CSRF_COOKIE_SECS))
+}
+
+/// A day: longer than any session, so a form stays postable while its page is open.
+const CSRF_COOKIE_SECS: u64 = 86_400;
+
 fn valid_csrf(value: &str) -> bool {
     value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -183,9 +192,13 @@ pub async fn pages(
         response = page::problem_page(response).await;
     }
     let headers = response.headers_mut();
-    if token.fresh {
-        // A day: longer than any session, so a form stays postable while its page is open.
-        headers.append(header::SET_COOKIE, set_cookie(&ctx, CSRF_COOKIE, &token.value, Some(86_400)));
+    // Unless the handler set one already (a sign-in rotates it).
+    let handler_set = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().starts_with(format!("{CSRF_COOKIE}=").as_bytes()));
+    if token.fresh && !handler_set {
+        headers.append(header::SET_COOKIE, set_cookie(&ctx, CSRF_COOKIE, &token.value, Some(CSRF_COOKIE_SECS)));
     }
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONSOLE_CSP));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
