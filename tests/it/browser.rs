@@ -291,6 +291,8 @@ async fn the_console_works_in_headless_chromium() {
         .expect("resume");
     wait_for_text(&client, "Suspend").await;
     api_status_becomes(&app, &owner, StatusCode::OK).await;
+    client.find(Locator::LinkText("Policies")).await.expect("policies").click().await.expect("policies");
+    wait_for_text(&client, "No findings").await;
     client.find(Locator::LinkText("Health")).await.expect("health").click().await.expect("health");
     wait_for_text(&client, "Ready").await;
     screenshots(&client, "operator-health").await;

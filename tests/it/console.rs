@@ -332,6 +332,9 @@ async fn operator_suspends_a_tenant_its_api_answers_tenant_suspended_and_resumes
     let verify = operator.get("/console/platform/tenants/acme/verify").await;
     assert_eq!(verify.status, StatusCode::OK, "{}", html(&verify));
     assert!(html(&verify).contains("Intact"));
+    let policies = operator.get("/console/platform/policies").await;
+    assert_eq!(policies.status, StatusCode::OK, "{}", html(&policies));
+    assert!(html(&policies).contains("No findings"), "{}", html(&policies));
     let health = operator.get("/console/platform/health").await;
     assert!(html(&health).contains("Ready"), "{}", html(&health));
 
@@ -409,4 +412,17 @@ async fn a_console_session_is_renewed_while_in_use_so_it_ends_after_idleness_not
 
 fn set_cookies(r: &TestResponse) -> Vec<String> {
     r.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+}
+
+#[tokio::test]
+async fn the_operator_sees_policies_verify_findings_of_the_live_database() {
+    use sqlx::Executor;
+    let app = spawn_app().await;
+    let mut operator = operator_signs_in(&app).await;
+    assert!(html(&operator.get("/console/platform/policies").await).contains("No findings"));
+    let mut su = app.superuser_connection().await;
+    su.execute("ALTER TABLE contacts NO FORCE ROW LEVEL SECURITY").await.expect("weaken");
+    let page = operator.get("/console/platform/policies").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+    assert!(html(&page).contains("rls-not-forced") && html(&page).contains("contacts"), "{}", html(&page));
 }

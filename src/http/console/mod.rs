@@ -69,6 +69,7 @@ pub fn routes(ctx: &ApiContext) -> Router<ApiContext> {
         .route("/console/platform/tenants/{slug}/domains/primary", post(operator::make_primary_domain))
         .route("/console/platform/tenants/{slug}/verify", get(operator::verify))
         .route("/console/platform/health", get(operator::health))
+        .route("/console/platform/policies", get(operator::policies))
         .route("/console/platform/logout", post(operator::sign_out))
         .route_layer(from_fn_with_state(ctx.clone(), session::renew_operator_session))
         .route_layer(from_fn_with_state(ctx.clone(), platform_auth::authenticate_operator))

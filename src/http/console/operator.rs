@@ -462,6 +462,29 @@ pub async fn verify(
     Ok(page::layout(&format!("Audit log of {}", t.slug), Viewer::Operator, Some(&csrf), body).into_response())
 }
 
+/// `policies verify` on the live database: every way the catalog is weaker than the isolation
+/// invariants, by object and rule (the CLI's check, read through the platform login).
+pub async fn policies(
+    _: Operator,
+    Platform(mut platform): Platform,
+    Extension(csrf): Extension<CsrfToken>,
+) -> Result<Response, ApiError> {
+    let findings = platform.catalog_findings().await?;
+    let body = html! {
+        @if findings.is_empty() {
+            p.verdict.ok role="status" { "✔ No findings: every tenant table is covered as the invariants require." }
+        } @else {
+            div.verdict.bad role="alert" { p { "✘ " (findings.len()) " findings: the database is weaker than the invariants." } }
+            div.table-wrap { table {
+                thead { tr { th { "Object" } th { "Rule" } th { "What to do" } } }
+                tbody { @for f in &findings { tr { td { code { (f.object) } } td { code { (f.rule.id()) } } td { (f.message) } } } }
+            } }
+        }
+        p.muted { "The same check as " code { "rowguard policies verify" } " (docs/isolation.md)." }
+    };
+    Ok(page::layout("Policies verify", Viewer::Operator, Some(&csrf), body).into_response())
+}
+
 /// Readiness (as `/readyz` answers it) and the service pool's use.
 pub async fn health(
     State(ctx): State<ApiContext>,

@@ -57,6 +57,7 @@ pub fn layout(title: &str, viewer: Viewer<'_>, csrf: Option<&CsrfToken>, body: M
                             Viewer::Operator => {
                                 span.who { "operator" }
                                 a href="/console/platform/" { "Tenants" }
+                                a href="/console/platform/policies" { "Policies" }
                                 a href="/console/platform/health" { "Health" }
                                 @if let Some(csrf) = csrf {
                                     form.inline method="post" action="/console/platform/logout" {
