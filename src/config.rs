@@ -27,6 +27,11 @@ pub struct Config {
     #[arg(long, env = "ROWGUARD_SIGNUP", default_value_t = false, global = true, action = clap::ArgAction::Set)]
     pub signup: bool,
 
+    /// The browser console at `/console/` (auditors on a tenant's host, operators on the bare
+    /// host). `false`: every `/console/` path answers 404.
+    #[arg(long, env = "ROWGUARD_CONSOLE", default_value_t = true, global = true, action = clap::ArgAction::Set)]
+    pub console: bool,
+
     /// Where the embedded PostgreSQL cluster, its credentials and the development signing key live.
     #[arg(long, env = "ROWGUARD_DATA_DIR", default_value = ".rowguard", global = true)]
     pub data_dir: PathBuf,
@@ -149,6 +154,12 @@ impl Config {
         self.hsts.unwrap_or(self.database_url.is_some())
     }
 
+    /// The console's cookies carry `Secure` outside development (the embedded database is
+    /// served over plain http://localhost, where a browser would drop a Secure cookie).
+    pub fn console_secure_cookies(&self) -> bool {
+        self.database_url.is_some()
+    }
+
     /// Base domain as host matching sees it: lower case, no trailing dot.
     pub fn normalized_base_domain(&self) -> String {
         self.base_domain.trim_end_matches('.').to_ascii_lowercase()
@@ -167,6 +178,7 @@ impl Config {
             jwt_verify_keys: None,
             platform_database_url: None,
             signup: false,
+            console: true,
             jwt_issuer: "rowguard".into(),
             access_token_ttl_secs: 900,
             db_pool_size: 8,

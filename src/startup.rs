@@ -201,6 +201,9 @@ pub async fn build_context_with_platform(
         access_sampler: Arc::default(),
         platform,
         signup: config.signup,
+        console: config
+            .console
+            .then(|| http::console::ConsoleSettings { secure_cookies: config.console_secure_cookies() }),
         exports: Arc::default(),
         metrics,
         metrics_token: config.metrics_token.as_deref().map(Arc::from),

@@ -65,4 +65,12 @@ fn print_welcome(config: &Config, addr: std::net::SocketAddr, seeded: &[String],
          -d '{{\"email\":\"{email}\",\"password\":\"{password}\"}}'"
     );
     println!("  (or address a tenant by host: http://{tenant}.{base}:{}/v1/...)", addr.port());
+    if config.console {
+        println!(
+            "console: http://{tenant}.{base}:{}/console/ for the tenant's auditors (owners, admins, auditors); \
+             http://{base}:{}/console/ for operators (rowguard operators create)",
+            addr.port(),
+            addr.port()
+        );
+    }
 }

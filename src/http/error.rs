@@ -335,10 +335,11 @@ pub async fn problem_documents<F: Future<Output = Response>>(request_id: HeaderV
             if !(status.is_client_error() || status.is_server_error()) {
                 return response;
             }
-            let is_problem = response
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+            // The console's refusals are pages saying the same as a problem document would
+            // (`console::page::problem_page`): a browser shows them as they are.
+            let is_problem = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+                v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()) || v.as_bytes().starts_with(b"text/html")
+            });
             let mut response = if is_problem {
                 response
             } else {

@@ -2,6 +2,7 @@
 //! lists every layer once, in request order, outermost first.
 
 pub mod client_ip;
+pub mod console;
 pub mod context;
 pub mod error;
 pub mod error_codes;
@@ -89,6 +90,8 @@ pub struct ApiState {
     pub platform: Option<crate::platform::PlatformDb>,
     /// Self-service signup (`POST /platform/v1/signup`) is on.
     pub signup: bool,
+    /// The browser console (`/console/`), unless ROWGUARD_CONSOLE=false.
+    pub console: Option<console::ConsoleSettings>,
     /// Audit exports running at once, per tenant and on this instance.
     pub exports: Arc<routes::audit_export::ExportSlots>,
     /// What `/metrics` exposes.
@@ -258,8 +261,15 @@ pub fn router(ctx: ApiContext, limits: Limits) -> Router {
     ctx.metrics.register_routes(api.paths.paths.keys().map(String::as_str).chain(data_routes));
     let document = openapi::Document::new(&api, Arc::clone(&ctx.data));
     let edge = layers::edge::EdgeLayer::new(ctx.clone());
+    // The console is a sub-router with its own layers (`console::routes`); switched off, its
+    // paths are simply not routed (the 404 fallback below).
+    let console = match ctx.console {
+        Some(_) => console::routes(&ctx),
+        None => Router::new(),
+    };
     Router::new()
         .merge(routes)
+        .merge(console)
         // The document itself is an API answer (the API's policy); the page that renders it
         // gets the docs policy.
         .route("/openapi.json", get(move || std::future::ready(document.current())))

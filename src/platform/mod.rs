@@ -151,6 +151,12 @@ impl PlatformConn {
         Ok(PlatformConn { link: Link::Dedicated(conn) })
     }
 
+    /// `policies verify` on the live catalog, read through this connection (the operator
+    /// console's findings page; the catalog is readable by every role).
+    pub async fn catalog_findings(&mut self) -> Result<Vec<crate::catalog::Finding>, PlatformError> {
+        Ok(crate::catalog::verify(self.conn()).await?)
+    }
+
     pub(super) fn conn(&mut self) -> &mut PgConnection {
         match &mut self.link {
             Link::Dedicated(conn) => conn,

@@ -57,26 +57,27 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Deserialize, IntoParams)]
+/// The console (`http::console`) builds one from its form; fields are crate-visible for it.
+#[derive(Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AuditFilter {
     /// Only events by this user id.
-    actor: Option<Uuid>,
-    action: Option<String>,
-    resource_type: Option<String>,
-    resource_id: Option<String>,
+    pub(crate) actor: Option<Uuid>,
+    pub(crate) action: Option<String>,
+    pub(crate) resource_type: Option<String>,
+    pub(crate) resource_id: Option<String>,
     /// success, denied or failure.
-    outcome: Option<String>,
+    pub(crate) outcome: Option<String>,
     /// Events at or after this time (RFC 3339).
-    from: Option<DateTime<Utc>>,
+    pub(crate) from: Option<DateTime<Utc>>,
     /// Events before this time (RFC 3339).
-    to: Option<DateTime<Utc>>,
+    pub(crate) to: Option<DateTime<Utc>>,
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// `next_cursor` of the previous page.
     #[param(pattern = r"^[0-9]{1,18}$")]
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 /// Events with their place in the tree (null until sealed), for a query to go on with WHERE.
@@ -114,7 +115,7 @@ pub(super) const EXPORT_PAGE_EVENTS: &str = concat!(
   WHERE e.tenant_id = $1 AND e.seq > $2 AND e.seq <= $3 ORDER BY e.seq LIMIT $4"
 );
 
-pub(super) fn require_reader(principal: &Principal) -> Result<(), ApiError> {
+pub(crate) fn require_reader(principal: &Principal) -> Result<(), ApiError> {
     principal.require(Permission::ReadAuditLog)
 }
 
@@ -147,6 +148,12 @@ pub async fn list_events(
     Query(filter): Query<AuditFilter>,
 ) -> Result<Json<AuditPage>, ApiError> {
     require_reader(&principal)?;
+    Ok(Json(list_page(&scope, &filter).await?))
+}
+
+/// One page of `scope`'s events matching `filter`, newest first (the API's list and the
+/// console's; the caller has checked the reader's permission).
+pub(crate) async fn list_page(scope: &TenantScope, filter: &AuditFilter) -> Result<AuditPage, ApiError> {
     let limit = filter.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request(ErrorCode::InvalidQuery, "limit must be between 1 and 500"));
@@ -164,7 +171,7 @@ pub async fn list_events(
     };
     let mut tx = scope.begin().await?;
     let mut items =
-        bind_filter(sqlx::query_as(SELECT_EVENTS), scope.tenant_id(), &filter, before, Some(i64::from(limit) + 1))
+        bind_filter(sqlx::query_as(SELECT_EVENTS), scope.tenant_id(), filter, before, Some(i64::from(limit) + 1))
             .fetch_all(tx.conn())
             .await?;
     tx.commit().await?;
@@ -174,7 +181,18 @@ pub async fn list_events(
     } else {
         None
     };
-    Ok(Json(AuditPage { items, next_cursor }))
+    Ok(AuditPage { items, next_cursor })
+}
+
+/// One event of `tenant` by id, in a transaction that has set the tenant (the console's event
+/// page); None when the tenant has no such event.
+pub(crate) async fn event_by_id(
+    conn: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<AuditEvent>, ApiError> {
+    const SELECT_EVENT: &str = concat!(events_with_leaves!(), "\n  WHERE e.tenant_id = $1 AND e.id = $2");
+    Ok(sqlx::query_as(SELECT_EVENT).bind(tenant).bind(id).fetch_optional(conn).await?)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -235,22 +253,37 @@ pub async fn verify_events(
     Query(params): Query<VerifyParams>,
 ) -> Result<Json<VerifyReport>, ApiError> {
     require_reader(&principal)?;
-    let mut expected = Vec::new();
     // A head that is not hex is refused whether or not a `seq` came with it.
     let head = params
         .head
         .as_deref()
         .map(|h| hex::decode(h).ok().ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidQuery, "head must be hex")))
         .transpose()?;
-    if let (Some(seq), Some(head)) = (params.seq, head) {
-        expected.push((seq, head));
-    }
+    let held = match (params.seq, head) {
+        (Some(seq), Some(head)) => Some((seq, head)),
+        _ => None,
+    };
     let mut tx = scope.begin().await?;
+    let report = verify_report(&ctx, tx.conn(), scope.tenant_id(), held).await?;
+    tx.commit().await?;
+    Ok(Json(report))
+}
+
+/// Verify `tenant`'s log in a transaction that has set the tenant: the Merkle tree against its
+/// signed heads, the hash chain against every stored checkpoint (and `held`, a checkpoint the
+/// auditor brought). The API's verify, the console's and the operator console's.
+pub(crate) async fn verify_report(
+    ctx: &ApiContext,
+    conn: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    held: Option<(i64, Vec<u8>)>,
+) -> Result<VerifyReport, ApiError> {
+    let mut expected: Vec<(i64, Vec<u8>)> = held.into_iter().collect();
     let key = ctx.audit.verifying_key();
-    let tree = audit::tree::verify(tx.conn(), scope.tenant_id(), Some((ctx.audit.log_name(), &key)))
+    let tree = audit::tree::verify(&mut *conn, tenant, Some((ctx.audit.log_name(), &key)))
         .await
         .map_err(ApiError::internal)?;
-    let checkpoints = audit::checkpoint::list(tx.conn(), scope.tenant_id()).await?;
+    let checkpoints = audit::checkpoint::list(&mut *conn, tenant).await?;
     let mut bad_signatures = Vec::new();
     for c in &checkpoints {
         if c.key_id == ctx.audit.key_id() && !ctx.audit.verifies(c) {
@@ -259,8 +292,7 @@ pub async fn verify_events(
             expected.push((c.seq, c.head.clone()));
         }
     }
-    let report = audit::verify_chain(tx.conn(), scope.tenant_id(), &expected).await?;
-    tx.commit().await?;
+    let report = audit::verify_chain(&mut *conn, tenant, &expected).await?;
     let mut chain = ChainReportSchema::from(report);
     if chain.first_broken.is_none()
         && let Some(p) = tree.problems.first()
@@ -268,7 +300,7 @@ pub async fn verify_events(
         chain.first_broken = Some(serde_json::json!({"seq": p.seq, "reason": p.reason}));
     }
     chain.valid &= tree.valid;
-    Ok(Json(VerifyReport { chain, bad_signatures, tree }))
+    Ok(VerifyReport { chain, bad_signatures, tree })
 }
 
 #[derive(Serialize, ToSchema)]

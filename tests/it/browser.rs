@@ -1,0 +1,300 @@
+//! The console in a real browser: Debian's headless Chromium driven over WebDriver
+//! (chromedriver) against the real server on a loopback port. It signs in as an auditor,
+//! filters, opens an event and verifies; the session cookie carried to another tenant's host is
+//! refused; a member is refused; a form stripped of its CSRF token is refused; an operator
+//! suspends and resumes a tenant. Screenshots of the main pages at 1280×800 and at phone width go to docs/console/
+//! so the documentation shows the console as it is.
+//!
+//! Without chromium and chromedriver the test says so loudly and passes, unless
+//! ROWGUARD_BROWSER_TESTS=required (CI sets it), when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::support::{TestApp, create_operator, spawn_app};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver, stopped when the test ends (it started it; nothing else is touched).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// Whether the browser test can run here; if not, say why, loudly, or fail when required.
+fn browser_available() -> bool {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER].into_iter().filter(|p| !Path::new(p).exists()).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let required = std::env::var("ROWGUARD_BROWSER_TESTS").is_ok_and(|v| v == "required");
+    let notice = format!(
+        "\n\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !!! THE CONSOLE'S BROWSER TEST DID NOT RUN: {} missing.\n\
+         !!! Install it: apt-get install -y chromium chromium-driver\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
+        missing.join(" and ")
+    );
+    assert!(!required, "ROWGUARD_BROWSER_TESTS=required: {notice}");
+    eprintln!("{notice}");
+    false
+}
+
+async fn start_browser() -> (Driver, Client) {
+    let port = free_port();
+    let driver = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver(driver);
+    let profile = crate::support::scratch_dir("chromium-profile");
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,800", "--hide-scrollbars", "--force-device-scale-factor=1",
+                // Every *.localhost name (the tenants' hosts) to the loopback server, IPv4.
+                "--host-resolver-rules=MAP localhost 127.0.0.1, MAP *.localhost 127.0.0.1",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let capabilities = capabilities.as_object().cloned().expect("an object");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => return (driver, client),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("chromedriver did not start a session: {e}"),
+        }
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console");
+    std::fs::create_dir_all(&dir).expect("docs/console");
+    dir
+}
+
+/// The page at 1280×800 and at a phone's width (390×844), as `name`.png and `name`-phone.png.
+async fn screenshots(client: &Client, name: &str) {
+    for (suffix, width, height) in [("", 1280, 800), ("-phone", 390, 844)] {
+        client.set_window_size(width, height).await.expect("window size");
+        let png = client.screenshot().await.expect("screenshot");
+        std::fs::write(screenshots_dir().join(format!("{name}{suffix}.png")), png).expect("write screenshot");
+    }
+    client.set_window_size(1280, 800).await.expect("window size");
+}
+
+async fn fill(client: &Client, name: &str, value: &str) {
+    let field = client.find(Locator::Css(&format!("[name=\"{name}\"]"))).await.expect("field");
+    field.clear().await.expect("clear");
+    field.send_keys(value).await.expect("type");
+}
+
+async fn submit(client: &Client, form: &str) {
+    client
+        .find(Locator::Css(&format!("{form} button[type=submit]")))
+        .await
+        .expect("submit button")
+        .click()
+        .await
+        .expect("click");
+}
+
+/// The page's text; empty while a navigation replaces the page under us.
+async fn page_text(client: &Client) -> String {
+    match client.find(Locator::Css("body")).await {
+        Ok(body) => body.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Wait until the page's text holds `wanted` (after a click that navigates).
+async fn wait_for_text(client: &Client, wanted: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = page_text(client).await;
+        if text.contains(wanted) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "the page never showed {wanted:?}; it shows:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sign_in(client: &Client, base: &str, email: &str, password: &str) {
+    client.goto(&format!("{base}/console/")).await.expect("open the console");
+    client.wait().for_element(Locator::Css("form.signin")).await.expect("the sign-in form");
+    fill(client, "email", email).await;
+    fill(client, "password", password).await;
+    submit(client, "form.signin").await;
+}
+
+/// A tenant's API answer once it is `status` (registry changes reach the cache by NOTIFY).
+async fn api_status_becomes(app: &TestApp, token: &str, status: StatusCode) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = app.call_as(token, "acme", Method::GET, "/v1/contacts", None).await;
+        if r.status == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "expected {status}, got {} {}", r.status, r.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_in_headless_chromium() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    app.create_tenant("globex").await;
+    let auditor = app.create_user(&acme, "auditor").await;
+    let member = app.create_user(&acme, "member").await;
+    let owner = app.owner_token(&acme).await;
+    for (name, renamed) in [("Ada Byron", "Ada Lovelace"), ("Grace Murray", "Grace Hopper")] {
+        let body = json!({"name": name, "email": format!("{}@example.com", name.replace(' ', ".").to_lowercase())});
+        let created = app.call_as(&owner, "acme", Method::POST, "/v1/contacts", Some(body)).await;
+        let path = format!("/v1/contacts/{}", created.body["id"].as_str().expect("id"));
+        app.call_as(&owner, "acme", Method::PATCH, &path, Some(json!({"name": renamed}))).await;
+    }
+    app.call_as(&member.access_token, "acme", Method::GET, "/v1/audit-events", None).await; // a refusal
+    let operator = create_operator(&app, "ops@rowguard.test").await;
+    let config = rowguard::config::Config::for_tests(PathBuf::new());
+    let (addr, _stop) = app.serve_tcp(rowguard::startup::limits(&config)).await;
+    let tenant_base = format!("http://acme.localhost:{}", addr.port());
+    let bare_base = format!("http://localhost:{}", addr.port());
+    let globex_base = format!("http://globex.localhost:{}", addr.port());
+    let (_driver, client) = start_browser().await;
+
+    // The auditor: sign in, the list, a filter, an event with its diff, verify.
+    client.goto(&format!("{tenant_base}/console/audit/login")).await.expect("sign-in page");
+    screenshots(&client, "sign-in").await;
+    sign_in(&client, &tenant_base, &auditor.email, &auditor.password).await;
+    let text = wait_for_text(&client, "Last 24 hours").await;
+    assert!(text.contains("contact.update") && text.contains("access.denied"), "{text}");
+    screenshots(&client, "auditor-events").await;
+    fill(&client, "action", "contact.update").await;
+    submit(&client, "form.filters").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client.current_url().await.expect("url").query().is_some_and(|q| q.contains("action=contact.update")) {
+        assert!(Instant::now() < deadline, "the filter form did not submit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = wait_for_text(&client, "Events").await;
+    assert!(!text.contains("contact.create"), "the filter leaves other actions out:\n{text}");
+    client
+        .find(Locator::Css("a[href^='/console/audit/events/']"))
+        .await
+        .expect("an event link")
+        .click()
+        .await
+        .expect("open");
+    let text = wait_for_text(&client, "Changes").await;
+    assert!(text.contains("Before") && text.contains("After") && text.contains("Hopper"), "{text}");
+    screenshots(&client, "auditor-event").await;
+    client.find(Locator::LinkText("Verify")).await.expect("verify link").click().await.expect("verify");
+    wait_for_text(&client, "Intact").await;
+    screenshots(&client, "auditor-verify").await;
+
+    // acme's session cookie carried to globex's host is refused, as an acme token is there.
+    let mut stolen = client.get_named_cookie("rowguard_console").await.expect("the session cookie");
+    client.goto(&format!("{globex_base}/console/audit/login")).await.expect("globex");
+    wait_for_text(&client, "Sign in to globex").await;
+    stolen.set_domain("globex.localhost");
+    client.add_cookie(stolen).await.expect("plant the cookie");
+    client.goto(&format!("{globex_base}/console/audit/")).await.expect("globex events");
+    let text = wait_for_text(&client, "tenant_mismatch").await;
+    assert!(text.contains("403"), "{text}");
+    client.goto(&format!("{tenant_base}/console/audit/")).await.expect("back to acme");
+    wait_for_text(&client, "Last 24 hours").await;
+    client
+        .find(Locator::Css("header form button[type=submit]"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("sign out");
+    wait_for_text(&client, "You are signed out").await;
+
+    // A member: refused with a page that says why.
+    sign_in(&client, &tenant_base, &member.email, &member.password).await;
+    let text = wait_for_text(&client, "cannot read the audit log").await;
+    assert!(text.contains("403"), "{text}");
+
+    // The operator: tenants, suspend (the tenant API answers 403), resume.
+    sign_in(&client, &bare_base, &operator.email, &operator.password).await;
+    wait_for_text(&client, "Tenants").await;
+    screenshots(&client, "operator-tenants").await;
+    client
+        .find(Locator::Css("a[href='/console/platform/tenants/acme']"))
+        .await
+        .expect("acme")
+        .click()
+        .await
+        .expect("open");
+    wait_for_text(&client, "Suspend").await;
+    screenshots(&client, "operator-tenant").await;
+    // A form stripped of its CSRF token is refused and changes nothing.
+    client
+        .execute("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())", vec![])
+        .await
+        .expect("strip");
+    client.find(Locator::Css("button.danger")).await.expect("suspend").click().await.expect("forged suspend");
+    wait_for_text(&client, "CSRF token").await;
+    assert_eq!(app.call_as(&owner, "acme", Method::GET, "/v1/contacts", None).await.status, StatusCode::OK);
+    client.goto(&format!("{bare_base}/console/platform/tenants/acme")).await.expect("acme again");
+    wait_for_text(&client, "Suspend").await;
+    client.find(Locator::Css("button.danger")).await.expect("suspend").click().await.expect("suspend");
+    wait_for_text(&client, "Resume").await;
+    let refused = app.call_as(&owner, "acme", Method::GET, "/v1/contacts", None).await;
+    if refused.status != StatusCode::FORBIDDEN {
+        api_status_becomes(&app, &owner, StatusCode::FORBIDDEN).await;
+    }
+    app.call_as(&owner, "acme", Method::GET, "/v1/contacts", None)
+        .await
+        .assert_problem(StatusCode::FORBIDDEN, "tenant_suspended");
+    client
+        .find(Locator::Css("form[action$='/status'] button[type=submit]"))
+        .await
+        .expect("resume")
+        .click()
+        .await
+        .expect("resume");
+    wait_for_text(&client, "Suspend").await;
+    api_status_becomes(&app, &owner, StatusCode::OK).await;
+    client.find(Locator::LinkText("Policies")).await.expect("policies").click().await.expect("policies");
+    wait_for_text(&client, "No findings").await;
+    client.find(Locator::LinkText("Health")).await.expect("health").click().await.expect("health");
+    wait_for_text(&client, "Ready").await;
+    screenshots(&client, "operator-health").await;
+    client.close().await.expect("close the browser");
+}

@@ -1,0 +1,428 @@
+//! The browser console over HTTP, as a browser would use it (cookies kept, forms posted with
+//! the CSRF token the page gave out): the auditor's pages on a tenant's host, the operator's on
+//! the bare host, and the refusals — a member, another tenant's session, a forged form.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{TestApp, TestResponse, TestTenant, create_operator, spawn_app, spawn_app_with};
+
+/// A browser on one host: its cookie jar, and requests that send it.
+struct Browser<'a> {
+    app: &'a TestApp,
+    host: String,
+    cookies: BTreeMap<String, String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp, host: &str) -> Browser<'a> {
+        Browser { app, host: host.to_string(), cookies: BTreeMap::new() }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn absorb(&mut self, r: &TestResponse) {
+        for value in r.headers.get_all("set-cookie") {
+            let text = value.to_str().expect("ascii cookie");
+            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
+            let (name, value) = pair.split_once('=').expect("name=value");
+            if attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> TestResponse {
+        let cookie = self.cookie_header();
+        let r = self.app.call(Method::GET, path, &[("host", &self.host), ("cookie", &cookie)], None).await;
+        self.absorb(&r);
+        r
+    }
+
+    /// As `get`, without taking the answer's cookies.
+    async fn get_as_is(&self, path: &str) -> TestResponse {
+        let cookie = self.cookie_header();
+        self.app.call(Method::GET, path, &[("host", &self.host), ("cookie", &cookie)], None).await
+    }
+
+    /// Post `fields` as a form, exactly as given (no CSRF token added).
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> TestResponse {
+        let cookie = self.cookie_header();
+        let body = serde_urlencoded::to_string(fields).expect("form");
+        let headers = [("host", self.host.as_str()), ("cookie", cookie.as_str())];
+        let r = self
+            .app
+            .send_raw(Method::POST, path, &headers, Some("application/x-www-form-urlencoded"), Body::from(body))
+            .await;
+        self.absorb(&r);
+        r
+    }
+
+    fn csrf(&self) -> String {
+        self.cookies.get("rowguard_csrf").cloned().expect("the console set a CSRF cookie")
+    }
+}
+
+/// The tenant API's answer to `GET /v1/contacts` once it is `status` (registry changes reach
+/// the resolution cache through a NOTIFY, within milliseconds).
+async fn api_answers(app: &TestApp, token: &str, tenant: &str, status: StatusCode) -> TestResponse {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let r = app.call_as(token, tenant, Method::GET, "/v1/contacts", None).await;
+        if r.status == status || std::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn html(r: &TestResponse) -> &str {
+    r.body.as_str().unwrap_or("")
+}
+
+fn location(r: &TestResponse) -> &str {
+    r.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+fn tenant_host(slug: &str) -> String {
+    format!("{slug}.localhost:8080")
+}
+
+/// Open the sign-in page (which sets the CSRF cookie) and sign in.
+async fn auditor_signs_in<'a>(
+    app: &'a TestApp,
+    slug: &str,
+    email: &str,
+    password: &str,
+) -> (Browser<'a>, TestResponse) {
+    let mut browser = Browser::new(app, &tenant_host(slug));
+    let page = browser.get("/console/audit/login").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+    let csrf = browser.csrf();
+    let r = browser.post("/console/audit/session", &[("csrf", &csrf), ("email", email), ("password", password)]).await;
+    (browser, r)
+}
+
+async fn operator_signs_in(app: &TestApp) -> Browser<'_> {
+    let op = create_operator(app, &format!("ops-{}@rowguard.test", uuid::Uuid::now_v7().simple())).await;
+    let mut browser = Browser::new(app, "localhost:8080");
+    assert_eq!(browser.get("/console/platform/login").await.status, StatusCode::OK);
+    let csrf = browser.csrf();
+    let r = browser
+        .post("/console/platform/session", &[("csrf", &csrf), ("email", &op.email), ("password", &op.password)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", html(&r));
+    assert!(browser.cookies.contains_key("rowguard_operator"));
+    assert_ne!(browser.csrf(), csrf, "signing in rotates the CSRF token");
+    browser
+}
+
+/// A contact created and renamed by the owner: a `contact.update` event with a diff.
+async fn contact_renamed(app: &TestApp, tenant: &TestTenant) -> String {
+    let owner = app.owner_token(tenant).await;
+    let created = app
+        .call_as(
+            &owner,
+            &tenant.slug,
+            Method::POST,
+            "/v1/contacts",
+            Some(json!({"name": "Ada Byron", "email": "ada@example.com"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().expect("id").to_string();
+    let path = format!("/v1/contacts/{id}");
+    let renamed = app.call_as(&owner, &tenant.slug, Method::PATCH, &path, Some(json!({"name": "Ada Lovelace"}))).await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    let events = app.call_as(&owner, &tenant.slug, Method::GET, "/v1/audit-events?action=contact.update", None).await;
+    events.body["items"][0]["id"].as_str().expect("the update's event").to_string()
+}
+
+#[tokio::test]
+async fn auditor_signs_in_sees_events_filters_opens_the_diff_and_verifies() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let auditor = app.create_user(&acme, "auditor").await;
+    let event_id = contact_renamed(&app, &acme).await;
+
+    let (mut browser, signed_in) = auditor_signs_in(&app, "acme", &auditor.email, &auditor.password).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{}", html(&signed_in));
+    assert_eq!(location(&signed_in), "/console/audit/");
+    let session = signed_in
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("rowguard_console="));
+    let session = session.expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console/"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+
+    let list = browser.get("/console/audit/").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", html(&list));
+    assert!(list.headers["content-type"].to_str().expect("ascii").starts_with("text/html"));
+    let csp = list.headers["content-security-policy"].to_str().expect("ascii");
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    for shown in ["contact.create", "contact.update", "auth.login", "<svg"] {
+        assert!(html(&list).contains(shown), "the list shows {shown}");
+    }
+
+    let filtered = browser.get("/console/audit/?action=contact.update&outcome=success&actor=&from=&to=").await;
+    assert_eq!(filtered.status, StatusCode::OK, "{}", html(&filtered));
+    assert!(html(&filtered).contains(&format!("/console/audit/events/{event_id}")));
+    assert!(!html(&filtered).contains("contact.create"), "the filter leaves other actions out");
+    let bad = browser.get("/console/audit/?actor=not-a-uuid").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(html(&bad).contains("actor"), "a readable page: {}", html(&bad));
+
+    let event = browser.get(&format!("/console/audit/events/{event_id}")).await;
+    assert_eq!(event.status, StatusCode::OK, "{}", html(&event));
+    for shown in ["Ada Byron", "Ada Lovelace", "owner", "Request id"] {
+        assert!(html(&event).contains(shown), "the event page shows {shown}");
+    }
+    let missing = browser.get(&format!("/console/audit/events/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    let verify = browser.get("/console/audit/verify").await;
+    assert_eq!(verify.status, StatusCode::OK, "{}", html(&verify));
+    assert!(html(&verify).contains("Intact"), "{}", html(&verify));
+    assert!(html(&verify).contains("Latest signed tree head"));
+
+    let csv = browser.get("/console/audit/export?format=csv").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers["content-disposition"].to_str().expect("ascii").contains("audit-acme.csv"));
+    assert!(html(&csv).contains("contact.update"));
+
+    // Signing out clears the session: the next page sends the browser to sign in.
+    let csrf = browser.csrf();
+    let out = browser.post("/console/audit/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(!browser.cookies.contains_key("rowguard_console"));
+    let after = browser.get("/console/audit/").await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&after), "/console/audit/login");
+}
+
+#[tokio::test]
+async fn a_wrong_password_shows_the_form_again_and_a_member_gets_a_403_page() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let member = app.create_user(&acme, "member").await;
+
+    let (_, wrong) = auditor_signs_in(&app, "acme", &member.email, "not-the-password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(html(&wrong).contains("The e-mail or password is wrong"));
+
+    let (mut browser, refused) = auditor_signs_in(&app, "acme", &member.email, &member.password).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", html(&refused));
+    assert!(html(&refused).contains("cannot read the audit log"), "{}", html(&refused));
+    assert!(!browser.cookies.contains_key("rowguard_console"), "no session for a member");
+    assert_eq!(browser.get("/console/audit/").await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn tenant_a_console_session_is_refused_on_tenant_b_host() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    app.create_tenant("globex").await;
+    let auditor = app.create_user(&acme, "auditor").await;
+    let (browser, signed_in) = auditor_signs_in(&app, "acme", &auditor.email, &auditor.password).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{}", html(&signed_in));
+
+    // The same cookies replayed to globex's host, as a stolen cookie would be.
+    let mut elsewhere = Browser { app: &app, host: tenant_host("globex"), cookies: browser.cookies.clone() };
+    let refused = elsewhere.get("/console/audit/").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", html(&refused));
+    assert!(html(&refused).contains("tenant_mismatch"), "{}", html(&refused));
+    // The operator console does not answer on a tenant's host at all.
+    assert_eq!(elsewhere.get("/console/platform/login").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn console_posts_without_or_with_a_wrong_csrf_token_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let mut operator = operator_signs_in(&app).await;
+    let path = "/console/platform/tenants/acme/status";
+
+    let missing = operator.post(path, &[("status", "suspended")]).await;
+    assert_eq!(missing.status, StatusCode::FORBIDDEN, "{}", html(&missing));
+    let wrong = "0".repeat(64);
+    let forged = operator.post(path, &[("csrf", &wrong), ("status", "suspended")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", html(&forged));
+    assert!(html(&forged).contains("CSRF"), "{}", html(&forged));
+    let owner = app.owner_token(&acme).await;
+    let still = app.call_as(&owner, "acme", Method::GET, "/v1/contacts", None).await;
+    assert_eq!(still.status, StatusCode::OK, "the tenant was not suspended: {}", still.body);
+
+    // Sign-in forms need it too (login CSRF): a browser without the cookie is refused.
+    let auditor = app.create_user(&acme, "auditor").await;
+    let mut stranger = Browser::new(&app, &tenant_host("acme"));
+    let r = stranger
+        .post("/console/audit/session", &[("csrf", &wrong), ("email", &auditor.email), ("password", &auditor.password)])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", html(&r));
+    assert!(!stranger.cookies.contains_key("rowguard_console"));
+}
+
+#[tokio::test]
+async fn operator_suspends_a_tenant_its_api_answers_tenant_suspended_and_resumes_it() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let mut operator = operator_signs_in(&app).await;
+
+    let list = operator.get("/console/platform/").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", html(&list));
+    assert!(html(&list).contains("/console/platform/tenants/acme"));
+    let search = operator.get("/console/platform/?q=nomatch&status=").await;
+    assert!(html(&search).contains("No tenants match"), "{}", html(&search));
+
+    let csrf = operator.csrf();
+    let suspended =
+        operator.post("/console/platform/tenants/acme/status", &[("csrf", &csrf), ("status", "suspended")]).await;
+    assert_eq!(suspended.status, StatusCode::SEE_OTHER, "{}", html(&suspended));
+    let refused = api_answers(&app, &owner, "acme", StatusCode::FORBIDDEN).await;
+    refused.assert_problem(StatusCode::FORBIDDEN, "tenant_suspended");
+    assert!(html(&operator.get("/console/platform/tenants/acme").await).contains("Resume"));
+
+    let resumed =
+        operator.post("/console/platform/tenants/acme/status", &[("csrf", &csrf), ("status", "active")]).await;
+    assert_eq!(resumed.status, StatusCode::SEE_OTHER, "{}", html(&resumed));
+    assert_eq!(api_answers(&app, &owner, "acme", StatusCode::OK).await.status, StatusCode::OK);
+    let plan = operator.post("/console/platform/tenants/acme/plan", &[("csrf", &csrf), ("plan", "pro")]).await;
+    assert_eq!(plan.status, StatusCode::SEE_OTHER, "{}", html(&plan));
+
+    // A custom domain: added (the tenant answers on it), then removed.
+    let added = operator
+        .post(
+            "/console/platform/tenants/acme/domains",
+            &[("csrf", &csrf), ("domain", "crm.acme-corp.example"), ("primary", "yes")],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", html(&added));
+    assert!(html(&operator.get("/console/platform/tenants/acme").await).contains("crm.acme-corp.example"));
+    let auth = format!("Bearer {owner}");
+    let on_domain =
+        app.call(Method::GET, "/v1/me", &[("host", "crm.acme-corp.example"), ("authorization", &auth)], None).await;
+    assert_eq!(on_domain.status, StatusCode::OK, "{}", on_domain.body);
+    let under_base =
+        operator.post("/console/platform/tenants/acme/domains", &[("csrf", &csrf), ("domain", "x.localhost")]).await;
+    assert_eq!(under_base.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&under_base));
+    let removed = operator
+        .post("/console/platform/tenants/acme/domains/remove", &[("csrf", &csrf), ("domain", "crm.acme-corp.example")])
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", html(&removed));
+    assert!(!html(&operator.get("/console/platform/tenants/acme").await).contains("crm.acme-corp.example"));
+
+    // Each change is in the tenant's own audit log, as the platform API's are.
+    let events = app.call_as(&owner, "acme", Method::GET, "/v1/audit-events?resource_type=tenant", None).await;
+    let actions: Vec<&str> =
+        events.body["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, ["tenant.plan_change", "tenant.resume", "tenant.suspend"]);
+
+    let verify = operator.get("/console/platform/tenants/acme/verify").await;
+    assert_eq!(verify.status, StatusCode::OK, "{}", html(&verify));
+    assert!(html(&verify).contains("Intact"));
+    let policies = operator.get("/console/platform/policies").await;
+    assert_eq!(policies.status, StatusCode::OK, "{}", html(&policies));
+    assert!(html(&policies).contains("No findings"), "{}", html(&policies));
+    let health = operator.get("/console/platform/health").await;
+    assert!(html(&health).contains("Ready"), "{}", html(&health));
+
+    // Delete wants the slug typed exactly.
+    let typo = operator.post("/console/platform/tenants/acme/delete", &[("csrf", &csrf), ("confirm", "acm")]).await;
+    assert_eq!(typo.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", html(&typo));
+    assert_eq!(app.call_as(&owner, "acme", Method::GET, "/v1/contacts", None).await.status, StatusCode::OK);
+    let deleted = operator.post("/console/platform/tenants/acme/delete", &[("csrf", &csrf), ("confirm", "acme")]).await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", html(&deleted));
+    let gone = api_answers(&app, &owner, "acme", StatusCode::NOT_FOUND).await;
+    gone.assert_problem(StatusCode::NOT_FOUND, "tenant_not_found");
+}
+
+#[tokio::test]
+async fn the_console_index_sends_each_host_to_its_console() {
+    let app = spawn_app().await;
+    app.create_tenant("acme").await;
+    let tenant = app.call(Method::GET, "/console/", &[("host", "acme.localhost")], None).await;
+    assert_eq!(location(&tenant), "/console/audit/");
+    let bare = app.call(Method::GET, "/console/", &[("host", "localhost")], None).await;
+    assert_eq!(location(&bare), "/console/platform/");
+    let css = app.call(Method::GET, "/console/static/console.css", &[], None).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(css.headers["content-type"], "text/css; charset=utf-8");
+}
+
+#[tokio::test]
+async fn console_off_answers_404_everywhere() {
+    let app = spawn_app_with(|config| config.console = false).await;
+    app.create_tenant("acme").await;
+    for (host, path) in [
+        ("localhost", "/console/"),
+        ("acme.localhost", "/console/audit/login"),
+        ("localhost", "/console/platform/login"),
+        ("localhost", "/console/static/console.css"),
+    ] {
+        let r = app.call(Method::GET, path, &[("host", host)], None).await;
+        r.assert_problem(StatusCode::NOT_FOUND, "route_not_found");
+    }
+}
+
+#[tokio::test]
+async fn a_console_session_is_renewed_while_in_use_so_it_ends_after_idleness_not_use() {
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let auditor = app.create_user(&acme, "auditor").await;
+    let (browser, _) = auditor_signs_in(&app, "acme", &auditor.email, &auditor.password).await;
+    let token = browser.cookies.get("rowguard_console").cloned().expect("a session");
+    let fresh = browser.get_as_is("/console/audit/").await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    assert!(!set_cookies(&fresh).iter().any(|c| c.starts_with("rowguard_console=")), "a new token is kept as it is");
+
+    // The same session two minutes on: the page renews it with a fresh token.
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(1).expect("payload"))
+        .expect("base64");
+    let mut claims: serde_json::Value = serde_json::from_slice(&payload).expect("claims");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    claims["iat"] = json!(now - 120);
+    claims["exp"] = json!(now + 780);
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = jsonwebtoken::decode_header(&token).expect("header").kid;
+    let signing = EncodingKey::from_ed_pem(crate::support::signing_key_pem().as_bytes()).expect("key");
+    let older = jsonwebtoken::encode(&header, &claims, &signing).expect("sign");
+    let mut aged = Browser { app: &app, host: tenant_host("acme"), cookies: browser.cookies.clone() };
+    aged.cookies.insert("rowguard_console".into(), older.clone());
+    let renewed = aged.get("/console/audit/").await;
+    assert_eq!(renewed.status, StatusCode::OK, "{}", html(&renewed));
+    let new_token = aged.cookies.get("rowguard_console").cloned().expect("still signed in");
+    assert_ne!(new_token, older, "the session was renewed");
+    assert_eq!(aged.get("/console/audit/verify").await.status, StatusCode::OK, "the renewed token works");
+}
+
+fn set_cookies(r: &TestResponse) -> Vec<String> {
+    r.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+}
+
+#[tokio::test]
+async fn the_operator_sees_policies_verify_findings_of_the_live_database() {
+    use sqlx::Executor;
+    let app = spawn_app().await;
+    let mut operator = operator_signs_in(&app).await;
+    assert!(html(&operator.get("/console/platform/policies").await).contains("No findings"));
+    let mut su = app.superuser_connection().await;
+    su.execute("ALTER TABLE contacts NO FORCE ROW LEVEL SECURITY").await.expect("weaken");
+    let page = operator.get("/console/platform/policies").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+    assert!(html(&page).contains("rls-not-forced") && html(&page).contains("contacts"), "{}", html(&page));
+}
