@@ -46,7 +46,6 @@ pub fn routes(ctx: &ApiContext) -> Router<ApiContext> {
         .route("/console/audit/verify", get(auditor::verify))
         .route("/console/audit/export", get(auditor::export))
         .route("/console/audit/logout", post(auditor::sign_out))
-        .route_layer(from_fn_with_state(ctx.clone(), session::renew_tenant_session))
         // The tenant API's bearer gate, fed by the session cookie.
         .route_layer(TenantGateLayer::new(ctx.clone(), Gate::Bearer))
         .route_layer(from_fn(session::tenant_session));
@@ -71,7 +70,6 @@ pub fn routes(ctx: &ApiContext) -> Router<ApiContext> {
         .route("/console/platform/health", get(operator::health))
         .route("/console/platform/policies", get(operator::policies))
         .route("/console/platform/logout", post(operator::sign_out))
-        .route_layer(from_fn_with_state(ctx.clone(), session::renew_operator_session))
         .route_layer(from_fn_with_state(ctx.clone(), platform_auth::authenticate_operator))
         .route_layer(from_fn(session::operator_session));
     let operator_sign_in = Router::new()

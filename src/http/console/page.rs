@@ -52,6 +52,11 @@ pub fn layout(title: &str, viewer: Viewer<'_>, csrf: Option<&CsrfToken>, body: M
                                         (csrf_field(csrf))
                                         button type="submit" { "Sign out" }
                                     }
+                                    form.inline method="post" action="/console/audit/logout" {
+                                        (csrf_field(csrf))
+                                        input type="hidden" name="everywhere" value="1";
+                                        button type="submit" title="End every session of yours, API ones too" { "Sign out everywhere" }
+                                    }
                                 }
                             }
                             Viewer::Operator => {

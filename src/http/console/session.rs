@@ -91,51 +91,11 @@ pub async fn operator_session(request: Request, next: Next) -> Response {
     next.run(cookie_as_bearer(request, OPERATOR_COOKIE)).await
 }
 
-/// A session is renewed (a fresh token in the cookie) on a page answered after the token is
-/// this old, so the session ends after the token's lifetime of inactivity, not of use.
-const RENEW_AFTER_SECS: u64 = 60;
-
-fn token_age_secs(iat: u64) -> u64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    now.saturating_sub(iat)
-}
-
-/// Sliding idle timeout for the tenant console: after a page the API's gate let through (the
-/// principal is set, with the user's current role), a token older than `RENEW_AFTER_SECS` is
-/// replaced with a fresh one for the same user, tenant and current role. Only on reads: a
-/// sign-out's cleared cookie stays cleared.
-pub async fn renew_tenant_session(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
-    let context = crate::http::context::RequestContext::of(request.extensions()).cloned();
-    let old = cookie(request.headers(), TENANT_COOKIE).and_then(|t| ctx.keys.verify(t).ok());
-    let is_get = request.method() == Method::GET;
-    let mut response = next.run(request).await;
-    let principal = context.as_ref().and_then(|c| c.principal());
-    if let (true, Some(old), Some(p)) = (is_get && response.status().is_success(), old, principal)
-        && old.tid == p.tenant
-        && old.sub == p.user
-        && token_age_secs(old.iat) >= RENEW_AFTER_SECS
-        && let Ok(token) = ctx.keys.issue(p.user, p.tenant, p.role)
-    {
-        let ttl = ctx.keys.ttl().as_secs();
-        response.headers_mut().append(header::SET_COOKIE, set_cookie(&ctx, TENANT_COOKIE, &token, Some(ttl)));
-    }
-    response
-}
-
-/// The same for the operator console, after `authenticate_operator` let the page through.
-pub async fn renew_operator_session(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
-    let old = cookie(request.headers(), OPERATOR_COOKIE).and_then(|t| ctx.keys.verify_platform(t).ok());
-    let is_get = request.method() == Method::GET;
-    let mut response = next.run(request).await;
-    if let (true, Some(old)) = (is_get && response.status().is_success(), old)
-        && token_age_secs(old.iat) >= RENEW_AFTER_SECS
-        && let Ok(token) = ctx.keys.issue_platform(old.sub)
-    {
-        let ttl = ctx.keys.ttl().as_secs();
-        response.headers_mut().append(header::SET_COOKIE, set_cookie(&ctx, OPERATOR_COOKIE, &token, Some(ttl)));
-    }
-    response
-}
+// No renewal: a console session is the access token its sign-in issued, and it ends when that
+// token expires (`ROWGUARD_ACCESS_TOKEN_TTL`), used or not — an absolute limit, shorter
+// than most idle timeouts. A sliding renewal was tried and removed after review: minting a
+// fresh token from whatever valid token a cookie carried turned any copied API token into one
+// that never expires, and could mint past a "sign out everywhere" taken meanwhile.
 
 /// The operator console answers on the bare host only (the base domain or an address): not on
 /// a tenant's subdomain, nor on a custom domain, both of which belong to a tenant.
