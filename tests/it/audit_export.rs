@@ -57,10 +57,11 @@ async fn busy_app_connections(su: &mut sqlx::PgConnection) -> Vec<(String, Strin
 
 #[tokio::test]
 async fn stalled_exports_hold_no_connection_and_other_tenants_keep_working() {
-    // A pool of four for six stalled exports: if each held a connection, it would be gone
-    // (and tenant B below would wait in vain). Not fewer: the six exports' first pages and the
-    // test's own requests all take turns on it while they start, within the 3 s acquire limit.
-    let app = spawn_app_with(|c| c.db_pool_size = 4).await;
+    // A pool of six for six stalled exports: if each held a connection, every one would be
+    // gone (and tenant B below would wait in vain). Not fewer: the six exports' first pages and
+    // the test's own requests take turns on it while they start, on one test thread shared
+    // with the server, within the 3 s acquire limit (with the two pools of before, 3 + 3).
+    let app = spawn_app_with(|c| c.db_pool_size = 6).await;
     let mut stalled = Vec::new();
     let limits = rowguard::http::Limits {
         request_timeout: Duration::from_secs(60),
@@ -75,6 +76,16 @@ async fn stalled_exports_hold_no_connection_and_other_tenants_keep_working() {
         fill_log(&app, &t, 6000).await; // ~4 MB: more than the socket buffers hold
         tokens.push((slug, app.owner_token(&t).await));
     }
+    // The pool's connections opened first, all at once (six reads in flight together): on a
+    // loaded machine opening one (a backend, the hot statements' PREPAREs) can take seconds,
+    // and six exports opening theirs at the same moment would meet the 3 s acquire limit for
+    // a reason this test is not about.
+    let warm = tokens.iter().flat_map(|(slug, token)| {
+        [0, 1].map(|_| app.call_as(token, slug, Method::GET, "/v1/audit-events?limit=1", None))
+    });
+    for r in futures_util::future::join_all(warm).await {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
     for (slug, token) in &tokens {
         for _ in 0..2 {
             stalled.push(stalled_export(addr, slug, token).await);
@@ -82,17 +93,23 @@ async fn stalled_exports_hold_no_connection_and_other_tenants_keep_working() {
     }
     // Each stalled export has begun answering (its slot taken, its first page sent) before the
     // test goes on; peeking reads nothing off the socket, so they stay stalled.
+    let mut status_lines = Vec::new();
     for stream in &stalled {
-        let mut byte = [0u8; 1];
-        tokio::time::timeout(Duration::from_secs(20), stream.peek(&mut byte))
+        let mut start = [0u8; 12];
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.peek(&mut start))
             .await
             .expect("the export began answering within 20 s")
             .expect("peek");
+        status_lines.push(String::from_utf8_lossy(&start[..n]).to_string());
     }
     for (slug, token) in &tokens {
         // A third export of the same tenant is refused while two are stalled.
         let r = app.call_as(token, slug, Method::GET, "/v1/audit-events/export", None).await;
-        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{slug}: the stalled exports already ended");
+        assert_eq!(
+            r.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{slug}: the stalled exports already ended; they began with {status_lines:?}"
+        );
         r.assert_problem(StatusCode::TOO_MANY_REQUESTS, "export_limit");
         assert!(r.headers.contains_key("retry-after"));
     }
