@@ -39,6 +39,8 @@ CREATE ROLE rowguard_platform NOLOGIN;
 CREATE ROLE rowguard_platform_login LOGIN INHERIT IN ROLE rowguard_platform;
 CREATE ROLE rowguard_audit NOLOGIN;
 GRANT rowguard_audit TO rowguard_owner;
+CREATE ROLE rowguard_jobs NOLOGIN;
+GRANT rowguard_jobs TO rowguard_owner;
 CREATE DATABASE rowguard OWNER rowguard_owner;
 SQL
 apply() {

@@ -134,6 +134,30 @@ pub struct Config {
     #[arg(long, env = "ROWGUARD_WORKER_THREADS", global = true)]
     pub worker_threads: Option<usize>,
 
+    /// Webhook deliveries this instance runs at once (its outbox workers). 0: none in `serve`
+    /// (run `rowguard worker` beside it instead).
+    #[arg(long, env = "ROWGUARD_WORKERS", default_value_t = 8, global = true)]
+    pub workers: usize,
+
+    /// How long a webhook receiver has to answer one delivery, in milliseconds.
+    #[arg(long, env = "ROWGUARD_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, global = true)]
+    pub webhook_timeout_ms: u64,
+
+    /// Attempts before a delivery becomes a dead letter (`rowguard jobs retry` revives it).
+    #[arg(long, env = "ROWGUARD_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10, global = true)]
+    pub webhook_max_attempts: u32,
+
+    /// The first retry's delay in milliseconds; each later one doubles it (up to an hour), less
+    /// up to half at random (jitter), so that failed deliveries do not come back in step.
+    #[arg(long, env = "ROWGUARD_WEBHOOK_RETRY_BASE_MS", default_value_t = 10_000, global = true)]
+    pub webhook_retry_base_ms: u64,
+
+    /// Let webhooks target http:// URLs and loopback or private addresses. Default: only in
+    /// development (the embedded PostgreSQL, i.e. no DATABASE_URL); elsewhere a target must be
+    /// https:// and resolve to public addresses only, checked again at every delivery (SSRF).
+    #[arg(long, env = "ROWGUARD_WEBHOOK_ALLOW_LOCAL", global = true, action = clap::ArgAction::Set)]
+    pub webhook_allow_local: Option<bool>,
+
     /// A bearer token `GET /metrics` must present. Unset: /metrics answers anyone, so keep it
     /// set, or keep the listener off the public network, in production.
     #[arg(long, env = "ROWGUARD_METRICS_TOKEN", global = true, hide_env_values = true)]
@@ -152,6 +176,11 @@ impl Config {
     /// HSTS unless told otherwise, or in development (the embedded database).
     pub fn hsts_enabled(&self) -> bool {
         self.hsts.unwrap_or(self.database_url.is_some())
+    }
+
+    /// Webhooks may target http:// and local addresses: as told, else only in development.
+    pub fn webhooks_allow_local(&self) -> bool {
+        self.webhook_allow_local.unwrap_or(self.database_url.is_none())
     }
 
     /// The console's cookies carry `Secure` outside development (the embedded database is
@@ -197,6 +226,12 @@ impl Config {
             rate_limits: true,
             metrics_token: None,
             worker_threads: None,
+            // Tests that deliver webhooks turn workers on; the rest leave the outbox alone.
+            workers: 0,
+            webhook_timeout_ms: 10_000,
+            webhook_max_attempts: 10,
+            webhook_retry_base_ms: 10_000,
+            webhook_allow_local: None,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod import;
+pub mod jobs;
 pub mod key_file;
 pub mod limits;
 pub mod log_writer;

@@ -15,6 +15,17 @@ pub const PLATFORM_LOGIN_ROLE: &str = "rowguard_platform_login";
 /// functions in `AUDIT_DEFINER_FUNCTIONS` run as it.
 pub const AUDIT_ROLE: &str = "rowguard_audit";
 
+/// Owns the outbox's scheduling side (sql/V25): NOLOGIN, NOSUPERUSER, NOBYPASSRLS, a member of
+/// nothing. It alone writes `outbox_queue` (ids and times, no tenant data): through the trigger
+/// that mirrors the outbox into it, and through `JOBS_DEFINER_FUNCTIONS`, which the workers call.
+pub const JOBS_ROLE: &str = "rowguard_jobs";
+
+/// The SECURITY DEFINER functions of the outbox the app role may execute: claim due items across
+/// tenants (ids only; each item is then read and recorded in its tenant's transaction, under
+/// RLS) and measure the backlog. Accepted by `policies verify` only while owned by `JOBS_ROLE`
+/// with a pinned search_path, as the audit ones below are by `AUDIT_ROLE`.
+pub const JOBS_DEFINER_FUNCTIONS: &[&str] = &["outbox_claim(uuid,integer,integer,integer,integer)", "outbox_backlog()"];
+
 /// The SECURITY DEFINER functions the app role may execute, by design: the audit log's one
 /// append door, the checkpoint signer's head lock, and the tree's sealer (sql/V21: find the
 /// tenants with unsealed events, seal a batch of tenants, keep their signed heads, measure the
@@ -49,7 +60,11 @@ pub const AUDIT_TREE_TABLES: &[&str] =
 /// written only by the platform role. Everything else with a `tenant_id` must have RLS.
 /// `audit_unsealed` (sql/V21) holds tenant ids and transaction ids only — which tenants have
 /// events waiting for the sealer — and is reached only through the audit role's definers.
-pub const PLATFORM_TABLES: &[&str] = &["tenants", "tenant_domains", AUDIT_SEAL_QUEUE];
+/// `outbox_queue` (sql/V25) likewise: which outbox items of which tenant are due when, written
+/// only by `JOBS_ROLE`.
+pub const PLATFORM_TABLES: &[&str] = &["tenants", "tenant_domains", AUDIT_SEAL_QUEUE, OUTBOX_QUEUE];
+/// Which outbox items wait, per tenant, and until when (sql/V25).
+pub const OUTBOX_QUEUE: &str = "outbox_queue";
 /// Which tenants have audit events waiting for the sealer (sql/V21).
 pub const AUDIT_SEAL_QUEUE: &str = "audit_unsealed";
 
@@ -59,7 +74,8 @@ pub const AUDIT_SEAL_QUEUE: &str = "audit_unsealed";
 /// `audit_row_change` trigger; `policies verify` reports one that does not. `import_id_map`
 /// is written once, by the importer, in the transaction whose single `tenant.import` event
 /// records the whole import (a row-change event per mapped id would double the log for no
-/// information).
+/// information). The outbox and the webhook delivery log are the bookkeeping of deliveries
+/// (every attempt changes a row); the subscriptions themselves (`webhooks`) are audited.
 pub const AUDIT_EXEMPT_TABLES: &[&str] = &[
     "audit_events",
     "audit_chain_heads",
@@ -70,6 +86,8 @@ pub const AUDIT_EXEMPT_TABLES: &[&str] = &[
     "audit_tree_heads",
     "refresh_tokens",
     "import_id_map",
+    "outbox",
+    "webhook_deliveries",
 ];
 /// Platform tables without `tenant_id` that the app role may not touch at all, not even read
 /// (operators' password hashes). `policies verify` reports any grant on them to the app role.
@@ -90,8 +108,11 @@ pub const BUILT_IN_TENANT_TABLES: &[&str] = &[
     "deals",
     "import_id_map",
     "organizations",
+    "outbox",
     "refresh_tokens",
     "users",
+    "webhook_deliveries",
+    "webhooks",
 ];
 
 /// The registry of adopted tables (sql/V18): the app role reads it, only `tables adopt` writes it.

@@ -162,6 +162,8 @@ pub async fn build_context_with_platform(
     spawn_checkpoints(db.clone(), Arc::clone(&audit), Duration::from_secs(config.audit_checkpoint_secs));
     let metrics = Arc::new(crate::metrics::Metrics::default());
     spawn_sealer(db.clone(), Arc::clone(&audit), Arc::clone(&metrics));
+    let workers =
+        crate::jobs::Workers::spawn(db.clone(), crate::jobs::WorkerSettings::from_config(config), Arc::clone(&metrics));
     // A minute's backstop only: the users trigger's NOTIFY drops an entry within milliseconds.
     let users = Arc::new(UserStateCache::new(db.clone(), Duration::from_secs(60)));
     let data = crate::data::Tables::watch(db.clone()).await.context("reading the adopted tables")?;
@@ -207,6 +209,8 @@ pub async fn build_context_with_platform(
         exports: Arc::default(),
         metrics,
         metrics_token: config.metrics_token.as_deref().map(Arc::from),
+        workers,
+        webhooks_allow_local: config.webhooks_allow_local(),
     }))
 }
 
@@ -309,6 +313,10 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let app = http::router(ctx.clone(), limits);
     serve_router(listener, app, limits, shutdown).await;
+    // Deliveries in flight finish and are recorded before the pool closes.
+    if let Some(workers) = &ctx.workers {
+        workers.shutdown().await;
+    }
     ctx.door.close().await;
     Ok(())
 }

@@ -7,7 +7,7 @@ use super::tables::{Table, is_tenant_table};
 use super::{Findings, Rule, Tx};
 use crate::roles::{
     ADOPTED_TABLES_REGISTRY, AUDIT_DEFINER_FUNCTIONS, AUDIT_LOG_TABLES, AUDIT_ROLE, BUILT_IN_TENANT_TABLES,
-    PLATFORM_PRIVATE_TABLES, PLATFORM_TABLES,
+    JOBS_DEFINER_FUNCTIONS, JOBS_ROLE, PLATFORM_PRIVATE_TABLES, PLATFORM_TABLES,
 };
 
 /// Invariant 5: the role that serves tenant requests is held to RLS and can do nothing else.
@@ -104,14 +104,21 @@ pub(super) async fn check_app_role(
     for (function, owner, privileged_owner, pinned) in definers {
         // The audit log's append path is a definer by design (sql/V17): accepted only as long
         // as it runs as the audit role, held to RLS, with a search path no caller can steer.
-        if AUDIT_DEFINER_FUNCTIONS.contains(&function.as_str()) {
-            if owner != AUDIT_ROLE || privileged_owner || !pinned {
+        let by_design = if AUDIT_DEFINER_FUNCTIONS.contains(&function.as_str()) {
+            Some((AUDIT_ROLE, "the audit log's append path"))
+        } else if JOBS_DEFINER_FUNCTIONS.contains(&function.as_str()) {
+            Some((JOBS_ROLE, "the outbox's scheduler"))
+        } else {
+            None
+        };
+        if let Some((designed_owner, what)) = by_design {
+            if owner != designed_owner || privileged_owner || !pinned {
                 out.add(
                     &function,
                     Rule::SecurityDefinerExecutable,
                     format!(
-                        "{function} is the audit log's append path and {role} executes it; it must be owned by \
-                         {AUDIT_ROLE} (NOSUPERUSER NOBYPASSRLS, so RLS holds it) and pin its search_path \
+                        "{function} is {what} and {role} executes it; it must be owned by \
+                         {designed_owner} (NOSUPERUSER NOBYPASSRLS, so RLS holds it) and pin its search_path \
                          (`SET search_path = pg_catalog, public, pg_temp`); now owned by {owner}{}{}",
                         if privileged_owner { ", which bypasses RLS" } else { "" },
                         if pinned { "" } else { ", with no search_path of its own" },

@@ -4,6 +4,7 @@
 mod audit;
 mod audit_proof;
 mod import;
+mod jobs;
 mod operators;
 mod policies;
 mod serve;
@@ -56,6 +57,11 @@ pub(crate) enum Command {
     /// Bring tenants over from another system.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// The outbox of webhook deliveries: backlog per tenant, dead letters retried or discarded.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Deliver the outbox (webhooks) without serving HTTP; any number may run beside `serve`.
+    Worker,
 }
 
 pub(crate) async fn run(command: Command, config: &Config, setup: &mut DatabaseSetup) -> anyhow::Result<()> {
@@ -69,6 +75,8 @@ pub(crate) async fn run(command: Command, config: &Config, setup: &mut DatabaseS
         Command::Tables(command) => tables::run(command, setup).await,
         Command::Operators(command) => operators::run(command, setup).await,
         Command::Import(command) => import::run(command, config, setup).await,
+        Command::Jobs(command) => jobs::run(command, setup).await,
+        Command::Worker => jobs::worker(config, setup).await,
     }
 }
 

@@ -4,6 +4,7 @@
 //! catalog verifier (`catalog`) and the platform side (`platform`) live beside it.
 
 pub mod listen;
+pub mod outbox;
 mod pool;
 pub mod registry;
 pub(crate) mod revocation;
@@ -12,6 +13,7 @@ pub mod sealing;
 mod tenant_tx;
 pub mod user_changes;
 pub mod users;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,9 +32,10 @@ pub use crate::roles::*;
 pub struct Database {
     /// The one pool every app-role connection of a request comes from (`pool`).
     pool: Arc<pool::Pool>,
-    /// Two connections apart from the pool, for the service's own background work: the change
-    /// feeds' LISTEN (`listen`, held for good) and the audit sealer (`sealing`, whose passes
-    /// hold a connection for up to seconds). Neither takes one of the requests' connections.
+    /// Three connections apart from the pool, for the service's own background work: the change
+    /// feeds' LISTEN (`listen`, held for good), the audit sealer (`sealing`, whose passes hold a
+    /// connection for up to seconds) and the outbox workers' claims (`outbox`). None takes one
+    /// of the requests' connections.
     background: sqlx::PgPool,
     /// Requests that hold or wait for one of the pool's connections (`/metrics`: waiting is
     /// this less those in use).
@@ -75,7 +78,7 @@ impl Database {
         let acquire_timeout = Duration::from_secs(3);
         let pool = Arc::new(pool::Pool::new(options.clone(), max_connections, prepare.into(), acquire_timeout));
         let background = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(3)
             .min_connections(0)
             .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options);

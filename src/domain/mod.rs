@@ -10,6 +10,7 @@ mod role;
 mod slug;
 mod text;
 mod text_column;
+pub mod webhook_events;
 
 pub use crm::{
     AMOUNT_PATTERN, Amount, Currency, DealStage, DealTitle, OrganizationName, WEB_DOMAIN_PATTERN, WebDomain,

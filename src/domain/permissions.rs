@@ -23,6 +23,8 @@ pub enum Permission {
     ReadDeals,
     WriteDeals,
     ReadAuditLog,
+    /// Webhook subscriptions, their secrets and delivery logs.
+    ManageWebhooks,
 }
 
 use Permission::*;
@@ -41,10 +43,11 @@ const MATRIX: &[(Permission, &[Role])] = &[
     (ReadDeals, &[Owner, Admin, Manager, Member, Auditor]),
     (WriteDeals, &[Owner, Admin, Manager, Member]),
     (ReadAuditLog, &[Owner, Admin, Auditor]),
+    (ManageWebhooks, &[Owner, Admin]),
 ];
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         ReadUsers,
         ManageUsers,
         ManageOwners,
@@ -55,6 +58,7 @@ impl Permission {
         ReadDeals,
         WriteDeals,
         ReadAuditLog,
+        ManageWebhooks,
     ];
 
     /// The stable name (`read_users`, …), as in docs/api.md and in 403 answers.
@@ -70,6 +74,7 @@ impl Permission {
             ReadDeals => "read_deals",
             WriteDeals => "write_deals",
             ReadAuditLog => "read_audit_log",
+            ManageWebhooks => "manage_webhooks",
         }
     }
 }

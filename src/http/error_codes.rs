@@ -85,10 +85,14 @@ error_codes! {
     TokenExpired = "token_expired", [401], "the access token has expired";
     Unavailable = "unavailable", [503], "the database is unavailable; retry later";
     UniqueViolation = "unique_violation", [409], "another row of this tenant already has these values for a unique key (the detail names it)";
+    UnknownEventType = "unknown_event_type", [422], "a webhook names an event type no table emits (`<resource>.created|updated|deleted`, `<resource>.*` or `*`)";
     UnknownTable = "unknown_table", [404], "no adopted table of this name is served (or the table is not served over HTTP: `rowguard tables list` says why)";
     UnsupportedContentEncoding = "unsupported_content_encoding", [415], "the body's Content-Encoding is not accepted";
     UnsupportedMediaType = "unsupported_media_type", [415], "expected Content-Type: application/json";
     ValidationFailed = "validation_failed", [422], "a field failed validation";
+    WebhookLimit = "webhook_limit", [409], "the tenant has as many webhook subscriptions as it may (50); delete one first";
+    WebhookPending = "webhook_pending", [409], "the message is still queued to be sent or retried; nothing to redeliver";
+    WebhookUrlRefused = "webhook_url_refused", [422], "the webhook URL is refused: not https://, carrying credentials, or a host that is (or resolves to) a loopback, private or link-local address";
     WrongPassword = "wrong_password", [403], "the current password is wrong";
 }
 

@@ -98,6 +98,11 @@ pub struct ApiState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The bearer token `/metrics` wants, if any (ROWGUARD_METRICS_TOKEN).
     pub metrics_token: Option<Arc<str>>,
+    /// The outbox's worker loop on this instance (ROWGUARD_WORKERS > 0), stopped after the
+    /// last request when the service shuts down.
+    pub workers: Option<Arc<crate::jobs::Workers>>,
+    /// Webhooks may target http:// and local addresses (ROWGUARD_WEBHOOK_ALLOW_LOCAL).
+    pub webhooks_allow_local: bool,
 }
 
 /// Limits the router enforces, from `Config`.
@@ -117,7 +122,10 @@ pub struct Limits {
     info(title = "rowguard", description = "Multi-tenant API with tenant isolation enforced by PostgreSQL Row-Level Security. \
         Tenant routes take the tenant from the host ({slug}.{base domain} or a custom domain) or an X-Tenant header."),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "contacts"), (name = "organizations"), (name = "deals"), (name = "audit"), (name = "operations"),
+    tags((name = "auth"), (name = "users"), (name = "contacts"), (name = "organizations"), (name = "deals"), (name = "audit"),
+        (name = "webhooks", description = "Signed deliveries of the tenant's data changes to its own HTTPS endpoints (Standard Webhooks), \
+            with retries and a delivery log. Owners and admins."),
+        (name = "operations"),
         (name = "platform", description = "Operators (not tenant-scoped): tenants, their lifecycle and domains. \
             Bare host only; tokens from /platform/v1/auth/login, refused on tenant routes."))
 )]
@@ -168,6 +176,15 @@ fn api_routes(ctx: &ApiContext) -> OpenApiRouter<ApiContext> {
             "/v1/data/{table}/{id}",
             get(routes::data::get_row).patch(routes::data::update_row).delete(routes::data::delete_row),
         )
+        .routes(routes!(routes::webhooks::list_webhooks, routes::webhooks::create_webhook))
+        .routes(routes!(
+            routes::webhooks::get_webhook,
+            routes::webhooks::update_webhook,
+            routes::webhooks::delete_webhook
+        ))
+        .routes(routes!(routes::webhooks::rotate_secret))
+        .routes(routes!(routes::webhooks::list_deliveries))
+        .routes(routes!(routes::webhooks::redeliver))
         .routes(routes!(routes::audit::list_events))
         .routes(routes!(routes::audit_export::export_events))
         .routes(routes!(routes::audit::verify_events))

@@ -13,7 +13,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 use crate::backend::Backend;
-use crate::roles::{APP_ROLE, AUDIT_ROLE, OWNER_ROLE, PLATFORM_LOGIN_ROLE, PLATFORM_ROLE};
+use crate::roles::{APP_ROLE, AUDIT_ROLE, JOBS_ROLE, OWNER_ROLE, PLATFORM_LOGIN_ROLE, PLATFORM_ROLE};
 
 mod embedded {
     pub mod schema {
@@ -262,7 +262,7 @@ async fn roles_and_database(
     app_password: &str,
 ) -> Result<bool, BootstrapError> {
     let mut todo = Vec::new();
-    for group in [OWNER_ROLE, PLATFORM_ROLE, AUDIT_ROLE] {
+    for group in [OWNER_ROLE, PLATFORM_ROLE, AUDIT_ROLE, JOBS_ROLE] {
         if role(conn, group).await?.is_none() {
             todo.push(format!("CREATE ROLE {group} NOLOGIN NOSUPERUSER NOBYPASSRLS"));
         }
@@ -285,12 +285,14 @@ async fn roles_and_database(
         }
     }
     // The admin may then act as the owner (migrations) and the platform role (the CLI); the
-    // owner may hand the append path's functions to the audit role (sql/V17).
+    // owner may hand the append path's functions to the audit role (sql/V17) and the outbox's
+    // scheduling functions to the jobs role (sql/V25).
     let admin: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut *conn).await?;
     for (member, group, grantee) in [
         (admin.as_str(), OWNER_ROLE, "CURRENT_USER"),
         (admin.as_str(), PLATFORM_ROLE, "CURRENT_USER"),
         (OWNER_ROLE, AUDIT_ROLE, OWNER_ROLE),
+        (OWNER_ROLE, JOBS_ROLE, OWNER_ROLE),
     ] {
         if !direct_member(conn, member, group).await? {
             todo.push(format!("GRANT {group} TO {grantee}"));
@@ -362,7 +364,7 @@ pub async fn migrate(admin_url: &str) -> Result<MigrationReport, BootstrapError>
     if citus {
         let nologin: Vec<String> =
             sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1) AND NOT rolcanlogin")
-                .bind([OWNER_ROLE, PLATFORM_ROLE, AUDIT_ROLE])
+                .bind([OWNER_ROLE, PLATFORM_ROLE, AUDIT_ROLE, JOBS_ROLE])
                 .fetch_all(&mut admin)
                 .await?;
         // Names from the constants above, as the catalog returned them.

@@ -9,6 +9,7 @@
 //!   URL, and the app role that serves tenant requests cannot write the registry or read
 //!   operators, so no tenant request can change either (DESIGN.md, Platform tables).
 
+pub mod jobs;
 pub mod operators;
 pub mod purge;
 pub mod transfer;

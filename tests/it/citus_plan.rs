@@ -16,11 +16,11 @@ async fn the_plan_distributes_every_tenant_table_and_references_the_platform_tab
         .map(|b| b == rowguard::backend::Backend::Citus)
         .expect("pg_extension");
     let plan = citus::read_plan(&mut conn).await.expect("plan");
-    // Every table with a tenant_id column but the registry, found independently of the plan.
+    // Every table with a tenant_id column but the registry and the two queues, found independently of the plan.
     let tenant_tables: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id'
           WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
-            AND c.relname NOT IN ('tenants', 'tenant_domains', 'audit_unsealed') ORDER BY 1",
+            AND c.relname NOT IN ('tenants', 'tenant_domains', 'audit_unsealed', 'outbox_queue') ORDER BY 1",
     )
     .fetch_all(&mut conn)
     .await
@@ -47,7 +47,7 @@ async fn the_plan_distributes_every_tenant_table_and_references_the_platform_tab
         let reference: Vec<&str> = placed.iter().filter(|p| p.1 == "n").map(|p| p.0.as_str()).collect();
         assert_eq!(
             reference,
-            ["audit_unsealed", "operators", "rowguard_adopted_tables", "tenant_domains", "tenants"],
+            ["audit_unsealed", "operators", "outbox_queue", "rowguard_adopted_tables", "tenant_domains", "tenants"],
             "{placed:?}"
         );
         return;
@@ -61,7 +61,7 @@ async fn the_plan_distributes_every_tenant_table_and_references_the_platform_tab
     // The registry of adopted tables is a platform table like the others.
     assert_eq!(
         reference,
-        ["audit_unsealed", "operators", "rowguard_adopted_tables", "tenant_domains", "tenants"],
+        ["audit_unsealed", "operators", "outbox_queue", "rowguard_adopted_tables", "tenant_domains", "tenants"],
         "history tables stay local"
     );
     assert_eq!(plan.colocate_with, None);

@@ -38,3 +38,4 @@ mod tenant_resolution;
 mod transfer;
 mod users;
 mod verify;
+mod webhooks;

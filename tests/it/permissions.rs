@@ -103,6 +103,26 @@ impl World {
                 (Method::GET, "/v1/audit-events/export".into(), None),
                 (Method::GET, "/v1/audit-events/checkpoints".into(), None),
             ],
+            Permission::ManageWebhooks => {
+                let hook = json!({"url": "http://127.0.0.1:9/hook", "events": ["contact.created"]});
+                let id = self.post("/v1/webhooks", hook.clone()).await;
+                vec![
+                    (Method::GET, "/v1/webhooks".into(), None),
+                    (Method::POST, "/v1/webhooks".into(), Some(hook)),
+                    (Method::GET, format!("/v1/webhooks/{id}"), None),
+                    (Method::PATCH, format!("/v1/webhooks/{id}"), Some(json!({"description": "d"}))),
+                    (Method::POST, format!("/v1/webhooks/{id}/rotate-secret"), None),
+                    (Method::GET, format!("/v1/webhooks/{id}/deliveries"), None),
+                    (
+                        Method::DELETE,
+                        format!(
+                            "/v1/webhooks/{}",
+                            self.post("/v1/webhooks", json!({"url": "http://127.0.0.1:9/x", "events": ["*"]})).await
+                        ),
+                        None,
+                    ),
+                ]
+            }
         })
     }
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod organizations;
 pub mod platform;
 pub mod users;
+pub mod webhooks;
 
 /// Reads every pooled connection prepares when it opens (`Database::connect`).
 pub const HOT_STATEMENTS: &[crate::db::HotStatement] = &[contacts::GET_CONTACT, contacts::LIST_CONTACTS];

@@ -1,0 +1,157 @@
+//! The outbox as the workers see it (sql/V25): claim due items across tenants (ids only,
+//! through the jobs role's definer), then read each item and record each attempt inside its
+//! tenant's transaction, under RLS, like any request.
+
+use std::time::Duration;
+
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{Actor, Database, TenantTx};
+use crate::domain::TenantId;
+
+/// How far behind the workers are, across tenants (`/metrics`, `jobs status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, FromRow)]
+pub struct OutboxBacklog {
+    pub pending: i64,
+    pub oldest_seconds: f64,
+    pub dead: i64,
+}
+
+/// What a claim asks for (see `outbox_claim` in sql/V25).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim {
+    /// The tenant this worker served last: the turn starts after it.
+    pub after: Option<TenantId>,
+    pub tenants: i32,
+    pub per_tenant: i32,
+    pub max: i32,
+    /// How long the claim holds an item before another worker may take it.
+    pub lease: Duration,
+}
+
+/// An item to deliver, as read in its tenant's transaction.
+#[derive(Debug, Clone, FromRow)]
+pub struct DueItem {
+    pub id: i64,
+    pub webhook_id: Uuid,
+    pub message_id: Uuid,
+    pub event_type: String,
+    pub payload: String,
+    pub attempts: i32,
+    pub url: String,
+    pub secret: String,
+    /// The secret rotated out, while it still signs.
+    pub previous_secret: Option<String>,
+}
+
+/// Where an item goes after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    Delivered,
+    /// Again at this time.
+    Retry(chrono::DateTime<chrono::Utc>),
+    Dead,
+}
+
+impl After {
+    fn status(self) -> &'static str {
+        match self {
+            After::Delivered => "delivered",
+            After::Retry(_) => "pending",
+            After::Dead => "dead",
+        }
+    }
+}
+
+impl Database {
+    /// Claim due items (ids only), fairly across tenants (`outbox_claim`).
+    pub async fn outbox_claim(&self, claim: Claim) -> Result<Vec<(TenantId, i64)>, sqlx::Error> {
+        let lease_ms = i32::try_from(claim.lease.as_millis()).unwrap_or(i32::MAX);
+        sqlx::query_as("SELECT tenant_id, outbox_id FROM outbox_claim($1, $2, $3, $4, $5)")
+            .bind(claim.after.map(|t| t.0))
+            .bind(claim.tenants)
+            .bind(claim.per_tenant)
+            .bind(claim.max)
+            .bind(lease_ms)
+            .fetch_all(&self.background)
+            .await
+    }
+
+    pub async fn outbox_backlog(&self) -> Result<OutboxBacklog, sqlx::Error> {
+        sqlx::query_as("SELECT pending, oldest_seconds, dead FROM outbox_backlog()").fetch_one(&self.background).await
+    }
+
+    /// Read a claimed item in its tenant's transaction. None: it is gone or no longer pending
+    /// (delivered by an earlier holder of the claim, discarded, its webhook deleted).
+    pub async fn outbox_item(&self, tenant: TenantId, id: i64) -> Result<Option<DueItem>, sqlx::Error> {
+        let mut tx = TenantTx::begin(self, tenant, &Actor::default()).await?;
+        let item = sqlx::query_as(
+            "SELECT o.id, o.webhook_id, o.message_id, o.event_type, o.payload::text AS payload, o.attempts,
+                    w.url, w.secret,
+                    CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret
+               FROM outbox o JOIN webhooks w ON w.tenant_id = o.tenant_id AND w.id = o.webhook_id
+              WHERE o.tenant_id = $1 AND o.id = $2 AND o.status = 'pending'",
+        )
+        .bind(tenant.0)
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(item)
+    }
+
+    /// Record one attempt in the delivery log and move the item on, in its tenant's
+    /// transaction. Only an item still pending moves (one discarded meanwhile stays discarded).
+    pub async fn outbox_record(
+        &self,
+        tenant: TenantId,
+        item: &DueItem,
+        attempt: &crate::jobs::delivery::Attempt,
+        after: After,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = TenantTx::begin(self, tenant, &Actor::default()).await?;
+        let next = match after {
+            After::Retry(at) => Some(at),
+            _ => None,
+        };
+        let duration_ms = i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX);
+        let error = attempt.error.as_deref().map(|e| e.chars().take(500).collect::<String>());
+        sqlx::query(
+            "WITH moved AS (
+                 UPDATE outbox SET attempts = attempts + 1, status = $3,
+                        next_attempt_at = coalesce($4, next_attempt_at),
+                        last_status = $5, last_error = $6,
+                        finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END
+                  WHERE tenant_id = $1 AND id = $2 AND status = 'pending'
+                  RETURNING tenant_id, id, webhook_id, attempts)
+             INSERT INTO webhook_deliveries (tenant_id, webhook_id, outbox_id, attempt, started_at, duration_ms, status_code, error)
+             SELECT tenant_id, webhook_id, id, attempts, $7, $8, $5, $6 FROM moved",
+        )
+        .bind(tenant.0)
+        .bind(item.id)
+        .bind(after.status())
+        .bind(next)
+        .bind(attempt.status.map(i32::from))
+        .bind(error)
+        .bind(attempt.started_at)
+        .bind(duration_ms)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await
+    }
+
+    /// Hand claimed items back before their lease ends (a worker shutting down before it began
+    /// them): due again now, for any worker.
+    pub async fn outbox_release(&self, tenant: TenantId, ids: &[i64]) -> Result<(), sqlx::Error> {
+        let mut tx = TenantTx::begin(self, tenant, &Actor::default()).await?;
+        sqlx::query(
+            "UPDATE outbox SET next_attempt_at = now() WHERE tenant_id = $1 AND id = ANY($2) AND status = 'pending'",
+        )
+        .bind(tenant.0)
+        .bind(ids)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await
+    }
+}
