@@ -440,3 +440,123 @@ async fn the_operator_sees_policies_verify_findings_of_the_live_database() {
     assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
     assert!(html(&page).contains("rls-not-forced") && html(&page).contains("contacts"), "{}", html(&page));
 }
+
+/// `access.denied` events in the tenant's log, as its owner reads them.
+async fn access_denied_events(app: &TestApp, owner: &str, tenant: &str) -> Vec<serde_json::Value> {
+    let r = app.call_as(owner, tenant, Method::GET, "/v1/audit-events?action=access.denied", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body["items"].as_array().cloned().expect("items")
+}
+
+#[tokio::test]
+async fn a_first_visit_without_a_cookie_goes_to_sign_in_and_records_no_refusal() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+
+    for path in
+        ["/console/audit/", "/console/audit/verify", "/console/audit/events/0190a5f0-0000-7000-8000-000000000000"]
+    {
+        let mut stranger = Browser::new(&app, &tenant_host("acme"));
+        let first = stranger.get(path).await;
+        assert_eq!(first.status, StatusCode::SEE_OTHER, "{path}: {}", html(&first));
+        assert_eq!(location(&first), "/console/audit/login", "{path}");
+    }
+    let mut operator = Browser::new(&app, "localhost:8080");
+    let first = operator.get("/console/platform/").await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", html(&first));
+    assert_eq!(location(&first), "/console/platform/login");
+    assert_eq!(access_denied_events(&app, &owner, "acme").await, Vec::<serde_json::Value>::new());
+
+    // A cookie that carries a token the API refuses is a refusal like any other, recorded.
+    let mut forged = Browser::new(&app, &tenant_host("acme"));
+    forged.cookies.insert("rowguard_console".into(), "not.a.token".into());
+    let refused = forged.get("/console/audit/").await;
+    assert_eq!(location(&refused), "/console/audit/login");
+    let events = access_denied_events(&app, &owner, "acme").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["details"]["path"], "/console/audit/");
+}
+
+#[tokio::test]
+async fn signing_out_without_a_live_session_still_clears_the_cookie_and_redirects() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let auditor = app.create_user(&acme, "auditor").await;
+    let cleared = |r: &TestResponse, name: &str| {
+        set_cookies(r).iter().any(|c| c.starts_with(&format!("{name}=;")) && c.contains("Max-Age=0"))
+    };
+
+    // No session cookie at all (expired and dropped by the browser), a CSRF cookie from a page.
+    let mut browser = Browser::new(&app, &tenant_host("acme"));
+    browser.get("/console/audit/login").await;
+    let csrf = browser.csrf();
+    let out = browser.post("/console/audit/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", html(&out));
+    assert_eq!(location(&out), "/console/audit/login?signed_out=1");
+    assert!(cleared(&out, "rowguard_console"), "{:?}", set_cookies(&out));
+
+    // A session that has ended elsewhere ("sign out everywhere"): its cookie is cleared too.
+    let (mut first, _) = auditor_signs_in(&app, "acme", &auditor.email, &auditor.password).await;
+    let mut second = Browser { app: &app, host: tenant_host("acme"), cookies: first.cookies.clone() };
+    let csrf = first.csrf();
+    let everywhere = first.post("/console/audit/logout", &[("csrf", &csrf), ("everywhere", "1")]).await;
+    assert_eq!(everywhere.status, StatusCode::SEE_OTHER);
+    let mut stale = None;
+    for _ in 0..50 {
+        let r = second.post("/console/audit/logout", &[("csrf", &csrf)]).await;
+        if cleared(&r, "rowguard_console") {
+            stale = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stale = stale.expect("the ended session's sign-out clears its cookie");
+    assert_eq!(stale.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&stale), "/console/audit/login?signed_out=1");
+
+    // Without the CSRF token nothing is cleared: another site cannot sign anyone out.
+    let (mut signed_in, _) = auditor_signs_in(&app, "acme", &auditor.email, &auditor.password).await;
+    let forged = signed_in.post("/console/audit/logout", &[("csrf", &"0".repeat(64))]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", html(&forged));
+    assert!(!cleared(&forged, "rowguard_console"));
+    assert_eq!(signed_in.get("/console/audit/").await.status, StatusCode::OK, "still signed in");
+
+    // The operator's sign-out likewise.
+    let mut operator = Browser::new(&app, "localhost:8080");
+    operator.get("/console/platform/login").await;
+    let csrf = operator.csrf();
+    operator.cookies.insert("rowguard_operator".into(), "expired.or.forged".into());
+    let out = operator.post("/console/platform/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", html(&out));
+    assert_eq!(location(&out), "/console/platform/login");
+    assert!(cleared(&out, "rowguard_operator"), "{:?}", set_cookies(&out));
+}
+
+#[tokio::test]
+async fn the_cookies_secure_flag_follows_the_explicit_setting_over_the_default() {
+    use rowguard::config::Config;
+    let mut config = Config::for_tests(std::path::PathBuf::new());
+    let table = [
+        (None, None, false),
+        (Some("postgres://x"), None, true),
+        (None, Some(true), true),
+        (Some("postgres://x"), Some(false), false),
+    ];
+    for (database_url, setting, secure) in table {
+        config.database_url = database_url.map(str::to_string);
+        config.console_secure_cookies = setting;
+        assert_eq!(config.console_secure_cookies(), secure, "DATABASE_URL {database_url:?}, setting {setting:?}");
+    }
+
+    let app = spawn_app_with(|config| config.console_secure_cookies = Some(true)).await;
+    app.create_tenant("acme").await;
+    let page = app.call(Method::GET, "/console/audit/login", &[("host", "acme.localhost")], None).await;
+    let csrf = set_cookies(&page).into_iter().find(|c| c.starts_with("rowguard_csrf=")).expect("a CSRF cookie");
+    assert!(csrf.contains("; Secure"), "{csrf}");
+    let plain = spawn_app().await;
+    plain.create_tenant("acme").await;
+    let page = plain.call(Method::GET, "/console/audit/login", &[("host", "acme.localhost")], None).await;
+    let csrf = set_cookies(&page).into_iter().find(|c| c.starts_with("rowguard_csrf=")).expect("a CSRF cookie");
+    assert!(!csrf.contains("Secure"), "development default: {csrf}");
+}
