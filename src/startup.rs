@@ -161,6 +161,7 @@ pub async fn build_context_with_platform(
     );
     spawn_checkpoints(db.clone(), Arc::clone(&audit), Duration::from_secs(config.audit_checkpoint_secs));
     let metrics = Arc::new(crate::metrics::Metrics::default());
+    metrics.spawn_sampling();
     spawn_sealer(db.clone(), Arc::clone(&audit), Arc::clone(&metrics));
     // A minute's backstop only: the users trigger's NOTIFY drops an entry within milliseconds.
     let users = Arc::new(UserStateCache::new(db.clone(), Duration::from_secs(60)));
