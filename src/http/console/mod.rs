@@ -68,6 +68,7 @@ pub fn routes(ctx: &ApiContext) -> Router<ApiContext> {
         .route("/console/platform/tenants/{slug}", get(operator::tenant))
         .route("/console/platform/tenants/{slug}/status", post(operator::change_status))
         .route("/console/platform/tenants/{slug}/plan", post(operator::change_plan))
+        .route("/console/platform/tenants/{slug}/rate-limit", post(operator::change_rate_limit))
         .route("/console/platform/tenants/{slug}/delete", post(operator::delete))
         .route("/console/platform/tenants/{slug}/domains", post(operator::add_domain))
         .route("/console/platform/tenants/{slug}/domains/remove", post(operator::remove_domain))
