@@ -653,6 +653,7 @@ async fn the_tenants_list_counts_each_tenants_rows_in_its_own_transaction() {
     let audit_tables = [
         "audit_events",
         "audit_chain_heads",
+        "audit_checkpoints",
         "audit_tree_nodes",
         "audit_tree_leaves",
         "audit_tree_state",

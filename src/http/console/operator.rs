@@ -236,7 +236,8 @@ struct Counts {
 
 impl Counts {
     fn of(tables: &[(String, i64)], cap: i64) -> Counts {
-        let audit = |name: &str| crate::roles::AUDIT_LOG_TABLES.contains(&name);
+        // The audit log's tables and its signed checkpoints: the log, not the tenant's data.
+        let audit = |name: &str| crate::roles::AUDIT_LOG_TABLES.contains(&name) || name == "audit_checkpoints";
         let data = tables.iter().filter(|(name, _)| !audit(name));
         let events = tables.iter().find(|(name, _)| name == "audit_events").map_or(0, |(_, n)| *n);
         Counts {
@@ -346,17 +347,6 @@ pub async fn tenant(
                 button type="submit" { "Add domain" }
             }
         }
-        @if !counts.is_empty() {
-            h2 { "Rows" }
-            div.table-wrap { table.counts {
-                thead { tr { th { "Table" } th.num { "Rows" } } }
-                tbody { @for (table, n) in &counts {
-                    tr { td { code { (table) } } td.num { (count_text(*n, *n >= TENANT_COUNT_CAP)) } }
-                } }
-            } }
-            p.muted { "Counted in this tenant's own transaction (its row-level security applies), up to "
-                (count_text(TENANT_COUNT_CAP, false)) " per table." }
-        }
         p { a href=(format!("{base}/verify")) { "Verify this tenant's audit log" } }
         @if live {
             h2 { "Status" }
@@ -413,6 +403,17 @@ pub async fn tenant(
             }
         } @else {
             p.notice { "This tenant is deleted; its rows were purged. Nothing more can change." }
+        }
+        @if !counts.is_empty() {
+            h2 { "Rows" }
+            div.table-wrap { table.counts {
+                thead { tr { th { "Table" } th.num { "Rows" } } }
+                tbody { @for (table, n) in &counts {
+                    tr { td { code { (table) } } td.num { (count_text(*n, *n >= TENANT_COUNT_CAP)) } }
+                } }
+            } }
+            p.muted { "Counted in this tenant's own transaction (its row-level security applies), up to "
+                (count_text(TENANT_COUNT_CAP, false)) " per table." }
         }
     };
     Ok(page::layout(&format!("Tenant {}", t.slug), Viewer::Operator, Some(&csrf), body).into_response())
@@ -712,6 +713,8 @@ pub async fn health(
                     }
                 } }
             } }
+            p.muted { code { "other" } " counts the routes the API document does not list (the console's pages among them), "
+                code { "unmatched" } " a path no route matched." }
             @if latency.routes.len() > ROUTES_SHOWN {
                 p.muted { "The " (ROUTES_SHOWN) " busiest of " (latency.routes.len()) " routes." }
             }
