@@ -262,7 +262,7 @@ fn count_text(n: i64, capped: bool) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -721,4 +721,34 @@ pub async fn health(
         }
     };
     Ok(page::layout("Health", Viewer::Operator, Some(&csrf), body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_with_thousands_separators_and_a_plus_at_the_cap() {
+        let table = [
+            (0, false, "0"),
+            (999, false, "999"),
+            (1000, false, "1,000"),
+            (10_000, true, "10,000+"),
+            (1_234_567, false, "1,234,567"),
+        ];
+        for (n, capped, text) in table {
+            assert_eq!(count_text(n, capped), text);
+        }
+        let tables: Vec<(String, i64)> = [
+            ("audit_events", 7),
+            ("audit_tree_nodes", 20),
+            ("audit_checkpoints", 1),
+            ("contacts", 10_000),
+            ("users", 3),
+        ]
+        .map(|(t, n)| (t.to_string(), n))
+        .into();
+        let counts = Counts::of(&tables, 10_000);
+        assert_eq!((counts.data_text(), counts.audit_text()), ("10,003+".to_string(), "7".to_string()));
+    }
 }
