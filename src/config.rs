@@ -32,6 +32,14 @@ pub struct Config {
     #[arg(long, env = "ROWGUARD_CONSOLE", default_value_t = true, global = true, action = clap::ArgAction::Set)]
     pub console: bool,
 
+    /// `Secure` on the console's cookies (a browser then sends them over HTTPS only). Default:
+    /// on, except in development (the embedded PostgreSQL, i.e. no DATABASE_URL), which is
+    /// served over plain http://localhost. Set it when that guess is wrong: `true` for an
+    /// embedded database behind HTTPS, `false` for a DATABASE_URL deployment served over plain
+    /// HTTP on a private network (a browser drops a Secure cookie sent over http://).
+    #[arg(long, env = "ROWGUARD_CONSOLE_SECURE_COOKIES", global = true, action = clap::ArgAction::Set)]
+    pub console_secure_cookies: Option<bool>,
+
     /// Where the embedded PostgreSQL cluster, its credentials and the development signing key live.
     #[arg(long, env = "ROWGUARD_DATA_DIR", default_value = ".rowguard", global = true)]
     pub data_dir: PathBuf,
@@ -183,10 +191,11 @@ impl Config {
         self.webhook_allow_local.unwrap_or(self.database_url.is_none())
     }
 
-    /// The console's cookies carry `Secure` outside development (the embedded database is
-    /// served over plain http://localhost, where a browser would drop a Secure cookie).
+    /// The console's cookies carry `Secure` unless told otherwise, or in development (the
+    /// embedded database is served over plain http://localhost, where a browser would drop a
+    /// Secure cookie).
     pub fn console_secure_cookies(&self) -> bool {
-        self.database_url.is_some()
+        self.console_secure_cookies.unwrap_or(self.database_url.is_some())
     }
 
     /// Base domain as host matching sees it: lower case, no trailing dot.
@@ -208,6 +217,7 @@ impl Config {
             platform_database_url: None,
             signup: false,
             console: true,
+            console_secure_cookies: None,
             jwt_issuer: "rowguard".into(),
             access_token_ttl_secs: 900,
             db_pool_size: 8,

@@ -161,6 +161,7 @@ pub async fn build_context_with_platform(
     );
     spawn_checkpoints(db.clone(), Arc::clone(&audit), Duration::from_secs(config.audit_checkpoint_secs));
     let metrics = Arc::new(crate::metrics::Metrics::default());
+    metrics.spawn_sampling();
     spawn_sealer(db.clone(), Arc::clone(&audit), Arc::clone(&metrics));
     let workers =
         crate::jobs::Workers::spawn(db.clone(), crate::jobs::WorkerSettings::from_config(config), Arc::clone(&metrics));

@@ -12,6 +12,7 @@
 pub mod jobs;
 pub mod operators;
 pub mod purge;
+pub mod row_counts;
 pub mod transfer;
 
 use std::str::FromStr;
@@ -22,6 +23,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool, Postgres};
 
+use crate::db::registry::RateLimitOverride;
 use crate::db::{PLATFORM_ROLE, TenantTx};
 use crate::domain::{DomainName, Email, Plan, Role, Slug, TenantId, TenantStatus, UserId};
 
@@ -303,6 +305,65 @@ impl PlatformConn {
         Ok(changed)
     }
 
+    /// The tenant's rate-limit override, if it has one (None: its plan's quota applies).
+    pub async fn rate_limit(&mut self, tenant: TenantId) -> Result<Option<RateLimitOverride>, PlatformError> {
+        let row: Option<(Option<i32>, Option<i32>)> =
+            sqlx::query_as("SELECT rate_limit_per_second, rate_limit_burst FROM tenants WHERE id = $1")
+                .bind(tenant)
+                .fetch_optional(self.conn())
+                .await?;
+        Ok(row.and_then(|(per_second, burst)| rate_limit_of(per_second, burst)))
+    }
+
+    /// Set the tenant's rate-limit override, or clear it (None: the plan's quota again). Like
+    /// a plan change it happens in the tenant's own transaction with its audit event
+    /// (`tenant.rate_limit_change`, before and after), and every instance's resolution cache
+    /// hears of it through the registry's NOTIFY (sql/V4__tenant_rate_limits.sql). Values
+    /// outside 1..=1,000,000 are refused by the table's CHECK; callers validate first.
+    pub async fn set_rate_limit(
+        &mut self,
+        slug: &Slug,
+        limit: Option<RateLimitOverride>,
+    ) -> Result<Option<RateLimitOverride>, PlatformError> {
+        let current = self.existing(slug).await?;
+        if current.status == TenantStatus::Deleted {
+            return Err(PlatformError::TenantDeleted(slug.to_string()));
+        }
+        let mut tx = TenantTx::begin_on(self.conn(), current.id).await?;
+        let before: Option<(Option<i32>, Option<i32>)> = sqlx::query_as(
+            "SELECT rate_limit_per_second, rate_limit_burst FROM tenants WHERE id = $1 AND status <> 'deleted' FOR UPDATE",
+        )
+        .bind(current.id)
+        .fetch_optional(tx.conn())
+        .await?;
+        let (before_per_second, before_burst) = before.ok_or_else(|| PlatformError::TenantDeleted(slug.to_string()))?;
+        let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        sqlx::query(
+            "UPDATE tenants SET rate_limit_per_second = $2, rate_limit_burst = $3, updated_at = now() WHERE id = $1",
+        )
+        .bind(current.id)
+        .bind(limit.map(|l| to_i32(l.per_second)))
+        .bind(limit.map(|l| to_i32(l.burst)))
+        .execute(tx.conn())
+        .await?;
+        // null: the plan's quota (named beside the diff).
+        let shown = |l: Option<RateLimitOverride>| {
+            serde_json::json!({
+                "rate_limit_per_second": l.map(|l| l.per_second),
+                "rate_limit_burst": l.map(|l| l.burst),
+            })
+        };
+        let before = rate_limit_of(before_per_second, before_burst);
+        let details = serde_json::json!({"before": shown(before), "after": shown(limit), "plan": current.plan});
+        sqlx::query("SELECT audit_append('tenant.rate_limit_change', 'tenant', $1, 'success', $2, 'operator')")
+            .bind(current.id.to_string())
+            .bind(details)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(limit)
+    }
+
     /// Mark the tenant deleted and purge its rows from every table with a `tenant_id`, in ONE
     /// transaction with that tenant set (the platform role is held to RLS: this cannot touch
     /// another tenant's rows). Tenant resolution answers 404 from the moment it commits.
@@ -465,6 +526,16 @@ impl PlatformConn {
             .bind(slug.as_str())
             .fetch_one(self.conn())
             .await?)
+    }
+}
+
+/// The override the two columns hold: both set and positive, or none (as resolution reads it).
+fn rate_limit_of(per_second: Option<i32>, burst: Option<i32>) -> Option<RateLimitOverride> {
+    match (per_second.map(u32::try_from), burst.map(u32::try_from)) {
+        (Some(Ok(per_second)), Some(Ok(burst))) if per_second > 0 && burst > 0 => {
+            Some(RateLimitOverride { per_second, burst })
+        }
+        _ => None,
     }
 }
 

@@ -2,8 +2,10 @@
 //! (chromedriver) against the real server on a loopback port. It signs in as an auditor,
 //! filters, opens an event and verifies; the session cookie carried to another tenant's host is
 //! refused; a member is refused; a form stripped of its CSRF token is refused; an operator
-//! suspends and resumes a tenant. Screenshots of the main pages at 1280×800 and at phone width go to docs/console/
-//! so the documentation shows the console as it is.
+//! suspends and resumes a tenant, sets its rate-limit override and sees its row counts and the
+//! health panel's routes. Times read in the browser's zone (UTC+5:30) with UTC on hover. Every
+//! main page is looked at 1280×800 and at a phone's 390×844 — it must fit the width — and its
+//! screenshots go to docs/console/, so the documentation shows the console as it is.
 //!
 //! Without chromium and chromedriver the test says so loudly and passes, unless
 //! ROWGUARD_BROWSER_TESTS=required (CI sets it), when it fails.
@@ -20,6 +22,9 @@ use crate::support::{TestApp, create_operator, spawn_app};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The viewer's time zone in the browser, and its offset from UTC.
+const VIEWER_ZONE: &str = "Asia/Kolkata";
+const VIEWER_OFFSET_MINUTES: i64 = 330;
 
 /// chromedriver, stopped when the test ends (it started it; nothing else is touched).
 struct Driver(Child);
@@ -56,8 +61,11 @@ fn browser_available() -> bool {
 
 async fn start_browser() -> (Driver, Client) {
     let port = free_port();
+    // The browser's zone is one a machine is unlikely to be in (UTC+5:30), so a time shown
+    // in it cannot be mistaken for UTC; chromium takes it from its environment.
     let driver = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .env("TZ", VIEWER_ZONE)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -69,7 +77,7 @@ async fn start_browser() -> (Driver, Client) {
             "binary": CHROMIUM,
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,800", "--hide-scrollbars", "--force-device-scale-factor=1",
+                "--window-size=1280,800", "--hide-scrollbars", "--force-device-scale-factor=1", "--lang=en-US",
                 // Every *.localhost name (the tenants' hosts) to the loopback server, IPv4.
                 "--host-resolver-rules=MAP localhost 127.0.0.1, MAP *.localhost 127.0.0.1",
                 format!("--user-data-dir={}", profile.display()),
@@ -102,9 +110,27 @@ fn screenshots_dir() -> PathBuf {
 }
 
 /// The page at 1280×800 and at a phone's width (390×844), as `name`.png and `name`-phone.png.
+/// At each size the page must fit the screen's width (wide tables scroll inside their own box,
+/// never the whole page) and show its heading.
 async fn screenshots(client: &Client, name: &str) {
     for (suffix, width, height) in [("", 1280, 800), ("-phone", 390, 844)] {
         client.set_window_size(width, height).await.expect("window size");
+        let fit = client
+            .execute(
+                "const d = document.documentElement; const h = document.querySelector('h1'); \
+                 return [d.scrollWidth, d.clientWidth, window.innerWidth, h ? h.getBoundingClientRect().right : -1];",
+                vec![],
+            )
+            .await
+            .expect("measure the page");
+        let [scroll, client_width, inner, heading] =
+            [0, 1, 2, 3].map(|i| fit[i].as_f64().unwrap_or_else(|| panic!("{name}: measures {fit}")));
+        assert!(
+            inner <= f64::from(width) && inner > f64::from(width) * 0.8,
+            "{name}{suffix}: viewport {inner} at {width}"
+        );
+        assert!(scroll <= client_width, "{name}{suffix}: the page is {scroll}px wide in a {client_width}px screen");
+        assert!(heading > 0.0 && heading <= client_width, "{name}{suffix}: the heading is not on screen ({heading})");
         let png = client.screenshot().await.expect("screenshot");
         std::fs::write(screenshots_dir().join(format!("{name}{suffix}.png")), png).expect("write screenshot");
     }
@@ -169,6 +195,54 @@ async fn api_status_becomes(app: &TestApp, token: &str, status: StatusCode) {
     }
 }
 
+/// Every time on the page reads in the viewer's zone (UTC+5:30, named), and keeps the UTC
+/// time in its title, shown on hover.
+async fn times_are_local_with_utc_on_hover(client: &Client) {
+    let times = client
+        .execute(
+            "return [...document.querySelectorAll('time')].map(t => [t.getAttribute('datetime'), t.textContent, t.title]);",
+            vec![],
+        )
+        .await
+        .expect("the page's times");
+    let times = times.as_array().expect("a list");
+    assert!(!times.is_empty(), "the page shows no time");
+    for t in times {
+        let [datetime, text, title] = [0, 1, 2].map(|i| t[i].as_str().expect("text").to_string());
+        let utc = chrono::DateTime::parse_from_rfc3339(&datetime).expect("an RFC 3339 datetime").to_utc();
+        assert_eq!(title, utc.format("%Y-%m-%d %H:%M:%S UTC").to_string(), "UTC on hover");
+        let local = utc + chrono::Duration::minutes(VIEWER_OFFSET_MINUTES);
+        let expected = local.format("%b %-d, %Y, %-I:%M:%S").to_string();
+        assert!(text.starts_with(&expected) && text.ends_with("GMT+5:30"), "{text:?} is not {expected} GMT+5:30");
+    }
+}
+
+/// A tenant's rows in its data tables (every table with forced RLS but the audit log's), as
+/// the superuser counts them past RLS.
+async fn data_rows(app: &TestApp, tenant: rowguard::domain::TenantId) -> i64 {
+    use sqlx::Row;
+    let mut su = app.superuser_connection().await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id'
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity
+            AND c.relname NOT LIKE 'audit\\_%'",
+    )
+    .fetch_all(&mut su)
+    .await
+    .expect("tables");
+    let mut rows = 0;
+    for table in tables {
+        let count = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table} WHERE tenant_id = $1")))
+            .bind(tenant)
+            .fetch_one(&mut su)
+            .await
+            .expect("count");
+        rows += count.get::<i64, _>(0);
+    }
+    rows
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_works_in_headless_chromium() {
     if !browser_available() {
@@ -176,7 +250,7 @@ async fn the_console_works_in_headless_chromium() {
     }
     let app = spawn_app().await;
     let acme = app.create_tenant("acme").await;
-    app.create_tenant("globex").await;
+    let globex = app.create_tenant("globex").await;
     let auditor = app.create_user(&acme, "auditor").await;
     let member = app.create_user(&acme, "member").await;
     let owner = app.owner_token(&acme).await;
@@ -201,6 +275,7 @@ async fn the_console_works_in_headless_chromium() {
     sign_in(&client, &tenant_base, &auditor.email, &auditor.password).await;
     let text = wait_for_text(&client, "Last 24 hours").await;
     assert!(text.contains("contact.update") && text.contains("access.denied"), "{text}");
+    times_are_local_with_utc_on_hover(&client).await;
     screenshots(&client, "auditor-events").await;
     fill(&client, "action", "contact.update").await;
     submit(&client, "form.filters").await;
@@ -251,8 +326,27 @@ async fn the_console_works_in_headless_chromium() {
     assert!(text.contains("403"), "{text}");
 
     // The operator: tenants, suspend (the tenant API answers 403), resume.
+    client.goto(&format!("{bare_base}/console/platform/login")).await.expect("operator sign-in page");
+    wait_for_text(&client, "Operator sign-in").await;
+    screenshots(&client, "operator-sign-in").await;
     sign_in(&client, &bare_base, &operator.email, &operator.password).await;
     wait_for_text(&client, "Tenants").await;
+    // Each tenant's rows, counted in its own transaction: acme has its users and contacts,
+    // globex only its owner; the superuser's count (past RLS) says what each must be.
+    let shown_rows = |slug: &'static str| {
+        let client = client.clone();
+        async move {
+            let script = format!(
+                "const a = document.querySelector(\"a[href='/console/platform/tenants/{slug}']\"); \
+                 return a.closest('tr').querySelector('td.rows').textContent;"
+            );
+            let text = client.execute(&script, vec![]).await.expect("the row's count");
+            text.as_str().expect("text").replace(',', "").parse::<i64>().expect("a number")
+        }
+    };
+    assert_eq!(shown_rows("acme").await, data_rows(&app, acme.id).await);
+    assert_eq!(shown_rows("globex").await, data_rows(&app, globex.id).await);
+    assert!(shown_rows("acme").await > shown_rows("globex").await);
     screenshots(&client, "operator-tenants").await;
     client
         .find(Locator::Css("a[href='/console/platform/tenants/acme']"))
@@ -262,7 +356,6 @@ async fn the_console_works_in_headless_chromium() {
         .await
         .expect("open");
     wait_for_text(&client, "Suspend").await;
-    screenshots(&client, "operator-tenant").await;
     // A form stripped of its CSRF token is refused and changes nothing.
     client
         .execute("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())", vec![])
@@ -291,10 +384,33 @@ async fn the_console_works_in_headless_chromium() {
         .expect("resume");
     wait_for_text(&client, "Suspend").await;
     api_status_becomes(&app, &owner, StatusCode::OK).await;
+    // A rate-limit override: set in the form, shown on the page, announced by the tenant's API.
+    let text = page_text(&client).await;
+    assert!(text.contains("20 requests/s, burst 100 (from the free plan)"), "{text}");
+    fill(&client, "per_second", "5").await;
+    fill(&client, "burst", "10").await;
+    submit(&client, "form[aria-label='rate limit override']").await;
+    wait_for_text(&client, "5 requests/s, burst 10 (override)").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = app.call_as(&owner, "acme", Method::GET, "/v1/contacts", None).await;
+        if r.headers.get("ratelimit-limit").is_some_and(|v| v == "10") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tenant API never announced the override: {:?}", r.headers);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = wait_for_text(&client, "Use the plan's quota").await;
+    assert!(text.contains("contacts") && text.contains("Rows"), "{text}");
+    screenshots(&client, "operator-tenant").await;
     client.find(Locator::LinkText("Policies")).await.expect("policies").click().await.expect("policies");
     wait_for_text(&client, "No findings").await;
+    screenshots(&client, "operator-policies").await;
     client.find(Locator::LinkText("Health")).await.expect("health").click().await.expect("health");
     wait_for_text(&client, "Ready").await;
+    let text = wait_for_text(&client, "Requests by route").await;
+    assert!(text.contains("/v1/contacts") && text.contains("p99") && text.contains(" ms"), "{text}");
+    assert!(!text.contains("acme"), "no tenant on the health panel:\n{text}");
     screenshots(&client, "operator-health").await;
     client.close().await.expect("close the browser");
 }

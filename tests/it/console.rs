@@ -440,3 +440,301 @@ async fn the_operator_sees_policies_verify_findings_of_the_live_database() {
     assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
     assert!(html(&page).contains("rls-not-forced") && html(&page).contains("contacts"), "{}", html(&page));
 }
+
+/// `access.denied` events in the tenant's log, as its owner reads them.
+async fn access_denied_events(app: &TestApp, owner: &str, tenant: &str) -> Vec<serde_json::Value> {
+    let r = app.call_as(owner, tenant, Method::GET, "/v1/audit-events?action=access.denied", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body["items"].as_array().cloned().expect("items")
+}
+
+#[tokio::test]
+async fn a_first_visit_without_a_cookie_goes_to_sign_in_and_records_no_refusal() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+
+    for path in
+        ["/console/audit/", "/console/audit/verify", "/console/audit/events/0190a5f0-0000-7000-8000-000000000000"]
+    {
+        let mut stranger = Browser::new(&app, &tenant_host("acme"));
+        let first = stranger.get(path).await;
+        assert_eq!(first.status, StatusCode::SEE_OTHER, "{path}: {}", html(&first));
+        assert_eq!(location(&first), "/console/audit/login", "{path}");
+    }
+    let mut operator = Browser::new(&app, "localhost:8080");
+    let first = operator.get("/console/platform/").await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", html(&first));
+    assert_eq!(location(&first), "/console/platform/login");
+    assert_eq!(access_denied_events(&app, &owner, "acme").await, Vec::<serde_json::Value>::new());
+
+    // A cookie that carries a token the API refuses is a refusal like any other, recorded.
+    let mut forged = Browser::new(&app, &tenant_host("acme"));
+    forged.cookies.insert("rowguard_console".into(), "not.a.token".into());
+    let refused = forged.get("/console/audit/").await;
+    assert_eq!(location(&refused), "/console/audit/login");
+    let events = access_denied_events(&app, &owner, "acme").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["details"]["path"], "/console/audit/");
+}
+
+#[tokio::test]
+async fn signing_out_without_a_live_session_still_clears_the_cookie_and_redirects() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let auditor = app.create_user(&acme, "auditor").await;
+    let cleared = |r: &TestResponse, name: &str| {
+        set_cookies(r).iter().any(|c| c.starts_with(&format!("{name}=;")) && c.contains("Max-Age=0"))
+    };
+
+    // No session cookie at all (expired and dropped by the browser), a CSRF cookie from a page.
+    let mut browser = Browser::new(&app, &tenant_host("acme"));
+    browser.get("/console/audit/login").await;
+    let csrf = browser.csrf();
+    let out = browser.post("/console/audit/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", html(&out));
+    assert_eq!(location(&out), "/console/audit/login?signed_out=1");
+    assert!(cleared(&out, "rowguard_console"), "{:?}", set_cookies(&out));
+
+    // A session that has ended elsewhere ("sign out everywhere"): its cookie is cleared too.
+    let (mut first, _) = auditor_signs_in(&app, "acme", &auditor.email, &auditor.password).await;
+    let mut second = Browser { app: &app, host: tenant_host("acme"), cookies: first.cookies.clone() };
+    let csrf = first.csrf();
+    let everywhere = first.post("/console/audit/logout", &[("csrf", &csrf), ("everywhere", "1")]).await;
+    assert_eq!(everywhere.status, StatusCode::SEE_OTHER);
+    let mut stale = None;
+    for _ in 0..50 {
+        let r = second.post("/console/audit/logout", &[("csrf", &csrf)]).await;
+        if cleared(&r, "rowguard_console") {
+            stale = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stale = stale.expect("the ended session's sign-out clears its cookie");
+    assert_eq!(stale.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&stale), "/console/audit/login?signed_out=1");
+
+    // Without the CSRF token nothing is cleared: another site cannot sign anyone out.
+    let (mut signed_in, _) = auditor_signs_in(&app, "acme", &auditor.email, &auditor.password).await;
+    let forged = signed_in.post("/console/audit/logout", &[("csrf", &"0".repeat(64))]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", html(&forged));
+    assert!(!cleared(&forged, "rowguard_console"));
+    assert_eq!(signed_in.get("/console/audit/").await.status, StatusCode::OK, "still signed in");
+
+    // The operator's sign-out likewise.
+    let mut operator = Browser::new(&app, "localhost:8080");
+    operator.get("/console/platform/login").await;
+    let csrf = operator.csrf();
+    operator.cookies.insert("rowguard_operator".into(), "expired.or.forged".into());
+    let out = operator.post("/console/platform/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", html(&out));
+    assert_eq!(location(&out), "/console/platform/login");
+    assert!(cleared(&out, "rowguard_operator"), "{:?}", set_cookies(&out));
+}
+
+#[tokio::test]
+async fn the_cookies_secure_flag_follows_the_explicit_setting_over_the_default() {
+    use rowguard::config::Config;
+    let mut config = Config::for_tests(std::path::PathBuf::new());
+    let table = [
+        (None, None, false),
+        (Some("postgres://x"), None, true),
+        (None, Some(true), true),
+        (Some("postgres://x"), Some(false), false),
+    ];
+    for (database_url, setting, secure) in table {
+        config.database_url = database_url.map(str::to_string);
+        config.console_secure_cookies = setting;
+        assert_eq!(config.console_secure_cookies(), secure, "DATABASE_URL {database_url:?}, setting {setting:?}");
+    }
+
+    let app = spawn_app_with(|config| config.console_secure_cookies = Some(true)).await;
+    app.create_tenant("acme").await;
+    let page = app.call(Method::GET, "/console/audit/login", &[("host", "acme.localhost")], None).await;
+    let csrf = set_cookies(&page).into_iter().find(|c| c.starts_with("rowguard_csrf=")).expect("a CSRF cookie");
+    assert!(csrf.contains("; Secure"), "{csrf}");
+    let plain = spawn_app().await;
+    plain.create_tenant("acme").await;
+    let page = plain.call(Method::GET, "/console/audit/login", &[("host", "acme.localhost")], None).await;
+    let csrf = set_cookies(&page).into_iter().find(|c| c.starts_with("rowguard_csrf=")).expect("a CSRF cookie");
+    assert!(!csrf.contains("Secure"), "development default: {csrf}");
+}
+
+/// The status of the first tenant API answer whose `RateLimit-Limit` (the burst) is `burst`.
+async fn quota_of_next_answer(app: &TestApp, token: &str, burst: &str) -> StatusCode {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = app.call_as(token, "acme", Method::GET, "/v1/contacts", None).await;
+        if r.headers.get("ratelimit-limit").is_some_and(|v| v == burst) {
+            return r.status;
+        }
+        assert!(std::time::Instant::now() < deadline, "never announced a burst of {burst}: {:?}", r.headers);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn operator_changes_the_rate_limit_override_and_the_tenant_is_held_to_it() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let mut operator = operator_signs_in(&app).await;
+    let page = operator.get("/console/platform/tenants/acme").await;
+    assert!(html(&page).contains("20 requests/s, burst 100 (from the free plan)"), "{}", html(&page));
+    let path = "/console/platform/tenants/acme/rate-limit";
+
+    // Refused without the token, and for values the registry does not take; nothing changes.
+    let forged = operator.post(path, &[("per_second", "1"), ("burst", "2")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", html(&forged));
+    let csrf = operator.csrf();
+    for (per_second, burst) in [("0", "2"), ("1", "abc"), ("1", "1000001"), ("", "2")] {
+        let bad = operator.post(path, &[("csrf", &csrf), ("per_second", per_second), ("burst", burst)]).await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{per_second}/{burst}: {}", html(&bad));
+    }
+    assert!(html(&operator.get("/console/platform/tenants/acme").await).contains("(from the free plan)"));
+
+    let set = operator.post(path, &[("csrf", &csrf), ("per_second", "1"), ("burst", "2")]).await;
+    assert_eq!(set.status, StatusCode::SEE_OTHER, "{}", html(&set));
+    let page = operator.get("/console/platform/tenants/acme").await;
+    assert!(html(&page).contains("1 requests/s, burst 2 (override)"), "{}", html(&page));
+    // The tenant's API is held to it at once (the registry's NOTIFY reaches the cache): its
+    // answers announce a burst of 2, and the third request in a row is refused.
+    assert_eq!(quota_of_next_answer(&app, &owner, "2").await, StatusCode::OK);
+    let statuses = [
+        app.call_as(&owner, "acme", Method::GET, "/v1/contacts", None).await.status,
+        app.call_as(&owner, "acme", Method::GET, "/v1/contacts", None).await.status,
+    ];
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+
+    let clear = operator.post(path, &[("csrf", &csrf), ("clear", "1")]).await;
+    assert_eq!(clear.status, StatusCode::SEE_OTHER, "{}", html(&clear));
+    assert!(html(&operator.get("/console/platform/tenants/acme").await).contains("(from the free plan)"));
+    assert_eq!(quota_of_next_answer(&app, &owner, "100").await, StatusCode::OK);
+
+    // Both changes are in the tenant's own audit log, before and after, as a plan change is.
+    let events =
+        app.call_as(&owner, "acme", Method::GET, "/v1/audit-events?action=tenant.rate_limit_change", None).await;
+    let items = events.body["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{}", events.body);
+    let (cleared, set) = (&items[0]["details"], &items[1]["details"]);
+    assert_eq!(set["before"], json!({"rate_limit_per_second": null, "rate_limit_burst": null}));
+    assert_eq!(set["after"], json!({"rate_limit_per_second": 1, "rate_limit_burst": 2}));
+    assert_eq!(cleared["after"], json!({"rate_limit_per_second": null, "rate_limit_burst": null}));
+    assert_eq!(items[0]["actor_type"], "operator");
+    assert_eq!(items[0]["resource_id"], acme.id.to_string());
+}
+
+#[tokio::test]
+async fn the_tenants_list_counts_each_tenants_rows_in_its_own_transaction() {
+    use sqlx::Row;
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let globex = app.create_tenant("globex").await;
+    contact_renamed(&app, &acme).await;
+    let owner = app.owner_token(&acme).await;
+    for i in 0..3 {
+        let body = json!({"name": format!("Contact {i}"), "email": format!("c{i}@example.com")});
+        assert_eq!(
+            app.call_as(&owner, "acme", Method::POST, "/v1/contacts", Some(body)).await.status,
+            StatusCode::CREATED
+        );
+    }
+    // What the counts must be, read by the superuser (which bypasses RLS) table by table.
+    let mut su = app.superuser_connection().await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id'
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity",
+    )
+    .fetch_all(&mut su)
+    .await
+    .expect("tables");
+    let audit_tables = [
+        "audit_events",
+        "audit_chain_heads",
+        "audit_checkpoints",
+        "audit_tree_nodes",
+        "audit_tree_leaves",
+        "audit_tree_state",
+        "audit_tree_heads",
+    ];
+    let mut expected = std::collections::HashMap::new();
+    for tenant in [&acme, &globex] {
+        let mut data = 0;
+        for table in tables.iter().filter(|t| !audit_tables.contains(&t.as_str())) {
+            let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table} WHERE tenant_id = $1")))
+                .bind(tenant.id)
+                .fetch_one(&mut su)
+                .await
+                .expect("count")
+                .get(0);
+            data += n;
+        }
+        expected.insert(tenant.slug.clone(), data);
+    }
+    assert!(expected["acme"] >= 5 && expected["globex"] >= 1, "{expected:?}");
+    assert_ne!(expected["acme"], expected["globex"]);
+
+    let mut operator = operator_signs_in(&app).await;
+    let list = operator.get("/console/platform/").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", html(&list));
+    // Each row holds its own tenant's count: acme's rows are not in globex's and vice versa.
+    for slug in ["acme", "globex"] {
+        let row = html(&list)
+            .split("<tr>")
+            .find(|r| r.contains(&format!("/console/platform/tenants/{slug}\"")))
+            .expect("the tenant's row");
+        assert!(row.contains(&format!("<td class=\"num rows\">{}</td>", expected[slug])), "{slug} {expected:?}: {row}");
+    }
+    let page = operator.get("/console/platform/tenants/acme").await;
+    assert!(html(&page).contains("<td><code>contacts</code></td><td class=\"num\">4</td>"), "{}", html(&page));
+}
+
+#[tokio::test]
+async fn the_health_panel_shows_request_rate_and_p99_by_route_and_no_tenant() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    for _ in 0..5 {
+        assert_eq!(app.call_as(&owner, "acme", Method::GET, "/v1/contacts", None).await.status, StatusCode::OK);
+    }
+    let mut operator = operator_signs_in(&app).await;
+    let health = operator.get("/console/platform/health").await;
+    assert_eq!(health.status, StatusCode::OK, "{}", html(&health));
+    let page = html(&health);
+    let row = page.split("<tr>").find(|r| r.contains("<code>/v1/contacts</code>")).expect("a row for /v1/contacts");
+    assert!(row.contains("<td>GET</td><td class=\"num\">5</td>"), "{row}");
+    assert!(row.contains(" ms</td>"), "a p99 in milliseconds: {row}");
+    assert!(page.contains("p99") && page.contains("Per second"), "{page}");
+    assert!(!page.contains("acme") && !page.contains(&acme.id.to_string()), "no tenant named on the panel");
+    let metrics = app.call(Method::GET, "/metrics", &[], None).await;
+    let text = metrics.body.as_str().unwrap_or_default().to_string();
+    assert!(text.contains("rowguard_http_request_duration_seconds_bucket"), "{text}");
+    assert!(!text.contains("acme") && !text.contains(&acme.id.to_string()) && !text.contains("tenant="), "{text}");
+}
+
+#[tokio::test]
+async fn times_are_utc_text_for_the_script_to_localise_under_the_strict_policy() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let auditor = app.create_user(&acme, "auditor").await;
+    contact_renamed(&app, &acme).await;
+    let (mut browser, _) = auditor_signs_in(&app, "acme", &auditor.email, &auditor.password).await;
+    let list = browser.get("/console/audit/").await;
+    let page = html(&list);
+    // Without script: UTC text, and the same in the title; the datetime for the script.
+    let time = page.split("<time ").nth(1).expect("a time element");
+    let (attributes, rest) = time.split_once('>').expect("a tag");
+    let text = rest.split_once("</time>").expect("its end").0;
+    assert!(text.ends_with(" UTC") && attributes.contains(&format!("title=\"{text}\"")), "{attributes} {text}");
+    assert!(attributes.contains("datetime=\"20"), "{attributes}");
+    assert!(page.contains("<script src=\"/console/static/console.js\" defer></script>"), "{page}");
+    assert!(!page.contains("<script>"), "no inline script");
+    let csp = list.headers["content-security-policy"].to_str().expect("ascii");
+    assert!(csp.contains("script-src 'self';") && !csp.contains("unsafe"), "{csp}");
+    let js = app.call(Method::GET, "/console/static/console.js", &[], None).await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
+    assert!(js.body.as_str().unwrap_or_default().contains("toLocaleString"));
+}

@@ -30,6 +30,8 @@ use crate::http::routes::{audit_export, audit_log, auth};
 /// Where the sign-in form posts (its own path: the login gate's limits apply to posts only).
 pub const SIGN_IN: &str = "/console/audit/session";
 pub const LOGIN_PAGE: &str = "/console/audit/login";
+/// Where signing out lands: the sign-in page, saying so.
+pub const SIGNED_OUT: &str = "/console/audit/login?signed_out=1";
 
 #[derive(Deserialize, Default)]
 pub struct SignInNotice {
@@ -128,7 +130,7 @@ pub async fn sign_out(
     if form.everywhere.is_some() {
         ctx.sessions.logout_all(&scope, principal.user).await?;
     }
-    let mut answer = Redirect::to(&format!("{LOGIN_PAGE}?signed_out=1")).into_response();
+    let mut answer = Redirect::to(SIGNED_OUT).into_response();
     answer.headers_mut().append(header::SET_COOKIE, set_cookie(&ctx, TENANT_COOKIE, "", None));
     Ok(answer)
 }

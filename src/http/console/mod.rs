@@ -30,6 +30,7 @@ use axum::routing::{get, post};
 use maud::{Markup, html};
 
 pub use session::ConsoleSettings;
+use session::{OPERATOR_COOKIE, TENANT_COOKIE};
 
 use crate::http::ApiContext;
 use crate::http::layers::gate::{Gate, TenantGateLayer};
@@ -45,10 +46,14 @@ pub fn routes(ctx: &ApiContext) -> Router<ApiContext> {
         .route("/console/audit/events/{id}", get(auditor::event))
         .route("/console/audit/verify", get(auditor::verify))
         .route("/console/audit/export", get(auditor::export))
-        .route("/console/audit/logout", post(auditor::sign_out))
         // The tenant API's bearer gate, fed by the session cookie.
         .route_layer(TenantGateLayer::new(ctx.clone(), Gate::Bearer))
         .route_layer(from_fn(session::tenant_session));
+    let auditor_sign_out = Router::new()
+        .route("/console/audit/logout", post(auditor::sign_out))
+        .route_layer(TenantGateLayer::new(ctx.clone(), Gate::Bearer))
+        .route_layer(from_fn(session::tenant_session))
+        .route_layer(from_fn_with_state((ctx.clone(), TENANT_COOKIE, auditor::SIGNED_OUT), session::sign_out_anyway));
     let auditor_sign_in = Router::new()
         .route(auditor::SIGN_IN, post(auditor::sign_in))
         .route_layer(TenantGateLayer::new(ctx.clone(), Gate::Login));
@@ -56,12 +61,14 @@ pub fn routes(ctx: &ApiContext) -> Router<ApiContext> {
         .route(auditor::LOGIN_PAGE, get(auditor::login_page))
         .merge(auditor_sign_in)
         .merge(auditor_pages)
+        .merge(auditor_sign_out)
         .route_layer(from_fn_with_state((ctx.clone(), auditor::LOGIN_PAGE), session::pages));
     let operator_pages = Router::new()
         .route("/console/platform/", get(operator::tenants))
         .route("/console/platform/tenants/{slug}", get(operator::tenant))
         .route("/console/platform/tenants/{slug}/status", post(operator::change_status))
         .route("/console/platform/tenants/{slug}/plan", post(operator::change_plan))
+        .route("/console/platform/tenants/{slug}/rate-limit", post(operator::change_rate_limit))
         .route("/console/platform/tenants/{slug}/delete", post(operator::delete))
         .route("/console/platform/tenants/{slug}/domains", post(operator::add_domain))
         .route("/console/platform/tenants/{slug}/domains/remove", post(operator::remove_domain))
@@ -69,9 +76,16 @@ pub fn routes(ctx: &ApiContext) -> Router<ApiContext> {
         .route("/console/platform/tenants/{slug}/verify", get(operator::verify))
         .route("/console/platform/health", get(operator::health))
         .route("/console/platform/policies", get(operator::policies))
-        .route("/console/platform/logout", post(operator::sign_out))
         .route_layer(from_fn_with_state(ctx.clone(), platform_auth::authenticate_operator))
         .route_layer(from_fn(session::operator_session));
+    let operator_sign_out = Router::new()
+        .route("/console/platform/logout", post(operator::sign_out))
+        .route_layer(from_fn_with_state(ctx.clone(), platform_auth::authenticate_operator))
+        .route_layer(from_fn(session::operator_session))
+        .route_layer(from_fn_with_state(
+            (ctx.clone(), OPERATOR_COOKIE, operator::LOGIN_PAGE),
+            session::sign_out_anyway,
+        ));
     let operator_sign_in = Router::new()
         .route(operator::SIGN_IN, post(operator::sign_in))
         .route_layer(from_fn_with_state(ctx.clone(), rate_limit::limit_operator_login));
@@ -79,6 +93,7 @@ pub fn routes(ctx: &ApiContext) -> Router<ApiContext> {
         .route(operator::LOGIN_PAGE, get(operator::login_page))
         .merge(operator_sign_in)
         .merge(operator_pages)
+        .merge(operator_sign_out)
         .route_layer(from_fn_with_state(ctx.clone(), session::bare_host_only))
         .route_layer(from_fn_with_state((ctx.clone(), operator::LOGIN_PAGE), session::pages));
     Router::new()

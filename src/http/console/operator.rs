@@ -15,7 +15,8 @@ use serde::Deserialize;
 
 use super::page::{self, Viewer, csrf_field, time};
 use super::session::{CsrfForm, CsrfToken, OPERATOR_COOKIE, rotated_csrf_cookie, set_cookie};
-use crate::domain::{Plan, Slug, TenantStatus};
+use crate::db::registry::RateLimitOverride;
+use crate::domain::{Invalid, Plan, Slug, TenantStatus};
 use crate::http::ApiContext;
 use crate::http::context::ClientAddr;
 use crate::http::error::ApiError;
@@ -25,6 +26,7 @@ use crate::http::layers::platform_auth::Operator;
 use crate::http::routes::platform::auth::{PlatformToken, operator_login};
 use crate::http::routes::platform::{Platform, platform_conn};
 use crate::http::routes::{audit, audit_log, health};
+use crate::limits::Limit;
 use crate::platform::{PlatformConn, TenantChange, TenantSummary};
 
 pub const SIGN_IN: &str = "/console/platform/session";
@@ -156,9 +158,14 @@ pub async fn tenants(
         }
         after = last;
     }
+    let counted = platform.countable_tables().await?;
     let mut rows = Vec::with_capacity(shown.len());
     for t in &shown {
-        rows.push((t, platform.domains(t.id).await?));
+        let counts = match t.status {
+            TenantStatus::Deleted => None, // purged
+            _ => Some(Counts::of(&platform.row_counts(t.id, &counted, LIST_COUNT_CAP).await?, LIST_COUNT_CAP)),
+        };
+        rows.push((t, platform.domains(t.id).await?, counts));
     }
     let next = shown.last().filter(|_| more).map(|t| t.slug.clone());
     let q = text(&query.q).unwrap_or_default();
@@ -176,18 +183,32 @@ pub async fn tenants(
             p.notice { "No tenants match. Clear the search, or create one with " code { "rowguard tenants create" } "." }
         } @else {
             div.table-wrap { table {
-                thead { tr { th { "Slug" } th { "Name" } th { "Status" } th { "Plan" } th.hide-narrow { "Domains" } th { "Created" } } }
-                tbody { @for (t, domains) in &rows {
+                thead { tr {
+                    th { "Slug" } th.hide-narrow { "Name" } th { "Status" } th { "Plan" }
+                    th.num title="Rows in the tenant's data tables (audit log not included)" { "Rows" }
+                    th.num.hide-narrow { "Audit events" }
+                    th.hide-narrow { "Domains" } th { "Created" }
+                } }
+                tbody { @for (t, domains, counts) in &rows {
                     tr {
                         td { a href=(format!("/console/platform/tenants/{}", t.slug)) { (t.slug) } }
-                        td { (t.name) }
+                        td.hide-narrow { (t.name) }
                         td { span class=(format!("status-{}", t.status.as_str())) { (t.status.as_str()) } }
                         td { (t.plan.as_str()) }
+                        @match counts {
+                            Some(c) => {
+                                td.num.rows { (c.data_text()) }
+                                td.num.hide-narrow { (c.audit_text()) }
+                            }
+                            None => { td.num.muted { "—" } td.num.hide-narrow.muted { "—" } }
+                        }
                         td.hide-narrow { @for d in domains { code { (d.domain) } @if d.is_primary { " (primary)" } br; } }
                         td { (time(t.created_at)) }
                     }
                 } }
             } }
+            p.muted { "Rows are counted in each tenant's own transaction, up to " (count_text(LIST_COUNT_CAP, false))
+                " per table (a + means at least that many); a tenant's page counts further." }
         }
         div.pager {
             @if query.cursor.is_some() { a href="/console/platform/" { "First page" } }
@@ -198,6 +219,58 @@ pub async fn tenants(
         }
     };
     Ok(page::layout("Tenants", Viewer::Operator, Some(&csrf), body).into_response())
+}
+
+/// Each table's count stops here on the tenants list (a page of 20 stays cheap) …
+const LIST_COUNT_CAP: i64 = 10_000;
+/// … and here on a tenant's own page.
+const TENANT_COUNT_CAP: i64 = 1_000_000;
+
+/// A tenant's rows, as the list shows them: its data tables' total and its audit events.
+struct Counts {
+    data: i64,
+    data_capped: bool,
+    audit_events: i64,
+    audit_capped: bool,
+}
+
+impl Counts {
+    fn of(tables: &[(String, i64)], cap: i64) -> Counts {
+        // The audit log's tables and its signed checkpoints: the log, not the tenant's data.
+        let audit = |name: &str| crate::roles::AUDIT_LOG_TABLES.contains(&name) || name == "audit_checkpoints";
+        let data = tables.iter().filter(|(name, _)| !audit(name));
+        let events = tables.iter().find(|(name, _)| name == "audit_events").map_or(0, |(_, n)| *n);
+        Counts {
+            data: data.clone().map(|(_, n)| n).sum(),
+            data_capped: data.clone().any(|(_, n)| *n >= cap),
+            audit_events: events,
+            audit_capped: events >= cap,
+        }
+    }
+
+    fn data_text(&self) -> String {
+        count_text(self.data, self.data_capped)
+    }
+
+    fn audit_text(&self) -> String {
+        count_text(self.audit_events, self.audit_capped)
+    }
+}
+
+/// A count with thousands separators, `+` when a table's count reached its cap.
+fn count_text(n: i64, capped: bool) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if capped {
+        out.push('+');
+    }
+    out
 }
 
 fn parse_status(s: &str) -> Result<TenantStatus, ApiError> {
@@ -220,6 +293,16 @@ pub async fn tenant(
 ) -> Result<Response, ApiError> {
     let (_, t) = summary(&mut platform, &slug).await?;
     let domains = platform.domains(t.id).await?;
+    let rate_limit = platform.rate_limit(t.id).await?;
+    let counts = match t.status {
+        TenantStatus::Deleted => Vec::new(),
+        _ => {
+            let counted = platform.countable_tables().await?;
+            platform.row_counts(t.id, &counted, TENANT_COUNT_CAP).await?
+        }
+    };
+    let plan_quota = Limit::for_plan(t.plan);
+    let plan_per_second = (1.0 / plan_quota.replenish_every.as_secs_f64()).round();
     let live = t.status != TenantStatus::Deleted;
     let base = format!("/console/platform/tenants/{}", t.slug);
     let body = html! {
@@ -227,6 +310,12 @@ pub async fn tenant(
             dt { "Name" } dd { (t.name) }
             dt { "Status" } dd { span class=(format!("status-{}", t.status.as_str())) { (t.status.as_str()) } }
             dt { "Plan" } dd { (t.plan.as_str()) }
+            dt { "Rate limit" } dd {
+                @match rate_limit {
+                    Some(l) => { (l.per_second) " requests/s, burst " (l.burst) " (override)" }
+                    None => { (plan_per_second) " requests/s, burst " (plan_quota.burst) " (from the " (t.plan.as_str()) " plan)" }
+                }
+            }
             dt { "Created" } dd { (time(t.created_at)) }
             dt { "Id" } dd { code { (t.id) } }
             dt { "Domains" } dd {
@@ -283,6 +372,26 @@ pub async fn tenant(
                 } }
                 button type="submit" { "Change plan" }
             }
+            h2 { "Rate limit override" }
+            p.muted { "Authenticated requests per second this tenant may make, and the burst it may spend at once, "
+                "instead of its plan's quota. Every instance applies a change at once (the limit is per instance)." }
+            form.actions method="post" action=(format!("{base}/rate-limit")) aria-label="rate limit override" {
+                (csrf_field(&csrf))
+                label { "Requests per second"
+                    input type="number" name="per_second" min="1" max=(RATE_LIMIT_MAX) required
+                        value=(rate_limit.map(|l| l.per_second.to_string()).unwrap_or_default()); }
+                label { "Burst"
+                    input type="number" name="burst" min="1" max=(RATE_LIMIT_MAX) required
+                        value=(rate_limit.map(|l| l.burst.to_string()).unwrap_or_default()); }
+                button type="submit" { "Set override" }
+            }
+            @if rate_limit.is_some() {
+                form.actions method="post" action=(format!("{base}/rate-limit")) {
+                    (csrf_field(&csrf))
+                    input type="hidden" name="clear" value="1";
+                    button.secondary type="submit" { "Use the plan's quota" }
+                }
+            }
             h2 { "Delete" }
             form.actions method="post" action=(format!("{base}/delete")) {
                 (csrf_field(&csrf))
@@ -294,6 +403,17 @@ pub async fn tenant(
             }
         } @else {
             p.notice { "This tenant is deleted; its rows were purged. Nothing more can change." }
+        }
+        @if !counts.is_empty() {
+            h2 { "Rows" }
+            div.table-wrap { table.counts {
+                thead { tr { th { "Table" } th.num { "Rows" } } }
+                tbody { @for (table, n) in &counts {
+                    tr { td { code { (table) } } td.num { (count_text(*n, *n >= TENANT_COUNT_CAP)) } }
+                } }
+            } }
+            p.muted { "Counted in this tenant's own transaction (its row-level security applies), up to "
+                (count_text(TENANT_COUNT_CAP, false)) " per table." }
         }
     };
     Ok(page::layout(&format!("Tenant {}", t.slug), Viewer::Operator, Some(&csrf), body).into_response())
@@ -335,6 +455,54 @@ pub async fn change_plan(
     let (slug, _) = summary(&mut platform, &slug).await?;
     platform.change_tenant(&slug, TenantChange { plan: Some(form.plan), ..TenantChange::default() }).await?;
     tracing::info!(tenant = %slug, operator = %id, plan = form.plan.as_str(), "tenant plan changed from the console");
+    Ok(Redirect::to(&format!("/console/platform/tenants/{slug}")).into_response())
+}
+
+/// The largest override the registry accepts (sql/V4__tenant_rate_limits.sql's CHECK).
+const RATE_LIMIT_MAX: u32 = 1_000_000;
+
+#[derive(Deserialize)]
+pub struct RateLimitForm {
+    per_second: Option<String>,
+    burst: Option<String>,
+    /// Present: remove the override (the plan's quota again).
+    clear: Option<String>,
+}
+
+impl RateLimitForm {
+    /// The override asked for (None: clear it), or 422 naming the field that is wrong.
+    fn parse(&self) -> Result<Option<RateLimitOverride>, ApiError> {
+        if self.clear.is_some() {
+            return Ok(None);
+        }
+        let number = |field: &'static str, v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|n| (1..=RATE_LIMIT_MAX).contains(n))
+                .ok_or_else(|| {
+                    ApiError::validation(Invalid::new(field, format!("a whole number from 1 to {RATE_LIMIT_MAX}")))
+                })
+        };
+        Ok(Some(RateLimitOverride {
+            per_second: number("per_second", &self.per_second)?,
+            burst: number("burst", &self.burst)?,
+        }))
+    }
+}
+
+/// Set or clear the tenant's rate-limit override: the platform's `set_rate_limit`, which
+/// records `tenant.rate_limit_change` in the tenant's audit log as a plan change is recorded.
+pub async fn change_rate_limit(
+    Operator { id }: Operator,
+    Platform(mut platform): Platform,
+    Path(slug): Path<String>,
+    CsrfForm(form): CsrfForm<RateLimitForm>,
+) -> Result<Response, ApiError> {
+    let limit = form.parse()?;
+    let (slug, _) = summary(&mut platform, &slug).await?;
+    platform.set_rate_limit(&slug, limit).await?;
+    tracing::info!(tenant = %slug, operator = %id, ?limit, "tenant rate limit changed from the console");
     Ok(Redirect::to(&format!("/console/platform/tenants/{slug}")).into_response())
 }
 
@@ -485,7 +653,28 @@ pub async fn policies(
     Ok(page::layout("Policies verify", Viewer::Operator, Some(&csrf), body).into_response())
 }
 
-/// Readiness (as `/readyz` answers it) and the service pool's use.
+/// The health panel shows at most this many routes, busiest first.
+const ROUTES_SHOWN: usize = 30;
+
+/// A window's length, in whole minutes (or seconds, under two minutes).
+fn minutes(window: std::time::Duration) -> String {
+    match window.as_secs() {
+        s if s < 120 => format!("{s} seconds (since this instance started)"),
+        s => format!("{} minutes", s / 60),
+    }
+}
+
+/// A p99 for people: milliseconds, "over 10 s" past the largest bucket, "—" without requests.
+fn p99_text(p99: Option<f64>) -> String {
+    match p99 {
+        None => "—".to_string(),
+        Some(s) if s.is_infinite() => "over 10 s".to_string(),
+        Some(s) if s < 0.01 => format!("{:.2} ms", s * 1000.0),
+        Some(s) => format!("{:.0} ms", s * 1000.0),
+    }
+}
+
+/// Readiness (as `/readyz` answers it), the service pool's use, and requests by route.
 pub async fn health(
     State(ctx): State<ApiContext>,
     _: Operator,
@@ -493,6 +682,7 @@ pub async fn health(
 ) -> Result<Response, ApiError> {
     let ready = health::readyz(State(ctx.clone())).await;
     let pool = ctx.door.pool_figures();
+    let latency = ctx.metrics.route_latency();
     let body = html! {
         @match &ready {
             Ok(_) => { p.verdict.ok role="status" { "✔ Ready: the database answers and has every migration." } }
@@ -503,7 +693,62 @@ pub async fn health(
             dt { "Connections" } dd { (pool.in_use) " in use, " (pool.idle) " idle, of " (pool.max) }
             dt { "Waiting for one" } dd { (pool.waiting) }
         }
-        p.muted { "Request rates and latencies: " a href="/metrics" { "/metrics" } " (Prometheus)." }
+        h2 { "Requests by route (this instance)" }
+        p.muted { "Over the last " (minutes(latency.window)) ", from the service's own metrics (the same histograms as "
+            a href="/metrics" { "/metrics" } "). p99 is the time to the response's head, estimated from the histogram's buckets. "
+            "Routes are templates; no tenant is named." }
+        @if latency.routes.is_empty() {
+            p.notice { "No requests answered yet." }
+        } @else {
+            div.table-wrap { table.routes {
+                thead { tr { th { "Route" } th { "Method" } th.num { "Requests" } th.num { "Per second" } th.num { "p99" } th.num.hide-narrow { "Since start" } } }
+                tbody { @for r in latency.routes.iter().take(ROUTES_SHOWN) {
+                    tr {
+                        td { code { (r.route) } }
+                        td { (r.method) }
+                        td.num { (r.requests) }
+                        td.num { (format!("{:.2}", r.per_second)) }
+                        td.num { (p99_text(r.p99)) }
+                        td.num.hide-narrow { (r.since_start) }
+                    }
+                } }
+            } }
+            p.muted { code { "other" } " counts the routes the API document does not list (the console's pages among them), "
+                code { "unmatched" } " a path no route matched." }
+            @if latency.routes.len() > ROUTES_SHOWN {
+                p.muted { "The " (ROUTES_SHOWN) " busiest of " (latency.routes.len()) " routes." }
+            }
+        }
     };
     Ok(page::layout("Health", Viewer::Operator, Some(&csrf), body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_with_thousands_separators_and_a_plus_at_the_cap() {
+        let table = [
+            (0, false, "0"),
+            (999, false, "999"),
+            (1000, false, "1,000"),
+            (10_000, true, "10,000+"),
+            (1_234_567, false, "1,234,567"),
+        ];
+        for (n, capped, text) in table {
+            assert_eq!(count_text(n, capped), text);
+        }
+        let tables: Vec<(String, i64)> = [
+            ("audit_events", 7),
+            ("audit_tree_nodes", 20),
+            ("audit_checkpoints", 1),
+            ("contacts", 10_000),
+            ("users", 3),
+        ]
+        .map(|(t, n)| (t.to_string(), n))
+        .into();
+        let counts = Counts::of(&tables, 10_000);
+        assert_eq!((counts.data_text(), counts.audit_text()), ("10,003+".to_string(), "7".to_string()));
+    }
 }

@@ -68,28 +68,65 @@ pub fn set_cookie(ctx: &ApiContext, name: &str, value: &str, max_age: Option<u64
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("rowguard_invalid=; Max-Age=0"))
 }
 
-/// Replace any Authorization header with the session cookie's token (when there is one), for
-/// the API's authentication that runs next. A console request authenticates with its cookie
-/// only: a header a page's request might carry is not what the console vouches for.
-fn cookie_as_bearer(mut request: Request, name: &str) -> Request {
-    let token = cookie(request.headers(), name).and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok());
+/// Replace any Authorization header with the session cookie's token, for the API's
+/// authentication that runs next. A console request authenticates with its cookie only: a
+/// header a page's request might carry is not what the console vouches for.
+///
+/// Without a session cookie nothing is presented to the API's gate at all: the answer is a 401
+/// at once (`pages` turns it into the sign-in page for a GET; `sign_out_anyway` into a
+/// signed-out answer). A browser that never signed in has claimed no identity, so there is no
+/// refusal to record — sending it through the gate would write an `access.denied` event for
+/// every first visit, and charge the address's failed-authentication budget.
+async fn cookie_as_bearer(mut request: Request, next: Next, name: &str) -> Response {
+    let token = cookie(request.headers(), name)
+        .filter(|t| !t.is_empty())
+        .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok());
+    let Some(value) = token else {
+        return ApiError::unauthorized(ErrorCode::MissingToken, "sign in to the console first").into_response();
+    };
     let headers = request.headers_mut();
     headers.remove(header::AUTHORIZATION);
-    if let Some(value) = token {
-        headers.insert(header::AUTHORIZATION, value);
-    }
-    request
+    headers.insert(header::AUTHORIZATION, value);
+    next.run(request).await
 }
 
 /// `cookie_as_bearer` for the tenant console.
 pub async fn tenant_session(request: Request, next: Next) -> Response {
-    next.run(cookie_as_bearer(request, TENANT_COOKIE)).await
+    cookie_as_bearer(request, next, TENANT_COOKIE).await
 }
 
 /// `cookie_as_bearer` for the operator console.
 pub async fn operator_session(request: Request, next: Next) -> Response {
-    next.run(cookie_as_bearer(request, OPERATOR_COOKIE)).await
+    cookie_as_bearer(request, next, OPERATOR_COOKIE).await
 }
+
+/// Around a sign-out route (outside its authentication): signing out without a live session
+/// (no cookie, or one whose token expired or was revoked) still clears the session cookie and
+/// sends the browser to sign-in, instead of a 401 page. The form's CSRF token is checked
+/// first, as for any post, so another site cannot clear a session either.
+pub async fn sign_out_anyway(
+    State((ctx, session_cookie, signed_out)): State<(ApiContext, &'static str, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
+        return ApiError::bad_request(ErrorCode::InvalidBody, "the form could not be read").into_response();
+    };
+    if !csrf_genuine(parts.extensions.get::<CsrfToken>(), &parts.headers, &bytes) {
+        return csrf_refused().into_response();
+    }
+    let response = next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+    if response.status() != StatusCode::UNAUTHORIZED {
+        return response;
+    }
+    let mut answer = Redirect::to(signed_out).into_response();
+    answer.headers_mut().append(header::SET_COOKIE, set_cookie(&ctx, session_cookie, "", None));
+    answer
+}
+
+/// The largest console form read (sign-in, sign-out and operator forms are a few hundred bytes).
+const FORM_LIMIT: usize = 16 * 1024;
 
 // No renewal: a console session is the access token its sign-in issued, and it ends when that
 // token expires (`ROWGUARD_ACCESS_TOKEN_TTL`), used or not — an absolute limit, shorter
@@ -197,23 +234,32 @@ impl<T: DeserializeOwned> FromRequest<ApiContext> for CsrfForm<T> {
 
     async fn from_request(request: Request, state: &ApiContext) -> Result<Self, ApiError> {
         let token = request.extensions().get::<CsrfToken>().cloned();
-        if !same_origin(request.headers()) {
+        let headers = request.headers().clone();
+        if !same_origin(&headers) {
             return Err(csrf_refused());
         }
         let bytes = axum::body::Bytes::from_request(request, state)
             .await
             .map_err(|_| ApiError::bad_request(ErrorCode::InvalidBody, "the form could not be read"))?;
-        let sent = serde_urlencoded::from_bytes::<CsrfField>(&bytes).ok().and_then(|f| f.csrf);
-        let genuine = match (token, sent) {
-            (Some(token), Some(sent)) => !token.fresh && bool::from(token.value.as_bytes().ct_eq(sent.as_bytes())),
-            _ => false,
-        };
-        if !genuine {
+        if !csrf_genuine(token.as_ref(), &headers, &bytes) {
             return Err(csrf_refused());
         }
         let form = serde_urlencoded::from_bytes::<T>(&bytes)
             .map_err(|e| ApiError::bad_request(ErrorCode::InvalidBody, format!("the form is not as expected: {e}")))?;
         Ok(CsrfForm(form))
+    }
+}
+
+/// Whether a posted form (`bytes`) carries this browser's CSRF token (double submit, compared
+/// in constant time) and comes from the console's own origin when the browser says.
+fn csrf_genuine(token: Option<&CsrfToken>, headers: &HeaderMap, bytes: &[u8]) -> bool {
+    if !same_origin(headers) {
+        return false;
+    }
+    let sent = serde_urlencoded::from_bytes::<CsrfField>(bytes).ok().and_then(|f| f.csrf);
+    match (token, sent) {
+        (Some(token), Some(sent)) => !token.fresh && bool::from(token.value.as_bytes().ct_eq(sent.as_bytes())),
+        _ => false,
     }
 }
 
