@@ -78,8 +78,10 @@ CREATE TRIGGER audit_row_change AFTER INSERT OR UPDATE OR DELETE ON webhooks
     FOR EACH ROW EXECUTE FUNCTION audit_row_change('webhook');
 
 -- The queue (a platform table, like audit_unsealed: named in PLATFORM_TABLES, no RLS). `chain`
--- is a hash of (webhook, resource): an item waits while an earlier one of its chain is queued.
--- `due_at` is when the item may next be claimed: its next attempt, or the end of a claim's lease.
+-- is a hash of (webhook, resource); `head` marks the one item of a chain that may be sent now
+-- (the earliest live one): the rest wait their turn, so deliveries of one resource to one
+-- webhook go out in order, and a claim never wades through a chain's waiting items. `due_at`
+-- is when the item may next be claimed: its next attempt, or the end of a claim's lease.
 CREATE TABLE outbox_queue (
     tenant_id  uuid NOT NULL,
     outbox_id  bigint NOT NULL,
@@ -87,9 +89,10 @@ CREATE TABLE outbox_queue (
     due_at     timestamptz NOT NULL,
     since      timestamptz NOT NULL,
     dead       boolean NOT NULL DEFAULT false,
+    head       boolean NOT NULL DEFAULT false,
     PRIMARY KEY (tenant_id, outbox_id)
 );
-CREATE INDEX outbox_queue_due ON outbox_queue (tenant_id, due_at) WHERE NOT dead;
+CREATE INDEX outbox_queue_ready ON outbox_queue (tenant_id, due_at) WHERE head AND NOT dead;
 CREATE INDEX outbox_queue_chain ON outbox_queue (tenant_id, chain, outbox_id) WHERE NOT dead;
 REVOKE ALL ON outbox_queue FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox_queue TO rowguard_jobs;
@@ -98,78 +101,131 @@ GRANT SELECT, DELETE ON outbox_queue TO rowguard_platform;
 
 -- Mirror an outbox row into the queue: pending and dead items are there, delivered and
 -- discarded ones are not. Runs as the jobs role (the app role has no privilege on the queue).
+-- Heads: a new item is its chain's head when no earlier live item is queued; when the head
+-- leaves (sent, discarded, dead, deleted) the next live item of its chain becomes head. A new
+-- item first locks its chain's earliest queued row, so it waits for a transaction that is
+-- taking that head away and then sees what it did (a fresh statement, a fresh snapshot) —
+-- otherwise both could miss each other and leave a chain without a head. Row locks, not
+-- advisory ones: a statement that changes thousands of rows takes thousands of them.
 CREATE FUNCTION outbox_queue_sync() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
     AS $$
+DECLARE
+    t        uuid;
+    item     bigint;
+    c        bigint;
+    was_head boolean;
 BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.status = 'pending' AND NEW.status = 'pending' THEN
+        -- A retry scheduled, a lease handed back: only the time changes.
+        UPDATE outbox_queue q SET due_at = NEW.next_attempt_at
+         WHERE q.tenant_id = NEW.tenant_id AND q.outbox_id = NEW.id;
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'DELETE' THEN
-        DELETE FROM outbox_queue q WHERE q.tenant_id = OLD.tenant_id AND q.outbox_id = OLD.id;
-    ELSIF NEW.status IN ('pending', 'dead') THEN
-        INSERT INTO outbox_queue AS q (tenant_id, outbox_id, chain, due_at, since, dead)
-        VALUES (NEW.tenant_id, NEW.id, hashtextextended(NEW.webhook_id::text || ' ' || NEW.resource_key, 0),
-                NEW.next_attempt_at, NEW.created_at, NEW.status = 'dead')
-        ON CONFLICT (tenant_id, outbox_id) DO UPDATE SET due_at = excluded.due_at, dead = excluded.dead;
+        t := OLD.tenant_id; item := OLD.id;
+        c := hashtextextended(OLD.webhook_id::text || ' ' || OLD.resource_key, 0);
     ELSE
-        DELETE FROM outbox_queue q WHERE q.tenant_id = NEW.tenant_id AND q.outbox_id = NEW.id;
+        t := NEW.tenant_id; item := NEW.id;
+        c := hashtextextended(NEW.webhook_id::text || ' ' || NEW.resource_key, 0);
+    END IF;
+    SELECT q.head INTO was_head FROM outbox_queue q WHERE q.tenant_id = t AND q.outbox_id = item;
+    IF TG_OP <> 'DELETE' AND NEW.status = 'pending' THEN
+        PERFORM FROM outbox_queue e WHERE e.tenant_id = t AND e.chain = c AND NOT e.dead AND e.outbox_id <> item
+          ORDER BY e.outbox_id LIMIT 1 FOR UPDATE;
+        INSERT INTO outbox_queue AS q (tenant_id, outbox_id, chain, due_at, since, dead, head)
+        VALUES (t, item, c, NEW.next_attempt_at, NEW.created_at, false,
+                NOT EXISTS (SELECT FROM outbox_queue e
+                             WHERE e.tenant_id = t AND e.chain = c AND NOT e.dead AND e.outbox_id < item))
+        ON CONFLICT (tenant_id, outbox_id)
+            DO UPDATE SET due_at = excluded.due_at, dead = false, head = excluded.head;
+        RETURN NULL;
+    ELSIF TG_OP <> 'DELETE' AND NEW.status = 'dead' THEN
+        INSERT INTO outbox_queue AS q (tenant_id, outbox_id, chain, due_at, since, dead, head)
+        VALUES (t, item, c, NEW.next_attempt_at, NEW.created_at, true, false)
+        ON CONFLICT (tenant_id, outbox_id) DO UPDATE SET dead = true, head = false;
+    ELSE
+        DELETE FROM outbox_queue q WHERE q.tenant_id = t AND q.outbox_id = item;
+    END IF;
+    IF was_head THEN
+        UPDATE outbox_queue q SET head = true
+         WHERE q.tenant_id = t AND q.outbox_id = (SELECT min(e.outbox_id) FROM outbox_queue e
+                                                   WHERE e.tenant_id = t AND e.chain = c AND NOT e.dead);
     END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER outbox_queue_sync AFTER INSERT OR UPDATE OR DELETE ON outbox
     FOR EACH ROW EXECUTE FUNCTION outbox_queue_sync();
 
--- Claim due items for a worker, fairly across tenants: tenants are visited in id order starting
--- after `p_after` (the last tenant the worker served), wrapping round, at most `p_tenants` of
--- them; each gives at most `p_per_tenant` items, and the pass at most `p_max`. So one tenant's
--- backlog of any size gets `p_per_tenant` items per visit while every other tenant with due
--- work is visited within the same turn. An item is due when `due_at` has passed and no earlier
--- item of its chain is still queued (in flight, or waiting to be retried): deliveries of one
--- resource to one webhook go out in order. Claiming moves `due_at` a lease ahead, so another
--- worker (here or on another instance) skips it until the lease ends; SKIP LOCKED lets two
--- claims run at once without waiting for each other. Ids only: the worker reads and records
--- each item in its tenant's transaction, under RLS.
-CREATE FUNCTION outbox_claim(p_after uuid, p_tenants integer, p_per_tenant integer, p_max integer, p_lease_ms integer)
+-- Claim due items for a worker, fairly across tenants: tenants with a sendable item are visited
+-- in id order starting after `p_after` (where the worker's last claim stopped), wrapping round,
+-- at most `p_tenants` of them, skipping `p_busy` (tenants that already have as many deliveries
+-- in flight on this worker as one tenant may); each gives at most `p_per_tenant` items, and the
+-- pass at most `p_max`. So one tenant's backlog of any size gets a bounded share per turn while
+-- every other tenant with due work is visited in the same turn. Only chain heads are sendable
+-- (order per resource). Claiming moves `due_at` a lease ahead, so another worker (here or on
+-- another instance) skips the item until the lease ends; SKIP LOCKED lets two claims run at
+-- once without waiting for each other. Ids only: the worker reads and records each item in its
+-- tenant's transaction, under RLS. The last row carries no item: the tenant the pass stopped
+-- at (the next claim's `p_after`) and, as its `outbox_id`, -1 when the turn went all the way
+-- round or 0 when it stopped at a limit (there is more to visit right away). The arguments are
+-- clamped: no caller can take a thousand items at once or hold them for more than ten minutes.
+CREATE FUNCTION outbox_claim(p_after uuid, p_busy uuid[], p_tenants integer, p_per_tenant integer, p_max integer,
+                             p_lease_ms integer)
     RETURNS TABLE (tenant_id uuid, outbox_id bigint)
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
     AS $$
 #variable_conflict use_column
 DECLARE
-    cur     uuid := p_after;
-    nxt     uuid;
-    wrapped boolean := p_after IS NULL;
-    visited integer := 0;
-    got     integer := 0;
-    n       integer;
+    lease      interval := make_interval(secs => least(greatest(p_lease_ms, 1000), 600000) / 1000.0);
+    tenants    integer := least(greatest(p_tenants, 1), 1000);
+    per_tenant integer := least(greatest(p_per_tenant, 1), 100);
+    max_items  integer := least(greatest(p_max, 0), 1000);
+    cur        uuid := p_after;
+    nxt        uuid;
+    wrapped    boolean := p_after IS NULL;
+    complete   boolean := false;
+    visited    integer := 0;
+    got        integer := 0;
+    n          integer;
 BEGIN
-    WHILE visited < p_tenants AND got < p_max LOOP
+    WHILE visited < tenants AND got < max_items LOOP
         SELECT q.tenant_id INTO nxt FROM outbox_queue q
-         WHERE NOT q.dead AND (cur IS NULL OR q.tenant_id > cur)
+         WHERE q.head AND NOT q.dead AND (cur IS NULL OR q.tenant_id > cur)
          ORDER BY q.tenant_id LIMIT 1;
         IF nxt IS NULL THEN
-            EXIT WHEN wrapped;
+            IF wrapped THEN
+                complete := true;
+                EXIT;
+            END IF;
             wrapped := true;
             cur := NULL;
             CONTINUE;
         END IF;
-        -- Round once: the tenant served last comes last.
-        EXIT WHEN wrapped AND p_after IS NOT NULL AND nxt > p_after;
+        -- Round once: the tenant the last pass stopped at comes last.
+        IF wrapped AND p_after IS NOT NULL AND nxt > p_after THEN
+            complete := true;
+            EXIT;
+        END IF;
         cur := nxt;
         visited := visited + 1;
+        CONTINUE WHEN nxt = ANY (coalesce(p_busy, '{}'));
         RETURN QUERY
         WITH picked AS (
             SELECT c.tenant_id AS t, c.outbox_id AS o FROM outbox_queue c
-             WHERE c.tenant_id = nxt AND NOT c.dead AND c.due_at <= clock_timestamp()
-               AND NOT EXISTS (SELECT FROM outbox_queue e
-                                WHERE e.tenant_id = c.tenant_id AND NOT e.dead AND e.chain = c.chain
-                                  AND e.outbox_id < c.outbox_id)
+             WHERE c.tenant_id = nxt AND c.head AND NOT c.dead AND c.due_at <= clock_timestamp()
              ORDER BY c.due_at, c.outbox_id
-             LIMIT least(p_per_tenant, p_max - got)
+             LIMIT least(per_tenant, max_items - got)
              FOR UPDATE OF c SKIP LOCKED)
-        UPDATE outbox_queue q SET due_at = clock_timestamp() + make_interval(secs => p_lease_ms / 1000.0)
+        UPDATE outbox_queue q SET due_at = clock_timestamp() + lease
           FROM picked WHERE q.tenant_id = picked.t AND q.outbox_id = picked.o
         RETURNING q.tenant_id, q.outbox_id;
         GET DIAGNOSTICS n = ROW_COUNT;
         got := got + n;
     END LOOP;
+    IF cur IS NOT NULL THEN
+        RETURN QUERY SELECT cur, CASE WHEN complete THEN -1 ELSE 0 END::bigint;
+    END IF;
 END $$;
 
 -- How far behind the workers are, across tenants: queued items, the age of the oldest, dead letters.
@@ -185,13 +241,13 @@ CREATE FUNCTION outbox_backlog(OUT pending bigint, OUT oldest_seconds double pre
 -- Handing a function to a role needs that role to be able to create in its schema, for a moment.
 GRANT USAGE, CREATE ON SCHEMA public TO rowguard_jobs;
 ALTER FUNCTION outbox_queue_sync() OWNER TO rowguard_jobs;
-ALTER FUNCTION outbox_claim(uuid, integer, integer, integer, integer) OWNER TO rowguard_jobs;
+ALTER FUNCTION outbox_claim(uuid, uuid[], integer, integer, integer, integer) OWNER TO rowguard_jobs;
 ALTER FUNCTION outbox_backlog() OWNER TO rowguard_jobs;
 REVOKE CREATE ON SCHEMA public FROM rowguard_jobs;
 REVOKE EXECUTE ON FUNCTION outbox_queue_sync() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION outbox_claim(uuid, integer, integer, integer, integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION outbox_claim(uuid, uuid[], integer, integer, integer, integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION outbox_backlog() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION outbox_claim(uuid, integer, integer, integer, integer), outbox_backlog() TO rowguard_app;
+GRANT EXECUTE ON FUNCTION outbox_claim(uuid, uuid[], integer, integer, integer, integer), outbox_backlog() TO rowguard_app;
 
 -- Enqueue on change: `audit_row_change` (sql/V19), which every audited tenant table carries,
 -- also writes one outbox row per enabled webhook of the tenant subscribed to the event, in the

@@ -24,7 +24,8 @@ pub const JOBS_ROLE: &str = "rowguard_jobs";
 /// tenants (ids only; each item is then read and recorded in its tenant's transaction, under
 /// RLS) and measure the backlog. Accepted by `policies verify` only while owned by `JOBS_ROLE`
 /// with a pinned search_path, as the audit ones below are by `AUDIT_ROLE`.
-pub const JOBS_DEFINER_FUNCTIONS: &[&str] = &["outbox_claim(uuid,integer,integer,integer,integer)", "outbox_backlog()"];
+pub const JOBS_DEFINER_FUNCTIONS: &[&str] =
+    &["outbox_claim(uuid,uuid[],integer,integer,integer,integer)", "outbox_backlog()"];
 
 /// The SECURITY DEFINER functions the app role may execute, by design: the audit log's one
 /// append door, the checkpoint signer's head lock, and the tree's sealer (sql/V21: find the

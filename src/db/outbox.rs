@@ -19,10 +19,12 @@ pub struct OutboxBacklog {
 }
 
 /// What a claim asks for (see `outbox_claim` in sql/V25).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Claim {
-    /// The tenant this worker served last: the turn starts after it.
+    /// Where this worker's last claim stopped: the turn goes on after it.
     pub after: Option<TenantId>,
+    /// Tenants to skip: as many of their deliveries are in flight here as one tenant may have.
+    pub busy: Vec<TenantId>,
     pub tenants: i32,
     pub per_tenant: i32,
     pub max: i32,
@@ -43,6 +45,8 @@ pub struct DueItem {
     pub secret: String,
     /// The secret rotated out, while it still signs.
     pub previous_secret: Option<String>,
+    /// The tenant is active (or on trial): a suspended or deleted tenant's data does not leave.
+    pub tenant_live: bool,
 }
 
 /// Where an item goes after an attempt.
@@ -64,18 +68,41 @@ impl After {
     }
 }
 
+/// What a claim got.
+#[derive(Debug, Clone, Default)]
+pub struct Claimed {
+    pub items: Vec<(TenantId, i64)>,
+    /// Where the pass stopped: the next claim's `after`.
+    pub stopped_at: Option<TenantId>,
+    /// The pass stopped at a limit, with tenants left to visit: claim again without waiting.
+    pub more: bool,
+}
+
 impl Database {
     /// Claim due items (ids only), fairly across tenants (`outbox_claim`).
-    pub async fn outbox_claim(&self, claim: Claim) -> Result<Vec<(TenantId, i64)>, sqlx::Error> {
+    pub async fn outbox_claim(&self, claim: &Claim) -> Result<Claimed, sqlx::Error> {
         let lease_ms = i32::try_from(claim.lease.as_millis()).unwrap_or(i32::MAX);
-        sqlx::query_as("SELECT tenant_id, outbox_id FROM outbox_claim($1, $2, $3, $4, $5)")
-            .bind(claim.after.map(|t| t.0))
-            .bind(claim.tenants)
-            .bind(claim.per_tenant)
-            .bind(claim.max)
-            .bind(lease_ms)
-            .fetch_all(&self.background)
-            .await
+        let busy: Vec<Uuid> = claim.busy.iter().map(|t| t.0).collect();
+        let rows: Vec<(TenantId, i64)> =
+            sqlx::query_as("SELECT tenant_id, outbox_id FROM outbox_claim($1, $2, $3, $4, $5, $6)")
+                .bind(claim.after.map(|t| t.0))
+                .bind(&busy)
+                .bind(claim.tenants)
+                .bind(claim.per_tenant)
+                .bind(claim.max)
+                .bind(lease_ms)
+                .fetch_all(&self.background)
+                .await?;
+        let mut claimed = Claimed::default();
+        for (tenant, id) in rows {
+            if id > 0 {
+                claimed.items.push((tenant, id));
+            } else {
+                claimed.stopped_at = Some(tenant);
+                claimed.more = id == 0;
+            }
+        }
+        Ok(claimed)
     }
 
     pub async fn outbox_backlog(&self) -> Result<OutboxBacklog, sqlx::Error> {
@@ -89,7 +116,9 @@ impl Database {
         let item = sqlx::query_as(
             "SELECT o.id, o.webhook_id, o.message_id, o.event_type, o.payload::text AS payload, o.attempts,
                     w.url, w.secret,
-                    CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret
+                    CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret,
+                    EXISTS (SELECT FROM tenants t WHERE t.id = o.tenant_id AND t.status IN ('active', 'trial'))
+                        AS tenant_live
                FROM outbox o JOIN webhooks w ON w.tenant_id = o.tenant_id AND w.id = o.webhook_id
               WHERE o.tenant_id = $1 AND o.id = $2 AND o.status = 'pending'",
         )
@@ -141,15 +170,21 @@ impl Database {
         tx.commit().await
     }
 
-    /// Hand claimed items back before their lease ends (a worker shutting down before it began
-    /// them): due again now, for any worker.
-    pub async fn outbox_release(&self, tenant: TenantId, ids: &[i64]) -> Result<(), sqlx::Error> {
+    /// Make claimed items due again at `at` without counting an attempt: handed back before
+    /// they were begun, or held while their tenant is suspended.
+    pub async fn outbox_reschedule(
+        &self,
+        tenant: TenantId,
+        ids: &[i64],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), sqlx::Error> {
         let mut tx = TenantTx::begin(self, tenant, &Actor::default()).await?;
         sqlx::query(
-            "UPDATE outbox SET next_attempt_at = now() WHERE tenant_id = $1 AND id = ANY($2) AND status = 'pending'",
+            "UPDATE outbox SET next_attempt_at = $3 WHERE tenant_id = $1 AND id = ANY($2) AND status = 'pending'",
         )
         .bind(tenant.0)
         .bind(ids)
+        .bind(at)
         .execute(tx.conn())
         .await?;
         tx.commit().await

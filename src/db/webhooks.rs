@@ -59,8 +59,14 @@ pub struct Change {
     pub enabled: Option<bool>,
 }
 
+/// The tenant's subscriptions, counted under a transaction lock on the tenant's subscriptions,
+/// so that two creations at once cannot both pass the limit.
 pub async fn count(tx: &mut TenantTx<'_>) -> Result<i64, sqlx::Error> {
     let tenant = tx.tenant().0;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('rowguard.webhooks/' || $1::text, 0))")
+        .bind(tenant)
+        .execute(tx.conn())
+        .await?;
     sqlx::query_scalar("SELECT count(*) FROM webhooks WHERE tenant_id = $1").bind(tenant).fetch_one(tx.conn()).await
 }
 
@@ -223,6 +229,12 @@ pub async fn redeliver(tx: &mut TenantTx<'_>, webhook: Uuid, delivery: i64) -> R
             .bind(delivery)
             .execute(tx.conn())
             .await?;
+            // The outbox is not audited row by row; a person asking to send again is recorded.
+            sqlx::query("SELECT audit_append('webhook.redeliver', 'webhook', $1, 'success', $2)")
+                .bind(webhook.to_string())
+                .bind(serde_json::json!({"delivery": delivery}))
+                .execute(tx.conn())
+                .await?;
             Ok(Redelivery::Queued)
         }
     }

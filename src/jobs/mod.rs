@@ -15,6 +15,7 @@ pub mod delivery;
 pub mod signing;
 pub mod target;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,9 +98,41 @@ impl Workers {
     }
 }
 
+/// Deliveries in flight on this worker, per tenant: a tenant at the cap is skipped by the next
+/// claims, so a tenant whose receiver hangs until the timeout holds at most that many of the
+/// slots and the others stay free for everyone else.
+#[derive(Clone, Default)]
+struct InFlight(Arc<std::sync::Mutex<HashMap<TenantId, usize>>>);
+
+impl InFlight {
+    fn add(&self, tenant: TenantId) {
+        if let Ok(mut map) = self.0.lock() {
+            *map.entry(tenant).or_default() += 1;
+        }
+    }
+
+    fn done(&self, tenant: TenantId) {
+        if let Ok(mut map) = self.0.lock()
+            && let Some(n) = map.get_mut(&tenant)
+        {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&tenant);
+            }
+        }
+    }
+
+    fn at_cap(&self, cap: usize) -> Vec<TenantId> {
+        self.0.lock().map(|map| map.iter().filter(|(_, n)| **n >= cap).map(|(t, _)| *t).collect()).unwrap_or_default()
+    }
+}
+
 async fn run(db: Database, settings: WorkerSettings, metrics: Arc<Metrics>, mut stopped: watch::Receiver<bool>) {
     let sender = delivery::Sender::new(settings.allow_local, settings.timeout);
     let slots = Arc::new(Semaphore::new(settings.concurrency));
+    // No tenant holds more than half the slots (at least one) at once.
+    let per_tenant_cap = (settings.concurrency / 2).max(1);
+    let tenants_in_flight = InFlight::default();
     let mut in_flight = JoinSet::new();
     let mut after: Option<TenantId> = None;
     let mut last_measure = std::time::Instant::now() - Duration::from_secs(10);
@@ -124,39 +157,49 @@ async fn run(db: Database, settings: WorkerSettings, metrics: Arc<Metrics>, mut 
             }
             continue;
         }
-        let free = i32::try_from(free).unwrap_or(i32::MAX);
+        let free_slots = i32::try_from(free).unwrap_or(i32::MAX);
+        let cap = i32::try_from(per_tenant_cap).unwrap_or(1);
         let claim = Claim {
             after,
+            busy: tenants_in_flight.at_cap(per_tenant_cap),
             tenants: TENANTS_PER_CLAIM,
-            per_tenant: (free / 2).max(1),
-            max: free,
+            per_tenant: (free_slots / 2).clamp(1, cap),
+            max: free_slots,
             lease: settings.lease(),
         };
-        let claimed = match db.outbox_claim(claim).await {
+        let claimed = match db.outbox_claim(&claim).await {
             Ok(claimed) => claimed,
             Err(sqlx::Error::PoolClosed) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming outbox items failed; retrying");
-                Vec::new()
+                Default::default()
             }
         };
-        if claimed.is_empty() {
+        if claimed.stopped_at.is_some() {
+            after = claimed.stopped_at;
+        }
+        if claimed.items.is_empty() {
+            if claimed.more {
+                continue;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = stopped.changed() => {}
             }
             continue;
         }
-        after = claimed.last().map(|(tenant, _)| *tenant);
-        for (tenant, id) in claimed {
+        for (tenant, id) in claimed.items {
             let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                 // Cannot happen (claimed no more than the free slots); hand it back all the same.
-                let _ = db.outbox_release(tenant, &[id]).await;
+                let _ = db.outbox_reschedule(tenant, &[id], chrono::Utc::now()).await;
                 continue;
             };
-            let (db, sender, metrics) = (db.clone(), sender.clone(), Arc::clone(&metrics));
+            let (db, sender, metrics, tenants) =
+                (db.clone(), sender.clone(), Arc::clone(&metrics), tenants_in_flight.clone());
+            tenants.add(tenant);
             in_flight.spawn(async move {
                 deliver(&db, &sender, &settings, &metrics, tenant, id).await;
+                tenants.done(tenant);
                 drop(permit);
             });
         }
@@ -188,6 +231,14 @@ async fn deliver(
             return;
         }
     };
+    if !item.tenant_live {
+        // Suspended or deleted: held, not sent and not counted, and looked at again later.
+        let later = chrono::Utc::now() + chrono::Duration::seconds(60);
+        if let Err(e) = db.outbox_reschedule(tenant, &[id], later).await {
+            tracing::warn!(error = %e, tenant = %tenant.0, item = id, "could not hold a suspended tenant's delivery");
+        }
+        return;
+    }
     let attempt = send(sender, &item).await;
     let made = u32::try_from(item.attempts).unwrap_or(0) + 1;
     let after = if attempt.succeeded() {

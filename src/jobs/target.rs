@@ -10,6 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
+/// The longest target URL kept (sql/V25 checks the same).
+pub const MAX_URL: usize = 2048;
+
 /// Why a target URL is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
@@ -23,16 +26,27 @@ pub enum TargetError {
     LocalAddress(IpAddr),
     #[error("{0} does not resolve to any address")]
     Unresolved(String),
+    /// The address is not named: a tenant must not learn what internal names resolve to.
     #[error(
-        "{0} resolves to {1}, which is not a public address; webhooks may not target loopback, private or link-local networks"
+        "{0} resolves to an address that is not public; webhooks may not target loopback, private or link-local networks"
     )]
-    ResolvesLocal(String, IpAddr),
+    ResolvesLocal(String),
+    #[error("the URL is longer than {MAX_URL} characters")]
+    TooLong,
 }
 
 /// A target URL that passed the rules not needing DNS: scheme, no credentials, a literal
 /// address (if it is one) public.
 pub fn parse(text: &str, allow_local: bool) -> Result<Url, TargetError> {
+    if text.len() > MAX_URL {
+        return Err(TargetError::TooLong);
+    }
     let url = Url::parse(text).map_err(|e| TargetError::Malformed(e.to_string()))?;
+    // The stored form (what the database's length check sees) may be longer than the text given
+    // (percent-encoding).
+    if url.as_str().len() > MAX_URL {
+        return Err(TargetError::TooLong);
+    }
     match url.scheme() {
         "https" => {}
         "http" if allow_local => {}
@@ -76,8 +90,8 @@ pub async fn check(text: &str, allow_local: bool) -> Result<Url, TargetError> {
         if addrs.is_empty() {
             return Err(TargetError::Unresolved(name.to_string()));
         }
-        if let Some(bad) = addrs.iter().map(|a| a.ip()).find(|ip| !is_public(*ip)) {
-            return Err(TargetError::ResolvesLocal(name.to_string(), bad));
+        if addrs.iter().any(|a| !is_public(a.ip())) {
+            return Err(TargetError::ResolvesLocal(name.to_string()));
         }
     }
     Ok(url)
@@ -87,9 +101,13 @@ pub async fn check(text: &str, allow_local: bool) -> Result<Url, TargetError> {
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_public_v4(v4),
-            None => is_public_v6(v6),
+        IpAddr::V6(v6) => match (v6.to_ipv4_mapped(), v6.segments()) {
+            (Some(v4), _) => is_public_v4(v4),
+            // ::ffff:0:a.b.c.d (SIIT translated): judged by its IPv4 part.
+            (None, [0, 0, 0, 0, 0xffff, 0, hi, lo]) => {
+                is_public_v4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)))
+            }
+            (None, _) => is_public_v6(v6),
         },
     }
 }
@@ -121,6 +139,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
         || first == 0x0064 && ip.segments()[1] == 0xff9b // NAT64: an IPv4 address inside
         || first == 0x2002 // 6to4: likewise
+        || first == 0x2001 && ip.segments()[1] == 0 // Teredo: likewise
         || ip.to_ipv4().is_some()) // IPv4-compatible (::a.b.c.d)
 }
 
@@ -148,6 +167,8 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
             "2002:a00:1::",
+            "::ffff:0:7f00:1",
+            "2001:0:4136:e378::1",
         ] {
             assert!(!is_public(ip.parse().expect("ip")), "{ip} counted as public");
         }
@@ -166,5 +187,7 @@ mod tests {
         assert!(matches!(parse("ftp://example.com/", true), Err(TargetError::Malformed(_))));
         assert!(matches!(parse("not a url", true), Err(TargetError::Malformed(_))));
         assert!(parse("https://hooks.example.com/in?x=1", false).is_ok());
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL));
+        assert_eq!(parse(&long, true), Err(TargetError::TooLong));
     }
 }

@@ -48,6 +48,7 @@ impl PlatformConn {
         self.outbox_move(
             tenant,
             items,
+            "outbox.retry",
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL
               WHERE tenant_id = $1 AND status = 'dead' AND ($2::bigint IS NULL OR id = $2)",
         )
@@ -59,19 +60,36 @@ impl PlatformConn {
         self.outbox_move(
             tenant,
             items,
+            "outbox.discard",
             "UPDATE outbox SET status = 'discarded', finished_at = now()
               WHERE tenant_id = $1 AND ($2::bigint IS NULL AND status = 'dead' OR id = $2 AND status IN ('dead', 'pending'))",
         )
         .await
     }
 
-    async fn outbox_move(&mut self, tenant: TenantId, items: Items, sql: &'static str) -> Result<u64, PlatformError> {
+    /// Run `sql` on the tenant's items and record it in the tenant's audit log as `action`, in
+    /// one transaction.
+    async fn outbox_move(
+        &mut self,
+        tenant: TenantId,
+        items: Items,
+        action: &'static str,
+        sql: &'static str,
+    ) -> Result<u64, PlatformError> {
         let id = match items {
             Items::One(id) => Some(id),
             Items::AllDead => None,
         };
         let mut tx = self.tenant_tx(tenant).await?;
         let moved = sqlx::query(sql).bind(tenant.0).bind(id).execute(tx.conn()).await?.rows_affected();
+        if moved > 0 {
+            let details = serde_json::json!({"items": moved, "id": id, "all_dead": id.is_none()});
+            sqlx::query("SELECT audit_append($1, 'outbox', NULL, 'success', $2, 'operator')")
+                .bind(action)
+                .bind(details)
+                .execute(tx.conn())
+                .await?;
+        }
         tx.commit().await?;
         Ok(moved)
     }

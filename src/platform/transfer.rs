@@ -29,7 +29,18 @@ pub const FORMAT: &str = "rowguard-tenant-export";
 /// chain head and checkpoints are rebuilt on import (checkpoints sign the old tenant's chain),
 /// and so is the Merkle tree: the imported events are appended anew and sealed into the new
 /// tenant's tree, whose heads the importing installation signs.
-const SKIPPED: &[&str] = &["tenant_domains", "audit_chain_heads", "audit_checkpoints", crate::roles::AUDIT_SEAL_QUEUE];
+/// The outbox and the delivery log are not exported either: the importing tenant would send the
+/// old tenant's pending messages again, and their queue is rebuilt from the outbox anyway. The
+/// subscriptions (`webhooks`) are, secrets included, as users come with their password hashes.
+const SKIPPED: &[&str] = &[
+    "tenant_domains",
+    "audit_chain_heads",
+    "audit_checkpoints",
+    crate::roles::AUDIT_SEAL_QUEUE,
+    crate::roles::OUTBOX_QUEUE,
+    "outbox",
+    "webhook_deliveries",
+];
 
 fn skipped(table: &str) -> bool {
     SKIPPED.contains(&table) || crate::roles::AUDIT_TREE_TABLES.contains(&table)

@@ -678,3 +678,64 @@ async fn webhooks_are_for_owners_and_admins_and_a_rotation_signs_with_both_secre
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.hits("/rot").len(), 1, "a disabled subscription got a delivery");
 }
+
+#[tokio::test]
+async fn a_tenant_whose_receiver_hangs_holds_at_most_half_the_slots() {
+    let app = spawn_app_with(with_workers).await; // 4 slots: at most 2 for one tenant
+    let receiver = Receiver::start().await;
+    receiver.plan("/hangs", Plan { fail: 0, status: 200, delay: Duration::from_secs(4) });
+    let (a, ta, b, tb) = two_tenants(&app).await;
+    subscribe(&app, &ta, &a.slug, &receiver.url("/hangs"), json!(["contact.created"])).await;
+    subscribe(&app, &tb, &b.slug, &receiver.url("/fine"), json!(["contact.created"])).await;
+    for i in 0..8 {
+        create_contact(&app, &ta, &a.slug, &format!("Slow {i}")).await;
+    }
+    // Let A's deliveries take whatever slots they can.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let start = Instant::now();
+    for i in 0..3 {
+        create_contact(&app, &tb, &b.slug, &format!("Quick {i}")).await;
+    }
+    receiver.wait_delivered("/fine", 3, Duration::from_secs(20)).await;
+    let waited = start.elapsed();
+    // Without the cap, A's 8 deliveries would hold all 4 slots for 4 s each.
+    assert!(waited < Duration::from_secs(2), "B's deliveries waited {waited:?} behind A's hanging receiver");
+}
+
+#[tokio::test]
+async fn many_tenants_waiting_for_retries_do_not_stall_the_turn() {
+    let app = spawn_app_with(with_workers).await;
+    let receiver = Receiver::start().await;
+    // 70 tenants (more than one claim visits) whose only item waits for a retry an hour away,
+    // then one more tenant, later in id order, with something to send now.
+    let mut conn = app.app_connection().await;
+    for i in 0..70 {
+        let t = app.create_tenant(&format!("waiting-{i}")).await;
+        let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");
+        let hook = uuid::Uuid::now_v7();
+        sqlx::query("INSERT INTO webhooks (tenant_id, id, url, events, secret) VALUES ($1, $2, 'http://127.0.0.1:9/x', '{*}', 'whsec_AAAA')")
+            .bind(t.id)
+            .bind(hook)
+            .execute(tx.conn())
+            .await
+            .expect("webhook");
+        sqlx::query(
+            "INSERT INTO outbox (tenant_id, webhook_id, message_id, event_type, resource_key, payload, next_attempt_at)
+             VALUES ($1, $2, gen_random_uuid(), 'contact.updated', 'contact/x', '{}', now() + interval '1 hour')",
+        )
+        .bind(t.id)
+        .bind(hook)
+        .execute(tx.conn())
+        .await
+        .expect("item in backoff");
+        tx.commit().await.expect("commit");
+    }
+    let last = app.create_tenant("zulu").await;
+    let token = app.owner_token(&last).await;
+    subscribe(&app, &token, &last.slug, &receiver.url("/zulu"), json!(["contact.created"])).await;
+    let start = Instant::now();
+    create_contact(&app, &token, &last.slug, "Zoe").await;
+    receiver.wait_delivered("/zulu", 1, Duration::from_secs(10)).await;
+    assert!(start.elapsed() < Duration::from_secs(3), "waited {:?}", start.elapsed());
+    conn.close().await.expect("close");
+}
