@@ -182,7 +182,10 @@ async fn run(db: Database, settings: WorkerSettings, metrics: Arc<Metrics>, mut 
             if claimed.more {
                 continue;
             }
+            // Nothing due, or only tenants at their cap: look again when a delivery ends (its
+            // tenant may have more) or after the poll interval, whichever comes first.
             tokio::select! {
+                _ = in_flight.join_next(), if !in_flight.is_empty() => {}
                 _ = tokio::time::sleep(POLL) => {}
                 _ = stopped.changed() => {}
             }

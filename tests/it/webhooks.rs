@@ -739,3 +739,30 @@ async fn many_tenants_waiting_for_retries_do_not_stall_the_turn() {
     assert!(start.elapsed() < Duration::from_secs(3), "waited {:?}", start.elapsed());
     conn.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn one_tenants_backlog_drains_without_waiting_out_the_poll_interval_at_its_cap() {
+    let app = spawn_app_with(with_workers).await; // 4 slots, 2 for one tenant
+    let receiver = Receiver::start().await;
+    let a = app.create_tenant("acme").await;
+    let token = app.owner_token(&a).await;
+    let (hook, _) = subscribe(&app, &token, &a.slug, &receiver.url("/many"), json!(["*"])).await;
+    let mut conn = app.app_connection().await;
+    let mut tx = TenantTx::begin_on(&mut conn, a.id).await.expect("begin");
+    sqlx::query(
+        "INSERT INTO outbox (tenant_id, webhook_id, message_id, event_type, resource_key, payload)
+         SELECT $1, $2, gen_random_uuid(), 'contact.updated', 'contact/' || n, '{}' FROM generate_series(1, 100) AS n",
+    )
+    .bind(a.id)
+    .bind(uuid::Uuid::parse_str(&hook).expect("uuid"))
+    .execute(tx.conn())
+    .await
+    .expect("items");
+    tx.commit().await.expect("commit");
+    let start = Instant::now();
+    receiver.wait_delivered("/many", 100, Duration::from_secs(30)).await;
+    // At its cap the tenant is skipped by a claim; the worker must claim again when one of its
+    // deliveries ends, not sleep out the 200 ms poll: that would be 2 per 200 ms, 10 s for 100.
+    assert!(start.elapsed() < Duration::from_secs(4), "100 deliveries took {:?}", start.elapsed());
+    conn.close().await.expect("close");
+}
