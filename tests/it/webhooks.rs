@@ -432,6 +432,20 @@ async fn a_dead_letter_is_kept_retried_by_the_cli_and_redelivered_over_the_api()
     assert_eq!(rows[0]["dead"], 1, "{status}");
     assert_eq!(rows[0]["pending"], 0, "{status}");
 
+    // /metrics: the dead letter, measured by the worker loop about once a second.
+    let start = Instant::now();
+    loop {
+        let text = app.call(Method::GET, "/metrics", &[], None).await.body;
+        let text = text.as_str().unwrap_or_default().to_string();
+        if text.lines().any(|l| l == "rowguard_outbox_dead 1") {
+            assert!(text.lines().any(|l| l == "rowguard_webhook_deliveries_total{outcome=\"dead\"} 1"), "{text}");
+            assert!(text.lines().any(|l| l == "rowguard_webhook_deliveries_total{outcome=\"failed\"} 2"), "{text}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no dead letter in /metrics: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     receiver.plan("/down", Plan::default());
     let out = cli(&app, &data_dir, &["jobs", "retry", "--tenant", "acme", "--all-dead"]).await;
     assert!(out.contains("1 dead letter(s) queued again"), "{out}");
@@ -765,4 +779,39 @@ async fn one_tenants_backlog_drains_without_waiting_out_the_poll_interval_at_its
     // deliveries ends, not sleep out the 200 ms poll: that would be 2 per 200 ms, 10 s for 100.
     assert!(start.elapsed() < Duration::from_secs(4), "100 deliveries took {:?}", start.elapsed());
     conn.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn an_adopted_tables_changes_go_out_under_its_name_sent_by_a_separate_rowguard_worker() {
+    let (app, _dir) = crate::adopt::app_with_operator_tables().await;
+    crate::adopt::adopt_both(&app).await;
+    // This instance runs no workers: the separate `rowguard worker` process sends.
+    let served = app.another_instance().await;
+    let receiver = Receiver::start().await;
+    let a = served.create_tenant("acme").await;
+    let token = served.owner_token(&a).await;
+    let (_, secret) = subscribe(&served, &token, &a.slug, &receiver.url("/projects"), json!(["projects.*"])).await;
+    let data_dir = crate::support::scratch_dir("webhooks-worker");
+    let mut command = crate::cli_concurrency::rowguard(&served.cli_env(), &data_dir, &["worker"]);
+    // DATABASE_URL is set, so this is not development: the loopback receiver needs the switch.
+    command.env("ROWGUARD_WEBHOOK_ALLOW_LOCAL", "true");
+    let mut worker = command.spawn().expect("start rowguard worker");
+
+    let new = json!({"name": "Apollo", "budget": "12.50", "secret_token": "s3cret", "ApiToken": "t0ken"});
+    let r = served.call_as(&token, &a.slug, Method::POST, "/v1/data/projects", Some(new)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let hits = receiver.wait_delivered("/projects", 1, Duration::from_secs(60)).await;
+    let body = hits[0].json();
+    assert_eq!(body["type"], "projects.created", "{body}");
+    assert_eq!(body["data"]["resource"], "projects");
+    assert_eq!(body["data"]["after"]["name"], "Apollo");
+    assert!(body["data"]["after"].get("secret_token").is_none(), "a secret column was sent: {body}");
+    assert!(body["data"]["after"].get("ApiToken").is_none(), "a token column was sent: {body}");
+    assert!(signed_by(&secret, &hits[0]));
+
+    // SIGTERM: the worker stops claiming, finishes what it has, and exits cleanly.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(worker.id().expect("pid")).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    let status = tokio::time::timeout(Duration::from_secs(40), worker.wait()).await.expect("exits").expect("wait");
+    assert!(status.success(), "rowguard worker exited with {status}");
 }
