@@ -327,7 +327,19 @@ async fn operator_suspends_a_tenant_its_api_answers_tenant_suspended_and_resumes
     let events = app.call_as(&owner, "acme", Method::GET, "/v1/audit-events?resource_type=tenant", None).await;
     let actions: Vec<&str> =
         events.body["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
-    assert_eq!(actions, ["tenant.plan_change", "tenant.resume", "tenant.suspend"]);
+    assert_eq!(
+        actions,
+        ["tenant.domain_remove", "tenant.domain_add", "tenant.plan_change", "tenant.resume", "tenant.suspend"]
+    );
+    // By the operator, named by id, with the console request's id.
+    let items = events.body["items"].as_array().expect("items");
+    assert!(items.iter().all(|e| e["actor_type"] == "operator"), "{}", events.body);
+    assert!(
+        items.iter().all(|e| e["actor_id"].is_string() && e["actor_id"] == items[0]["actor_id"]),
+        "{}",
+        events.body
+    );
+    assert!(items.iter().all(|e| e["request_id"].is_string()), "{}", events.body);
 
     let verify = operator.get("/console/platform/tenants/acme/verify").await;
     assert_eq!(verify.status, StatusCode::OK, "{}", html(&verify));
