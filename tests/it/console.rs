@@ -750,3 +750,20 @@ async fn times_are_utc_text_for_the_script_to_localise_under_the_strict_policy()
     assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
     assert!(js.body.as_str().unwrap_or_default().contains("toLocaleString"));
 }
+
+#[tokio::test]
+async fn an_unknown_console_path_is_a_page_not_the_apis_json() {
+    let app = spawn_app().await;
+    for (host, path) in
+        [("localhost:8080", "/console/platform/nosuch"), ("acme.localhost:8080", "/console/audit/nosuch")]
+    {
+        let r = app.send_raw(Method::GET, path, &[("host", host)], None, axum::body::Body::empty()).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(r.content_type().starts_with("text/html"), "{path}: {}", r.content_type());
+        assert!(
+            r.body.as_str().is_some_and(|b| b.contains("route_not_found") && b.contains("/console/")),
+            "{}",
+            r.body
+        );
+    }
+}
