@@ -275,9 +275,27 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Er
     )
     .fetch_all(&mut *tx)
     .await?;
+    // Citus creates a function on the workers as its owner: the audit and jobs roles own their
+    // definers and may not create in `public` (sql/V21, V25 take CREATE back after handing them
+    // over), so they get it for this transaction's propagation and lose it again (a grant on
+    // the schema is propagated to every node like the functions).
+    let owners: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT pg_get_userbyid(p.proowner)::text FROM pg_proc p
+          WHERE p.oid::regprocedure::text = ANY($1)
+            AND NOT has_schema_privilege(p.proowner, 'public', 'CREATE')",
+    )
+    .bind(&functions)
+    .fetch_all(&mut *tx)
+    .await?;
+    for owner in &owners {
+        tx.execute(AssertSqlSafe(format!("GRANT CREATE ON SCHEMA public TO {}", quote(owner)))).await?;
+    }
     for function in functions {
         sqlx::query("SELECT create_distributed_function($1::regprocedure)").bind(&function).execute(&mut *tx).await?;
         report.functions.push(function);
+    }
+    for owner in &owners {
+        tx.execute(AssertSqlSafe(format!("REVOKE CREATE ON SCHEMA public FROM {}", quote(owner)))).await?;
     }
     tx.commit().await?;
     Ok(report)
