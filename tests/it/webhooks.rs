@@ -538,9 +538,12 @@ async fn one_tenants_flood_does_not_hold_back_another_tenants_first_delivery() {
     let (a, ta, b, tb) = two_tenants(&app).await;
     let (hook_a, _) = subscribe(&app, &ta, &a.slug, &receiver.url("/flood"), json!(["*"])).await;
     subscribe(&app, &tb, &b.slug, &receiver.url("/quiet"), json!(["*"])).await;
-    // 100,000 items of A's, queued as a change would queue them (in A's transaction).
+    // 100,000 items of A's, queued as a change would queue them (in A's transaction). The app
+    // role's 5 s statement timeout is lifted for this one statement: on a loaded machine (the
+    // whole suite running) writing 100,000 rows with their queue rows can take longer.
     let mut conn = app.app_connection().await;
     let mut tx = TenantTx::begin_on(&mut conn, a.id).await.expect("begin");
+    sqlx::query("SET LOCAL statement_timeout = '120s'").execute(tx.conn()).await.expect("timeout");
     sqlx::query(
         "INSERT INTO outbox (tenant_id, webhook_id, message_id, event_type, resource_key, payload)
          SELECT $1, $2, gen_random_uuid(), 'contact.updated', 'contact/' || n, jsonb_build_object('n', n)
