@@ -61,15 +61,13 @@ pub(crate) async fn run(command: JobsCommand, setup: &mut DatabaseSetup) -> anyh
             Ok(())
         }
         JobsCommand::Retry { tenant, id, all_dead: _ } => {
-            let (slug, tenant) = resolve(&mut platform, &tenant).await?;
-            let items = id.map_or(Items::AllDead, Items::One);
+            let (slug, tenant, items) = resolve(&mut platform, &tenant, id).await?;
             let n = platform.outbox_retry(tenant, items).await?;
             println!("{slug}: {n} dead letter(s) queued again");
             Ok(())
         }
         JobsCommand::Discard { tenant, id, all_dead: _ } => {
-            let (slug, tenant) = resolve(&mut platform, &tenant).await?;
-            let items = id.map_or(Items::AllDead, Items::One);
+            let (slug, tenant, items) = resolve(&mut platform, &tenant, id).await?;
             let n = platform.outbox_discard(tenant, items).await?;
             println!("{slug}: {n} item(s) discarded");
             Ok(())
@@ -77,10 +75,15 @@ pub(crate) async fn run(command: JobsCommand, setup: &mut DatabaseSetup) -> anyh
     }
 }
 
-async fn resolve(platform: &mut PlatformConn, slug: &str) -> anyhow::Result<(Slug, rowguard::domain::TenantId)> {
+/// The tenant `slug` names, and which of its items (`--id`, else every dead letter).
+async fn resolve(
+    platform: &mut PlatformConn,
+    slug: &str,
+    id: Option<i64>,
+) -> anyhow::Result<(Slug, rowguard::domain::TenantId, Items)> {
     let slug = Slug::parse(slug)?;
-    let id = platform.tenant_id_by_slug(&slug).await?.with_context(|| format!("no tenant {slug}"))?;
-    Ok((slug, id))
+    let tenant = platform.tenant_id_by_slug(&slug).await?.with_context(|| format!("no tenant {slug}"))?;
+    Ok((slug, tenant, id.map_or(Items::AllDead, Items::One)))
 }
 
 /// `rowguard worker`: deliver the outbox until SIGINT/SIGTERM, then finish what is in flight.

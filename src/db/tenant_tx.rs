@@ -99,6 +99,13 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// Every setting, the user's too, as `SET LOCAL`s: for a transaction already open (the
+    /// platform's, whose `begin_on` sets only the tenant).
+    pub(crate) fn set_local(&self) -> String {
+        let user = self.user.map(|u| format!("SET LOCAL app.user_id = '{}'", u.0)).unwrap_or_else(|| "SELECT 1".into());
+        format!("{user}{}", self.settings())
+    }
+
     fn settings(&self) -> String {
         let mut out = String::new();
         if let Some(role) = self.role {

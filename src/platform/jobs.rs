@@ -81,7 +81,7 @@ impl PlatformConn {
             Items::One(id) => Some(id),
             Items::AllDead => None,
         };
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.audited_tx(tenant).await?;
         let moved = sqlx::query(sql).bind(tenant.0).bind(id).execute(tx.conn()).await?.rows_affected();
         if moved > 0 {
             let details = serde_json::json!({"items": moved, "id": id, "all_dead": id.is_none()});

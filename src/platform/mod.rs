@@ -24,7 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, PgPool, Postgres};
 
 use crate::db::registry::RateLimitOverride;
-use crate::db::{PLATFORM_ROLE, TenantTx};
+use crate::db::{Actor, PLATFORM_ROLE, TenantTx};
 use crate::domain::{DomainName, Email, Plan, Role, Slug, TenantId, TenantStatus, UserId};
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +128,7 @@ impl PlatformDb {
     }
 
     pub async fn acquire(&self) -> Result<PlatformConn, PlatformError> {
-        Ok(PlatformConn { link: Link::Pooled(self.pool.acquire().await?) })
+        Ok(PlatformConn { link: Link::Pooled(self.pool.acquire().await?), acting: None })
     }
 
     pub async fn close(&self) {
@@ -145,6 +145,9 @@ enum Link {
 /// a method here.
 pub struct PlatformConn {
     link: Link,
+    /// Who acts (an operator, with the request's id and address), for the audit events the
+    /// tenant-changing operations write (`audited_tx`). None: the CLI, recorded as an operator.
+    acting: Option<Actor>,
 }
 
 impl PlatformConn {
@@ -153,7 +156,7 @@ impl PlatformConn {
         let options = PgConnectOptions::from_str(admin_url)?.application_name("rowguard-platform");
         let mut conn = PgConnection::connect_with(&options).await?;
         conn.execute(AssertSqlSafe(format!("SET ROLE {PLATFORM_ROLE}"))).await?;
-        Ok(PlatformConn { link: Link::Dedicated(conn) })
+        Ok(PlatformConn { link: Link::Dedicated(conn), acting: None })
     }
 
     /// `policies verify` on the live catalog, read through this connection (the operator
@@ -278,7 +281,7 @@ impl PlatformConn {
             return Err(PlatformError::TenantDeleted(slug.to_string()));
         }
         // In the tenant's own transaction, so the change lands in its audit trail with it.
-        let mut tx = TenantTx::begin_on(self.conn(), current.id).await?;
+        let mut tx = self.audited_tx(current.id).await?;
         let changed: Option<TenantSummary> = sqlx::query_as!(
             TenantSummary,
             r#"UPDATE tenants
@@ -341,7 +344,7 @@ impl PlatformConn {
         if current.status == TenantStatus::Deleted {
             return Err(PlatformError::TenantDeleted(slug.to_string()));
         }
-        let mut tx = TenantTx::begin_on(self.conn(), current.id).await?;
+        let mut tx = self.audited_tx(current.id).await?;
         let before: Option<(Option<i32>, Option<i32>)> = sqlx::query!(
             "SELECT rate_limit_per_second, rate_limit_burst FROM tenants WHERE id = $1 AND status <> 'deleted' FOR UPDATE",
             current.id.0
@@ -418,17 +421,18 @@ impl PlatformConn {
         primary: bool,
     ) -> Result<TenantDomain, PlatformError> {
         let tenant = self.live(slug).await?;
-        let mut tx = self.conn().begin().await?;
+        // In the tenant's transaction (the registry has no RLS; this is for the audit event).
+        let mut tx = self.audited_tx(tenant).await?;
         let has_primary: bool = sqlx::query_scalar!(
             r#"SELECT EXISTS (SELECT FROM tenant_domains WHERE tenant_id = $1 AND is_primary) AS "exists!""#,
             tenant.0
         )
-        .fetch_one(&mut *tx)
+        .fetch_one(tx.conn())
         .await?;
         let primary = primary || !has_primary;
         if primary {
             sqlx::query!("UPDATE tenant_domains SET is_primary = false WHERE tenant_id = $1 AND is_primary", tenant.0)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
         }
         let added: TenantDomain = sqlx::query_as!(
@@ -439,9 +443,10 @@ impl PlatformConn {
             tenant.0,
             primary
         )
-        .fetch_one(&mut *tx)
+        .fetch_one(tx.conn())
         .await
         .map_err(|e| on_unique(e, || PlatformError::DomainTaken(domain.to_string())))?;
+        domain_event(&mut tx, tenant, "tenant.domain_add", domain, primary).await?;
         tx.commit().await?;
         Ok(added)
     }
@@ -449,37 +454,45 @@ impl PlatformConn {
     /// Remove one of the tenant's domains. False when the tenant has no such domain.
     pub async fn remove_domain(&mut self, slug: &Slug, domain: &DomainName) -> Result<bool, PlatformError> {
         let tenant = self.live(slug).await?;
+        let mut tx = self.audited_tx(tenant).await?;
         let removed =
             sqlx::query!("DELETE FROM tenant_domains WHERE tenant_id = $1 AND domain = $2", tenant.0, domain.as_str())
-                .execute(self.conn())
+                .execute(tx.conn())
                 .await?
                 .rows_affected();
-        Ok(removed > 0)
+        if removed == 0 {
+            return Ok(false);
+        }
+        domain_event(&mut tx, tenant, "tenant.domain_remove", domain, false).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Make one of the tenant's domains its primary one. False when it has no such domain.
     pub async fn set_primary_domain(&mut self, slug: &Slug, domain: &DomainName) -> Result<bool, PlatformError> {
         let tenant = self.live(slug).await?;
-        let mut tx = self.conn().begin().await?;
+        // In the tenant's transaction (the registry has no RLS; this is for the audit event).
+        let mut tx = self.audited_tx(tenant).await?;
         // Clear first: the partial unique index allows one primary per tenant at any moment.
         sqlx::query!(
             "UPDATE tenant_domains SET is_primary = false WHERE tenant_id = $1 AND is_primary AND domain <> $2",
             tenant.0,
             domain.as_str()
         )
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         let set = sqlx::query!(
             "UPDATE tenant_domains SET is_primary = true WHERE tenant_id = $1 AND domain = $2",
             tenant.0,
             domain.as_str()
         )
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?
         .rows_affected();
         if set == 0 {
             return Ok(false); // dropping `tx` rolls the clearing back
         }
+        domain_event(&mut tx, tenant, "tenant.domain_primary", domain, true).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -491,6 +504,23 @@ impl PlatformConn {
             return Err(PlatformError::TenantDeleted(slug.to_string()));
         }
         Ok(tenant.id)
+    }
+
+    /// From here on, the audit events this connection writes name `actor` (an operator's id as
+    /// the actor id, the request's id, address and agent).
+    pub fn act_as(&mut self, actor: Actor) {
+        self.acting = Some(actor);
+    }
+
+    /// A tenant transaction whose audit events name who acts (`act_as`).
+    pub(crate) async fn audited_tx(&mut self, tenant: TenantId) -> Result<TenantTx<'_>, PlatformError> {
+        let settings = self.acting.as_ref().map(Actor::set_local);
+        let mut tx = TenantTx::begin_on(self.conn(), tenant).await?;
+        if let Some(settings) = settings {
+            // Ids, an address and hex only (see `Actor`): nothing here can carry SQL.
+            sqlx::raw_sql(AssertSqlSafe(settings)).execute(tx.conn()).await?;
+        }
+        Ok(tx)
     }
 
     /// A tenant transaction on this connection, as the platform role (held to RLS): for
@@ -553,6 +583,25 @@ fn rate_limit_of(per_second: Option<i32>, burst: Option<i32>) -> Option<RateLimi
         }
         _ => None,
     }
+}
+
+/// The audit event of a domain change, in the tenant's log.
+async fn domain_event(
+    tx: &mut TenantTx<'_>,
+    tenant: TenantId,
+    action: &'static str,
+    domain: &DomainName,
+    primary: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT audit_append($1, 'tenant', $2, 'success', $3, 'operator')",
+        action,
+        tenant.0.to_string(),
+        serde_json::json!({"domain": domain.as_str(), "primary": primary})
+    )
+    .execute(tx.conn())
+    .await
+    .map(|_| ())
 }
 
 pub(super) fn on_unique(e: sqlx::Error, err: impl FnOnce() -> PlatformError) -> PlatformError {

@@ -327,7 +327,19 @@ async fn operator_suspends_a_tenant_its_api_answers_tenant_suspended_and_resumes
     let events = app.call_as(&owner, "acme", Method::GET, "/v1/audit-events?resource_type=tenant", None).await;
     let actions: Vec<&str> =
         events.body["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
-    assert_eq!(actions, ["tenant.plan_change", "tenant.resume", "tenant.suspend"]);
+    assert_eq!(
+        actions,
+        ["tenant.domain_remove", "tenant.domain_add", "tenant.plan_change", "tenant.resume", "tenant.suspend"]
+    );
+    // By the operator, named by id, with the console request's id.
+    let items = events.body["items"].as_array().expect("items");
+    assert!(items.iter().all(|e| e["actor_type"] == "operator"), "{}", events.body);
+    assert!(
+        items.iter().all(|e| e["actor_id"].is_string() && e["actor_id"] == items[0]["actor_id"]),
+        "{}",
+        events.body
+    );
+    assert!(items.iter().all(|e| e["request_id"].is_string()), "{}", events.body);
 
     let verify = operator.get("/console/platform/tenants/acme/verify").await;
     assert_eq!(verify.status, StatusCode::OK, "{}", html(&verify));
@@ -737,4 +749,21 @@ async fn times_are_utc_text_for_the_script_to_localise_under_the_strict_policy()
     assert_eq!(js.status, StatusCode::OK);
     assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
     assert!(js.body.as_str().unwrap_or_default().contains("toLocaleString"));
+}
+
+#[tokio::test]
+async fn an_unknown_console_path_is_a_page_not_the_apis_json() {
+    let app = spawn_app().await;
+    for (host, path) in
+        [("localhost:8080", "/console/platform/nosuch"), ("acme.localhost:8080", "/console/audit/nosuch")]
+    {
+        let r = app.send_raw(Method::GET, path, &[("host", host)], None, axum::body::Body::empty()).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(r.content_type().starts_with("text/html"), "{path}: {}", r.content_type());
+        assert!(
+            r.body.as_str().is_some_and(|b| b.contains("route_not_found") && b.contains("/console/")),
+            "{}",
+            r.body
+        );
+    }
 }

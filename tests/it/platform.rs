@@ -333,10 +333,23 @@ async fn a_suspended_tenant_gets_403_on_tenant_routes_while_operators_still_mana
         .unwrap_or_default();
     assert_eq!(
         actions,
-        vec![("tenant.resume", "operator"), ("tenant.plan_change", "operator"), ("tenant.suspend", "operator")],
+        vec![
+            ("tenant.resume", "operator"),
+            ("tenant.domain_add", "operator"),
+            ("tenant.plan_change", "operator"),
+            ("tenant.suspend", "operator")
+        ],
         "{}",
         log.body
     );
+    // Each names the operator (one and the same id, not a user of the tenant) and its request.
+    let items = log.body["items"].as_array().expect("items");
+    let operator = items[0]["actor_id"].as_str().expect("the operator's id");
+    assert!(items.iter().all(|e| e["actor_id"] == operator), "{}", log.body);
+    assert!(items.iter().all(|e| e["request_id"].as_str().is_some_and(|r| !r.is_empty())), "{}", log.body);
+    let users = app.call_as(&owner, "acme", Method::GET, "/v1/users", None).await;
+    assert!(!users.body.to_string().contains(operator), "the operator is not one of the tenant's users");
+    assert_eq!(items[1]["details"]["domain"], "crm.acme.example");
 }
 
 /// Rows per table with a `tenant_id` column, for one tenant, read as the superuser from every

@@ -26,7 +26,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use maud::{Markup, html};
 
 pub use session::ConsoleSettings;
@@ -103,6 +103,17 @@ pub fn routes(ctx: &ApiContext) -> Router<ApiContext> {
         .route("/console/static/console.js", get(|| async { asset("text/javascript; charset=utf-8", page::SCRIPT) }))
         .merge(auditor)
         .merge(operator)
+        // Any other path under /console/ is a page saying so, not the API's JSON.
+        .route("/console/{*rest}", any(unknown_page))
+}
+
+async fn unknown_page() -> Response {
+    let missing = crate::http::error::ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        crate::http::error_codes::ErrorCode::RouteNotFound,
+        "no such console page",
+    );
+    page::problem_page(missing.into_response()).await
 }
 
 /// A static asset from the binary: cacheable for an hour, never sniffed as anything else.

@@ -104,12 +104,16 @@ pub async fn problem_page(response: Response) -> Response {
     let problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     let text = |key: &str| problem.get(key).and_then(|v| v.as_str()).unwrap_or("").to_string();
     let (title, code, detail, request_id) = (text("title"), text("code"), text("detail"), text("request_id"));
-    let hint = match parts.status.as_u16() {
-        401 => "Sign in again.",
-        403 => "Your account or this session may not open this page; sign in with an account that may.",
-        404 => "Check the address; the console lives at /console/.",
-        429 => "Too many attempts: wait a little and try again.",
-        s if s >= 500 => "The service could not answer; try again shortly.",
+    let hint = match (parts.status.as_u16(), code.as_str()) {
+        (401, _) => "Sign in again.",
+        (403, "tenant_suspended") => "This tenant is suspended; the service's operators can resume it.",
+        // The detail says what to do (reload the form and submit it again).
+        (403, _) if detail.contains("CSRF") => "",
+        (403, "tenant_mismatch") => "This session belongs to another tenant; sign in on this tenant's own address.",
+        (403, _) => "Your account or this session may not open this page; sign in with an account that may.",
+        (404, _) => "Check the address; the console lives at /console/.",
+        (429, _) => "Too many attempts: wait a little and try again.",
+        (s, _) if s >= 500 => "The service could not answer; try again shortly.",
         _ => "Go back and correct the request.",
     };
     let title = if title.is_empty() { parts.status.canonical_reason().unwrap_or("Error").to_string() } else { title };

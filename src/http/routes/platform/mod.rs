@@ -14,6 +14,7 @@ use axum::http::request::Parts;
 
 use crate::domain::Slug;
 use crate::http::ApiContext;
+use crate::http::context::RequestContext;
 use crate::http::error::ApiError;
 use crate::http::error_codes::ErrorCode;
 use crate::http::layers::platform_auth::platform_unavailable;
@@ -26,8 +27,17 @@ pub struct Platform(pub PlatformConn);
 impl FromRequestParts<ApiContext> for Platform {
     type Rejection = ApiError;
 
-    async fn from_request_parts(_: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
-        Ok(Platform(platform_conn(ctx).await?))
+    /// On an operator's request, the connection's audit events name the operator (its id as
+    /// the actor's) with the request's id, address and agent.
+    async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
+        let mut conn = platform_conn(ctx).await?;
+        if let Some(operator) = parts.extensions.get::<crate::http::layers::platform_auth::Operator>() {
+            let mut actor = RequestContext::of(&parts.extensions).map(|c| c.actor()).unwrap_or_default();
+            actor.user = Some(crate::domain::UserId(operator.id.0));
+            actor.role = None;
+            conn.act_as(actor);
+        }
+        Ok(Platform(conn))
     }
 }
 
