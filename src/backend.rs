@@ -16,9 +16,10 @@ pub enum Backend {
 impl Backend {
     /// Citus when its extension is installed in the connection's database.
     pub async fn detect(conn: &mut PgConnection) -> Result<Backend, sqlx::Error> {
-        let citus: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')")
-            .fetch_one(conn)
-            .await?;
+        let citus: bool =
+            sqlx::query_scalar!(r#"SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') AS "citus!""#)
+                .fetch_one(conn)
+                .await?;
         Ok(if citus { Backend::Citus } else { Backend::Postgres })
     }
 
@@ -52,8 +53,9 @@ pub fn check_set_propagation(value: &str) -> Result<(), String> {
 /// At start, on Citus (`Backend::ensure_ready`): the connection's `citus.propagate_set_commands`
 /// must be `local` (`check_set_propagation`).
 async fn ensure_set_propagation(conn: &mut PgConnection) -> anyhow::Result<()> {
-    let value: String =
-        sqlx::query_scalar("SELECT current_setting('citus.propagate_set_commands')").fetch_one(&mut *conn).await?;
+    let value: String = sqlx::query_scalar!(r#"SELECT current_setting('citus.propagate_set_commands') AS "value!""#)
+        .fetch_one(&mut *conn)
+        .await?;
     check_set_propagation(&value).map_err(anyhow::Error::msg)
 }
 

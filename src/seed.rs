@@ -45,10 +45,12 @@ pub async fn demo_tenant_exists(admin_url: &str) -> anyhow::Result<bool> {
     // A tenant an operator made with the demo's slug is not the demo: the login is offered
     // only if the demo owner's password is still the demo password.
     let mut tx = platform.tenant_tx(tenant).await?;
-    let stored: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE lower(email) = $1")
-        .bind(format!("owner@{}.test", slug.as_str()))
-        .fetch_optional(tx.conn())
-        .await?;
+    let stored: Option<String> = sqlx::query_scalar!(
+        "SELECT password_hash FROM users WHERE lower(email) = $1",
+        format!("owner@{}.test", slug.as_str())
+    )
+    .fetch_optional(tx.conn())
+    .await?;
     drop(tx);
     let Some(stored) = stored else { return Ok(false) };
     let verified =

@@ -82,16 +82,17 @@ pub async fn verify_chain(
     // event (itself in the chain) names the last purged event and its hash, the new anchor.
     // Since the tree (sql/V21) a purge may cut only tree events; the chain's anchor is then the
     // newest mark that cut into the chain (`chain_through_seq`; `purged_through_seq` before).
-    let anchor: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
-        "SELECT coalesce(details ->> 'chain_through_seq', details ->> 'purged_through_seq')::bigint,
-                details ->> 'anchor_hash'
+    let anchor: Option<(Option<i64>, Option<String>)> = sqlx::query!(
+        r#"SELECT coalesce(details ->> 'chain_through_seq', details ->> 'purged_through_seq')::bigint AS "seq?",
+                details ->> 'anchor_hash' AS "hash?"
            FROM audit_events
           WHERE tenant_id = $1 AND action = 'audit.retention_purge' AND details ? 'anchor_hash'
-          ORDER BY seq DESC LIMIT 1",
+          ORDER BY seq DESC LIMIT 1"#,
+        tenant.0
     )
-    .bind(tenant)
     .fetch_optional(&mut *conn)
-    .await?;
+    .await?
+    .map(|r| (r.seq, r.hash));
     let (mut running, mut last_seq) = match anchor {
         Some((Some(seq), Some(hash))) => (hex::decode(&hash).unwrap_or_default(), seq),
         _ => (GENESIS.to_vec(), 0i64),
@@ -142,10 +143,10 @@ pub async fn verify_chain(
     drop(rows);
     if broken.is_none() {
         let head: Option<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT seq, head FROM audit_chain_heads WHERE tenant_id = $1")
-                .bind(tenant)
+            sqlx::query!("SELECT seq, head FROM audit_chain_heads WHERE tenant_id = $1", tenant.0)
                 .fetch_optional(&mut *conn)
-                .await?;
+                .await?
+                .map(|r| (r.seq, r.head));
         if let Some((seq, hash)) = head
             && (seq != last_seq || (seq > 0 && hash != running))
         {

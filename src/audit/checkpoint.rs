@@ -106,17 +106,17 @@ impl AuditSigner {
             // FOR SHARE (so a concurrent retention purge cannot cut below the head signed here)
             // needs UPDATE on the heads, which the app role no longer has: the lock is taken
             // by a narrow definer function (sql/V17) that reads this tenant's head only.
-            sqlx::query_as("SELECT seq, head FROM audit_head_locked($1)")
-                .bind(tenant)
+            sqlx::query!(r#"SELECT seq AS "seq!", head AS "head!" FROM audit_head_locked($1)"#, tenant.0)
                 .fetch_optional(&mut *conn)
-                .await?;
+                .await?
+                .map(|r| (r.seq, r.head));
         let Some((seq, head)) = head.filter(|(seq, _)| *seq > 0) else { return Ok(None) };
-        let done: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT FROM audit_checkpoints WHERE tenant_id = $1 AND seq = $2 AND key_id = $3)",
+        let done: bool = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT FROM audit_checkpoints WHERE tenant_id = $1 AND seq = $2 AND key_id = $3) AS "done!""#,
+            tenant.0,
+            seq,
+            &self.key_id
         )
-        .bind(tenant)
-        .bind(seq)
-        .bind(&self.key_id)
         .fetch_one(&mut *conn)
         .await?;
         if done {
@@ -126,16 +126,16 @@ impl AuditSigner {
         let signed_at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default();
         let signature = self.key.sign(&Self::message(tenant, seq, &head, signed_at)).to_bytes().to_vec();
         let checkpoint = Checkpoint { tenant_id: tenant, seq, head, signed_at, key_id: self.key_id.clone(), signature };
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO audit_checkpoints (tenant_id, seq, head, signed_at, key_id, signature)
              VALUES ($1, $2, $3, $4, $5, $6)",
+            checkpoint.tenant_id.0,
+            checkpoint.seq,
+            &checkpoint.head,
+            checkpoint.signed_at,
+            &checkpoint.key_id,
+            &checkpoint.signature
         )
-        .bind(checkpoint.tenant_id)
-        .bind(checkpoint.seq)
-        .bind(&checkpoint.head)
-        .bind(checkpoint.signed_at)
-        .bind(&checkpoint.key_id)
-        .bind(&checkpoint.signature)
         .execute(&mut *conn)
         .await?;
         Ok(Some(checkpoint))
@@ -149,11 +149,12 @@ pub fn verify_with(key: &VerifyingKey, c: &Checkpoint) -> bool {
 }
 
 pub async fn list(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<Checkpoint>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT tenant_id, seq, head, signed_at, key_id, signature FROM audit_checkpoints
-          WHERE tenant_id = $1 ORDER BY seq DESC",
+    sqlx::query_as!(
+        Checkpoint,
+        r#"SELECT tenant_id AS "tenant_id: TenantId", seq, head, signed_at, key_id, signature FROM audit_checkpoints
+          WHERE tenant_id = $1 ORDER BY seq DESC"#,
+        tenant.0
     )
-    .bind(tenant)
     .fetch_all(conn)
     .await
 }

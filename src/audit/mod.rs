@@ -43,16 +43,18 @@ pub async fn record_in(scope: &TenantScope, event: AccessEvent<'_>) -> Result<()
 /// Append `event` inside an open tenant transaction.
 pub async fn append(tx: &mut TenantTx<'_>, actor: &Actor, event: AccessEvent<'_>) -> Result<(), sqlx::Error> {
     let actor_type = if actor.user.is_some() { "user" } else { "anonymous" };
-    sqlx::query("SELECT audit_append($1, $2, $3, $4, $5, $6)")
-        .bind(event.action)
-        .bind(event.resource_type)
-        .bind(event.resource_id)
-        .bind(event.outcome)
-        .bind(event.details)
-        .bind(actor_type)
-        .execute(tx.conn())
-        .await
-        .map(|_| ())
+    sqlx::query!(
+        "SELECT audit_append($1, $2, $3, $4, $5, $6)",
+        event.action,
+        event.resource_type,
+        event.resource_id,
+        event.outcome,
+        event.details,
+        actor_type
+    )
+    .execute(tx.conn())
+    .await
+    .map(|_| ())
 }
 
 /// What one sealing pass over every waiting tenant did.
@@ -121,7 +123,8 @@ pub async fn retention_purge(
     before: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<i64> {
     let mut tx = platform.tenant_tx(tenant).await?;
-    let purged: i64 = sqlx::query_scalar("SELECT audit_retention_purge($1)").bind(before).fetch_one(tx.conn()).await?;
+    let purged: i64 =
+        sqlx::query_scalar!(r#"SELECT audit_retention_purge($1) AS "purged!""#, before).fetch_one(tx.conn()).await?;
     tx.commit().await?;
     Ok(purged)
 }

@@ -49,21 +49,21 @@ pub struct Head {
 
 /// The newest signed head, or the one of exactly `size` leaves.
 pub async fn head(conn: &mut PgConnection, tenant: TenantId, size: Option<i64>) -> Result<Option<Head>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Head,
         "SELECT size, root, signed_at, note FROM audit_tree_heads
           WHERE tenant_id = $1 AND ($2::bigint IS NULL OR size = $2)
           ORDER BY size DESC LIMIT 1",
+        tenant.0,
+        size
     )
-    .bind(tenant)
-    .bind(size)
     .fetch_optional(conn)
     .await
 }
 
 /// How many leaves the tenant's tree has now (signed or not yet).
 pub async fn size(conn: &mut PgConnection, tenant: TenantId) -> Result<i64, sqlx::Error> {
-    let size: Option<i64> = sqlx::query_scalar("SELECT size FROM audit_tree_state WHERE tenant_id = $1")
-        .bind(tenant)
+    let size: Option<i64> = sqlx::query_scalar!("SELECT size FROM audit_tree_state WHERE tenant_id = $1", tenant.0)
         .fetch_optional(conn)
         .await?;
     Ok(size.unwrap_or(0))
@@ -79,17 +79,18 @@ pub struct Leaf {
 
 /// The leaf of event `id`; None: no such event, or not sealed yet (`sealed` says which).
 pub async fn leaf_of(conn: &mut PgConnection, tenant: TenantId, id: uuid::Uuid) -> Result<LeafLookup, sqlx::Error> {
-    let row: Option<(i64, Option<i64>, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT e.seq, l.leaf_index, n.hash
+    let row: Option<(i64, Option<i64>, Option<Vec<u8>>)> = sqlx::query!(
+        r#"SELECT e.seq, l.leaf_index AS "leaf_index?", n.hash AS "hash?"
            FROM audit_events e
            LEFT JOIN audit_tree_leaves l ON l.tenant_id = e.tenant_id AND l.seq = e.seq
            LEFT JOIN audit_tree_nodes n ON n.tenant_id = e.tenant_id AND n.level = 0 AND n.idx = l.leaf_index
-          WHERE e.tenant_id = $1 AND e.id = $2",
+          WHERE e.tenant_id = $1 AND e.id = $2"#,
+        tenant.0,
+        id
     )
-    .bind(tenant)
-    .bind(id)
     .fetch_optional(conn)
-    .await?;
+    .await?
+    .map(|r| (r.seq, r.leaf_index, r.hash));
     Ok(match row {
         None => LeafLookup::NoSuchEvent,
         Some((seq, Some(leaf_index), Some(leaf_hash))) => LeafLookup::Sealed(Leaf { seq, leaf_index, leaf_hash }),
@@ -136,18 +137,18 @@ async fn with_nodes<T>(
     let wanted = recorder.0.into_inner();
     let levels: Vec<i16> = wanted.iter().map(|(l, _)| *l as i16).collect();
     let indexes: Vec<i64> = wanted.iter().map(|(_, i)| *i as i64).collect();
-    let rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT n.level, n.idx, n.hash FROM audit_tree_nodes n
+    let rows = sqlx::query!(
+        r#"SELECT n.level AS "level!", n.idx AS "idx!", n.hash AS "hash!" FROM audit_tree_nodes n
            JOIN unnest($2::smallint[], $3::bigint[]) AS w(level, idx) USING (level, idx)
-          WHERE n.tenant_id = $1",
+          WHERE n.tenant_id = $1"#,
+        tenant.0,
+        &levels,
+        &indexes
     )
-    .bind(tenant)
-    .bind(&levels)
-    .bind(&indexes)
     .fetch_all(conn)
     .await?;
     let mut nodes = HashMap::with_capacity(rows.len());
-    for (level, idx, hash) in rows {
+    for (level, idx, hash) in rows.into_iter().map(|r| (r.level, r.idx, r.hash)) {
         nodes.insert((level as u32, idx as u64), to_hash(&hash)?);
     }
     if let Some((level, index)) = wanted.iter().find(|k| !nodes.contains_key(k)) {
@@ -262,29 +263,32 @@ pub async fn verify(
     // One snapshot for every read below: the sealer keeps committing while we read, and the
     // tree's state, its leaves and its heads must be seen as of one moment. Hence first in its
     // transaction (nothing may have read before it).
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *conn).await?;
-    let state: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT size, root FROM audit_tree_state WHERE tenant_id = $1")
-        .bind(tenant)
-        .fetch_optional(&mut *conn)
-        .await?;
+    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *conn).await?;
+    let state: Option<(i64, Vec<u8>)> =
+        sqlx::query!("SELECT size, root FROM audit_tree_state WHERE tenant_id = $1", tenant.0)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| (r.size, r.root));
     let (size, state_root) = state.unwrap_or((0, merkle::empty_root().to_vec()));
     let heads: Vec<(i64, Vec<u8>, String)> =
-        sqlx::query_as("SELECT size, root, note FROM audit_tree_heads WHERE tenant_id = $1 ORDER BY size")
-            .bind(tenant)
+        sqlx::query!("SELECT size, root, note FROM audit_tree_heads WHERE tenant_id = $1 ORDER BY size", tenant.0)
             .fetch_all(&mut *conn)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|r| (r.size, r.root, r.note))
+            .collect();
     // Events a retention purge removed: the leaves below the newest purge mark's cut. A mark
     // comes after the leaves it cut: sealed, its own leaf is at or past the cut; not sealed
     // yet (in the second after the purge), the cut is inside the tree as it stands.
-    let purged_leaves: Option<i64> = sqlx::query_scalar(
-        "SELECT (e.details ->> 'purged_leaves')::bigint FROM audit_events e
+    let purged_leaves: Option<i64> = sqlx::query_scalar!(
+        r#"SELECT (e.details ->> 'purged_leaves')::bigint AS "purged_leaves?" FROM audit_events e
            LEFT JOIN audit_tree_leaves l ON l.tenant_id = e.tenant_id AND l.seq = e.seq
            LEFT JOIN audit_tree_state s ON s.tenant_id = e.tenant_id
           WHERE e.tenant_id = $1 AND e.action = 'audit.retention_purge' AND e.details ? 'purged_leaves'
             AND (e.details ->> 'purged_leaves')::bigint <= coalesce(l.leaf_index, s.size - 1)
-          ORDER BY e.seq DESC LIMIT 1",
+          ORDER BY e.seq DESC LIMIT 1"#,
+        tenant.0
     )
-    .bind(tenant)
     .fetch_optional(&mut *conn)
     .await?
     .flatten();
@@ -430,17 +434,20 @@ pub async fn verify(
     // The stored interior nodes proofs are built from: each complete subtree's root must be
     // the hash of its two children (the leaves were checked against the events above, so a
     // changed node shows at the lowest level it was changed), and every one must be there.
-    let bad_nodes: Vec<(i16, i64)> = sqlx::query_as(
+    let bad_nodes: Vec<(i16, i64)> = sqlx::query!(
         "SELECT n.level, n.idx FROM audit_tree_nodes n
            LEFT JOIN audit_tree_nodes a ON a.tenant_id = n.tenant_id AND a.level = n.level - 1 AND a.idx = 2 * n.idx
            LEFT JOIN audit_tree_nodes b ON b.tenant_id = n.tenant_id AND b.level = n.level - 1 AND b.idx = 2 * n.idx + 1
           WHERE n.tenant_id = $1 AND n.level >= 1
             AND (a.hash IS NULL OR b.hash IS NULL OR n.hash <> sha256('\\x01'::bytea || a.hash || b.hash))
           ORDER BY n.level, n.idx LIMIT 20",
+        tenant.0
     )
-    .bind(tenant)
     .fetch_all(&mut *conn)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| (r.level, r.idx))
+    .collect();
     for (level, idx) in bad_nodes {
         problem(
             TreeProblem {
@@ -451,12 +458,15 @@ pub async fn verify(
             &mut report,
         );
     }
-    let counts: Vec<(i16, i64)> = sqlx::query_as(
-        "SELECT level, count(*) FROM audit_tree_nodes WHERE tenant_id = $1 AND level >= 1 GROUP BY level ORDER BY level",
+    let counts: Vec<(i16, i64)> = sqlx::query!(
+        r#"SELECT level, count(*) AS "count!" FROM audit_tree_nodes WHERE tenant_id = $1 AND level >= 1 GROUP BY level ORDER BY level"#,
+        tenant.0
     )
-    .bind(tenant)
     .fetch_all(&mut *conn)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| (r.level, r.count))
+    .collect();
     let mut level = 1u32;
     while level < 64 && (size >> level) > 0 {
         let stored = counts.iter().find(|(l, _)| i64::from(*l) == i64::from(level)).map_or(0, |(_, n)| *n);
@@ -477,14 +487,14 @@ pub async fn verify(
         level += 1;
     }
     // Events among the sealed ones that have no leaf: inserted after sealing.
-    let inserted: Vec<i64> = sqlx::query_scalar(
+    let inserted: Vec<i64> = sqlx::query_scalar!(
         "SELECT e.seq FROM audit_events e
            JOIN audit_tree_state s ON s.tenant_id = e.tenant_id
           WHERE e.tenant_id = $1 AND (e.xid, e.seq) <= (s.last_xid, s.last_seq)
             AND NOT EXISTS (SELECT FROM audit_tree_leaves l WHERE l.tenant_id = e.tenant_id AND l.seq = e.seq)
           ORDER BY e.seq LIMIT 20",
+        tenant.0
     )
-    .bind(tenant)
     .fetch_all(&mut *conn)
     .await?;
     for seq in inserted {
@@ -497,12 +507,12 @@ pub async fn verify(
             &mut report,
         );
     }
-    report.unsealed = sqlx::query_scalar(
-        "SELECT count(*) FROM audit_events e
+    report.unsealed = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "unsealed!" FROM audit_events e
            LEFT JOIN audit_tree_state s ON s.tenant_id = e.tenant_id
-          WHERE e.tenant_id = $1 AND (s.tenant_id IS NULL OR (e.xid, e.seq) > (s.last_xid, s.last_seq))",
+          WHERE e.tenant_id = $1 AND (s.tenant_id IS NULL OR (e.xid, e.seq) > (s.last_xid, s.last_seq))"#,
+        tenant.0
     )
-    .bind(tenant)
     .fetch_one(&mut *conn)
     .await?;
     Ok(report)

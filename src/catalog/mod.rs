@@ -190,8 +190,8 @@ pub async fn verify(conn: &mut PgConnection) -> Result<Vec<Finding>, sqlx::Error
 /// path set to `public` alone, so expressions deparse the same way for every caller.
 pub async fn verify_for_role(conn: &mut PgConnection, app_role: &str) -> Result<Vec<Finding>, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION READ ONLY").execute(&mut *tx).await?;
-    sqlx::query("SET LOCAL search_path = public").execute(&mut *tx).await?;
+    sqlx::query!("SET TRANSACTION READ ONLY").execute(&mut *tx).await?;
+    sqlx::query!("SET LOCAL search_path = public").execute(&mut *tx).await?;
     let mut out = Findings::default();
     let tables = read_tables(&mut tx).await?;
     check_tables(&tables, &mut out);

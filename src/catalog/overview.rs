@@ -44,7 +44,7 @@ pub struct TableOverview {
 pub async fn tenant_tables(conn: &mut PgConnection) -> Result<Vec<TableOverview>, sqlx::Error> {
     let findings: Vec<Finding> = verify(&mut *conn).await?;
     let mut tx = conn.begin().await?;
-    sqlx::query("SET TRANSACTION READ ONLY").execute(&mut *tx).await?;
+    sqlx::query!("SET TRANSACTION READ ONLY").execute(&mut *tx).await?;
     let tables = read_tables(&mut tx).await?;
     let has_registry: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(ADOPTED_TABLES_REGISTRY)

@@ -130,7 +130,7 @@ impl Database {
     /// Reachable at all (`/readyz`).
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         let mut lease = self.pool.acquire().await?;
-        sqlx::query("SELECT 1").execute(lease.conn()?).await?;
+        sqlx::query!("SELECT 1 AS one").fetch_one(lease.conn()?).await?;
         lease.done();
         Ok(())
     }

@@ -83,18 +83,20 @@ impl Database {
     pub async fn outbox_claim(&self, claim: &Claim) -> Result<Claimed, sqlx::Error> {
         let lease_ms = i32::try_from(claim.lease.as_millis()).unwrap_or(i32::MAX);
         let busy: Vec<Uuid> = claim.busy.iter().map(|t| t.0).collect();
-        let rows: Vec<(TenantId, i64)> =
-            sqlx::query_as("SELECT tenant_id, outbox_id FROM outbox_claim($1, $2, $3, $4, $5, $6)")
-                .bind(claim.after.map(|t| t.0))
-                .bind(&busy)
-                .bind(claim.tenants)
-                .bind(claim.per_tenant)
-                .bind(claim.max)
-                .bind(lease_ms)
-                .fetch_all(&self.background)
-                .await?;
+        let rows = sqlx::query!(
+            r#"SELECT tenant_id AS "tenant_id!: TenantId", outbox_id AS "outbox_id!"
+                 FROM outbox_claim($1, $2, $3, $4, $5, $6)"#,
+            claim.after.map(|t| t.0),
+            &busy,
+            claim.tenants,
+            claim.per_tenant,
+            claim.max,
+            lease_ms
+        )
+        .fetch_all(&self.background)
+        .await?;
         let mut claimed = Claimed::default();
-        for (tenant, id) in rows {
+        for (tenant, id) in rows.into_iter().map(|r| (r.tenant_id, r.outbox_id)) {
             if id > 0 {
                 claimed.items.push((tenant, id));
             } else {
@@ -106,24 +108,30 @@ impl Database {
     }
 
     pub async fn outbox_backlog(&self) -> Result<OutboxBacklog, sqlx::Error> {
-        sqlx::query_as("SELECT pending, oldest_seconds, dead FROM outbox_backlog()").fetch_one(&self.background).await
+        sqlx::query_as!(
+            OutboxBacklog,
+            r#"SELECT pending AS "pending!", oldest_seconds AS "oldest_seconds!", dead AS "dead!" FROM outbox_backlog()"#
+        )
+        .fetch_one(&self.background)
+        .await
     }
 
     /// Read a claimed item in its tenant's transaction. None: it is gone or no longer pending
     /// (delivered by an earlier holder of the claim, discarded, its webhook deleted).
     pub async fn outbox_item(&self, tenant: TenantId, id: i64) -> Result<Option<DueItem>, sqlx::Error> {
         let mut tx = TenantTx::begin(self, tenant, &Actor::default()).await?;
-        let item = sqlx::query_as(
-            "SELECT o.id, o.webhook_id, o.message_id, o.event_type, o.payload::text AS payload, o.attempts,
+        let item = sqlx::query_as!(
+            DueItem,
+            r#"SELECT o.id, o.webhook_id, o.message_id, o.event_type, o.payload::text AS "payload!", o.attempts,
                     w.url, w.secret,
                     CASE WHEN w.previous_secret_until > now() THEN w.previous_secret END AS previous_secret,
                     EXISTS (SELECT FROM tenants t WHERE t.id = o.tenant_id AND t.status IN ('active', 'trial'))
-                        AS tenant_live
+                        AS "tenant_live!"
                FROM outbox o JOIN webhooks w ON w.tenant_id = o.tenant_id AND w.id = o.webhook_id
-              WHERE o.tenant_id = $1 AND o.id = $2 AND o.status = 'pending'",
+              WHERE o.tenant_id = $1 AND o.id = $2 AND o.status = 'pending'"#,
+            tenant.0,
+            id
         )
-        .bind(tenant.0)
-        .bind(id)
         .fetch_optional(tx.conn())
         .await?;
         tx.commit().await?;
@@ -146,7 +154,7 @@ impl Database {
         };
         let duration_ms = i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX);
         let error = attempt.error.as_deref().map(|e| e.chars().take(500).collect::<String>());
-        sqlx::query(
+        sqlx::query!(
             "WITH moved AS (
                  UPDATE outbox SET attempts = attempts + 1, status = $3,
                         next_attempt_at = coalesce($4, next_attempt_at),
@@ -156,15 +164,15 @@ impl Database {
                   RETURNING tenant_id, id, webhook_id, attempts)
              INSERT INTO webhook_deliveries (tenant_id, webhook_id, outbox_id, attempt, started_at, duration_ms, status_code, error)
              SELECT tenant_id, webhook_id, id, attempts, $7, $8, $5, $6 FROM moved",
+            tenant.0,
+            item.id,
+            after.status(),
+            next,
+            attempt.status.map(i32::from),
+            error,
+            attempt.started_at,
+            duration_ms
         )
-        .bind(tenant.0)
-        .bind(item.id)
-        .bind(after.status())
-        .bind(next)
-        .bind(attempt.status.map(i32::from))
-        .bind(error)
-        .bind(attempt.started_at)
-        .bind(duration_ms)
         .execute(tx.conn())
         .await?;
         tx.commit().await
@@ -179,12 +187,12 @@ impl Database {
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), sqlx::Error> {
         let mut tx = TenantTx::begin(self, tenant, &Actor::default()).await?;
-        sqlx::query(
+        sqlx::query!(
             "UPDATE outbox SET next_attempt_at = $3 WHERE tenant_id = $1 AND id = ANY($2) AND status = 'pending'",
+            tenant.0,
+            ids,
+            at
         )
-        .bind(tenant.0)
-        .bind(ids)
-        .bind(at)
         .execute(tx.conn())
         .await?;
         tx.commit().await

@@ -39,12 +39,15 @@ impl Database {
     ) -> anyhow::Result<Vec<SealedTree>> {
         let ids: Vec<uuid::Uuid> = tenants.iter().map(|t| t.0).collect();
         let mut tx = self.background.begin().await?;
-        let trees: Vec<SealedTree> =
-            sqlx::query_as("SELECT tenant_id, size, root, sealed FROM audit_seal_many($1, $2)")
-                .bind(&ids)
-                .bind(max)
-                .fetch_all(&mut *tx)
-                .await?;
+        let trees: Vec<SealedTree> = sqlx::query_as!(
+            SealedTree,
+            r#"SELECT tenant_id AS "tenant_id!: TenantId", size, root, sealed AS "sealed!"
+                     FROM audit_seal_many($1, $2)"#,
+            &ids,
+            max
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         let (mut grown, mut sizes, mut notes) = (Vec::new(), Vec::new(), Vec::new());
         for tree in trees.iter().filter(|t| t.sealed > 0) {
             let (Some(size), Some(root)) = (tree.size, tree.root.as_deref()) else { continue };
@@ -53,12 +56,10 @@ impl Database {
             notes.push(sign(tree.tenant_id, size, root)?);
         }
         if !grown.is_empty() {
-            let kept: i32 = sqlx::query_scalar("SELECT audit_record_heads($1, $2, $3)")
-                .bind(&grown)
-                .bind(&sizes)
-                .bind(&notes)
-                .fetch_one(&mut *tx)
-                .await?;
+            let kept: i32 =
+                sqlx::query_scalar!(r#"SELECT audit_record_heads($1, $2, $3) AS "kept!""#, &grown, &sizes, &notes)
+                    .fetch_one(&mut *tx)
+                    .await?;
             anyhow::ensure!(kept as usize == grown.len(), "the database kept {kept} of {} signed heads", grown.len());
         }
         tx.commit().await?;
@@ -67,17 +68,17 @@ impl Database {
 
     /// Up to `limit` tenants with committed events not yet in their tree, longest waiting first.
     pub async fn audit_unsealed_tenants(&self, limit: i32) -> Result<Vec<TenantId>, sqlx::Error> {
-        sqlx::query_scalar("SELECT t FROM audit_unsealed_tenants($1) AS t")
-            .bind(limit)
+        sqlx::query_scalar!(r#"SELECT t AS "t!: TenantId" FROM audit_unsealed_tenants($1) AS t"#, limit)
             .fetch_all(&self.background)
             .await
     }
 
     pub async fn audit_unsealed_backlog(&self) -> Result<Backlog, sqlx::Error> {
-        let (transactions, oldest_seconds): (i64, f64) =
-            sqlx::query_as("SELECT transactions, oldest_seconds FROM audit_unsealed_backlog()")
-                .fetch_one(&self.background)
-                .await?;
-        Ok(Backlog { transactions, oldest_seconds })
+        sqlx::query_as!(
+            Backlog,
+            r#"SELECT transactions AS "transactions!", oldest_seconds AS "oldest_seconds!" FROM audit_unsealed_backlog()"#
+        )
+        .fetch_one(&self.background)
+        .await
     }
 }

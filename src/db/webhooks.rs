@@ -63,11 +63,12 @@ pub struct Change {
 /// so that two creations at once cannot both pass the limit.
 pub async fn count(tx: &mut TenantTx<'_>) -> Result<i64, sqlx::Error> {
     let tenant = tx.tenant().0;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('rowguard.webhooks/' || $1::text, 0))")
-        .bind(tenant)
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended('rowguard.webhooks/' || $1::text, 0))", tenant as _)
         .execute(tx.conn())
         .await?;
-    sqlx::query_scalar("SELECT count(*) FROM webhooks WHERE tenant_id = $1").bind(tenant).fetch_one(tx.conn()).await
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM webhooks WHERE tenant_id = $1"#, tenant)
+        .fetch_one(tx.conn())
+        .await
 }
 
 pub async fn create(
@@ -135,11 +136,8 @@ pub async fn update(tx: &mut TenantTx<'_>, id: Uuid, change: Change) -> Result<O
 /// Delete a subscription with its pending deliveries and its log.
 pub async fn delete(tx: &mut TenantTx<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
     let tenant = tx.tenant().0;
-    let done = sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant)
-        .bind(id)
-        .execute(tx.conn())
-        .await?;
+    let done =
+        sqlx::query!("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2", tenant, id).execute(tx.conn()).await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -174,17 +172,18 @@ pub async fn deliveries(
     limit: i64,
 ) -> Result<Vec<Delivery>, sqlx::Error> {
     let tenant = tx.tenant().0;
-    sqlx::query_as(
+    sqlx::query_as!(
+        Delivery,
         "SELECT d.id, o.message_id, o.event_type, d.attempt, d.started_at, d.duration_ms, d.status_code, d.error,
                 o.status AS message_status
            FROM webhook_deliveries d JOIN outbox o ON o.tenant_id = d.tenant_id AND o.id = d.outbox_id
           WHERE d.tenant_id = $1 AND d.webhook_id = $2 AND ($3::bigint IS NULL OR d.id < $3)
           ORDER BY d.id DESC LIMIT $4",
+        tenant,
+        webhook,
+        before,
+        limit
     )
-    .bind(tenant)
-    .bind(webhook)
-    .bind(before)
-    .bind(limit)
     .fetch_all(tx.conn())
     .await
 }
@@ -204,37 +203,39 @@ pub enum Redelivery {
 /// keeps ids can tell it is the same message).
 pub async fn redeliver(tx: &mut TenantTx<'_>, webhook: Uuid, delivery: i64) -> Result<Redelivery, sqlx::Error> {
     let tenant = tx.tenant().0;
-    let status: Option<String> = sqlx::query_scalar(
+    let status: Option<String> = sqlx::query_scalar!(
         "SELECT o.status FROM webhook_deliveries d JOIN outbox o ON o.tenant_id = d.tenant_id AND o.id = d.outbox_id
           WHERE d.tenant_id = $1 AND d.webhook_id = $2 AND d.id = $3
           FOR UPDATE OF o",
+        tenant,
+        webhook,
+        delivery
     )
-    .bind(tenant)
-    .bind(webhook)
-    .bind(delivery)
     .fetch_optional(tx.conn())
     .await?;
     match status.as_deref() {
         None => Ok(Redelivery::NotFound),
         Some("pending") => Ok(Redelivery::AlreadyPending),
         Some(_) => {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE outbox o SET status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = NULL
                    FROM webhook_deliveries d
                   WHERE d.tenant_id = $1 AND d.webhook_id = $2 AND d.id = $3
                     AND o.tenant_id = d.tenant_id AND o.id = d.outbox_id",
+                tenant,
+                webhook,
+                delivery
             )
-            .bind(tenant)
-            .bind(webhook)
-            .bind(delivery)
             .execute(tx.conn())
             .await?;
             // The outbox is not audited row by row; a person asking to send again is recorded.
-            sqlx::query("SELECT audit_append('webhook.redeliver', 'webhook', $1, 'success', $2)")
-                .bind(webhook.to_string())
-                .bind(serde_json::json!({"delivery": delivery}))
-                .execute(tx.conn())
-                .await?;
+            sqlx::query!(
+                "SELECT audit_append('webhook.redeliver', 'webhook', $1, 'success', $2)",
+                webhook.to_string(),
+                serde_json::json!({"delivery": delivery})
+            )
+            .execute(tx.conn())
+            .await?;
             Ok(Redelivery::Queued)
         }
     }

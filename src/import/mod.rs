@@ -411,13 +411,12 @@ async fn import_one(
 /// transaction to the new tenant.
 async fn replace_out(tx: &mut crate::db::TenantTx<'_>, old: TenantId, new: TenantId) -> Result<(), sqlx::Error> {
     // Deleted first, as `tenants delete` does: resolution answers 404 for it from the commit on.
-    sqlx::query("UPDATE tenants SET status = 'deleted', updated_at = now() WHERE id = $1")
-        .bind(old)
+    sqlx::query!("UPDATE tenants SET status = 'deleted', updated_at = now() WHERE id = $1", old.0)
         .execute(tx.conn())
         .await?;
     crate::platform::purge::purge_tenant_rows(tx).await?;
-    sqlx::query("DELETE FROM tenants WHERE id = $1").bind(old).execute(tx.conn()).await?;
-    sqlx::query("SET LOCAL app.audit_purge = 'off'").execute(tx.conn()).await?;
+    sqlx::query!("DELETE FROM tenants WHERE id = $1", old.0).execute(tx.conn()).await?;
+    sqlx::query!("SET LOCAL app.audit_purge = 'off'").execute(tx.conn()).await?;
     tx.switch_tenant(new).await
 }
 

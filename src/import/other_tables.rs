@@ -208,7 +208,7 @@ pub(super) async fn fill_other_tables(
     let tenant = tx.tenant();
     let mut problems = Vec::new();
     // One `tenant.import` event covers the import (see `write`), not one per row.
-    sqlx::query("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
+    sqlx::query!("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
     // Stored rows print as the source's did (see `schema::fill_sql`); the settings as they were
     // come back before anything else runs in this transaction.
     let settings: Vec<(String, String)> = sqlx::query_as(
@@ -272,9 +272,11 @@ pub(super) async fn fill_other_tables(
         report.tables.insert(name.clone(), rows.len() as u64);
     }
     for (name, setting) in &settings {
-        sqlx::query("SELECT set_config($1, $2, true)").bind(name).bind(setting).execute(tx.conn()).await?;
+        sqlx::query_scalar!(r#"SELECT set_config($1, $2, true) AS "value!""#, name, setting)
+            .fetch_one(tx.conn())
+            .await?;
     }
-    sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
+    sqlx::query!("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
     Ok(problems)
 }
 

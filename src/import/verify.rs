@@ -12,16 +12,17 @@ use super::*;
 /// foreign keys), and as many references are set as the source had.
 pub(super) async fn verify(tx: &mut TenantTx<'_>, plan: &Plan) -> Result<Vec<Problem>, sqlx::Error> {
     let tenant = tx.tenant();
-    let row: (i64, i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM users WHERE tenant_id = $1),
-                (SELECT count(*) FROM organizations WHERE tenant_id = $1),
-                (SELECT count(*) FROM contacts WHERE tenant_id = $1),
-                (SELECT count(*) FROM deals WHERE tenant_id = $1),
-                (SELECT count(*) FROM import_id_map WHERE tenant_id = $1)",
+    let row: (i64, i64, i64, i64, i64) = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM users WHERE tenant_id = $1) AS "users!",
+                (SELECT count(*) FROM organizations WHERE tenant_id = $1) AS "organizations!",
+                (SELECT count(*) FROM contacts WHERE tenant_id = $1) AS "contacts!",
+                (SELECT count(*) FROM deals WHERE tenant_id = $1) AS "deals!",
+                (SELECT count(*) FROM import_id_map WHERE tenant_id = $1) AS "id_map!""#,
+        tenant.0
     )
-    .bind(tenant)
     .fetch_one(tx.conn())
-    .await?;
+    .await
+    .map(|r| (r.users, r.organizations, r.contacts, r.deals, r.id_map))?;
     let target: BTreeMap<&str, i64> =
         [("users", row.0), ("organizations", row.1), ("contacts", row.2), ("deals", row.3)].into_iter().collect();
     let mut problems = Vec::new();
@@ -39,21 +40,22 @@ pub(super) async fn verify(tx: &mut TenantTx<'_>, plan: &Plan) -> Result<Vec<Pro
     if row.4 != mapped {
         problems.push(Problem::new("import_id_map", None, format!("{} ids mapped, {mapped} expected", row.4)));
     }
-    let refs: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT
-           (SELECT count(*) FROM contacts c WHERE c.tenant_id = $1 AND c.organization_id IS NOT NULL),
+    let refs: (i64, i64, i64, i64, i64, i64) = sqlx::query!(
+        r#"SELECT
+           (SELECT count(*) FROM contacts c WHERE c.tenant_id = $1 AND c.organization_id IS NOT NULL) AS "a!",
            (SELECT count(*) FROM contacts c WHERE c.tenant_id = $1 AND c.organization_id IS NOT NULL AND NOT EXISTS
-               (SELECT FROM organizations o WHERE o.tenant_id = c.tenant_id AND o.id = c.organization_id)),
-           (SELECT count(*) FROM deals d WHERE d.tenant_id = $1),
+               (SELECT FROM organizations o WHERE o.tenant_id = c.tenant_id AND o.id = c.organization_id)) AS "b!",
+           (SELECT count(*) FROM deals d WHERE d.tenant_id = $1) AS "c!",
            (SELECT count(*) FROM deals d WHERE d.tenant_id = $1 AND NOT EXISTS
-               (SELECT FROM contacts c WHERE c.tenant_id = d.tenant_id AND c.id = d.contact_id)),
-           (SELECT count(*) FROM deals d WHERE d.tenant_id = $1 AND d.organization_id IS NOT NULL),
+               (SELECT FROM contacts c WHERE c.tenant_id = d.tenant_id AND c.id = d.contact_id)) AS "d!",
+           (SELECT count(*) FROM deals d WHERE d.tenant_id = $1 AND d.organization_id IS NOT NULL) AS "e!",
            (SELECT count(*) FROM deals d WHERE d.tenant_id = $1 AND d.organization_id IS NOT NULL AND NOT EXISTS
-               (SELECT FROM organizations o WHERE o.tenant_id = d.tenant_id AND o.id = d.organization_id))",
+               (SELECT FROM organizations o WHERE o.tenant_id = d.tenant_id AND o.id = d.organization_id)) AS "f!""#,
+        tenant.0
     )
-    .bind(tenant)
     .fetch_one(tx.conn())
-    .await?;
+    .await
+    .map(|r| (r.a, r.b, r.c, r.d, r.e, r.f))?;
     let expected = [
         ("contacts.organization_id", plan.contacts.organizations.iter().flatten().count() as i64, refs.0, refs.1),
         ("deals.contact_id", plan.deals.contacts.len() as i64, refs.2, refs.3),

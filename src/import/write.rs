@@ -13,32 +13,34 @@ pub(super) async fn write(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan)
     let tenant = head.id;
     // One `tenant.import` event records the import; per-row events would cost a hash-chain
     // append per row and say nothing the counts below do not.
-    sqlx::query("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
-    sqlx::query(
+    sqlx::query!("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
+    sqlx::query!(
         "INSERT INTO tenants (id, slug, name, status, plan, import_source, import_fingerprint)
          VALUES ($1, $2, $3, $4, 'free', $5, $6)",
+        tenant.0,
+        head.slug.as_str(),
+        &head.name,
+        head.status.as_str(),
+        &head.import_source,
+        &head.fingerprint
     )
-    .bind(tenant)
-    .bind(head.slug.as_str())
-    .bind(&head.name)
-    .bind(head.status.as_str())
-    .bind(&head.import_source)
-    .bind(&head.fingerprint)
     .execute(tx.conn())
     .await?;
     // The tenant's own line in the id map: one row, the same SQL on both databases.
-    sqlx::query("INSERT INTO import_id_map (tenant_id, resource, source_id, target_id) VALUES ($1, 'tenant', $2, $1)")
-        .bind(tenant)
-        .bind(&head.schema)
-        .execute(tx.conn())
-        .await?;
+    sqlx::query!(
+        "INSERT INTO import_id_map (tenant_id, resource, source_id, target_id) VALUES ($1, 'tenant', $2, $1)",
+        tenant.0,
+        &head.schema
+    )
+    .execute(tx.conn())
+    .await?;
     // Citus refuses the UNNEST form on a table with row-level security (see `rows_values`).
     if crate::backend::Backend::detect(tx.conn()).await? == crate::backend::Backend::Citus {
         rows_values(tx, head, plan).await?;
     } else {
         rows_unnest(tx, head, plan).await?;
     }
-    sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
+    sqlx::query!("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
     Ok(())
 }
 
@@ -52,11 +54,13 @@ pub(super) async fn record(tx: &mut TenantTx<'_>, head: &TenantHead, report: &Te
         "tables": report.tables,
         "domains": head.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
     });
-    sqlx::query("SELECT audit_append('tenant.import', 'tenant', $1, 'success', $2, 'operator')")
-        .bind(head.id.to_string())
-        .bind(details)
-        .execute(tx.conn())
-        .await?;
+    sqlx::query!(
+        "SELECT audit_append('tenant.import', 'tenant', $1, 'success', $2, 'operator')",
+        head.id.to_string(),
+        details
+    )
+    .execute(tx.conn())
+    .await?;
     Ok(())
 }
 
@@ -65,100 +69,100 @@ pub(super) async fn record(tx: &mut TenantTx<'_>, head: &TenantHead, report: &Te
 pub(super) async fn rows_unnest(tx: &mut TenantTx<'_>, head: &TenantHead, plan: &Plan) -> Result<(), sqlx::Error> {
     let tenant = head.id;
     let (names, primary): (Vec<String>, Vec<bool>) = head.domains.iter().cloned().unzip();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO tenant_domains (domain, tenant_id, is_primary)
          SELECT d, $1, p FROM UNNEST($2::text[], $3::bool[]) AS u(d, p)",
+        tenant.0,
+        &names,
+        &primary
     )
-    .bind(tenant)
-    .bind(&names)
-    .bind(&primary)
     .execute(tx.conn())
     .await?;
 
     let u = &plan.users;
     for r in batches(u.ids.len(), 0) {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO users (tenant_id, id, email, password_hash, role, status, created_at, updated_at)
              SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
                                       $7::timestamptz[], $8::timestamptz[])",
+            tenant.0,
+            &u.ids[r.clone()],
+            &u.emails[r.clone()],
+            &u.hashes[r.clone()],
+            &u.roles[r.clone()] as _,
+            &u.statuses[r.clone()] as _,
+            &u.created[r.clone()],
+            &u.updated[r]
         )
-        .bind(tenant)
-        .bind(&u.ids[r.clone()])
-        .bind(&u.emails[r.clone()])
-        .bind(&u.hashes[r.clone()])
-        .bind(&u.roles[r.clone()])
-        .bind(&u.statuses[r.clone()])
-        .bind(&u.created[r.clone()])
-        .bind(&u.updated[r])
         .execute(tx.conn())
         .await?;
     }
     let o = &plan.organizations;
     for r in batches(o.ids.len(), 0) {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO organizations (tenant_id, id, name, domain, created_at, updated_at)
              SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[])",
+            tenant.0,
+            &o.ids[r.clone()],
+            &o.names[r.clone()],
+            &o.domains[r.clone()] as _,
+            &o.created[r.clone()],
+            &o.updated[r]
         )
-        .bind(tenant)
-        .bind(&o.ids[r.clone()])
-        .bind(&o.names[r.clone()])
-        .bind(&o.domains[r.clone()])
-        .bind(&o.created[r.clone()])
-        .bind(&o.updated[r])
         .execute(tx.conn())
         .await?;
     }
     let c = &plan.contacts;
     for r in batches(c.ids.len(), 0) {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO contacts (tenant_id, id, name, email, phone, organization_id, created_at, updated_at)
              SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[],
                                       $7::timestamptz[], $8::timestamptz[])",
+            tenant.0,
+            &c.ids[r.clone()],
+            &c.names[r.clone()],
+            &c.emails[r.clone()],
+            &c.phones[r.clone()] as _,
+            &c.organizations[r.clone()] as _,
+            &c.created[r.clone()],
+            &c.updated[r]
         )
-        .bind(tenant)
-        .bind(&c.ids[r.clone()])
-        .bind(&c.names[r.clone()])
-        .bind(&c.emails[r.clone()])
-        .bind(&c.phones[r.clone()])
-        .bind(&c.organizations[r.clone()])
-        .bind(&c.created[r.clone()])
-        .bind(&c.updated[r])
         .execute(tx.conn())
         .await?;
     }
     let d = &plan.deals;
     for r in batches(d.ids.len(), 0) {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO deals (tenant_id, id, title, contact_id, organization_id, stage, amount, currency,
                                 created_at, updated_at)
              SELECT $1, i, t, c, o, s, a::numeric, cur, ca, ua
                FROM UNNEST($2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[],
                            $9::timestamptz[], $10::timestamptz[])
                     AS u(i, t, c, o, s, a, cur, ca, ua)",
+            tenant.0,
+            &d.ids[r.clone()],
+            &d.titles[r.clone()],
+            &d.contacts[r.clone()],
+            &d.organizations[r.clone()] as _,
+            &d.stages[r.clone()] as _,
+            &d.amounts[r.clone()],
+            &d.currencies[r.clone()],
+            &d.created[r.clone()],
+            &d.updated[r]
         )
-        .bind(tenant)
-        .bind(&d.ids[r.clone()])
-        .bind(&d.titles[r.clone()])
-        .bind(&d.contacts[r.clone()])
-        .bind(&d.organizations[r.clone()])
-        .bind(&d.stages[r.clone()])
-        .bind(&d.amounts[r.clone()])
-        .bind(&d.currencies[r.clone()])
-        .bind(&d.created[r.clone()])
-        .bind(&d.updated[r])
         .execute(tx.conn())
         .await?;
     }
     let m = &plan.map;
     for r in batches(m.target_ids.len(), 0) {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO import_id_map (tenant_id, resource, source_id, target_id)
              SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::uuid[])",
+            tenant.0,
+            &m.resources[r.clone()] as _,
+            &m.source_ids[r.clone()],
+            &m.target_ids[r]
         )
-        .bind(tenant)
-        .bind(&m.resources[r.clone()])
-        .bind(&m.source_ids[r.clone()])
-        .bind(&m.target_ids[r])
         .execute(tx.conn())
         .await?;
     }

@@ -121,12 +121,14 @@ pub async fn create_platform_login(admin_url: &str, password: &str) -> Result<()
 /// A connection to the `postgres` database holding the `ROLES` lock (waiting for it).
 async fn lock_roles(target: &PgConnectOptions) -> Result<PgConnection, BootstrapError> {
     let mut conn = PgConnection::connect_with(&target.clone().database("postgres")).await?;
-    sqlx::query("SELECT pg_advisory_lock($1, $2)").bind(LOCK_SPACE).bind(ROLES).execute(&mut conn).await?;
+    sqlx::query!("SELECT pg_advisory_lock($1, $2)", LOCK_SPACE, ROLES).execute(&mut conn).await?;
     Ok(conn)
 }
 
 async fn unlock_roles(mut conn: PgConnection) -> Result<(), BootstrapError> {
-    sqlx::query("SELECT pg_advisory_unlock($1, $2)").bind(LOCK_SPACE).bind(ROLES).execute(&mut conn).await?;
+    sqlx::query_scalar!(r#"SELECT pg_advisory_unlock($1, $2) AS "unlocked!""#, LOCK_SPACE, ROLES)
+        .fetch_one(&mut conn)
+        .await?;
     conn.close().await?;
     Ok(())
 }
@@ -358,7 +360,7 @@ async fn platform_login(conn: &mut PgConnection, db_name: &str, password: &str) 
 /// tenant_id (`citus::distribute`, idempotent).
 pub async fn migrate(admin_url: &str) -> Result<MigrationReport, BootstrapError> {
     let mut admin = PgConnection::connect_with(&PgConnectOptions::from_str(admin_url)?).await?;
-    sqlx::query("SELECT pg_advisory_lock($1, $2)").bind(LOCK_SPACE).bind(MIGRATIONS).execute(&mut admin).await?;
+    sqlx::query!("SELECT pg_advisory_lock($1, $2)", LOCK_SPACE, MIGRATIONS).execute(&mut admin).await?;
     let backend = Backend::detect(&mut admin).await?;
     let citus = backend == Backend::Citus;
     if citus {

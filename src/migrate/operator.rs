@@ -191,7 +191,7 @@ async fn read_history(conn: &mut PgConnection) -> Result<Vec<HistoryRow>, sqlx::
 pub async fn apply(admin_url: &str, dir: &Path) -> Result<Vec<String>, OperatorMigrationError> {
     let migrations = load(dir)?;
     let mut admin = PgConnection::connect_with(&PgConnectOptions::from_str(admin_url)?).await?;
-    sqlx::query("SELECT pg_advisory_lock($1, $2)").bind(LOCK_SPACE).bind(MIGRATIONS).execute(&mut admin).await?;
+    sqlx::query!("SELECT pg_advisory_lock($1, $2)", LOCK_SPACE, MIGRATIONS).execute(&mut admin).await?;
     let applied = read_history(&mut admin).await?;
     let pending = check_against_history(dir, &migrations, &applied)?;
     let mut names = Vec::new();
@@ -208,7 +208,7 @@ pub async fn apply(admin_url: &str, dir: &Path) -> Result<Vec<String>, OperatorM
             .map_err(|source| OperatorMigrationError::Apply { dir: dir.to_path_buf(), source })?;
         names.extend(report.applied_migrations().iter().map(|m| m.to_string()));
         // Running services read the adopted tables again: a migration may have altered one.
-        sqlx::query("SELECT pg_notify($1, 'migrate')").bind(crate::data::CHANGED_CHANNEL).execute(&mut admin).await?;
+        sqlx::query!("SELECT pg_notify($1, 'migrate')", crate::data::CHANGED_CHANNEL).execute(&mut admin).await?;
     }
     // Closing ends the session, and with it the lock.
     admin.close().await?;

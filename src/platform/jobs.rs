@@ -30,14 +30,15 @@ pub enum Items {
 impl PlatformConn {
     /// Every tenant with something in the outbox, the biggest backlog first.
     pub async fn outbox_status(&mut self) -> Result<Vec<TenantBacklog>, PlatformError> {
-        Ok(sqlx::query_as(
-            "SELECT t.slug, t.id AS tenant_id,
-                    count(*) FILTER (WHERE NOT q.dead) AS pending,
+        Ok(sqlx::query_as!(
+            TenantBacklog,
+            r#"SELECT t.slug, t.id AS "tenant_id: TenantId",
+                    count(*) FILTER (WHERE NOT q.dead) AS "pending!",
                     coalesce(extract(epoch FROM now() - min(q.since) FILTER (WHERE NOT q.dead)), 0)::float8
-                        AS oldest_seconds,
-                    count(*) FILTER (WHERE q.dead) AS dead
+                        AS "oldest_seconds!",
+                    count(*) FILTER (WHERE q.dead) AS "dead!"
                FROM outbox_queue q JOIN tenants t ON t.id = q.tenant_id
-              GROUP BY t.slug, t.id ORDER BY pending DESC, dead DESC, t.slug",
+              GROUP BY t.slug, t.id ORDER BY "pending!" DESC, "dead!" DESC, t.slug"#
         )
         .fetch_all(self.conn())
         .await?)
@@ -84,9 +85,7 @@ impl PlatformConn {
         let moved = sqlx::query(sql).bind(tenant.0).bind(id).execute(tx.conn()).await?.rows_affected();
         if moved > 0 {
             let details = serde_json::json!({"items": moved, "id": id, "all_dead": id.is_none()});
-            sqlx::query("SELECT audit_append($1, 'outbox', NULL, 'success', $2, 'operator')")
-                .bind(action)
-                .bind(details)
+            sqlx::query!("SELECT audit_append($1, 'outbox', NULL, 'success', $2, 'operator')", action, details)
                 .execute(tx.conn())
                 .await?;
         }

@@ -105,11 +105,13 @@ impl PlatformDb {
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
             .await?;
-        let (user, privileged): (String, bool) = sqlx::query_as(
-            "SELECT current_user::text, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+        let row = sqlx::query!(
+            r#"SELECT current_user::text AS "user!", rolsuper OR rolbypassrls AS "privileged!"
+                 FROM pg_roles WHERE rolname = current_user"#
         )
         .fetch_one(&pool)
         .await?;
+        let (user, privileged) = (row.user, row.privileged);
         if privileged {
             pool.close().await;
             return Err(PlatformError::PrivilegedLogin(user));
@@ -185,38 +187,44 @@ impl PlatformConn {
         let tenant = TenantId::new_v7();
         let owner = UserId::new_v7();
         let mut tx = TenantTx::begin_on(self.conn(), tenant).await?;
-        sqlx::query("INSERT INTO tenants (id, slug, name, status, plan) VALUES ($1, $2, $3, $4, $5)")
-            .bind(tenant)
-            .bind(new.slug.as_str())
-            .bind(&new.name)
-            .bind(status.as_str())
-            .bind(plan.as_str())
+        sqlx::query!(
+            "INSERT INTO tenants (id, slug, name, status, plan) VALUES ($1, $2, $3, $4, $5)",
+            tenant.0,
+            new.slug.as_str(),
+            &new.name,
+            status.as_str(),
+            plan.as_str()
+        )
+        .execute(tx.conn())
+        .await
+        .map_err(|e| on_unique(e, || PlatformError::SlugTaken(new.slug.to_string())))?;
+        for (i, domain) in new.domains.iter().enumerate() {
+            sqlx::query!(
+                "INSERT INTO tenant_domains (domain, tenant_id, is_primary) VALUES ($1, $2, $3)",
+                domain,
+                tenant.0,
+                i == 0
+            )
             .execute(tx.conn())
             .await
-            .map_err(|e| on_unique(e, || PlatformError::SlugTaken(new.slug.to_string())))?;
-        for (i, domain) in new.domains.iter().enumerate() {
-            sqlx::query("INSERT INTO tenant_domains (domain, tenant_id, is_primary) VALUES ($1, $2, $3)")
-                .bind(domain)
-                .bind(tenant)
-                .bind(i == 0)
-                .execute(tx.conn())
-                .await
-                .map_err(|e| on_unique(e, || PlatformError::DomainTaken(domain.clone())))?;
+            .map_err(|e| on_unique(e, || PlatformError::DomainTaken(domain.clone())))?;
         }
-        sqlx::query("INSERT INTO users (tenant_id, id, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)")
-            .bind(tenant)
-            .bind(owner)
-            .bind(new.owner_email.as_str())
-            .bind(&new.owner_password_hash)
-            .bind(Role::Owner.as_str())
-            .execute(tx.conn())
-            .await?;
+        sqlx::query!(
+            "INSERT INTO users (tenant_id, id, email, password_hash, role) VALUES ($1, $2, $3, $4, $5)",
+            tenant.0,
+            owner.0,
+            new.owner_email.as_str(),
+            &new.owner_password_hash,
+            Role::Owner.as_str()
+        )
+        .execute(tx.conn())
+        .await?;
         tx.commit().await?;
         Ok(CreatedTenant { tenant, owner })
     }
 
     pub async fn list_tenants(&mut self) -> Result<Vec<TenantSummary>, PlatformError> {
-        Ok(sqlx::query_as("SELECT id, slug, name, status, plan, created_at FROM tenants ORDER BY slug")
+        Ok(sqlx::query_as!(TenantSummary, r#"SELECT id AS "id: TenantId", slug, name, status AS "status: TenantStatus", plan AS "plan: Plan", created_at FROM tenants ORDER BY slug"#)
             .fetch_all(self.conn())
             .await?)
     }
@@ -228,21 +236,21 @@ impl PlatformConn {
         limit: i64,
         status: Option<TenantStatus>,
     ) -> Result<Vec<TenantSummary>, PlatformError> {
-        Ok(sqlx::query_as(
-            "SELECT id, slug, name, status, plan, created_at FROM tenants
+        Ok(sqlx::query_as!(
+            TenantSummary,
+            r#"SELECT id AS "id: TenantId", slug, name, status AS "status: TenantStatus", plan AS "plan: Plan", created_at FROM tenants
               WHERE ($1::text IS NULL OR slug > $1) AND ($2::text IS NULL OR status = $2)
-              ORDER BY slug LIMIT $3",
+              ORDER BY slug LIMIT $3"#,
+            after.map(Slug::as_str),
+            status.map(TenantStatus::as_str),
+            limit
         )
-        .bind(after.map(Slug::as_str))
-        .bind(status.map(TenantStatus::as_str))
-        .bind(limit)
         .fetch_all(self.conn())
         .await?)
     }
 
     pub async fn tenant(&mut self, slug: &Slug) -> Result<Option<TenantSummary>, PlatformError> {
-        Ok(sqlx::query_as("SELECT id, slug, name, status, plan, created_at FROM tenants WHERE slug = $1")
-            .bind(slug.as_str())
+        Ok(sqlx::query_as!(TenantSummary, r#"SELECT id AS "id: TenantId", slug, name, status AS "status: TenantStatus", plan AS "plan: Plan", created_at FROM tenants WHERE slug = $1"#, slug.as_str())
             .fetch_optional(self.conn())
             .await?)
     }
@@ -252,10 +260,11 @@ impl PlatformConn {
     }
 
     pub async fn domains(&mut self, tenant: TenantId) -> Result<Vec<TenantDomain>, PlatformError> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as!(
+            TenantDomain,
             "SELECT domain, is_primary, created_at FROM tenant_domains WHERE tenant_id = $1 ORDER BY domain",
+            tenant.0
         )
-        .bind(tenant)
         .fetch_all(self.conn())
         .await?)
     }
@@ -273,17 +282,18 @@ impl PlatformConn {
         }
         // In the tenant's own transaction, so the change lands in its audit trail with it.
         let mut tx = self.audited_tx(current.id).await?;
-        let changed: Option<TenantSummary> = sqlx::query_as(
-            "UPDATE tenants
+        let changed: Option<TenantSummary> = sqlx::query_as!(
+            TenantSummary,
+            r#"UPDATE tenants
                 SET status = COALESCE($2, status), plan = COALESCE($3, plan), name = COALESCE($4, name),
                     updated_at = now()
               WHERE slug = $1 AND status <> 'deleted'
-             RETURNING id, slug, name, status, plan, created_at",
+             RETURNING id AS "id: TenantId", slug, name, status AS "status: TenantStatus", plan AS "plan: Plan", created_at"#,
+            slug.as_str(),
+            change.status.map(TenantStatus::as_str),
+            change.plan.map(Plan::as_str),
+            change.name.as_deref()
         )
-        .bind(slug.as_str())
-        .bind(change.status.map(TenantStatus::as_str))
-        .bind(change.plan.map(Plan::as_str))
-        .bind(change.name.as_deref())
         .fetch_optional(tx.conn())
         .await?;
         // Deleted between the two statements: say so rather than pretend it changed.
@@ -298,12 +308,14 @@ impl PlatformConn {
             "before": {"status": current.status, "plan": current.plan, "name": current.name},
             "after": {"status": changed.status, "plan": changed.plan, "name": changed.name},
         });
-        sqlx::query("SELECT audit_append($1, 'tenant', $2, 'success', $3, 'operator')")
-            .bind(action)
-            .bind(changed.id.to_string())
-            .bind(details)
-            .execute(tx.conn())
-            .await?;
+        sqlx::query!(
+            "SELECT audit_append($1, 'tenant', $2, 'success', $3, 'operator')",
+            action,
+            changed.id.to_string(),
+            details
+        )
+        .execute(tx.conn())
+        .await?;
         tx.commit().await?;
         Ok(changed)
     }
@@ -311,10 +323,10 @@ impl PlatformConn {
     /// The tenant's rate-limit override, if it has one (None: its plan's quota applies).
     pub async fn rate_limit(&mut self, tenant: TenantId) -> Result<Option<RateLimitOverride>, PlatformError> {
         let row: Option<(Option<i32>, Option<i32>)> =
-            sqlx::query_as("SELECT rate_limit_per_second, rate_limit_burst FROM tenants WHERE id = $1")
-                .bind(tenant)
+            sqlx::query!("SELECT rate_limit_per_second, rate_limit_burst FROM tenants WHERE id = $1", tenant.0)
                 .fetch_optional(self.conn())
-                .await?;
+                .await?
+                .map(|r| (r.rate_limit_per_second, r.rate_limit_burst));
         Ok(row.and_then(|(per_second, burst)| rate_limit_of(per_second, burst)))
     }
 
@@ -333,20 +345,21 @@ impl PlatformConn {
             return Err(PlatformError::TenantDeleted(slug.to_string()));
         }
         let mut tx = self.audited_tx(current.id).await?;
-        let before: Option<(Option<i32>, Option<i32>)> = sqlx::query_as(
+        let before: Option<(Option<i32>, Option<i32>)> = sqlx::query!(
             "SELECT rate_limit_per_second, rate_limit_burst FROM tenants WHERE id = $1 AND status <> 'deleted' FOR UPDATE",
+            current.id.0
         )
-        .bind(current.id)
         .fetch_optional(tx.conn())
-        .await?;
+        .await?
+        .map(|r| (r.rate_limit_per_second, r.rate_limit_burst));
         let (before_per_second, before_burst) = before.ok_or_else(|| PlatformError::TenantDeleted(slug.to_string()))?;
         let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
-        sqlx::query(
+        sqlx::query!(
             "UPDATE tenants SET rate_limit_per_second = $2, rate_limit_burst = $3, updated_at = now() WHERE id = $1",
+            current.id.0,
+            limit.map(|l| to_i32(l.per_second)),
+            limit.map(|l| to_i32(l.burst))
         )
-        .bind(current.id)
-        .bind(limit.map(|l| to_i32(l.per_second)))
-        .bind(limit.map(|l| to_i32(l.burst)))
         .execute(tx.conn())
         .await?;
         // null: the plan's quota (named beside the diff).
@@ -358,11 +371,13 @@ impl PlatformConn {
         };
         let before = rate_limit_of(before_per_second, before_burst);
         let details = serde_json::json!({"before": shown(before), "after": shown(limit), "plan": current.plan});
-        sqlx::query("SELECT audit_append('tenant.rate_limit_change', 'tenant', $1, 'success', $2, 'operator')")
-            .bind(current.id.to_string())
-            .bind(details)
-            .execute(tx.conn())
-            .await?;
+        sqlx::query!(
+            "SELECT audit_append('tenant.rate_limit_change', 'tenant', $1, 'success', $2, 'operator')",
+            current.id.to_string(),
+            details
+        )
+        .execute(tx.conn())
+        .await?;
         tx.commit().await?;
         Ok(limit)
     }
@@ -374,8 +389,7 @@ impl PlatformConn {
     pub async fn delete_tenant(&mut self, slug: &Slug) -> Result<Vec<(String, u64)>, PlatformError> {
         let tenant = self.existing(slug).await?;
         let mut tx = TenantTx::begin_on(self.conn(), tenant.id).await?;
-        sqlx::query("UPDATE tenants SET status = 'deleted', updated_at = now() WHERE id = $1")
-            .bind(tenant.id)
+        sqlx::query!("UPDATE tenants SET status = 'deleted', updated_at = now() WHERE id = $1", tenant.id.0)
             .execute(tx.conn())
             .await?;
         let report = purge::purge_tenant_rows(&mut tx).await?;
@@ -392,8 +406,7 @@ impl PlatformConn {
         }
         let mut tx = TenantTx::begin_on(self.conn(), tenant.id).await?;
         let report = purge::purge_tenant_rows(&mut tx).await?;
-        sqlx::query("DELETE FROM tenants WHERE id = $1 AND status = 'deleted'")
-            .bind(tenant.id)
+        sqlx::query!("DELETE FROM tenants WHERE id = $1 AND status = 'deleted'", tenant.id.0)
             .execute(tx.conn())
             .await?;
         tx.commit().await?;
@@ -410,25 +423,26 @@ impl PlatformConn {
         let tenant = self.live(slug).await?;
         // In the tenant's transaction (the registry has no RLS; this is for the audit event).
         let mut tx = self.audited_tx(tenant).await?;
-        let has_primary: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT FROM tenant_domains WHERE tenant_id = $1 AND is_primary)")
-                .bind(tenant)
-                .fetch_one(tx.conn())
-                .await?;
+        let has_primary: bool = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT FROM tenant_domains WHERE tenant_id = $1 AND is_primary) AS "exists!""#,
+            tenant.0
+        )
+        .fetch_one(tx.conn())
+        .await?;
         let primary = primary || !has_primary;
         if primary {
-            sqlx::query("UPDATE tenant_domains SET is_primary = false WHERE tenant_id = $1 AND is_primary")
-                .bind(tenant)
+            sqlx::query!("UPDATE tenant_domains SET is_primary = false WHERE tenant_id = $1 AND is_primary", tenant.0)
                 .execute(tx.conn())
                 .await?;
         }
-        let added: TenantDomain = sqlx::query_as(
+        let added: TenantDomain = sqlx::query_as!(
+            TenantDomain,
             "INSERT INTO tenant_domains (domain, tenant_id, is_primary) VALUES ($1, $2, $3)
              RETURNING domain, is_primary, created_at",
+            domain.as_str(),
+            tenant.0,
+            primary
         )
-        .bind(domain.as_str())
-        .bind(tenant)
-        .bind(primary)
         .fetch_one(tx.conn())
         .await
         .map_err(|e| on_unique(e, || PlatformError::DomainTaken(domain.to_string())))?;
@@ -441,12 +455,11 @@ impl PlatformConn {
     pub async fn remove_domain(&mut self, slug: &Slug, domain: &DomainName) -> Result<bool, PlatformError> {
         let tenant = self.live(slug).await?;
         let mut tx = self.audited_tx(tenant).await?;
-        let removed = sqlx::query("DELETE FROM tenant_domains WHERE tenant_id = $1 AND domain = $2")
-            .bind(tenant)
-            .bind(domain.as_str())
-            .execute(tx.conn())
-            .await?
-            .rows_affected();
+        let removed =
+            sqlx::query!("DELETE FROM tenant_domains WHERE tenant_id = $1 AND domain = $2", tenant.0, domain.as_str())
+                .execute(tx.conn())
+                .await?
+                .rows_affected();
         if removed == 0 {
             return Ok(false);
         }
@@ -461,19 +474,21 @@ impl PlatformConn {
         // In the tenant's transaction (the registry has no RLS; this is for the audit event).
         let mut tx = self.audited_tx(tenant).await?;
         // Clear first: the partial unique index allows one primary per tenant at any moment.
-        sqlx::query(
+        sqlx::query!(
             "UPDATE tenant_domains SET is_primary = false WHERE tenant_id = $1 AND is_primary AND domain <> $2",
+            tenant.0,
+            domain.as_str()
         )
-        .bind(tenant)
-        .bind(domain.as_str())
         .execute(tx.conn())
         .await?;
-        let set = sqlx::query("UPDATE tenant_domains SET is_primary = true WHERE tenant_id = $1 AND domain = $2")
-            .bind(tenant)
-            .bind(domain.as_str())
-            .execute(tx.conn())
-            .await?
-            .rows_affected();
+        let set = sqlx::query!(
+            "UPDATE tenant_domains SET is_primary = true WHERE tenant_id = $1 AND domain = $2",
+            tenant.0,
+            domain.as_str()
+        )
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
         if set == 0 {
             return Ok(false); // dropping `tx` rolls the clearing back
         }
@@ -520,10 +535,13 @@ impl PlatformConn {
         &mut self,
         source: &str,
     ) -> Result<Option<(String, TenantId, Option<String>)>, PlatformError> {
-        Ok(sqlx::query_as("SELECT slug, id, import_fingerprint FROM tenants WHERE import_source = $1")
-            .bind(source)
-            .fetch_optional(self.conn())
-            .await?)
+        Ok(sqlx::query!(
+            r#"SELECT slug, id AS "id: TenantId", import_fingerprint FROM tenants WHERE import_source = $1"#,
+            source
+        )
+        .fetch_optional(self.conn())
+        .await?
+        .map(|r| (r.slug, r.id, r.import_fingerprint)))
     }
 
     /// Which of `domains` already belong to a tenant (other than `except`, one being replaced).
@@ -532,28 +550,26 @@ impl PlatformConn {
         domains: &[String],
         except: Option<TenantId>,
     ) -> Result<Vec<String>, PlatformError> {
-        Ok(sqlx::query_scalar(
+        Ok(sqlx::query_scalar!(
             "SELECT domain FROM tenant_domains
               WHERE domain = ANY($1) AND tenant_id IS DISTINCT FROM $2 ORDER BY domain",
+            domains,
+            except.map(|t| t.0)
         )
-        .bind(domains)
-        .bind(except)
         .fetch_all(self.conn())
         .await?)
     }
 
     /// The id of the tenant `slug` names (in any status), if there is one.
     pub async fn tenant_id_by_slug(&mut self, slug: &Slug) -> Result<Option<TenantId>, PlatformError> {
-        Ok(sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
-            .bind(slug.as_str())
+        Ok(sqlx::query_scalar!("SELECT id FROM tenants WHERE slug = $1", slug.as_str())
             .fetch_optional(self.conn())
             .await?
             .map(TenantId))
     }
 
     pub async fn tenant_exists(&mut self, slug: &Slug) -> Result<bool, PlatformError> {
-        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT FROM tenants WHERE slug = $1)")
-            .bind(slug.as_str())
+        Ok(sqlx::query_scalar!(r#"SELECT EXISTS (SELECT FROM tenants WHERE slug = $1) AS "exists!""#, slug.as_str())
             .fetch_one(self.conn())
             .await?)
     }
@@ -577,13 +593,15 @@ async fn domain_event(
     domain: &DomainName,
     primary: bool,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT audit_append($1, 'tenant', $2, 'success', $3, 'operator')")
-        .bind(action)
-        .bind(tenant.0.to_string())
-        .bind(serde_json::json!({"domain": domain.as_str(), "primary": primary}))
-        .execute(tx.conn())
-        .await
-        .map(|_| ())
+    sqlx::query!(
+        "SELECT audit_append($1, 'tenant', $2, 'success', $3, 'operator')",
+        action,
+        tenant.0.to_string(),
+        serde_json::json!({"domain": domain.as_str(), "primary": primary})
+    )
+    .execute(tx.conn())
+    .await
+    .map(|_| ())
 }
 
 pub(super) fn on_unique(e: sqlx::Error, err: impl FnOnce() -> PlatformError) -> PlatformError {

@@ -25,13 +25,15 @@ impl PlatformConn {
     /// A new, active operator. `password_hash` is already argon2id.
     pub async fn create_operator(&mut self, email: &Email, password_hash: &str) -> Result<OperatorId, PlatformError> {
         let id = OperatorId::new_v7();
-        sqlx::query("INSERT INTO operators (id, email, password_hash) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(email.as_str())
-            .bind(password_hash)
-            .execute(self.conn())
-            .await
-            .map_err(|e| on_unique(e, || PlatformError::OperatorEmailTaken(email.to_string())))?;
+        sqlx::query!(
+            "INSERT INTO operators (id, email, password_hash) VALUES ($1, $2, $3)",
+            id.0,
+            email.as_str(),
+            password_hash
+        )
+        .execute(self.conn())
+        .await
+        .map_err(|e| on_unique(e, || PlatformError::OperatorEmailTaken(email.to_string())))?;
         Ok(id)
     }
 
@@ -42,15 +44,16 @@ impl PlatformConn {
         &mut self,
         email: &str,
     ) -> Result<(String, Option<OperatorCredentials>), PlatformError> {
-        let (lowered, id, password_hash, status): (String, Option<OperatorId>, Option<String>, Option<String>) =
-            sqlx::query_as(
-                "SELECT lower($1), o.id, o.password_hash, o.status
-                   FROM (VALUES (1)) AS one (x)
-                   LEFT JOIN operators o ON lower(o.email) = lower($1)",
-            )
-            .bind(email)
-            .fetch_one(self.conn())
-            .await?;
+        let row = sqlx::query!(
+            r#"SELECT lower($1) AS "lowered!", o.id AS "id?: OperatorId", o.password_hash AS "password_hash?",
+                      o.status AS "status?"
+                 FROM (VALUES (1)) AS one (x)
+                 LEFT JOIN operators o ON lower(o.email) = lower($1)"#,
+            email
+        )
+        .fetch_one(self.conn())
+        .await?;
+        let (lowered, id, password_hash, status) = (row.lowered, row.id, row.password_hash, row.status);
         let account = match (id, password_hash, status) {
             (Some(id), Some(password_hash), Some(status)) => {
                 Some(OperatorCredentials { id, password_hash, active: status == "active" })
@@ -63,27 +66,34 @@ impl PlatformConn {
     /// Checked on every platform request, so a disabled operator is refused at once, not when
     /// its token expires (OWASP ASVS 8.3.2).
     pub async fn operator_is_active(&mut self, id: OperatorId) -> Result<bool, PlatformError> {
-        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT FROM operators WHERE id = $1 AND status = 'active')")
-            .bind(id)
-            .fetch_one(self.conn())
-            .await?)
+        Ok(sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT FROM operators WHERE id = $1 AND status = 'active') AS "exists!""#,
+            id.0
+        )
+        .fetch_one(self.conn())
+        .await?)
     }
 
     /// Disable (or re-enable) an operator by e-mail; false when there is no such operator. A
     /// disabled operator's tokens are refused from the next request on.
     pub async fn set_operator_active(&mut self, email: &str, active: bool) -> Result<bool, PlatformError> {
-        let changed = sqlx::query("UPDATE operators SET status = $2 WHERE lower(email) = lower($1)")
-            .bind(email)
-            .bind(if active { "active" } else { "disabled" })
-            .execute(self.conn())
-            .await?
-            .rows_affected();
+        let changed = sqlx::query!(
+            "UPDATE operators SET status = $2 WHERE lower(email) = lower($1)",
+            email,
+            if active { "active" } else { "disabled" }
+        )
+        .execute(self.conn())
+        .await?
+        .rows_affected();
         Ok(changed > 0)
     }
 
     pub async fn list_operators(&mut self) -> Result<Vec<OperatorSummary>, PlatformError> {
-        Ok(sqlx::query_as("SELECT id, email, status, created_at FROM operators ORDER BY lower(email)")
-            .fetch_all(self.conn())
-            .await?)
+        Ok(sqlx::query_as!(
+            OperatorSummary,
+            r#"SELECT id AS "id: OperatorId", email, status, created_at FROM operators ORDER BY lower(email)"#
+        )
+        .fetch_all(self.conn())
+        .await?)
     }
 }

@@ -18,12 +18,11 @@ pub async fn purge_tenant_rows(tx: &mut TenantTx<'_>) -> Result<Vec<(String, u64
     let tenant = tx.tenant();
     // The documented exception to the audit log's append-only rule (sql/V10__audit.sql): a
     // deleted tenant's events go with it, and its row changes are not recorded as it goes.
-    sqlx::query("SET LOCAL app.audit_purge = 'on'").execute(tx.conn()).await?;
+    sqlx::query!("SET LOCAL app.audit_purge = 'on'").execute(tx.conn()).await?;
     // The audit sealer's lock on this tenant (sql/V21): a sealer running now finishes first,
     // and one starting later sees the tenant deleted and leaves its tree alone — else it could
     // write the tree's state back after the purge.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('rowguard.audit.seal/' || $1::text, 0))")
-        .bind(tenant)
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended('rowguard.audit.seal/' || $1::text, 0))", tenant as _)
         .execute(tx.conn())
         .await?;
     let mut report = Vec::new();

@@ -120,20 +120,19 @@ pub async fn export(
     let tenant = summary.id;
     let mut tx = platform.tenant_tx(tenant).await?;
     // Allowed here: setting the tenant (SET LOCAL) took no snapshot yet.
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(tx.conn()).await?;
+    sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(tx.conn()).await?;
     let mut tables = tables_children_first(&mut tx).await?;
     tables.reverse();
     let tables: Vec<(String, String)> =
         tables.into_iter().map(|q| (unqualified(&q), q)).filter(|(name, _)| !skipped(name)).collect();
     let domains: Vec<String> =
-        sqlx::query_scalar("SELECT domain FROM tenant_domains WHERE tenant_id = $1 ORDER BY domain")
-            .bind(tenant)
+        sqlx::query_scalar!("SELECT domain FROM tenant_domains WHERE tenant_id = $1 ORDER BY domain", tenant.0)
             .fetch_all(tx.conn())
             .await?;
-    let audit_head: Option<Vec<u8>> = sqlx::query_scalar("SELECT head FROM audit_chain_heads WHERE tenant_id = $1")
-        .bind(tenant)
-        .fetch_optional(tx.conn())
-        .await?;
+    let audit_head: Option<Vec<u8>> =
+        sqlx::query_scalar!("SELECT head FROM audit_chain_heads WHERE tenant_id = $1", tenant.0)
+            .fetch_optional(tx.conn())
+            .await?;
     let mut counts = BTreeMap::new();
     for (name, qualified) in &tables {
         // Catalog names, quoted by PostgreSQL's format('%I.%I').
@@ -196,20 +195,22 @@ pub async fn import(
     let tenant = TenantId::new_v7();
     let mut tx = platform.tenant_tx(tenant).await?;
     // The imported rows bring their own history: the row-change triggers stay quiet.
-    sqlx::query("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
-    sqlx::query("INSERT INTO tenants (id, slug, name, status, plan) VALUES ($1, $2, $3, 'active', $4)")
-        .bind(tenant)
-        .bind(slug.as_str())
-        .bind(&header.tenant.name)
-        .bind(header.tenant.plan)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                TransferError::Platform(PlatformError::SlugTaken(slug.to_string()))
-            }
-            _ => TransferError::Sql(e),
-        })?;
+    sqlx::query!("SET LOCAL app.audit_import = 'on'").execute(tx.conn()).await?;
+    sqlx::query!(
+        "INSERT INTO tenants (id, slug, name, status, plan) VALUES ($1, $2, $3, 'active', $4)",
+        tenant.0,
+        slug.as_str(),
+        &header.tenant.name,
+        header.tenant.plan.as_str()
+    )
+    .execute(tx.conn())
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            TransferError::Platform(PlatformError::SlugTaken(slug.to_string()))
+        }
+        _ => TransferError::Sql(e),
+    })?;
     let known: Vec<String> = tables_children_first(&mut tx).await?.iter().map(|q| unqualified(q)).collect();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut done = Progress { rows: 0, total: header.tables.values().sum() };
@@ -262,18 +263,20 @@ pub async fn import(
         }
     }
     advance_sequences(&mut tx, counts.keys()).await?;
-    sqlx::query("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
+    sqlx::query!("SET LOCAL app.audit_import = 'off'").execute(tx.conn()).await?;
     let details = serde_json::json!({
         "source_tenant": header.tenant.id,
         "source_slug": header.tenant.slug,
         "source_audit_head": header.tenant.audit_head,
         "rows": counts,
     });
-    sqlx::query("SELECT audit_append('tenant.import', 'tenant', $1, 'success', $2, 'operator')")
-        .bind(tenant.to_string())
-        .bind(details)
-        .execute(tx.conn())
-        .await?;
+    sqlx::query!(
+        "SELECT audit_append('tenant.import', 'tenant', $1, 'success', $2, 'operator')",
+        tenant.to_string(),
+        details
+    )
+    .execute(tx.conn())
+    .await?;
     tx.commit().await?;
     Ok((tenant, counts))
 }

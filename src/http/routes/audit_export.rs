@@ -69,10 +69,12 @@ pub async fn export_events(
         return Ok(refused);
     };
     let mut tx = scope.begin().await?;
-    let head: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM audit_events WHERE tenant_id = $1")
-        .bind(scope.tenant_id())
-        .fetch_one(tx.conn())
-        .await?;
+    let head: i64 = sqlx::query_scalar!(
+        r#"SELECT coalesce(max(seq), 0) AS "head!" FROM audit_events WHERE tenant_id = $1"#,
+        scope.tenant_id().0
+    )
+    .fetch_one(tx.conn())
+    .await?;
     // The signed tree head the export was cut at: every event it covers carries its leaf, and
     // `GET /v1/audit-log/head` or a proof with `tree_size` gives the signed note of that size.
     let tree = crate::audit::tree::head(tx.conn(), scope.tenant_id(), None).await?;

@@ -106,7 +106,7 @@ pub async fn adopt(
 ) -> Result<Adopted, AdoptError> {
     let table = table.strip_prefix("public.").unwrap_or(table);
     let mut tx = admin.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)").bind(LOCK_SPACE).bind(MIGRATIONS).execute(&mut *tx).await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock($1, $2)", LOCK_SPACE, MIGRATIONS).execute(&mut *tx).await?;
     // Expressions deparse the same way for everyone, and every name below resolves in public.
     tx.execute(AssertSqlSafe(format!("SET LOCAL search_path = public; SET LOCAL ROLE {OWNER_ROLE}"))).await?;
     let plan = plan(&mut tx, table, read, write).await?;
@@ -117,11 +117,7 @@ pub async fn adopt(
             tx.execute(AssertSqlSafe(step.sql.clone())).await?;
         }
         // Running services serve the table (and its role sets) once this commits.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::data::CHANGED_CHANNEL)
-            .bind(&plan.table)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!("SELECT pg_notify($1, $2)", crate::data::CHANGED_CHANNEL, &plan.table).execute(&mut *tx).await?;
     }
     // What the service will make of it, read the way the service reads it (never a second
     // copy of its rule), inside the transaction so an error here changes nothing.
