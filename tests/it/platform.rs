@@ -733,3 +733,46 @@ async fn the_jwk_set_lists_the_signing_key_and_rotated_keys_keep_old_tokens_vali
     let r = before.call_as(&new_token, "acme", Method::GET, "/v1/me", None).await;
     r.assert_problem(StatusCode::UNAUTHORIZED, "invalid_token");
 }
+
+#[tokio::test]
+async fn an_operator_sets_and_clears_a_tenants_rate_limit_override_through_the_api() {
+    let app = spawn_app().await;
+    let token = operator_token(&app).await;
+    let acme = api_tenant(&app, &token, "acme").await;
+    let owner = app.owner_token(&acme).await;
+    let limit_of =
+        |r: &TestResponse| r.headers.get("ratelimit-limit").and_then(|v| v.to_str().ok()).map(str::to_string);
+
+    let body = json!({"rate_limit": {"per_second": 7, "burst": 9}});
+    let r = platform(&app, &token, Method::PATCH, "/platform/v1/tenants/acme", Some(body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["rate_limit"], json!({"per_second": 7, "burst": 9}));
+    assert_eq!(r.body["status"], "active", "nothing else changed");
+    // The tenant API announces the override (every instance hears the registry's change).
+    let start = std::time::Instant::now();
+    loop {
+        let me = app.call_as(&owner, "acme", Method::GET, "/v1/me", None).await;
+        if limit_of(&me).as_deref() == Some("9") {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "never announced: {:?}", me.headers);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for bad in [
+        json!({"rate_limit": {"per_second": 0, "burst": 9}}),
+        json!({"rate_limit": {"per_second": 5, "burst": 2_000_000}}),
+    ] {
+        platform(&app, &token, Method::PATCH, "/platform/v1/tenants/acme", Some(bad))
+            .await
+            .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    }
+    let r = platform(&app, &token, Method::PATCH, "/platform/v1/tenants/acme", Some(json!({"rate_limit": null}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body["rate_limit"].is_null(), "{}", r.body);
+    // Both changes are in the tenant's log, by the operator.
+    let log = app.call_as(&owner, "acme", Method::GET, "/v1/audit-events?action=tenant.rate_limit_change", None).await;
+    let items = log.body["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{}", log.body);
+    assert!(items.iter().all(|e| e["actor_type"] == "operator" && e["actor_id"].is_string()), "{}", log.body);
+    assert_eq!(items[1]["details"]["after"]["rate_limit_burst"], 9);
+}

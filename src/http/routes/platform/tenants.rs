@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{Platform, path_slug, platform_conn};
+use crate::db::registry::RateLimitOverride;
 use crate::domain::{DomainName, Email, NewPassword, Plan, Slug, TenantName, TenantStatus, parse_unreserved_slug};
 use crate::http::ApiContext;
 use crate::http::error::{ApiError, Problem};
@@ -23,6 +24,20 @@ pub struct TenantView {
     #[serde(flatten)]
     pub tenant: TenantSummary,
     pub domains: Vec<TenantDomain>,
+    /// The tenant's own request quota, when it has one; absent: its plan's.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A per-tenant request quota in place of the plan's (per instance; docs/rate-limits.md).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second, 1 to 1,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub per_second: u32,
+    /// Requests allowed at once above the sustained rate, 1 to 1,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub burst: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -87,6 +102,15 @@ pub struct TenantPatch {
     plan: Option<Plan>,
     #[schema(pattern = "TEXT_PATTERN", max_length = 200)]
     name: Option<String>,
+    /// The tenant's own quota; `null` goes back to the plan's.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RateLimit>)]
+    rate_limit: Option<Option<RateLimit>>,
+}
+
+/// Distinguishes `"rate_limit": null` (Some(None)) from an absent field (None, via `default`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// List tenants in slug order (keyset pagination on the slug).
@@ -176,8 +200,26 @@ pub async fn update_tenant(
 ) -> Result<Json<TenantView>, ApiError> {
     let slug = path_slug(&slug)?;
     let name = patch.name.as_deref().map(TenantName::parse).transpose().map_err(ApiError::validation)?;
-    let change = TenantChange { status: patch.status, plan: patch.plan, name: name.map(TenantName::into_string) };
-    platform.change_tenant(&slug, change).await?;
+    let limit = match patch.rate_limit {
+        Some(Some(l)) => {
+            let range = 1..=1_000_000;
+            if !range.contains(&l.per_second) || !range.contains(&l.burst) {
+                return Err(ApiError::validation_of("rate_limit: per_second and burst are each 1 to 1,000,000".into()));
+            }
+            Some(Some(RateLimitOverride { per_second: l.per_second, burst: l.burst }))
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
+    let lifecycle = patch.status.is_some() || patch.plan.is_some() || name.is_some();
+    if lifecycle || limit.is_none() {
+        let change = TenantChange { status: patch.status, plan: patch.plan, name: name.map(TenantName::into_string) };
+        platform.change_tenant(&slug, change).await?;
+    }
+    if let Some(limit) = limit {
+        // Its own transaction and audit event (`tenant.rate_limit_change`), as from the console.
+        platform.set_rate_limit(&slug, limit).await?;
+    }
     Ok(Json(view(&mut platform, &slug).await?))
 }
 
@@ -200,5 +242,7 @@ pub async fn delete_tenant(
 async fn view(platform: &mut PlatformConn, slug: &Slug) -> Result<TenantView, ApiError> {
     let tenant = platform.tenant(slug).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
     let domains = platform.domains(tenant.id).await?;
-    Ok(TenantView { tenant, domains })
+    let rate_limit =
+        platform.rate_limit(tenant.id).await?.map(|l| RateLimit { per_second: l.per_second, burst: l.burst });
+    Ok(TenantView { tenant, domains, rate_limit })
 }
