@@ -767,3 +767,28 @@ async fn an_unknown_console_path_is_a_page_not_the_apis_json() {
         );
     }
 }
+
+/// WCAG 2.x relative luminance of `#rrggbb`.
+fn luminance(hex: &str) -> f64 {
+    let channel = |i: usize| {
+        let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")) / 255.0;
+        if c <= 0.03928 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) }
+    };
+    0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+}
+
+#[tokio::test]
+async fn the_focus_outline_has_at_least_3_to_1_contrast_with_the_page() {
+    let app = spawn_app().await;
+    let browser = Browser::new(&app, "localhost:8080");
+    let css = browser.get_as_is("/console/static/console.css").await;
+    let css = html(&css);
+    let rule = css.lines().find(|l| l.contains(":focus") && l.contains("outline:")).expect("a focus rule");
+    let colour = rule.split("solid ").nth(1).and_then(|r| r.get(..7)).expect("the outline's colour");
+    let ratio = |a: f64, b: f64| (a.max(b) + 0.05) / (a.min(b) + 0.05);
+    // The page's white, the header's and the notices' backgrounds.
+    for background in ["#ffffff", "#f6f8fa", "#f3f8fe"] {
+        let r = ratio(luminance(colour), luminance(background));
+        assert!(r >= 3.0, "{colour} on {background}: {r:.2}:1");
+    }
+}
