@@ -768,6 +768,100 @@ async fn an_unknown_console_path_is_a_page_not_the_apis_json() {
     }
 }
 
+#[tokio::test]
+async fn a_members_refused_sign_in_is_recorded_as_a_refusal_with_its_reason() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let member = app.create_user(&acme, "member").await;
+
+    let (_, refused) = auditor_signs_in(&app, "acme", &member.email, &member.password).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", html(&refused));
+    let denied = access_denied_events(&app, &owner, "acme").await;
+    let ours: Vec<_> = denied.iter().filter(|e| e["actor_id"] == member.id.as_str()).collect();
+    assert_eq!(ours.len(), 1, "one refusal, as the member: {denied:?}");
+    assert_eq!(ours[0]["outcome"], "denied");
+    assert_eq!(ours[0]["details"]["path"], "/console/audit/session");
+    let reason = ours[0]["details"]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("member") && reason.contains("read_audit_log"), "{reason}");
+}
+
+/// A tenant access token for `token`'s claims with `exp` in the past (signed with the test key).
+fn expired_copy(token: &str) -> String {
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(1).expect("payload"))
+        .expect("base64");
+    let mut claims: serde_json::Value = serde_json::from_slice(&payload).expect("claims");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    claims["iat"] = json!(now - 7200);
+    claims["exp"] = json!(now - 3600);
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = jsonwebtoken::decode_header(token).expect("header").kid;
+    let signing = EncodingKey::from_ed_pem(crate::support::signing_key_pem().as_bytes()).expect("key");
+    jsonwebtoken::encode(&header, &claims, &signing).expect("sign")
+}
+
+#[tokio::test]
+async fn an_ended_session_says_so_and_sign_in_returns_to_the_page_but_never_off_the_console() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let auditor = app.create_user(&acme, "auditor").await;
+    let (mut browser, _) = auditor_signs_in(&app, "acme", &auditor.email, &auditor.password).await;
+    let token = browser.cookies.get("rowguard_console").cloned().expect("a session");
+    browser.cookies.insert("rowguard_console".into(), expired_copy(&token));
+
+    let here = "/console/audit/?action=contact.update&outcome=success";
+    let ended = browser.get(here).await;
+    assert_eq!(ended.status, StatusCode::SEE_OTHER, "{}", html(&ended));
+    let to_sign_in = location(&ended).to_string();
+    assert_eq!(
+        to_sign_in,
+        "/console/audit/login?expired=1&next=%2Fconsole%2Faudit%2F%3Faction%3Dcontact.update%26outcome%3Dsuccess"
+    );
+    let form = browser.get(&to_sign_in).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", html(&form));
+    assert!(html(&form).contains("Your session ended; sign in again"), "{}", html(&form));
+    assert!(
+        html(&form).contains("name=\"next\" value=\"/console/audit/?action=contact.update&amp;outcome=success\""),
+        "{}",
+        html(&form)
+    );
+    let csrf = browser.csrf();
+    let back = browser
+        .post(
+            "/console/audit/session",
+            &[("csrf", &csrf), ("email", &auditor.email), ("password", &auditor.password), ("next", here)],
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", html(&back));
+    assert_eq!(location(&back), here);
+
+    // Anywhere else is not a place to return to: sign-in lands on the console's first page,
+    // and the sign-in page does not carry it.
+    for elsewhere in ["//evil.example/", "https://evil.example/console/audit/", "/console/audit/\\evil", "/console//x"]
+    {
+        let page = browser
+            .get(&format!("/console/audit/login?{}", serde_urlencoded::to_string([("next", elsewhere)]).expect("q")))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{elsewhere}");
+        assert!(!html(&page).contains("name=\"next\""), "{elsewhere}: {}", html(&page));
+        let csrf = browser.csrf();
+        let signed_in = browser
+            .post(
+                "/console/audit/session",
+                &[("csrf", &csrf), ("email", &auditor.email), ("password", &auditor.password), ("next", elsewhere)],
+            )
+            .await;
+        assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{elsewhere}: {}", html(&signed_in));
+        assert_eq!(location(&signed_in), "/console/audit/", "{elsewhere}");
+    }
+    // A first visit (no session at all) is sent to the plain sign-in page, with no notice.
+    let mut stranger = Browser::new(&app, &tenant_host("acme"));
+    assert_eq!(location(&stranger.get("/console/audit/verify").await), "/console/audit/login");
+}
+
 /// WCAG 2.x relative luminance of `#rrggbb`.
 fn luminance(hex: &str) -> f64 {
     let channel = |i: usize| {

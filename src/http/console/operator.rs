@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::page::{self, Viewer, csrf_field, time};
-use super::session::{CsrfForm, CsrfToken, OPERATOR_COOKIE, rotated_csrf_cookie, set_cookie};
+use super::session::{CsrfForm, CsrfToken, OPERATOR_COOKIE, return_path, rotated_csrf_cookie, set_cookie};
 use crate::db::registry::RateLimitOverride;
 use crate::domain::{Invalid, Plan, Slug, TenantStatus};
 use crate::http::ApiContext;
@@ -32,20 +32,34 @@ use crate::platform::{PlatformConn, TenantChange, TenantSummary};
 pub const SIGN_IN: &str = "/console/platform/session";
 pub const LOGIN_PAGE: &str = "/console/platform/login";
 
-pub async fn login_page(Extension(csrf): Extension<CsrfToken>) -> Markup {
-    sign_in_form(&csrf, None)
+/// Where the operator console's pages live: the only places sign-in returns to.
+const CONSOLE: &str = "/console/platform/";
+
+#[derive(Deserialize, Default)]
+pub struct SignInNotice {
+    /// Set when a page found the session ended (`session::pages`).
+    expired: Option<String>,
+    /// The page to return to after signing in (checked by `session::return_path`).
+    next: Option<String>,
 }
 
-fn sign_in_form(csrf: &CsrfToken, error: Option<&str>) -> Markup {
+pub async fn login_page(Extension(csrf): Extension<CsrfToken>, Query(notice): Query<SignInNotice>) -> Markup {
+    let note = notice.expired.map(|_| "Your session ended; sign in again.");
+    sign_in_form(&csrf, note, None, notice.next.as_deref().and_then(|n| return_path(n, CONSOLE)))
+}
+
+fn sign_in_form(csrf: &CsrfToken, note: Option<&str>, error: Option<&str>, next: Option<&str>) -> Markup {
     page::layout(
         "Operator sign-in",
         Viewer::Nobody,
         None,
         html! {
+            @if let Some(note) = note { p.notice role="status" { (note) } }
             @if let Some(error) = error { p.problem role="alert" { (error) } }
             p.muted { "Platform operators (accounts made with " code { "rowguard operators create" } ")." }
             form.signin method="post" action=(SIGN_IN) {
                 (csrf_field(csrf))
+                @if let Some(next) = next { input type="hidden" name="next" value=(next); }
                 label { "E-mail" input type="email" name="email" autocomplete="username" required autofocus; }
                 label { "Password" input type="password" name="password" autocomplete="current-password" required; }
                 button type="submit" { "Sign in" }
@@ -58,6 +72,9 @@ fn sign_in_form(csrf: &CsrfToken, error: Option<&str>) -> Markup {
 pub struct SignIn {
     email: String,
     password: String,
+    /// The page to return to (a console path; anything else is ignored). Not the login's.
+    #[serde(default, skip_serializing)]
+    next: Option<String>,
 }
 
 /// Sign in through the platform API's own login handler (its account budget, its logging;
@@ -74,7 +91,8 @@ pub async fn sign_in(
     let answer = match operator_login(State(ctx.clone()), Platform(platform), client, Json(body)).await {
         Ok(answer) => answer,
         Err(e) if e.code == ErrorCode::InvalidCredentials => {
-            let form = sign_in_form(&csrf, Some("The e-mail or password is wrong."));
+            let next = form.next.as_deref().and_then(|n| return_path(n, CONSOLE));
+            let form = sign_in_form(&csrf, None, Some("The e-mail or password is wrong."), next);
             return Ok((StatusCode::UNAUTHORIZED, form).into_response());
         }
         Err(e) => return Err(e),
@@ -84,7 +102,8 @@ pub async fn sign_in(
     }
     let bytes = axum::body::to_bytes(answer.into_body(), 64 * 1024).await.map_err(ApiError::internal)?;
     let token: PlatformToken = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
-    let mut answer = Redirect::to("/console/platform/").into_response();
+    let to = form.next.as_deref().and_then(|n| return_path(n, CONSOLE)).unwrap_or(CONSOLE);
+    let mut answer = Redirect::to(to).into_response();
     let cookie = set_cookie(&ctx, OPERATOR_COOKIE, &token.access_token, Some(token.expires_in));
     answer.headers_mut().append(header::SET_COOKIE, cookie);
     answer.headers_mut().append(header::SET_COOKIE, rotated_csrf_cookie(&ctx));
