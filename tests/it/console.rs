@@ -862,6 +862,45 @@ async fn an_ended_session_says_so_and_sign_in_returns_to_the_page_but_never_off_
     assert_eq!(location(&stranger.get("/console/audit/verify").await), "/console/audit/login");
 }
 
+#[tokio::test]
+async fn later_event_pages_link_to_the_newest_keeping_filters_and_actors_are_shown_and_linked() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    for i in 0..52 {
+        let body = json!({"name": format!("Contact {i}"), "email": format!("c{i}@example.com")});
+        let created = app.call_as(&owner, "acme", Method::POST, "/v1/contacts", Some(body)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    }
+    let events = app.call_as(&owner, "acme", Method::GET, "/v1/audit-events?action=contact.create&limit=1", None).await;
+    let owner_id = events.body["items"][0]["actor_id"].as_str().expect("the owner's id").to_string();
+    let (mut browser, _) = auditor_signs_in(&app, "acme", &acme.owner_email, &acme.owner_password).await;
+
+    let first = browser.get("/console/audit/?action=contact.create&outcome=success").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", html(&first));
+    assert!(!html(&first).contains("Newest events"), "the first page is the newest");
+    let short = &owner_id.replace('-', "")[24..];
+    let by_actor = format!("href=\"/console/audit/?actor={owner_id}\"");
+    assert!(html(&first).contains(&by_actor) && html(&first).contains(short), "{}", html(&first));
+    let older = html(&first)
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|href| href.contains("cursor="))
+        .expect("a link to older events")
+        .replace("&amp;", "&");
+    let second = browser.get(&older).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", html(&second));
+    assert!(
+        html(&second).contains(
+            "href=\"/console/audit/?action=contact.create&amp;outcome=success\" rel=\"first\">← Newest events"
+        ),
+        "{}",
+        html(&second)
+    );
+    let filtered = browser.get(&format!("/console/audit/?actor={owner_id}")).await;
+    assert_eq!(filtered.status, StatusCode::OK, "{}", html(&filtered));
+}
+
 /// WCAG 2.x relative luminance of `#rrggbb`.
 fn luminance(hex: &str) -> f64 {
     let channel = |i: usize| {

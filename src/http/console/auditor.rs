@@ -227,10 +227,11 @@ impl EventsQuery {
         })
     }
 
-    /// This query string with another cursor (for the next page's link).
-    fn with_cursor(&self, cursor: &str) -> String {
+    /// This query string with another cursor (for the next page's link), or none (the
+    /// newest events, filters kept).
+    fn with_cursor(&self, cursor: Option<&str>) -> String {
         let mut q = self.clone();
-        q.cursor = Some(cursor.to_string());
+        q.cursor = cursor.map(str::to_string);
         let pairs: Vec<(&str, String)> = [
             ("actor", &q.actor),
             ("action", &q.action),
@@ -312,9 +313,11 @@ pub async fn events(
             (event_table(&page.items))
         }
         div.pager {
-            @if query.cursor.is_some() { a href="/console/audit/" { "Newest" } }
+            @if query.cursor.is_some() {
+                a href=(format!("/console/audit/?{}", query.with_cursor(None))) rel="first" { "← Newest events" }
+            }
             @if let Some(next) = &page.next_cursor {
-                a href=(format!("/console/audit/?{}", query.with_cursor(next))) rel="next" { "Older events →" }
+                a href=(format!("/console/audit/?{}", query.with_cursor(Some(next)))) rel="next" { "Older events →" }
             }
         }
     };
@@ -333,7 +336,7 @@ fn event_table(items: &[AuditEvent]) -> Markup {
                             td { (time(e.occurred_at)) }
                             td { a href=(format!("/console/audit/events/{}", e.id)) { code { (e.action) } } }
                             td { span class=(format!("outcome-{}", e.outcome)) { (e.outcome) } }
-                            td { (e.actor_type) @if let Some(role) = &e.actor_role { " (" (role) ")" } }
+                            td { (actor_cell(e)) }
                             td.hide-narrow { (e.resource_type.as_deref().unwrap_or("")) " " code { (e.resource_id.as_deref().unwrap_or("")) } }
                         }
                     }
@@ -341,6 +344,28 @@ fn event_table(items: &[AuditEvent]) -> Markup {
             }
         }
     }
+}
+
+/// Who acted, briefly: the actor's type and role and the last 8 characters of its id (the
+/// whole id on hover), linked to the events of that actor. The last, not the first: ids are
+/// UUIDv7, whose first 8 characters are a timestamp shared by every user created in the same
+/// minute, while the last are random.
+fn actor_cell(e: &AuditEvent) -> Markup {
+    html! {
+        (e.actor_type) @if let Some(role) = &e.actor_role { " (" (role) ")" }
+        @if let Some(id) = e.actor_id {
+            " "
+            @let link = serde_urlencoded::to_string([("actor", id.to_string())]).unwrap_or_default();
+            a.actor href=(format!("/console/audit/?{link}")) title=(format!("{id}: this actor's events")) {
+                code { "…" (short_id(id)) }
+            }
+        }
+    }
+}
+
+fn short_id(id: Uuid) -> String {
+    let hex = id.simple().to_string();
+    hex.get(hex.len().saturating_sub(8)..).unwrap_or_default().to_string()
 }
 
 /// One event: who, from where, and the changed fields before and after.
