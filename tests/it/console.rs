@@ -901,6 +901,40 @@ async fn later_event_pages_link_to_the_newest_keeping_filters_and_actors_are_sho
     assert_eq!(filtered.status, StatusCode::OK, "{}", html(&filtered));
 }
 
+#[tokio::test]
+async fn a_failed_verify_reads_as_a_sentence_linking_the_event() {
+    use sqlx::{Acquire, Executor};
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let event_id = contact_renamed(&app, &acme).await;
+    let owner = app.owner_token(&acme).await;
+    let events = app.call_as(&owner, "acme", Method::GET, "/v1/audit-events?action=contact.update", None).await;
+    assert_eq!(events.body["items"][0]["id"], event_id.as_str());
+    let seq = events.body["items"][0]["seq"].as_i64().expect("seq");
+    let mut su = app.superuser_connection().await;
+    let mut tx = su.begin().await.expect("begin");
+    tx.execute("SET LOCAL session_replication_role = replica").await.expect("replica");
+    tx.execute(sqlx::AssertSqlSafe(format!(
+        "UPDATE audit_events SET details = '{{\"forged\": true}}' WHERE id = '{event_id}'"
+    )))
+    .await
+    .expect("tamper");
+    tx.commit().await.expect("commit");
+
+    let (mut browser, _) = auditor_signs_in(&app, "acme", &acme.owner_email, &acme.owner_password).await;
+    let page = browser.get("/console/audit/verify").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+    let text = html(&page);
+    assert!(text.contains("does not verify"), "{text}");
+    assert!(
+        text.contains(&format!("<a href=\"/console/audit/?cursor={}\">event {seq}</a>: ", seq + 1)),
+        "the failure names and links its event: {text}"
+    );
+    assert!(!text.contains("&quot;reason&quot;") && !text.contains("\"reason\""), "no raw JSON: {text}");
+    let linked = browser.get(&format!("/console/audit/?cursor={}", seq + 1)).await;
+    assert!(html(&linked).contains(&format!("/console/audit/events/{event_id}")), "the link shows the event");
+}
+
 /// WCAG 2.x relative luminance of `#rrggbb`.
 fn luminance(hex: &str) -> f64 {
     let channel = |i: usize| {

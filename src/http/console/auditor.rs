@@ -459,7 +459,7 @@ pub async fn verify(
     let report = audit::verify_report(&ctx, tx.conn(), scope.tenant_id(), None).await?;
     let head = audit_log::read_head(&ctx, tx.conn(), scope.tenant_id()).await?;
     tx.commit().await?;
-    let body = super::verify_section(&report, &head);
+    let body = super::verify_section(&report, &head, Some(super::event_in_list));
     Ok(page::layout("Verify the audit log", Viewer::Auditor { tenant: &tenant.slug }, Some(&csrf), body)
         .into_response())
 }

@@ -643,7 +643,7 @@ pub async fn verify(
     let head = audit_log::read_head(&ctx, tx.conn(), t.id).await?;
     tx.commit().await?;
     let body = html! {
-        (super::verify_section(&report, &head))
+        (super::verify_section(&report, &head, None))
         p { a href=(format!("/console/platform/tenants/{}", t.slug)) { "← Tenant " (t.slug) } }
     };
     Ok(page::layout(&format!("Audit log of {}", t.slug), Viewer::Operator, Some(&csrf), body).into_response())
