@@ -935,6 +935,32 @@ async fn a_failed_verify_reads_as_a_sentence_linking_the_event() {
     assert!(html(&linked).contains(&format!("/console/audit/events/{event_id}")), "the link shows the event");
 }
 
+#[tokio::test]
+async fn policy_findings_show_code_as_code_and_row_counts_name_the_tables_left_out() {
+    use sqlx::Executor;
+    let app = spawn_app().await;
+    app.create_tenant("acme").await;
+    let mut operator = operator_signs_in(&app).await;
+    let list = operator.get("/console/platform/").await;
+    assert!(!html(&list).contains("Not counted"), "nothing is left out of a sound catalog: {}", html(&list));
+    let mut su = app.superuser_connection().await;
+    su.execute("ALTER TABLE contacts NO FORCE ROW LEVEL SECURITY").await.expect("weaken");
+
+    let page = operator.get("/console/platform/policies").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+    assert!(html(&page).contains("<code>ALTER TABLE contacts FORCE ROW LEVEL SECURITY</code>"), "{}", html(&page));
+    let table = html(&page).split("<tbody>").nth(1).unwrap_or("");
+    assert!(!table.contains('`'), "no literal backticks: {table}");
+
+    let list = operator.get("/console/platform/").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", html(&list));
+    assert!(html(&list).contains("Not counted: 1 table is left out"), "{}", html(&list));
+    let tenant = operator.get("/console/platform/tenants/acme").await;
+    assert_eq!(tenant.status, StatusCode::OK, "{}", html(&tenant));
+    assert!(html(&tenant).contains("Not counted: 1 table is left out"), "{}", html(&tenant));
+    assert!(html(&tenant).contains("(<code>contacts</code>)"), "the tenant page names it: {}", html(&tenant));
+}
+
 /// WCAG 2.x relative luminance of `#rrggbb`.
 fn luminance(hex: &str) -> f64 {
     let channel = |i: usize| {

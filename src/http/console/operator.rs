@@ -178,6 +178,7 @@ pub async fn tenants(
         after = last;
     }
     let counted = platform.countable_tables().await?;
+    let left_out = uncounted_tables(&mut platform).await?;
     let mut rows = Vec::with_capacity(shown.len());
     for t in &shown {
         let counts = match t.status {
@@ -228,6 +229,7 @@ pub async fn tenants(
             } }
             p.muted { "Rows are counted in each tenant's own transaction, up to " (count_text(LIST_COUNT_CAP, false))
                 " per table (a + means at least that many); a tenant's page counts further." }
+            @if !left_out.is_empty() { (left_out_note(&left_out, false)) }
         }
         div.pager {
             @if query.cursor.is_some() { a href="/console/platform/" { "First page" } }
@@ -238,6 +240,37 @@ pub async fn tenants(
         }
     };
     Ok(page::layout("Tenants", Viewer::Operator, Some(&csrf), body).into_response())
+}
+
+/// Tenant tables the counts leave out: those `policies verify` reports for row-level security
+/// not enabled or not forced. Counting them as the platform role would not be held to the
+/// tenant by their policy (`platform::row_counts`), so they are skipped — and the pages say
+/// so, or a tenant's total would look complete when it is not.
+async fn uncounted_tables(platform: &mut PlatformConn) -> Result<Vec<String>, ApiError> {
+    use crate::catalog::Rule;
+    let mut tables: Vec<String> = platform
+        .catalog_findings()
+        .await?
+        .into_iter()
+        .filter(|f| matches!(f.rule, Rule::RlsNotEnabled | Rule::RlsNotForced))
+        .map(|f| f.object)
+        .collect();
+    tables.sort();
+    tables.dedup();
+    Ok(tables)
+}
+
+/// The note under the counts: how many tables were left out and why (named on a tenant's page).
+fn left_out_note(tables: &[String], name_them: bool) -> Markup {
+    let count = if tables.len() == 1 { "1 table is".to_string() } else { format!("{} tables are", tables.len()) };
+    html! {
+        p.notice.left-out role="note" {
+            "Not counted: " (count) " left out because row-level security is not enabled and forced on "
+            @if tables.len() == 1 { "it" } @else { "them" }
+            @if name_them { " (" @for (i, t) in tables.iter().enumerate() { @if i > 0 { ", " } code { (t) } } ")" }
+            ", so the counts may be short. " a href="/console/platform/policies" { "Policies verify" } " says how to fix it."
+        }
+    }
 }
 
 /// Each table's count stops here on the tenants list (a page of 20 stays cheap) …
@@ -313,11 +346,11 @@ pub async fn tenant(
     let (_, t) = summary(&mut platform, &slug).await?;
     let domains = platform.domains(t.id).await?;
     let rate_limit = platform.rate_limit(t.id).await?;
-    let counts = match t.status {
-        TenantStatus::Deleted => Vec::new(),
+    let (counts, left_out) = match t.status {
+        TenantStatus::Deleted => (Vec::new(), Vec::new()),
         _ => {
             let counted = platform.countable_tables().await?;
-            platform.row_counts(t.id, &counted, TENANT_COUNT_CAP).await?
+            (platform.row_counts(t.id, &counted, TENANT_COUNT_CAP).await?, uncounted_tables(&mut platform).await?)
         }
     };
     let plan_quota = Limit::for_plan(t.plan);
@@ -434,6 +467,7 @@ pub async fn tenant(
             p.muted { "Counted in this tenant's own transaction (its row-level security applies), up to "
                 (count_text(TENANT_COUNT_CAP, false)) " per table." }
         }
+        @if !left_out.is_empty() { (left_out_note(&left_out, true)) }
     };
     Ok(page::layout(&format!("Tenant {}", t.slug), Viewer::Operator, Some(&csrf), body).into_response())
 }
@@ -664,7 +698,7 @@ pub async fn policies(
             div.verdict.bad role="alert" { p { "✘ " (findings.len()) " findings: the database is weaker than the invariants." } }
             div.table-wrap { table {
                 thead { tr { th { "Object" } th { "Rule" } th { "What to do" } } }
-                tbody { @for f in &findings { tr { td { code { (f.object) } } td { code { (f.rule.id()) } } td { (f.message) } } } }
+                tbody { @for f in &findings { tr { td { code { (f.object) } } td { code { (f.rule.id()) } } td { (page::inline_code(&f.message)) } } } }
             } }
         }
         p.muted { "The same check as " code { "rowguard policies verify" } " (docs/isolation.md)." }
