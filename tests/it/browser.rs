@@ -217,6 +217,29 @@ async fn times_are_local_with_utc_on_hover(client: &Client) {
     }
 }
 
+/// The 24-hour chart's labels are readable at a desktop's and a phone's width (at least 11 px
+/// as drawn, at most 24), and the "max N/h" label (the chart's last text) overlaps no bar: the
+/// events here all fall in the current hour, so the newest bar is the tallest.
+async fn chart_labels_are_readable(client: &Client) {
+    for width in [1280, 390] {
+        client.set_window_size(width, 844).await.expect("window size");
+        let measured = client
+            .execute(
+                "const svg = document.querySelector('figure.chart svg');                  const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;                  const texts = [...svg.querySelectorAll('text')];                  const sizes = texts.map(t => parseFloat(t.getAttribute('font-size')) * scale);                  const max = texts[texts.length - 1].getBoundingClientRect();                  const hit = [...svg.querySelectorAll('rect')].filter(r => { const b = r.getBoundingClientRect();                    return b.left < max.right && b.right > max.left && b.top < max.bottom && b.bottom > max.top; });                  return [Math.min(...sizes), Math.max(...sizes), hit.length, texts[texts.length - 1].textContent];",
+                vec![],
+            )
+            .await
+            .expect("measure the chart");
+        let (smallest, largest) = (measured[0].as_f64().unwrap_or(0.0), measured[1].as_f64().unwrap_or(0.0));
+        assert!(
+            smallest >= 11.0 && largest <= 24.0,
+            "at {width}px the chart's labels are {smallest:.1} to {largest:.1} px"
+        );
+        assert_eq!(measured[2], 0, "at {width}px {} overlaps a bar", measured[3]);
+    }
+    client.set_window_size(1280, 800).await.expect("window size");
+}
+
 /// A tenant's rows in its data tables (every table with forced RLS but the audit log's), as
 /// the superuser counts them past RLS.
 async fn data_rows(app: &TestApp, tenant: rowguard::domain::TenantId) -> i64 {
@@ -276,6 +299,7 @@ async fn the_console_works_in_headless_chromium() {
     let text = wait_for_text(&client, "Last 24 hours").await;
     assert!(text.contains("contact.update") && text.contains("access.denied"), "{text}");
     times_are_local_with_utc_on_hover(&client).await;
+    chart_labels_are_readable(&client).await;
     screenshots(&client, "auditor-events").await;
     fill(&client, "action", "contact.update").await;
     submit(&client, "form.filters").await;

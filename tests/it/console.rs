@@ -767,3 +767,221 @@ async fn an_unknown_console_path_is_a_page_not_the_apis_json() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_members_refused_sign_in_is_recorded_as_a_refusal_with_its_reason() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    let member = app.create_user(&acme, "member").await;
+
+    let (_, refused) = auditor_signs_in(&app, "acme", &member.email, &member.password).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", html(&refused));
+    let denied = access_denied_events(&app, &owner, "acme").await;
+    let ours: Vec<_> = denied.iter().filter(|e| e["actor_id"] == member.id.as_str()).collect();
+    assert_eq!(ours.len(), 1, "one refusal, as the member: {denied:?}");
+    assert_eq!(ours[0]["outcome"], "denied");
+    assert_eq!(ours[0]["details"]["path"], "/console/audit/session");
+    let reason = ours[0]["details"]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("member") && reason.contains("read_audit_log"), "{reason}");
+}
+
+/// A tenant access token for `token`'s claims with `exp` in the past (signed with the test key).
+fn expired_copy(token: &str) -> String {
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(1).expect("payload"))
+        .expect("base64");
+    let mut claims: serde_json::Value = serde_json::from_slice(&payload).expect("claims");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    claims["iat"] = json!(now - 7200);
+    claims["exp"] = json!(now - 3600);
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = jsonwebtoken::decode_header(token).expect("header").kid;
+    let signing = EncodingKey::from_ed_pem(crate::support::signing_key_pem().as_bytes()).expect("key");
+    jsonwebtoken::encode(&header, &claims, &signing).expect("sign")
+}
+
+#[tokio::test]
+async fn an_ended_session_says_so_and_sign_in_returns_to_the_page_but_never_off_the_console() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let auditor = app.create_user(&acme, "auditor").await;
+    let (mut browser, _) = auditor_signs_in(&app, "acme", &auditor.email, &auditor.password).await;
+    let token = browser.cookies.get("rowguard_console").cloned().expect("a session");
+    browser.cookies.insert("rowguard_console".into(), expired_copy(&token));
+
+    let here = "/console/audit/?action=contact.update&outcome=success";
+    let ended = browser.get(here).await;
+    assert_eq!(ended.status, StatusCode::SEE_OTHER, "{}", html(&ended));
+    let to_sign_in = location(&ended).to_string();
+    assert_eq!(
+        to_sign_in,
+        "/console/audit/login?expired=1&next=%2Fconsole%2Faudit%2F%3Faction%3Dcontact.update%26outcome%3Dsuccess"
+    );
+    let form = browser.get(&to_sign_in).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", html(&form));
+    assert!(html(&form).contains("Your session ended; sign in again"), "{}", html(&form));
+    assert!(
+        html(&form).contains("name=\"next\" value=\"/console/audit/?action=contact.update&amp;outcome=success\""),
+        "{}",
+        html(&form)
+    );
+    let csrf = browser.csrf();
+    let back = browser
+        .post(
+            "/console/audit/session",
+            &[("csrf", &csrf), ("email", &auditor.email), ("password", &auditor.password), ("next", here)],
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", html(&back));
+    assert_eq!(location(&back), here);
+
+    // Anywhere else is not a place to return to: sign-in lands on the console's first page,
+    // and the sign-in page does not carry it.
+    for elsewhere in ["//evil.example/", "https://evil.example/console/audit/", "/console/audit/\\evil", "/console//x"]
+    {
+        let page = browser
+            .get(&format!("/console/audit/login?{}", serde_urlencoded::to_string([("next", elsewhere)]).expect("q")))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{elsewhere}");
+        assert!(!html(&page).contains("name=\"next\""), "{elsewhere}: {}", html(&page));
+        let csrf = browser.csrf();
+        let signed_in = browser
+            .post(
+                "/console/audit/session",
+                &[("csrf", &csrf), ("email", &auditor.email), ("password", &auditor.password), ("next", elsewhere)],
+            )
+            .await;
+        assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{elsewhere}: {}", html(&signed_in));
+        assert_eq!(location(&signed_in), "/console/audit/", "{elsewhere}");
+    }
+    // A first visit (no session at all) is sent to the plain sign-in page, with no notice.
+    let mut stranger = Browser::new(&app, &tenant_host("acme"));
+    assert_eq!(location(&stranger.get("/console/audit/verify").await), "/console/audit/login");
+}
+
+#[tokio::test]
+async fn later_event_pages_link_to_the_newest_keeping_filters_and_actors_are_shown_and_linked() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let owner = app.owner_token(&acme).await;
+    for i in 0..52 {
+        let body = json!({"name": format!("Contact {i}"), "email": format!("c{i}@example.com")});
+        let created = app.call_as(&owner, "acme", Method::POST, "/v1/contacts", Some(body)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    }
+    let events = app.call_as(&owner, "acme", Method::GET, "/v1/audit-events?action=contact.create&limit=1", None).await;
+    let owner_id = events.body["items"][0]["actor_id"].as_str().expect("the owner's id").to_string();
+    let (mut browser, _) = auditor_signs_in(&app, "acme", &acme.owner_email, &acme.owner_password).await;
+
+    let first = browser.get("/console/audit/?action=contact.create&outcome=success").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", html(&first));
+    assert!(!html(&first).contains("Newest events"), "the first page is the newest");
+    let short = &owner_id.replace('-', "")[24..];
+    let by_actor = format!("href=\"/console/audit/?actor={owner_id}\"");
+    assert!(html(&first).contains(&by_actor) && html(&first).contains(short), "{}", html(&first));
+    let older = html(&first)
+        .split("href=\"")
+        .filter_map(|s| s.split('"').next())
+        .find(|href| href.contains("cursor="))
+        .expect("a link to older events")
+        .replace("&amp;", "&");
+    let second = browser.get(&older).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", html(&second));
+    assert!(
+        html(&second).contains(
+            "href=\"/console/audit/?action=contact.create&amp;outcome=success\" rel=\"first\">← Newest events"
+        ),
+        "{}",
+        html(&second)
+    );
+    let filtered = browser.get(&format!("/console/audit/?actor={owner_id}")).await;
+    assert_eq!(filtered.status, StatusCode::OK, "{}", html(&filtered));
+}
+
+#[tokio::test]
+async fn a_failed_verify_reads_as_a_sentence_linking_the_event() {
+    use sqlx::{Acquire, Executor};
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let event_id = contact_renamed(&app, &acme).await;
+    let owner = app.owner_token(&acme).await;
+    let events = app.call_as(&owner, "acme", Method::GET, "/v1/audit-events?action=contact.update", None).await;
+    assert_eq!(events.body["items"][0]["id"], event_id.as_str());
+    let seq = events.body["items"][0]["seq"].as_i64().expect("seq");
+    let mut su = app.superuser_connection().await;
+    let mut tx = su.begin().await.expect("begin");
+    tx.execute("SET LOCAL session_replication_role = replica").await.expect("replica");
+    tx.execute(sqlx::AssertSqlSafe(format!(
+        "UPDATE audit_events SET details = '{{\"forged\": true}}' WHERE id = '{event_id}'"
+    )))
+    .await
+    .expect("tamper");
+    tx.commit().await.expect("commit");
+
+    let (mut browser, _) = auditor_signs_in(&app, "acme", &acme.owner_email, &acme.owner_password).await;
+    let page = browser.get("/console/audit/verify").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+    let text = html(&page);
+    assert!(text.contains("does not verify"), "{text}");
+    assert!(
+        text.contains(&format!("<a href=\"/console/audit/?cursor={}\">event {seq}</a>: ", seq + 1)),
+        "the failure names and links its event: {text}"
+    );
+    assert!(!text.contains("&quot;reason&quot;") && !text.contains("\"reason\""), "no raw JSON: {text}");
+    let linked = browser.get(&format!("/console/audit/?cursor={}", seq + 1)).await;
+    assert!(html(&linked).contains(&format!("/console/audit/events/{event_id}")), "the link shows the event");
+}
+
+#[tokio::test]
+async fn policy_findings_show_code_as_code_and_row_counts_name_the_tables_left_out() {
+    use sqlx::Executor;
+    let app = spawn_app().await;
+    app.create_tenant("acme").await;
+    let mut operator = operator_signs_in(&app).await;
+    let list = operator.get("/console/platform/").await;
+    assert!(!html(&list).contains("Not counted"), "nothing is left out of a sound catalog: {}", html(&list));
+    let mut su = app.superuser_connection().await;
+    su.execute("ALTER TABLE contacts NO FORCE ROW LEVEL SECURITY").await.expect("weaken");
+
+    let page = operator.get("/console/platform/policies").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", html(&page));
+    assert!(html(&page).contains("<code>ALTER TABLE contacts FORCE ROW LEVEL SECURITY</code>"), "{}", html(&page));
+    let table = html(&page).split("<tbody>").nth(1).unwrap_or("");
+    assert!(!table.contains('`'), "no literal backticks: {table}");
+
+    let list = operator.get("/console/platform/").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", html(&list));
+    assert!(html(&list).contains("Not counted: 1 table is left out"), "{}", html(&list));
+    let tenant = operator.get("/console/platform/tenants/acme").await;
+    assert_eq!(tenant.status, StatusCode::OK, "{}", html(&tenant));
+    assert!(html(&tenant).contains("Not counted: 1 table is left out"), "{}", html(&tenant));
+    assert!(html(&tenant).contains("(<code>contacts</code>)"), "the tenant page names it: {}", html(&tenant));
+}
+
+/// WCAG 2.x relative luminance of `#rrggbb`.
+fn luminance(hex: &str) -> f64 {
+    let channel = |i: usize| {
+        let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")) / 255.0;
+        if c <= 0.03928 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) }
+    };
+    0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+}
+
+#[tokio::test]
+async fn the_focus_outline_has_at_least_3_to_1_contrast_with_the_page() {
+    let app = spawn_app().await;
+    let browser = Browser::new(&app, "localhost:8080");
+    let css = browser.get_as_is("/console/static/console.css").await;
+    let css = html(&css);
+    let rule = css.lines().find(|l| l.contains(":focus") && l.contains("outline:")).expect("a focus rule");
+    let colour = rule.split("solid ").nth(1).and_then(|r| r.get(..7)).expect("the outline's colour");
+    let ratio = |a: f64, b: f64| (a.max(b) + 0.05) / (a.min(b) + 0.05);
+    // The page's white, the header's and the notices' backgrounds.
+    for background in ["#ffffff", "#f6f8fa", "#f3f8fe"] {
+        let r = ratio(luminance(colour), luminance(background));
+        assert!(r >= 3.0, "{colour} on {background}: {r:.2}:1");
+    }
+}

@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use super::chart::Histogram;
 use super::page::{self, Viewer, csrf_field, time};
-use super::session::{CsrfForm, CsrfToken, TENANT_COOKIE, rotated_csrf_cookie, set_cookie};
+use super::session::{CsrfForm, CsrfToken, TENANT_COOKIE, return_path, rotated_csrf_cookie, set_cookie};
+use crate::audit::AccessEvent;
 use crate::auth::sessions::SessionError;
 use crate::db::TenantScope;
 use crate::domain::permissions::Permission;
@@ -33,9 +34,16 @@ pub const LOGIN_PAGE: &str = "/console/audit/login";
 /// Where signing out lands: the sign-in page, saying so.
 pub const SIGNED_OUT: &str = "/console/audit/login?signed_out=1";
 
+/// Where the console's pages live: the only places sign-in returns to.
+const CONSOLE: &str = "/console/audit/";
+
 #[derive(Deserialize, Default)]
 pub struct SignInNotice {
     signed_out: Option<String>,
+    /// Set when a page found the session ended (`session::pages`).
+    expired: Option<String>,
+    /// The page to return to after signing in (checked by `session::return_path`).
+    next: Option<String>,
 }
 
 /// The sign-in page. The host must name a live tenant (resolved as the API resolves it).
@@ -47,11 +55,16 @@ pub async fn login_page(
 ) -> Result<Response, ApiError> {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let tenant = crate::http::layers::tenant::resolve(&ctx, host, None).await?;
-    let note = notice.signed_out.map(|_| "You are signed out.");
-    Ok(sign_in_form(&tenant.slug, &csrf, note, None).into_response())
+    let note = match (notice.signed_out, notice.expired) {
+        (_, Some(_)) => Some("Your session ended; sign in again."),
+        (Some(_), None) => Some("You are signed out."),
+        (None, None) => None,
+    };
+    let next = notice.next.as_deref().and_then(|n| return_path(n, CONSOLE));
+    Ok(sign_in_form(&tenant.slug, &csrf, note, None, next).into_response())
 }
 
-fn sign_in_form(tenant: &str, csrf: &CsrfToken, note: Option<&str>, error: Option<&str>) -> Markup {
+fn sign_in_form(tenant: &str, csrf: &CsrfToken, note: Option<&str>, error: Option<&str>, next: Option<&str>) -> Markup {
     page::layout(
         &format!("Sign in to {tenant}"),
         Viewer::Nobody,
@@ -62,6 +75,7 @@ fn sign_in_form(tenant: &str, csrf: &CsrfToken, note: Option<&str>, error: Optio
             p.muted { "For this tenant's auditors, owners and admins: the audit log, read-only." }
             form.signin method="post" action=(SIGN_IN) {
                 (csrf_field(csrf))
+                @if let Some(next) = next { input type="hidden" name="next" value=(next); }
                 label { "E-mail" input type="email" name="email" autocomplete="username" required autofocus; }
                 label { "Password" input type="password" name="password" autocomplete="current-password" required; }
                 button type="submit" { "Sign in" }
@@ -74,6 +88,8 @@ fn sign_in_form(tenant: &str, csrf: &CsrfToken, note: Option<&str>, error: Optio
 pub struct SignIn {
     email: String,
     password: String,
+    /// The page to return to (a console path; anything else is ignored).
+    next: Option<String>,
 }
 
 /// Sign in with the API's login (`Sessions::login`: the same budget per account, the same
@@ -90,7 +106,8 @@ pub async fn sign_in(
     let tokens = match ctx.sessions.login(&scope, &form.email, form.password).await {
         Ok(tokens) => tokens,
         Err(SessionError::BadCredentials) => {
-            let form = sign_in_form(&tenant.slug, &csrf, None, Some("The e-mail or password is wrong."));
+            let next = form.next.as_deref().and_then(|n| return_path(n, CONSOLE));
+            let form = sign_in_form(&tenant.slug, &csrf, None, Some("The e-mail or password is wrong."), next);
             return Ok((StatusCode::UNAUTHORIZED, form).into_response());
         }
         Err(other) => return auth::tokens_answer(&ctx, &scope, SIGN_IN, Err(other)).await,
@@ -98,6 +115,25 @@ pub async fn sign_in(
     ctx.sessions.logout(&scope, &tokens.refresh_token).await?;
     let claims = ctx.keys.verify(&tokens.access_token).map_err(ApiError::internal)?;
     if claims.role.require(Permission::ReadAuditLog).is_err() {
+        // The login above has recorded `auth.login` (success), and that part is true: the
+        // password was right and the API minted a session, whose refresh token is revoked above
+        // and whose access token never leaves this handler. What the log must not suggest is
+        // that the user got into the console, so the refusal is recorded right after, as the
+        // user, with its reason. The role cannot be checked before the login instead: until
+        // the password is verified (with the login's budget) there is no user to check, and
+        // looking the role up by e-mail first would tell roles of accounts to anyone.
+        let reason = format!("role {} lacks read_audit_log", claims.role.as_str());
+        let refusal = AccessEvent {
+            action: "access.denied",
+            resource_type: Some("console"),
+            resource_id: None,
+            outcome: "denied",
+            details: serde_json::json!({
+                "method": "POST", "path": SIGN_IN, "status": 403,
+                "reason": format!("console sign-in refused: {reason}"),
+            }),
+        };
+        crate::audit::record_in(&scope.acting_as(claims.sub), refusal).await?;
         return Err(ApiError::forbidden(
             ErrorCode::Forbidden,
             format!(
@@ -106,7 +142,8 @@ pub async fn sign_in(
             ),
         ));
     }
-    let mut answer = Redirect::to("/console/audit/").into_response();
+    let to = form.next.as_deref().and_then(|n| return_path(n, CONSOLE)).unwrap_or(CONSOLE);
+    let mut answer = Redirect::to(to).into_response();
     let cookie = set_cookie(&ctx, TENANT_COOKIE, &tokens.access_token, Some(tokens.expires_in));
     answer.headers_mut().append(header::SET_COOKIE, cookie);
     answer.headers_mut().append(header::SET_COOKIE, rotated_csrf_cookie(&ctx));
@@ -190,10 +227,11 @@ impl EventsQuery {
         })
     }
 
-    /// This query string with another cursor (for the next page's link).
-    fn with_cursor(&self, cursor: &str) -> String {
+    /// This query string with another cursor (for the next page's link), or none (the
+    /// newest events, filters kept).
+    fn with_cursor(&self, cursor: Option<&str>) -> String {
         let mut q = self.clone();
-        q.cursor = Some(cursor.to_string());
+        q.cursor = cursor.map(str::to_string);
         let pairs: Vec<(&str, String)> = [
             ("actor", &q.actor),
             ("action", &q.action),
@@ -275,9 +313,11 @@ pub async fn events(
             (event_table(&page.items))
         }
         div.pager {
-            @if query.cursor.is_some() { a href="/console/audit/" { "Newest" } }
+            @if query.cursor.is_some() {
+                a href=(format!("/console/audit/?{}", query.with_cursor(None))) rel="first" { "← Newest events" }
+            }
             @if let Some(next) = &page.next_cursor {
-                a href=(format!("/console/audit/?{}", query.with_cursor(next))) rel="next" { "Older events →" }
+                a href=(format!("/console/audit/?{}", query.with_cursor(Some(next)))) rel="next" { "Older events →" }
             }
         }
     };
@@ -296,7 +336,7 @@ fn event_table(items: &[AuditEvent]) -> Markup {
                             td { (time(e.occurred_at)) }
                             td { a href=(format!("/console/audit/events/{}", e.id)) { code { (e.action) } } }
                             td { span class=(format!("outcome-{}", e.outcome)) { (e.outcome) } }
-                            td { (e.actor_type) @if let Some(role) = &e.actor_role { " (" (role) ")" } }
+                            td { (actor_cell(e)) }
                             td.hide-narrow { (e.resource_type.as_deref().unwrap_or("")) " " code { (e.resource_id.as_deref().unwrap_or("")) } }
                         }
                     }
@@ -304,6 +344,28 @@ fn event_table(items: &[AuditEvent]) -> Markup {
             }
         }
     }
+}
+
+/// Who acted, briefly: the actor's type and role and the last 8 characters of its id (the
+/// whole id on hover), linked to the events of that actor. The last, not the first: ids are
+/// UUIDv7, whose first 8 characters are a timestamp shared by every user created in the same
+/// minute, while the last are random.
+fn actor_cell(e: &AuditEvent) -> Markup {
+    html! {
+        (e.actor_type) @if let Some(role) = &e.actor_role { " (" (role) ")" }
+        @if let Some(id) = e.actor_id {
+            " "
+            @let link = serde_urlencoded::to_string([("actor", id.to_string())]).unwrap_or_default();
+            a.actor href=(format!("/console/audit/?{link}")) title=(format!("{id}: this actor's events")) {
+                code { "…" (short_id(id)) }
+            }
+        }
+    }
+}
+
+fn short_id(id: Uuid) -> String {
+    let hex = id.simple().to_string();
+    hex.get(hex.len().saturating_sub(8)..).unwrap_or_default().to_string()
 }
 
 /// One event: who, from where, and the changed fields before and after.
@@ -397,7 +459,7 @@ pub async fn verify(
     let report = audit::verify_report(&ctx, tx.conn(), scope.tenant_id(), None).await?;
     let head = audit_log::read_head(&ctx, tx.conn(), scope.tenant_id()).await?;
     tx.commit().await?;
-    let body = super::verify_section(&report, &head);
+    let body = super::verify_section(&report, &head, Some(super::event_in_list));
     Ok(page::layout("Verify the audit log", Viewer::Auditor { tenant: &tenant.slug }, Some(&csrf), body)
         .into_response())
 }

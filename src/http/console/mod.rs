@@ -134,9 +134,35 @@ async fn index(State(ctx): State<ApiContext>, headers: HeaderMap) -> Redirect {
     }
 }
 
+/// Where a verification failure's event is shown: the auditor's event list opened at it (its
+/// cursor is the next seq, so the event heads the page; a deleted event's neighbours show
+/// where it was). None for the operator, who does not read a tenant's events.
+pub(crate) type EventLink = Option<fn(i64) -> String>;
+
+/// The auditor's `EventLink`.
+pub(crate) fn event_in_list(seq: i64) -> String {
+    format!("/console/audit/?cursor={}", seq.saturating_add(1))
+}
+
+/// A failure as a sentence — "The hash chain breaks at event 3: modified." — with the event
+/// linked when `link` says where (the report's own JSON, `{"reason":…,"seq":3}`, is for programs).
+fn failure(what: &str, seq: Option<i64>, reason: &str, link: EventLink) -> Markup {
+    let reason = reason.trim().trim_end_matches('.');
+    html! {
+        p { (what)
+            @match (seq, link) {
+                (Some(seq), Some(link)) => { " at " a href=(link(seq)) { "event " (seq) } }
+                (Some(seq), None) => { " at event " (seq) }
+                (None, _) => {}
+            }
+            ": " (reason) "."
+        }
+    }
+}
+
 /// The verification's verdict, the first failure if any, and the newest signed head: the
 /// auditor's page and the operator's per-tenant page show the same.
-pub(crate) fn verify_section(report: &VerifyReport, head: &TreeHead) -> Markup {
+pub(crate) fn verify_section(report: &VerifyReport, head: &TreeHead, link: EventLink) -> Markup {
     let chain = &report.chain;
     let tree = &report.tree;
     html! {
@@ -146,9 +172,13 @@ pub(crate) fn verify_section(report: &VerifyReport, head: &TreeHead) -> Markup {
         } @else {
             div.verdict.bad role="alert" {
                 p { strong { "✘ The log does not verify." } }
-                @if let Some(broken) = &chain.first_broken { p { "First failure: " code { (broken.to_string()) } } }
+                @if let Some(broken) = &chain.first_broken {
+                    @let seq = broken.get("seq").and_then(serde_json::Value::as_i64);
+                    @let reason = broken.get("reason").and_then(serde_json::Value::as_str).unwrap_or("no reason given");
+                    (failure("The hash chain first breaks", seq, reason, link))
+                }
                 @for p in tree.problems.iter().take(5) {
-                    p { "Tree: " (p.reason) @if let Some(seq) = p.seq { " (event " (seq) ")" } }
+                    (failure("The Merkle tree disagrees", p.seq, &p.reason, link))
                 }
                 @if !report.bad_signatures.is_empty() {
                     p { "Checkpoints whose signature fails: " (format!("{:?}", report.bad_signatures)) }

@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::page::{self, Viewer, csrf_field, time};
-use super::session::{CsrfForm, CsrfToken, OPERATOR_COOKIE, rotated_csrf_cookie, set_cookie};
+use super::session::{CsrfForm, CsrfToken, OPERATOR_COOKIE, return_path, rotated_csrf_cookie, set_cookie};
 use crate::db::registry::RateLimitOverride;
 use crate::domain::{Invalid, Plan, Slug, TenantStatus};
 use crate::http::ApiContext;
@@ -32,20 +32,34 @@ use crate::platform::{PlatformConn, TenantChange, TenantSummary};
 pub const SIGN_IN: &str = "/console/platform/session";
 pub const LOGIN_PAGE: &str = "/console/platform/login";
 
-pub async fn login_page(Extension(csrf): Extension<CsrfToken>) -> Markup {
-    sign_in_form(&csrf, None)
+/// Where the operator console's pages live: the only places sign-in returns to.
+const CONSOLE: &str = "/console/platform/";
+
+#[derive(Deserialize, Default)]
+pub struct SignInNotice {
+    /// Set when a page found the session ended (`session::pages`).
+    expired: Option<String>,
+    /// The page to return to after signing in (checked by `session::return_path`).
+    next: Option<String>,
 }
 
-fn sign_in_form(csrf: &CsrfToken, error: Option<&str>) -> Markup {
+pub async fn login_page(Extension(csrf): Extension<CsrfToken>, Query(notice): Query<SignInNotice>) -> Markup {
+    let note = notice.expired.map(|_| "Your session ended; sign in again.");
+    sign_in_form(&csrf, note, None, notice.next.as_deref().and_then(|n| return_path(n, CONSOLE)))
+}
+
+fn sign_in_form(csrf: &CsrfToken, note: Option<&str>, error: Option<&str>, next: Option<&str>) -> Markup {
     page::layout(
         "Operator sign-in",
         Viewer::Nobody,
         None,
         html! {
+            @if let Some(note) = note { p.notice role="status" { (note) } }
             @if let Some(error) = error { p.problem role="alert" { (error) } }
             p.muted { "Platform operators (accounts made with " code { "rowguard operators create" } ")." }
             form.signin method="post" action=(SIGN_IN) {
                 (csrf_field(csrf))
+                @if let Some(next) = next { input type="hidden" name="next" value=(next); }
                 label { "E-mail" input type="email" name="email" autocomplete="username" required autofocus; }
                 label { "Password" input type="password" name="password" autocomplete="current-password" required; }
                 button type="submit" { "Sign in" }
@@ -58,6 +72,9 @@ fn sign_in_form(csrf: &CsrfToken, error: Option<&str>) -> Markup {
 pub struct SignIn {
     email: String,
     password: String,
+    /// The page to return to (a console path; anything else is ignored). Not the login's.
+    #[serde(default, skip_serializing)]
+    next: Option<String>,
 }
 
 /// Sign in through the platform API's own login handler (its account budget, its logging;
@@ -74,7 +91,8 @@ pub async fn sign_in(
     let answer = match operator_login(State(ctx.clone()), Platform(platform), client, Json(body)).await {
         Ok(answer) => answer,
         Err(e) if e.code == ErrorCode::InvalidCredentials => {
-            let form = sign_in_form(&csrf, Some("The e-mail or password is wrong."));
+            let next = form.next.as_deref().and_then(|n| return_path(n, CONSOLE));
+            let form = sign_in_form(&csrf, None, Some("The e-mail or password is wrong."), next);
             return Ok((StatusCode::UNAUTHORIZED, form).into_response());
         }
         Err(e) => return Err(e),
@@ -84,7 +102,8 @@ pub async fn sign_in(
     }
     let bytes = axum::body::to_bytes(answer.into_body(), 64 * 1024).await.map_err(ApiError::internal)?;
     let token: PlatformToken = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
-    let mut answer = Redirect::to("/console/platform/").into_response();
+    let to = form.next.as_deref().and_then(|n| return_path(n, CONSOLE)).unwrap_or(CONSOLE);
+    let mut answer = Redirect::to(to).into_response();
     let cookie = set_cookie(&ctx, OPERATOR_COOKIE, &token.access_token, Some(token.expires_in));
     answer.headers_mut().append(header::SET_COOKIE, cookie);
     answer.headers_mut().append(header::SET_COOKIE, rotated_csrf_cookie(&ctx));
@@ -159,6 +178,7 @@ pub async fn tenants(
         after = last;
     }
     let counted = platform.countable_tables().await?;
+    let left_out = uncounted_tables(&mut platform).await?;
     let mut rows = Vec::with_capacity(shown.len());
     for t in &shown {
         let counts = match t.status {
@@ -209,6 +229,7 @@ pub async fn tenants(
             } }
             p.muted { "Rows are counted in each tenant's own transaction, up to " (count_text(LIST_COUNT_CAP, false))
                 " per table (a + means at least that many); a tenant's page counts further." }
+            @if !left_out.is_empty() { (left_out_note(&left_out, false)) }
         }
         div.pager {
             @if query.cursor.is_some() { a href="/console/platform/" { "First page" } }
@@ -219,6 +240,37 @@ pub async fn tenants(
         }
     };
     Ok(page::layout("Tenants", Viewer::Operator, Some(&csrf), body).into_response())
+}
+
+/// Tenant tables the counts leave out: those `policies verify` reports for row-level security
+/// not enabled or not forced. Counting them as the platform role would not be held to the
+/// tenant by their policy (`platform::row_counts`), so they are skipped — and the pages say
+/// so, or a tenant's total would look complete when it is not.
+async fn uncounted_tables(platform: &mut PlatformConn) -> Result<Vec<String>, ApiError> {
+    use crate::catalog::Rule;
+    let mut tables: Vec<String> = platform
+        .catalog_findings()
+        .await?
+        .into_iter()
+        .filter(|f| matches!(f.rule, Rule::RlsNotEnabled | Rule::RlsNotForced))
+        .map(|f| f.object)
+        .collect();
+    tables.sort();
+    tables.dedup();
+    Ok(tables)
+}
+
+/// The note under the counts: how many tables were left out and why (named on a tenant's page).
+fn left_out_note(tables: &[String], name_them: bool) -> Markup {
+    let count = if tables.len() == 1 { "1 table is".to_string() } else { format!("{} tables are", tables.len()) };
+    html! {
+        p.notice.left-out role="note" {
+            "Not counted: " (count) " left out because row-level security is not enabled and forced on "
+            @if tables.len() == 1 { "it" } @else { "them" }
+            @if name_them { " (" @for (i, t) in tables.iter().enumerate() { @if i > 0 { ", " } code { (t) } } ")" }
+            ", so the counts may be short. " a href="/console/platform/policies" { "Policies verify" } " says how to fix it."
+        }
+    }
 }
 
 /// Each table's count stops here on the tenants list (a page of 20 stays cheap) …
@@ -294,11 +346,11 @@ pub async fn tenant(
     let (_, t) = summary(&mut platform, &slug).await?;
     let domains = platform.domains(t.id).await?;
     let rate_limit = platform.rate_limit(t.id).await?;
-    let counts = match t.status {
-        TenantStatus::Deleted => Vec::new(),
+    let (counts, left_out) = match t.status {
+        TenantStatus::Deleted => (Vec::new(), Vec::new()),
         _ => {
             let counted = platform.countable_tables().await?;
-            platform.row_counts(t.id, &counted, TENANT_COUNT_CAP).await?
+            (platform.row_counts(t.id, &counted, TENANT_COUNT_CAP).await?, uncounted_tables(&mut platform).await?)
         }
     };
     let plan_quota = Limit::for_plan(t.plan);
@@ -415,6 +467,7 @@ pub async fn tenant(
             p.muted { "Counted in this tenant's own transaction (its row-level security applies), up to "
                 (count_text(TENANT_COUNT_CAP, false)) " per table." }
         }
+        @if !left_out.is_empty() { (left_out_note(&left_out, true)) }
     };
     Ok(page::layout(&format!("Tenant {}", t.slug), Viewer::Operator, Some(&csrf), body).into_response())
 }
@@ -624,7 +677,7 @@ pub async fn verify(
     let head = audit_log::read_head(&ctx, tx.conn(), t.id).await?;
     tx.commit().await?;
     let body = html! {
-        (super::verify_section(&report, &head))
+        (super::verify_section(&report, &head, None))
         p { a href=(format!("/console/platform/tenants/{}", t.slug)) { "← Tenant " (t.slug) } }
     };
     Ok(page::layout(&format!("Audit log of {}", t.slug), Viewer::Operator, Some(&csrf), body).into_response())
@@ -645,7 +698,7 @@ pub async fn policies(
             div.verdict.bad role="alert" { p { "✘ " (findings.len()) " findings: the database is weaker than the invariants." } }
             div.table-wrap { table {
                 thead { tr { th { "Object" } th { "Rule" } th { "What to do" } } }
-                tbody { @for f in &findings { tr { td { code { (f.object) } } td { code { (f.rule.id()) } } td { (f.message) } } } }
+                tbody { @for f in &findings { tr { td { code { (f.object) } } td { code { (f.rule.id()) } } td { (page::inline_code(&f.message)) } } } }
             } }
         }
         p.muted { "The same check as " code { "rowguard policies verify" } " (docs/isolation.md)." }

@@ -88,6 +88,22 @@ pub fn csrf_field(csrf: &CsrfToken) -> Markup {
     html! { input type="hidden" name="csrf" value=(csrf.value); }
 }
 
+/// Text whose `backtick spans` are code (the catalog's findings and other messages written
+/// for a terminal), as `<code>`; everything is escaped by maud as any interpolation is. An
+/// unpaired backtick is kept as text.
+pub fn inline_code(text: &str) -> Markup {
+    let parts: Vec<&str> = text.split('`').collect();
+    // An odd count of parts means every span is closed; otherwise the last backtick is text.
+    let closed = parts.len() % 2 == 1;
+    html! {
+        @for (i, part) in parts.iter().enumerate() {
+            @if i % 2 == 1 && (closed || i + 1 < parts.len()) { code { (part) } }
+            @else if i % 2 == 1 { "`" (part) }
+            @else { (part) }
+        }
+    }
+}
+
 /// A time as UTC text, machine-readable for the script that shows it in the viewer's zone
 /// (with UTC kept on hover).
 pub fn time(t: DateTime<Utc>) -> Markup {
@@ -139,4 +155,18 @@ pub async fn problem_page(response: Response) -> Response {
     }
     page.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backtick_spans_become_code_and_everything_is_escaped() {
+        let shown = |t: &str| inline_code(t).into_string();
+        assert_eq!(shown("run `ALTER TABLE x` now"), "run <code>ALTER TABLE x</code> now");
+        assert_eq!(shown("`<b>` & <i>"), "<code>&lt;b&gt;</code> &amp; &lt;i&gt;");
+        assert_eq!(shown("a `b` c `d"), "a <code>b</code> c `d");
+        assert_eq!(shown("plain"), "plain");
+    }
 }

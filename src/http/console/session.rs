@@ -182,9 +182,10 @@ pub async fn pages(
     };
     request.extensions_mut().insert(token.clone());
     let is_get = request.method() == Method::GET;
+    let here = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
     let mut response = next.run(request).await;
     if is_get && response.status() == StatusCode::UNAUTHORIZED {
-        response = Redirect::to(login).into_response();
+        response = Redirect::to(&sign_in_again(login, &here, session_ended(response).await)).into_response();
     } else if is_problem(&response) {
         response = page::problem_page(response).await;
     }
@@ -200,6 +201,46 @@ pub async fn pages(
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONSOLE_CSP));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Whether a 401 says the session's token was good once and has ended (it expired, or its
+/// sessions were ended: sign out everywhere, a password change): only then does sign-in say
+/// so. A first visit (no cookie) or a forged token gets the plain sign-in page.
+async fn session_ended(response: Response) -> bool {
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    let problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let code = problem.get("code").and_then(|c| c.as_str()).unwrap_or("");
+    code == ErrorCode::TokenExpired.as_str() || code == ErrorCode::SessionRevoked.as_str()
+}
+
+/// The sign-in page (`login`) for a GET of `here` refused with a 401: when the session ended,
+/// it says so and carries `here` to return to after signing in.
+fn sign_in_again(login: &str, here: &str, ended: bool) -> String {
+    let console = login.rsplit_once('/').map_or("/console/", |(dir, _)| dir);
+    match return_path(here, &format!("{console}/")).filter(|_| ended) {
+        Some(path) => {
+            let query = serde_urlencoded::to_string([("expired", "1"), ("next", path)]).unwrap_or_default();
+            format!("{login}?{query}")
+        }
+        None => login.to_string(),
+    }
+}
+
+/// `next`, if it is a path of this console (under `console`, e.g. `/console/audit/`) that is
+/// safe to send the browser to after sign-in: never another site. Anything with `//` (a
+/// scheme-relative URL once a browser normalises it), a backslash (which browsers read as a
+/// slash), a `:` before the query (a scheme), a control character, a space or anything but
+/// printable ASCII is refused, as is anything outside the console's own paths.
+pub fn return_path<'a>(next: &'a str, console: &str) -> Option<&'a str> {
+    let path = next.split('?').next().unwrap_or("");
+    let safe = next.starts_with(console)
+        && console.starts_with("/console/")
+        && next.len() <= 2048
+        && next.bytes().all(|b| b.is_ascii_graphic())
+        && !next.contains("//")
+        && !next.contains('\\')
+        && !path.contains(':');
+    safe.then_some(next)
 }
 
 /// The console's pages: everything from the binary itself, no inline script or style, forms
@@ -282,6 +323,36 @@ fn same_origin(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_this_consoles_own_paths_are_returned_to_after_sign_in() {
+        let console = "/console/audit/";
+        for kept in ["/console/audit/", "/console/audit/verify", "/console/audit/?action=a.b&from=2026-12-06T09%3A30"] {
+            assert_eq!(return_path(kept, console), Some(kept), "{kept}");
+        }
+        for refused in [
+            "//evil.example/",
+            "https://evil.example/console/audit/",
+            "/console/audit//evil.example",
+            "/console/audit/\\evil.example",
+            "/\\evil.example/console/audit/",
+            "/console/audit/\r\nSet-Cookie: x=1",
+            "/console/audit/\t",
+            "/console/audit/ x",
+            "/console/audit/é",
+            "/console/platform/",
+            "/console/audit:x/",
+            "javascript:alert(1)//console/audit/",
+            "",
+        ] {
+            assert_eq!(return_path(refused, console), None, "{refused:?}");
+        }
+        assert_eq!(
+            sign_in_again("/console/audit/login", "/console/audit/verify", true),
+            "/console/audit/login?expired=1&next=%2Fconsole%2Faudit%2Fverify"
+        );
+        assert_eq!(sign_in_again("/console/audit/login", "/console/audit/verify", false), "/console/audit/login");
+    }
 
     #[test]
     fn cookies_are_found_by_exact_name() {
