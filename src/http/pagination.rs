@@ -6,6 +6,18 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 
+/// The query of a list that pages by id and filters nothing: `limit` and `cursor`.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "UUID_CURSOR_PATTERN")]
+    pub cursor: Option<String>,
+}
+
 /// A parsed page request: fetch `fetch_limit()` rows with `id > after`, ordered by id.
 #[derive(Debug, Clone, Copy)]
 pub struct Keyset {

@@ -4,14 +4,14 @@
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::db::TenantScope;
 use crate::domain::{OrganizationId, OrganizationName, Permission, WebDomain};
 use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{Json, Path, Query};
-use crate::http::pagination::Keyset;
+use crate::http::pagination::{Keyset, PageParams};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Organization {
@@ -28,17 +28,6 @@ pub struct OrganizationPage {
     pub items: Vec<Organization>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<String>,
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    /// Page size, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = "UUID_CURSOR_PATTERN")]
-    cursor: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -67,13 +56,13 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 }
 
 /// List organizations in creation order.
-#[utoipa::path(get, path = "/v1/organizations", tag = "organizations", params(ListParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/organizations", tag = "organizations", params(PageParams), security(("bearer" = [])),
     responses((status = 200, body = OrganizationPage), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_organizations(
     scope: TenantScope,
     principal: Principal,
-    Query(params): Query<ListParams>,
+    Query(params): Query<PageParams>,
 ) -> Result<Json<OrganizationPage>, ApiError> {
     principal.require(Permission::ReadOrganizations)?;
     let page = Keyset::parse(params.limit, params.cursor.as_deref())?;

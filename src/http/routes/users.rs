@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::db::TenantScope;
 use crate::db::user_changes::UserChange;
@@ -16,7 +16,7 @@ use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::error_codes::ErrorCode;
 use crate::http::extract::{Json, Path, Query};
-use crate::http::pagination::Keyset;
+use crate::http::pagination::{Keyset, PageParams};
 
 pub use crate::db::users::User;
 
@@ -25,17 +25,6 @@ pub struct UserPage {
     pub items: Vec<User>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<String>,
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    /// Page size, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = "UUID_CURSOR_PATTERN")]
-    cursor: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -64,12 +53,12 @@ fn email_taken(index: &str) -> Option<ApiError> {
 }
 
 /// List the tenant's users in creation order.
-#[utoipa::path(get, path = "/v1/users", tag = "users", params(ListParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/users", tag = "users", params(PageParams), security(("bearer" = [])),
     responses((status = 200, body = UserPage), (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_users(
     scope: TenantScope,
     principal: Principal,
-    Query(params): Query<ListParams>,
+    Query(params): Query<PageParams>,
 ) -> Result<Json<UserPage>, ApiError> {
     principal.require(Permission::ReadUsers)?;
     let page = Keyset::parse(params.limit, params.cursor.as_deref())?;

@@ -21,7 +21,7 @@ use crate::http::context::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::error_codes::ErrorCode;
 use crate::http::extract::{Json, Path, Query};
-use crate::http::pagination::Keyset;
+use crate::http::pagination::{Keyset, PageParams};
 use crate::jobs::{signing, target};
 
 /// How long a rotated-out secret keeps signing beside the new one.
@@ -48,17 +48,6 @@ pub struct DeliveryPage {
     pub items: Vec<Delivery>,
     /// Pass as `cursor` to get older attempts; absent on the last page.
     pub next_cursor: Option<String>,
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    /// Page size, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = "UUID_CURSOR_PATTERN")]
-    cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -135,13 +124,13 @@ fn checked_description(description: Option<&str>) -> Result<Option<String>, ApiE
 }
 
 /// List the tenant's webhook subscriptions.
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(ListParams), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(PageParams), security(("bearer" = [])),
     responses((status = 200, body = WebhookPage), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_webhooks(
     scope: TenantScope,
     principal: Principal,
-    Query(params): Query<ListParams>,
+    Query(params): Query<PageParams>,
 ) -> Result<Json<WebhookPage>, ApiError> {
     principal.require(Permission::ManageWebhooks)?;
     let page = Keyset::parse(params.limit, params.cursor.as_deref())?;
