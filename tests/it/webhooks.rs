@@ -586,8 +586,9 @@ async fn one_tenants_flood_does_not_hold_back_another_tenants_first_delivery() {
     };
     assert!(backlog > 90_000, "A's flood was not still there ({backlog} left), so this proved nothing");
     // Bound: one claim turn. With the flood's receiver taking 20 ms per delivery and 4 at a
-    // time, B's item waits at most for the deliveries in flight (plus polling); 2 s is generous.
-    assert!(waited < Duration::from_secs(2), "B's first delivery waited {waited:?} behind A's flood");
+    // time, B's item waits at most for the deliveries in flight (plus polling): well under a
+    // second here, 5 s to spare a loaded CI machine — without the turn it waits behind 100,000.
+    assert!(waited < Duration::from_secs(5), "B's first delivery waited {waited:?} behind A's flood");
     println!("B's first delivery behind A's 100,000: {waited:?}");
     conn.close().await.expect("close");
 }
@@ -714,7 +715,7 @@ async fn webhooks_are_for_owners_and_admins_and_a_rotation_signs_with_both_secre
 async fn a_tenant_whose_receiver_hangs_holds_at_most_half_the_slots() {
     let app = spawn_app_with(with_workers).await; // 4 slots: at most 2 for one tenant
     let receiver = Receiver::start().await;
-    receiver.plan("/hangs", Plan { fail: 0, status: 200, delay: Duration::from_secs(4) });
+    receiver.plan("/hangs", Plan { fail: 0, status: 200, delay: Duration::from_secs(8) });
     let (a, ta, b, tb) = two_tenants(&app).await;
     subscribe(&app, &ta, &a.slug, &receiver.url("/hangs"), json!(["contact.created"])).await;
     subscribe(&app, &tb, &b.slug, &receiver.url("/fine"), json!(["contact.created"])).await;
@@ -729,8 +730,9 @@ async fn a_tenant_whose_receiver_hangs_holds_at_most_half_the_slots() {
     }
     receiver.wait_delivered("/fine", 3, Duration::from_secs(20)).await;
     let waited = start.elapsed();
-    // Without the cap, A's 8 deliveries would hold all 4 slots for 4 s each.
-    assert!(waited < Duration::from_secs(2), "B's deliveries waited {waited:?} behind A's hanging receiver");
+    // Without the cap, A's 8 deliveries would hold all 4 slots for 8 s each (B waited 3.5 s
+    // behind a 4 s delay when the cap was taken out).
+    assert!(waited < Duration::from_secs(4), "B's deliveries waited {waited:?} behind A's hanging receiver");
 }
 
 #[tokio::test]
@@ -766,8 +768,9 @@ async fn many_tenants_waiting_for_retries_do_not_stall_the_turn() {
     subscribe(&app, &token, &last.slug, &receiver.url("/zulu"), json!(["contact.created"])).await;
     let start = Instant::now();
     create_contact(&app, &token, &last.slug, "Zoe").await;
-    receiver.wait_delivered("/zulu", 1, Duration::from_secs(10)).await;
-    assert!(start.elapsed() < Duration::from_secs(3), "waited {:?}", start.elapsed());
+    receiver.wait_delivered("/zulu", 1, Duration::from_secs(20)).await;
+    // Without a turn that moves on past tenants with nothing due, it is never delivered.
+    assert!(start.elapsed() < Duration::from_secs(6), "waited {:?}", start.elapsed());
     conn.close().await.expect("close");
 }
 
@@ -794,7 +797,7 @@ async fn one_tenants_backlog_drains_without_waiting_out_the_poll_interval_at_its
     receiver.wait_delivered("/many", 100, Duration::from_secs(30)).await;
     // At its cap the tenant is skipped by a claim; the worker must claim again when one of its
     // deliveries ends, not sleep out the 200 ms poll: that would be 2 per 200 ms, 10 s for 100.
-    assert!(start.elapsed() < Duration::from_secs(4), "100 deliveries took {:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(6), "100 deliveries took {:?}", start.elapsed());
     conn.close().await.expect("close");
 }
 
