@@ -28,6 +28,13 @@ use prometheus_client::registry::Registry;
 
 use crate::domain::Plan;
 
+mod outbox;
+mod recent;
+
+use outbox::OutboxMetrics;
+use recent::LatencySnapshot;
+pub use recent::{LatencyReport, RouteLatency};
+
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -245,64 +252,6 @@ impl Default for Metrics {
     }
 }
 
-/// The outbox's workers (`jobs`): the backlog across tenants as last measured, and delivery
-/// outcomes on this instance. No tenant label, as everywhere.
-struct OutboxMetrics {
-    pending: Gauge,
-    oldest: Gauge<f64, AtomicU64>,
-    dead: Gauge,
-    deliveries: [Counter; 3],
-}
-
-impl OutboxMetrics {
-    const OUTCOMES: [&'static str; 3] = ["delivered", "failed", "dead"];
-
-    fn register(registry: &mut Registry) -> OutboxMetrics {
-        let pending = Gauge::default();
-        registry.register(
-            "rowguard_outbox_pending",
-            "Webhook deliveries waiting in the outbox (all tenants, all instances), as last measured",
-            pending.clone(),
-        );
-        let oldest = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "rowguard_outbox_oldest_seconds",
-            "Age of the oldest delivery waiting in the outbox, as last measured",
-            oldest.clone(),
-        );
-        let dead = Gauge::default();
-        registry.register(
-            "rowguard_outbox_dead",
-            "Dead letters: deliveries that used up their attempts (`rowguard jobs retry` revives them)",
-            dead.clone(),
-        );
-        let family = Family::<Pairs, Counter>::default();
-        registry.register(
-            "rowguard_webhook_deliveries",
-            "Webhook delivery attempts on this instance, by outcome (failed: to be retried; dead: the last attempt failed)",
-            family.clone(),
-        );
-        let deliveries = Self::OUTCOMES.map(|outcome| family.get_or_create_owned(&vec![("outcome", outcome)]));
-        OutboxMetrics { pending, oldest, dead, deliveries }
-    }
-}
-
-impl Metrics {
-    /// The outbox's backlog, as a worker last measured it.
-    pub fn outbox_backlog(&self, backlog: crate::db::outbox::OutboxBacklog) {
-        self.outbox.pending.set(backlog.pending);
-        self.outbox.oldest.set(backlog.oldest_seconds);
-        self.outbox.dead.set(backlog.dead);
-    }
-
-    /// One delivery attempt: `delivered`, `failed` (to be retried) or `dead`.
-    pub fn webhook_delivery(&self, outcome: &str) {
-        if let Some(i) = OutboxMetrics::OUTCOMES.iter().position(|o| *o == outcome) {
-            self.outbox.deliveries[i].inc();
-        }
-    }
-}
-
 impl Metrics {
     /// Fix the route labels (path templates, as axum's `MatchedPath` spells them). The first
     /// call wins: a router built twice over one context has the same routes.
@@ -400,173 +349,6 @@ impl Metrics {
     }
 }
 
-/// How far back the console's health panel looks (`route_latency`), and how often the window's
-/// snapshots are taken.
-const RECENT_WINDOW: Duration = Duration::from_secs(300);
-const SAMPLE_EVERY: Duration = Duration::from_secs(15);
-
-/// Cumulative latency-bucket counts per (route, method), as the histogram family holds them:
-/// `BUCKETS.len()` bounds, then +Inf (which is the request count).
-#[derive(Default, Clone)]
-struct LatencySnapshot(HashMap<(String, String), [u64; BUCKETS.len() + 1]>);
-
-/// One (route, method)'s requests and latency over the recent window, for the console.
-#[derive(Debug, Clone)]
-pub struct RouteLatency {
-    pub route: String,
-    pub method: String,
-    /// Requests answered in the window, and per second over it.
-    pub requests: u64,
-    pub per_second: f64,
-    /// The 99th percentile of time to the response's head, in seconds, estimated from the
-    /// histogram's buckets as Prometheus' `histogram_quantile` does; None when no request
-    /// was answered in the window, `f64::INFINITY` when it lies past the largest bucket.
-    pub p99: Option<f64>,
-    /// Requests answered since this instance started.
-    pub since_start: u64,
-}
-
-/// What `route_latency` reports: the window it covers and each (route, method) seen since start.
-#[derive(Debug, Clone)]
-pub struct LatencyReport {
-    pub window: Duration,
-    pub routes: Vec<RouteLatency>,
-}
-
-impl Metrics {
-    /// Take a snapshot for the recent window every `SAMPLE_EVERY`, for as long as the metrics
-    /// are in use (a weak reference, so a dropped context — a finished test — ends the task).
-    pub fn spawn_sampling(self: &Arc<Self>) {
-        let weak: Weak<Metrics> = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(SAMPLE_EVERY);
-            every.tick().await;
-            loop {
-                every.tick().await;
-                match weak.upgrade() {
-                    Some(metrics) => metrics.sample(),
-                    None => return,
-                }
-            }
-        });
-    }
-
-    fn sample(&self) {
-        let now = (Instant::now(), self.latency_snapshot());
-        let Ok(mut recent) = self.recent.lock() else { return };
-        recent.push_back(now);
-        // Keep the newest snapshot that is at least a window old, and every one after it.
-        while recent.len() > 2 && recent[1].0.elapsed() >= RECENT_WINDOW {
-            recent.pop_front();
-        }
-    }
-
-    /// Requests, rate and p99 per (route, method) over the last `RECENT_WINDOW` (or since the
-    /// instance started, when that was more recent), busiest first. Read from the same
-    /// histogram family `/metrics` exposes; no label beyond route and method exists.
-    pub fn route_latency(&self) -> LatencyReport {
-        let now = self.latency_snapshot();
-        let (since, base) = match self.recent.lock() {
-            Ok(recent) => recent.front().cloned().unwrap_or_else(|| (Instant::now(), LatencySnapshot::default())),
-            Err(_) => (Instant::now(), LatencySnapshot::default()),
-        };
-        let window = since.elapsed();
-        let mut routes: Vec<RouteLatency> = now
-            .0
-            .iter()
-            .map(|((route, method), buckets)| {
-                let before = base.0.get(&(route.clone(), method.clone())).copied().unwrap_or_default();
-                let delta: [u64; BUCKETS.len() + 1] = std::array::from_fn(|i| buckets[i].saturating_sub(before[i]));
-                let requests = delta[BUCKETS.len()];
-                RouteLatency {
-                    route: route.clone(),
-                    method: method.clone(),
-                    requests,
-                    per_second: requests as f64 / window.as_secs_f64().max(1.0),
-                    p99: quantile(0.99, &delta),
-                    since_start: buckets[BUCKETS.len()],
-                }
-            })
-            .collect();
-        routes.sort_by(|a, b| {
-            (b.requests, b.since_start, &a.route, &a.method).cmp(&(a.requests, a.since_start, &b.route, &b.method))
-        });
-        LatencyReport { window, routes }
-    }
-
-    /// The duration histograms' buckets now, read through their own text exposition (the
-    /// histogram type keeps its buckets to itself).
-    fn latency_snapshot(&self) -> LatencySnapshot {
-        let mut registry = Registry::default();
-        registry.register("d", "", self.durations.clone());
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
-        let mut snapshot = LatencySnapshot::default();
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix("d_bucket{") else { continue };
-            let Some((labels, value)) = rest.rsplit_once("} ") else { continue };
-            let labels = parse_labels(labels);
-            let label = |k: &str| labels.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone());
-            let (Some(route), Some(method), Some(le)) = (label("route"), label("method"), label("le")) else {
-                continue;
-            };
-            let slot = match le.as_str() {
-                "+Inf" => Some(BUCKETS.len()),
-                bound => bound.parse::<f64>().ok().and_then(|b| BUCKETS.iter().position(|x| (x - b).abs() < 1e-12)),
-            };
-            let (Some(slot), Ok(value)) = (slot, value.trim().parse::<u64>()) else { continue };
-            snapshot.0.entry((route, method)).or_insert([0; BUCKETS.len() + 1])[slot] = value;
-        }
-        snapshot
-    }
-}
-
-/// `name="value"` pairs of an exposition line's label set (values unescaped).
-fn parse_labels(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut chars = text.chars().peekable();
-    loop {
-        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if name.is_empty() || chars.next() != Some('"') {
-            return out;
-        }
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' => break,
-                '\\' => match chars.next() {
-                    Some('n') => value.push('\n'),
-                    Some(other) => value.push(other),
-                    None => return out,
-                },
-                other => value.push(other),
-            }
-        }
-        out.push((name.trim_start_matches(',').to_string(), value));
-        if chars.peek() == Some(&',') {
-            chars.next();
-        }
-    }
-}
-
-/// The `q` quantile of cumulative bucket counts (the last is +Inf), interpolated within its
-/// bucket as Prometheus' `histogram_quantile` does.
-fn quantile(q: f64, cumulative: &[u64; BUCKETS.len() + 1]) -> Option<f64> {
-    let count = cumulative[BUCKETS.len()];
-    if count == 0 {
-        return None;
-    }
-    let rank = q * count as f64;
-    let i = cumulative.iter().position(|&c| c as f64 >= rank)?;
-    if i == BUCKETS.len() {
-        return Some(f64::INFINITY);
-    }
-    let (lower, below) = if i == 0 { (0.0, 0) } else { (BUCKETS[i - 1], cumulative[i - 1]) };
-    let inside = (cumulative[i] - below) as f64;
-    Some(lower + (BUCKETS[i] - lower) * ((rank - below as f64) / inside.max(1.0)))
-}
-
 fn method_slot(method: &Method) -> usize {
     match *method {
         Method::GET => 0,
@@ -662,10 +444,10 @@ mod tests {
 
     #[test]
     fn labels_are_read_back_with_escapes() {
-        let labels = parse_labels(r#"route="/v1/a,{b}",method="GET",le="+Inf""#);
+        let labels = recent::parse_labels(r#"route="/v1/a,{b}",method="GET",le="+Inf""#);
         let expected = [("route", "/v1/a,{b}"), ("method", "GET"), ("le", "+Inf")];
         assert_eq!(labels, expected.map(|(k, v)| (k.to_string(), v.to_string())));
-        assert_eq!(parse_labels(r#"x="a\"b""#), [("x".to_string(), "a\"b".to_string())]);
+        assert_eq!(recent::parse_labels(r#"x="a\"b""#), [("x".to_string(), "a\"b".to_string())]);
     }
 
     #[test]
