@@ -22,7 +22,7 @@
 --   keyed by that argument, so a call is run by the worker holding the tenant's shard, where
 --   the events' transaction ids and the horizon come from the same node. The service's
 --   sealer calls them on Citus only; on PostgreSQL it keeps sealing many tenants per call
---   (`audit_seal_many`).
+--   (`audit_seal_many`). `audit_retention_purge_tenant` likewise for retention.
 
 CREATE OR REPLACE FUNCTION audit_row_change() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -223,6 +223,47 @@ BEGIN
     PERFORM set_config('app.tenant_id', coalesce(caller, ''), true);
     RETURN kept;
 END $$;
+
+-- `audit_append` for the tenant `p_tenant`, which must be the transaction's (it is the one the
+-- event is stamped with; the argument only says where the call runs). The service appends
+-- through this. On Citus it is force-delegated: Citus sends the call, inside the caller's
+-- transaction, to the worker holding the tenant's shards, over the connection that
+-- transaction already uses there, and `audit_append` switches to the audit role on that worker.
+-- Called on the coordinator instead, `audit_append` would write the shard as the audit role
+-- over a connection of its own, and Citus refuses any later statement of the transaction on
+-- those shards as the caller ("modified in this transaction by a different user").
+CREATE FUNCTION audit_append_for(p_tenant uuid, p_action text, p_resource_type text, p_resource_id text,
+                                 p_outcome text, p_details jsonb, p_actor_type text DEFAULT NULL) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF p_tenant IS DISTINCT FROM current_tenant() THEN
+        RAISE EXCEPTION 'audit: the event''s tenant % is not the transaction''s', p_tenant;
+    END IF;
+    PERFORM audit_append(p_action, p_resource_type, p_resource_id, p_outcome, p_details, p_actor_type);
+END $$;
+REVOKE EXECUTE ON FUNCTION audit_append_for(uuid, text, text, text, text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_append_for(uuid, text, text, text, text, jsonb, text) TO rowguard_app, rowguard_platform;
+
+-- Retention for the tenant `p_tenant`, as `audit_retention_purge` (the platform role's). On
+-- Citus it is delegated like the sealer: it takes the sealer's lock, which is the lock of the
+-- node holding the tenant's shard there, and appends its mark after deleting as the platform
+-- role — from the coordinator Citus would refuse that append, made as the audit role on
+-- placements this transaction changed as another role.
+CREATE FUNCTION audit_retention_purge_tenant(p_tenant uuid, p_before timestamptz) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    purged bigint;
+    caller text := current_setting('app.tenant_id', true);
+BEGIN
+    PERFORM set_config('app.tenant_id', p_tenant::text, true);
+    purged := audit_retention_purge(p_before);
+    PERFORM set_config('app.tenant_id', coalesce(caller, ''), true);
+    RETURN purged;
+END $$;
+REVOKE EXECUTE ON FUNCTION audit_retention_purge_tenant(uuid, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_retention_purge_tenant(uuid, timestamptz) TO rowguard_platform;
 
 GRANT USAGE, CREATE ON SCHEMA public TO rowguard_audit;
 ALTER FUNCTION audit_seal_tenant(uuid, integer) OWNER TO rowguard_audit;

@@ -301,6 +301,13 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Er
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query(
+            "SELECT create_distributed_function($1::regprocedure, distribution_arg_name => 'p_tenant',
+                                                colocate_with => 'audit_events', force_delegation => true)",
+        )
+        .bind(APPEND_IN_TRANSACTION)
+        .execute(&mut *tx)
+        .await?;
     }
     let functions: Vec<String> = sqlx::query_scalar(
         "SELECT p.oid::regprocedure::text FROM pg_proc p
@@ -352,8 +359,18 @@ async fn tenant_tables_distributed(conn: &mut PgConnection) -> Result<bool, sqlx
 /// holds the tenant's shards: Citus delegates a call `SELECT f(tenant, …)` made outside a
 /// transaction block to the node holding the shard of `audit_events` for that tenant, where
 /// it runs as a local transaction of that node (its argument named here).
-pub const DELEGATED_FUNCTIONS: &[(&str, &str)] =
-    &[("audit_seal_tenant(uuid,integer)", "p_tenant"), ("audit_record_head_tenant(uuid,bigint,text)", "p_tenant")];
+pub const DELEGATED_FUNCTIONS: &[(&str, &str)] = &[
+    ("audit_seal_tenant(uuid,integer)", "p_tenant"),
+    ("audit_record_head_tenant(uuid,bigint,text)", "p_tenant"),
+    ("audit_retention_purge_tenant(uuid,timestamp with time zone)", "p_tenant"),
+];
+
+/// `audit_append` for a named tenant (sql/V27), force-delegated: Citus runs it on the worker
+/// holding the tenant's shards even inside a transaction block, over the connection the
+/// transaction uses there, so the audit role's write and the caller's statements around it
+/// stay on one connection (Citus refuses a transaction that touches the same shards as two
+/// roles). Its statements name only that tenant's shards, as force delegation requires.
+pub const APPEND_IN_TRANSACTION: &str = "audit_append_for(uuid,text,text,text,text,jsonb,text)";
 
 /// The audit log on Citus (sql/V21's Merkle log, sealed after commit in the order of the
 /// appending transactions). On PostgreSQL that order is (transaction id, seq), sealed below the

@@ -165,6 +165,26 @@ impl PlatformConn {
         Ok(crate::catalog::verify(self.conn()).await?)
     }
 
+    /// Retention (`audit::retention_purge`) on Citus: one statement outside a transaction
+    /// block, so that Citus runs it on the worker holding the tenant's shards, where the
+    /// sealer's lock is (sql/V27, `migrate::citus::DELEGATED_FUNCTIONS`). None on plain
+    /// PostgreSQL, where the caller purges in a tenant transaction.
+    pub async fn retention_purge_on_citus(
+        &mut self,
+        tenant: TenantId,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<i64>, PlatformError> {
+        if crate::backend::Backend::detect(self.conn()).await? != crate::backend::Backend::Citus {
+            return Ok(None);
+        }
+        let purged: i64 = sqlx::query_scalar("SELECT audit_retention_purge_tenant($1, $2)")
+            .bind(tenant.0)
+            .bind(before)
+            .fetch_one(self.conn())
+            .await?;
+        Ok(Some(purged))
+    }
+
     pub(super) fn conn(&mut self) -> &mut PgConnection {
         match &mut self.link {
             Link::Dedicated(conn) => conn,
@@ -309,7 +329,8 @@ impl PlatformConn {
             "after": {"status": changed.status, "plan": changed.plan, "name": changed.name},
         });
         sqlx::query!(
-            "SELECT audit_append($1, 'tenant', $2, 'success', $3, 'operator')",
+            "SELECT audit_append_for($1, $2, 'tenant', $3, 'success', $4, 'operator')",
+            tx.tenant().0,
             action,
             changed.id.to_string(),
             details
@@ -372,7 +393,8 @@ impl PlatformConn {
         let before = rate_limit_of(before_per_second, before_burst);
         let details = serde_json::json!({"before": shown(before), "after": shown(limit), "plan": current.plan});
         sqlx::query!(
-            "SELECT audit_append('tenant.rate_limit_change', 'tenant', $1, 'success', $2, 'operator')",
+            "SELECT audit_append_for($1, 'tenant.rate_limit_change', 'tenant', $2, 'success', $3, 'operator')",
+            tx.tenant().0,
             current.id.to_string(),
             details
         )
@@ -594,7 +616,8 @@ async fn domain_event(
     primary: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "SELECT audit_append($1, 'tenant', $2, 'success', $3, 'operator')",
+        "SELECT audit_append_for($1, $2, 'tenant', $3, 'success', $4, 'operator')",
+        tx.tenant().0,
         action,
         tenant.0.to_string(),
         serde_json::json!({"domain": domain.as_str(), "primary": primary})
