@@ -224,27 +224,6 @@ BEGIN
     RETURN kept;
 END $$;
 
--- `audit_append` for the tenant `p_tenant`, which must be the transaction's (it is the one the
--- event is stamped with; the argument only says where the call runs). The service appends
--- through this. On Citus it is force-delegated: Citus sends the call, inside the caller's
--- transaction, to the worker holding the tenant's shards, over the connection that
--- transaction already uses there, and `audit_append` switches to the audit role on that worker.
--- Called on the coordinator instead, `audit_append` would write the shard as the audit role
--- over a connection of its own, and Citus refuses any later statement of the transaction on
--- those shards as the caller ("modified in this transaction by a different user").
-CREATE FUNCTION audit_append_for(p_tenant uuid, p_action text, p_resource_type text, p_resource_id text,
-                                 p_outcome text, p_details jsonb, p_actor_type text DEFAULT NULL) RETURNS void
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    IF p_tenant IS DISTINCT FROM current_tenant() THEN
-        RAISE EXCEPTION 'audit: the event''s tenant % is not the transaction''s', p_tenant;
-    END IF;
-    PERFORM audit_append(p_action, p_resource_type, p_resource_id, p_outcome, p_details, p_actor_type);
-END $$;
-REVOKE EXECUTE ON FUNCTION audit_append_for(uuid, text, text, text, text, jsonb, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION audit_append_for(uuid, text, text, text, text, jsonb, text) TO rowguard_app, rowguard_platform;
-
 -- Retention for the tenant `p_tenant`, as `audit_retention_purge` (the platform role's). On
 -- Citus it is delegated like the sealer: it takes the sealer's lock, which is the lock of the
 -- node holding the tenant's shard there, and appends its mark after deleting as the platform

@@ -301,13 +301,6 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Er
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "SELECT create_distributed_function($1::regprocedure, distribution_arg_name => 'p_tenant',
-                                                colocate_with => 'audit_events', force_delegation => true)",
-        )
-        .bind(APPEND_IN_TRANSACTION)
-        .execute(&mut *tx)
-        .await?;
     }
     let functions: Vec<String> = sqlx::query_scalar(
         "SELECT p.oid::regprocedure::text FROM pg_proc p
@@ -365,13 +358,6 @@ pub const DELEGATED_FUNCTIONS: &[(&str, &str)] = &[
     ("audit_retention_purge_tenant(uuid,timestamp with time zone)", "p_tenant"),
 ];
 
-/// `audit_append` for a named tenant (sql/V27), force-delegated: Citus runs it on the worker
-/// holding the tenant's shards even inside a transaction block, over the connection the
-/// transaction uses there, so the audit role's write and the caller's statements around it
-/// stay on one connection (Citus refuses a transaction that touches the same shards as two
-/// roles). Its statements name only that tenant's shards, as force delegation requires.
-pub const APPEND_IN_TRANSACTION: &str = "audit_append_for(uuid,text,text,text,text,jsonb,text)";
-
 /// The audit log on Citus (sql/V21's Merkle log, sealed after commit in the order of the
 /// appending transactions). On PostgreSQL that order is (transaction id, seq), sealed below the
 /// server's horizon (the oldest transaction still running): every transaction that has not
@@ -383,11 +369,13 @@ pub const APPEND_IN_TRANSACTION: &str = "audit_append_for(uuid,text,text,text,te
 /// * **The seal key is stamped where the row lands.** A BEFORE INSERT trigger on the shards of
 ///   `audit_events` and `audit_unsealed` overwrites `xid` with a key made from the *local*
 ///   transaction id of the worker's transaction (`audit_stamp_seal_key`), whichever node ran
-///   `audit_link`. The leaf hash does not cover `xid`, so the event's hash, computed by
-///   `audit_link` wherever it ran, stays the event's. `seq` only has to be unique: it becomes
-///   the column default, and Citus then creates `audit_event_seq` on every node with a range of
-///   its own (the worker of group g numbers from g·2⁴⁸ + 1), so a worker's `nextval` never
-///   meets another node's number.
+///   `audit_link`. The leaf hash does not cover `xid`. `seq` becomes the column default, and
+///   Citus then creates `audit_event_seq` on every node with a range of its own (the worker of
+///   group g numbers from g·2⁴⁸ + 1), so a worker's `nextval` never meets another node's
+///   number; an event linked on another node (an access event appended from the coordinator)
+///   is numbered again from the worker's range and its leaf hash taken again over the row as
+///   stored, so a tenant's events are numbered in the order they reach its shard (until the
+///   shard moves: the new node's range may lie below the old one's).
 /// * **The sealer runs where the shard is.** `audit_seal_tenant` is delegated to the worker
 ///   holding the tenant's shard (`DELEGATED_FUNCTIONS`); there `audit_seal_horizon()` is that
 ///   worker's horizon, and refuses to run anywhere else (a call that was not delegated, or a
@@ -484,6 +472,15 @@ BEGIN
     NEW.xid := ((stint << 44) + local_xid)::text::xid8;
     IF TG_ARGV[0] = 'event' THEN
         NEW.xid_node := (SELECT groupid FROM pg_dist_local_group);
+        -- An event linked on another node (an access event appended from the coordinator)
+        -- carries that node's number: it is numbered again from this node's range, and its
+        -- leaf hash, which covers the number, taken again over the row as stored, so that a
+        -- tenant's events are numbered in the order they reach its shard wherever they came
+        -- from. (Not a chain event from before the tree: those are never linked anew.)
+        IF NEW.prev_hash IS NULL AND (NEW.seq >> 48) <> NEW.xid_node THEN
+            NEW.seq := nextval('audit_event_seq');
+            NEW.hash := sha256('\x00'::bytea || audit_leaf(ROW(NEW.*)::audit_events));
+        END IF;
     END IF;
     RETURN NEW;
 END $$"#,

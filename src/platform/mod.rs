@@ -172,7 +172,7 @@ impl PlatformConn {
     pub async fn retention_purge_on_citus(
         &mut self,
         tenant: TenantId,
-        before: chrono::DateTime<chrono::Utc>,
+        before: DateTime<Utc>,
     ) -> Result<Option<i64>, PlatformError> {
         if crate::backend::Backend::detect(self.conn()).await? != crate::backend::Backend::Citus {
             return Ok(None);
@@ -329,8 +329,7 @@ impl PlatformConn {
             "after": {"status": changed.status, "plan": changed.plan, "name": changed.name},
         });
         sqlx::query!(
-            "SELECT audit_append_for($1, $2, 'tenant', $3, 'success', $4, 'operator')",
-            tx.tenant().0,
+            "SELECT audit_append($1, 'tenant', $2, 'success', $3, 'operator')",
             action,
             changed.id.to_string(),
             details
@@ -393,8 +392,7 @@ impl PlatformConn {
         let before = rate_limit_of(before_per_second, before_burst);
         let details = serde_json::json!({"before": shown(before), "after": shown(limit), "plan": current.plan});
         sqlx::query!(
-            "SELECT audit_append_for($1, 'tenant.rate_limit_change', 'tenant', $2, 'success', $3, 'operator')",
-            tx.tenant().0,
+            "SELECT audit_append('tenant.rate_limit_change', 'tenant', $1, 'success', $2, 'operator')",
             current.id.to_string(),
             details
         )
@@ -616,8 +614,7 @@ async fn domain_event(
     primary: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "SELECT audit_append_for($1, $2, 'tenant', $3, 'success', $4, 'operator')",
-        tx.tenant().0,
+        "SELECT audit_append($1, 'tenant', $2, 'success', $3, 'operator')",
         action,
         tenant.0.to_string(),
         serde_json::json!({"domain": domain.as_str(), "primary": primary})

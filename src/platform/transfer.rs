@@ -271,8 +271,7 @@ pub async fn import(
         "rows": counts,
     });
     sqlx::query!(
-        "SELECT audit_append_for($1, 'tenant.import', 'tenant', $2, 'success', $3, 'operator')",
-        tx.tenant().0,
+        "SELECT audit_append('tenant.import', 'tenant', $1, 'success', $2, 'operator')",
         tenant.to_string(),
         details
     )

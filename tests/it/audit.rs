@@ -174,17 +174,18 @@ async fn the_app_role_cannot_forge_an_audit_event() {
         assert!(err.to_string().contains("permission denied"), "{case}: {err}");
     }
     // The one door stays open: an access event through audit_append lands, numbered, with the
-    // leaf hash the tree will take, and is sealed into the tree after commit. (Through
-    // `audit_append_for`, `audit_append` for a named tenant, as the service calls it: on Citus
-    // a plain `audit_append` from the coordinator leaves the transaction unable to read the
-    // shard it wrote as the audit role. The event is passed to `audit_leaf` as a row of
-    // `audit_events`: on Citus the query runs against the shard, whose row type is its own.)
+    // leaf hash the tree will take, and is sealed into the tree after commit. (Read back in a
+    // transaction of its own: on Citus the append writes the tenant's shard as the audit role,
+    // and Citus refuses the same transaction a read of that shard as the app role. The event is
+    // passed to `audit_leaf` as a row of `audit_events`: on Citus the query runs against the
+    // shard, whose row type is the shard's own.)
     let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");
-    sqlx::query("SELECT audit_append_for($1, 'probe.ok', NULL, NULL, 'success', '{}')")
-        .bind(t.id.0)
+    sqlx::query("SELECT audit_append('probe.ok', NULL, NULL, 'success', '{}')")
         .execute(tx.conn())
         .await
         .expect("the app role appends through audit_append");
+    tx.commit().await.expect("commit");
+    let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");
     let hashed: bool = sqlx::query_scalar(
         "SELECT hash = sha256('\\x00'::bytea || audit_leaf(ROW(e.*)::audit_events)) FROM audit_events e
           WHERE tenant_id = current_tenant() AND action = 'probe.ok'",
@@ -231,8 +232,11 @@ async fn the_audit_stand_down_switches_work_only_for_the_platform_role() {
     // is not the platform role: the switch must not open the append-only trigger for it.
     let mut su = app.superuser_connection().await;
     let role = format!("rg_audit_probe_{}", uuid::Uuid::now_v7().simple());
+    // On Citus the role must be able to log in: Citus opens its connections to the workers as
+    // the current role (docs/citus.md); it still has no password, and is dropped below.
+    let login = if app.on_citus() { "LOGIN" } else { "NOLOGIN" };
     su.execute(sqlx::AssertSqlSafe(format!(
-        "CREATE ROLE {role} NOLOGIN; GRANT USAGE ON SCHEMA public TO {role};
+        "CREATE ROLE {role} {login}; GRANT USAGE ON SCHEMA public TO {role};
          GRANT SELECT, DELETE ON audit_events TO {role}"
     )))
     .await
