@@ -40,6 +40,9 @@ pub const AUDIT_DEFINER_FUNCTIONS: &[&str] = &[
     "audit_unsealed_backlog()",
     "audit_seal_many(uuid[],integer)",
     "audit_record_heads(uuid[],bigint[],text[])",
+    // The same for one tenant, which Citus runs on the worker holding its shards (sql/V27).
+    "audit_seal_tenant(uuid,integer)",
+    "audit_record_head_tenant(uuid,bigint,text)",
 ];
 /// Audit tables the app role may read and never write: events are appended, and heads moved,
 /// only by `audit_append` as `AUDIT_ROLE`, and the tree only by `audit_seal` and

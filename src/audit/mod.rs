@@ -122,6 +122,9 @@ pub async fn retention_purge(
     tenant: TenantId,
     before: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<i64> {
+    if let Some(purged) = platform.retention_purge_on_citus(tenant, before).await? {
+        return Ok(purged);
+    }
     let mut tx = platform.tenant_tx(tenant).await?;
     let purged: i64 =
         sqlx::query_scalar!(r#"SELECT audit_retention_purge($1) AS "purged!""#, before).fetch_one(tx.conn()).await?;

@@ -17,7 +17,6 @@ use super::refresh::{NewRefreshToken, REFRESH_TOKEN_TTL, hash_presented};
 use super::user_state::UserStateCache;
 use crate::audit::{self, AccessEvent};
 use crate::db::revocation::{Revoke, end_all_sessions, revoke};
-use crate::db::user_changes::UserChange;
 use crate::db::{TenantScope, TenantTx};
 use crate::domain::{NewPassword, Role, TenantId, UserId, UserStatus};
 use crate::limits::{Account, AccountGate, Refusal};
@@ -228,7 +227,7 @@ impl Sessions {
         let mut tx = scope.begin().await?;
         end_all_sessions(&mut tx, scope.tenant_id(), user, "logout_all").await?;
         tx.commit().await?;
-        self.users.forget(UserChange::One(scope.tenant_id(), user));
+        self.users.changed(scope.tenant_id(), user).await;
         Ok(())
     }
 
@@ -276,7 +275,7 @@ impl Sessions {
         end_all_sessions(&mut tx, tenant, user, "password_changed").await?;
         let refresh_token = store_refresh_token(&mut tx, tenant, user, Uuid::now_v7()).await?;
         tx.commit().await?;
-        self.users.forget(UserChange::One(tenant, user));
+        self.users.changed(tenant, user).await;
         self.tokens(tenant, user, role, refresh_token)
     }
 

@@ -61,6 +61,13 @@ impl UserStateCache {
         Ok(state)
     }
 
+    /// `user` changed (role, status, sessions): forget it here at once, and tell the other
+    /// instances (`Database::announce_user_change`; on plain PostgreSQL the trigger has).
+    pub async fn changed(&self, tenant: TenantId, user: UserId) {
+        self.forget(UserChange::One(tenant, user));
+        self.db.announce_user_change(tenant, user).await;
+    }
+
     pub fn forget(&self, change: UserChange) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         match change {

@@ -37,6 +37,9 @@ impl Database {
         max: i32,
         sign: impl Fn(TenantId, i64, &[u8]) -> anyhow::Result<String>,
     ) -> anyhow::Result<Vec<SealedTree>> {
+        if self.backend == crate::backend::Backend::Citus {
+            return self.seal_each_where_it_lives(tenants, max, sign).await;
+        }
         let ids: Vec<uuid::Uuid> = tenants.iter().map(|t| t.0).collect();
         let mut tx = self.background.begin().await?;
         let trees: Vec<SealedTree> = sqlx::query_as!(
@@ -63,6 +66,52 @@ impl Database {
             anyhow::ensure!(kept as usize == grown.len(), "the database kept {kept} of {} signed heads", grown.len());
         }
         tx.commit().await?;
+        Ok(trees)
+    }
+
+    /// `seal_many` on Citus: one tenant at a time, each call a statement of its own outside any
+    /// transaction block, so that Citus delegates it to the worker holding the tenant's shards
+    /// (`migrate::citus::DELEGATED_FUNCTIONS`; why there, `migrate::citus::prepare_audit_log`).
+    /// Sealing and keeping the head are two transactions of that worker; a tree left without
+    /// its head (a sealer stopped between them) stays queued, and the next pass signs it
+    /// (`signed_size` below the tree's size). One tenant's failure is counted (-2) and does
+    /// not stop the others, as in `audit_seal_many`.
+    async fn seal_each_where_it_lives(
+        &self,
+        tenants: &[TenantId],
+        max: i32,
+        sign: impl Fn(TenantId, i64, &[u8]) -> anyhow::Result<String>,
+    ) -> anyhow::Result<Vec<SealedTree>> {
+        let mut trees = Vec::with_capacity(tenants.len());
+        for &tenant in tenants {
+            // Unchecked: checked macros would describe the call on plain PostgreSQL, where the
+            // function exists too (sql/V27) but is not used; the row type is named here.
+            let sealed: Result<(i64, Vec<u8>, i32, i64), sqlx::Error> =
+                sqlx::query_as("SELECT size, root, sealed, signed_size FROM audit_seal_tenant($1, $2)")
+                    .bind(tenant.0)
+                    .bind(max)
+                    .fetch_one(&self.background)
+                    .await;
+            let (size, root, sealed, signed_size) = match sealed {
+                Ok(row) => row,
+                Err(error) => {
+                    tracing::warn!(%tenant, %error, "audit: sealing this tenant failed");
+                    trees.push(SealedTree { tenant_id: tenant, size: None, root: None, sealed: -2 });
+                    continue;
+                }
+            };
+            if sealed >= 0 && size > signed_size {
+                let note = sign(tenant, size, &root)?;
+                let kept: bool = sqlx::query_scalar("SELECT audit_record_head_tenant($1, $2, $3)")
+                    .bind(tenant.0)
+                    .bind(size)
+                    .bind(note)
+                    .fetch_one(&self.background)
+                    .await?;
+                anyhow::ensure!(kept, "the database did not keep the signed head of tenant {tenant} at {size}");
+            }
+            trees.push(SealedTree { tenant_id: tenant, size: Some(size), root: Some(root), sealed });
+        }
         Ok(trees)
     }
 

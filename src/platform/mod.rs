@@ -165,6 +165,26 @@ impl PlatformConn {
         Ok(crate::catalog::verify(self.conn()).await?)
     }
 
+    /// Retention (`audit::retention_purge`) on Citus: one statement outside a transaction
+    /// block, so that Citus runs it on the worker holding the tenant's shards, where the
+    /// sealer's lock is (sql/V27, `migrate::citus::DELEGATED_FUNCTIONS`). None on plain
+    /// PostgreSQL, where the caller purges in a tenant transaction.
+    pub async fn retention_purge_on_citus(
+        &mut self,
+        tenant: TenantId,
+        before: DateTime<Utc>,
+    ) -> Result<Option<i64>, PlatformError> {
+        if crate::backend::Backend::detect(self.conn()).await? != crate::backend::Backend::Citus {
+            return Ok(None);
+        }
+        let purged: i64 = sqlx::query_scalar("SELECT audit_retention_purge_tenant($1, $2)")
+            .bind(tenant.0)
+            .bind(before)
+            .fetch_one(self.conn())
+            .await?;
+        Ok(Some(purged))
+    }
+
     pub(super) fn conn(&mut self) -> &mut PgConnection {
         match &mut self.link {
             Link::Dedicated(conn) => conn,

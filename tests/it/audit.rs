@@ -174,14 +174,21 @@ async fn the_app_role_cannot_forge_an_audit_event() {
         assert!(err.to_string().contains("permission denied"), "{case}: {err}");
     }
     // The one door stays open: an access event through audit_append lands, numbered, with the
-    // leaf hash the tree will take, and is sealed into the tree after commit.
+    // leaf hash the tree will take, and is sealed into the tree after commit. (Read back in a
+    // transaction of its own: on Citus the append writes the tenant's shard as the audit role,
+    // and Citus refuses the same transaction a read of that shard as the app role. The event is
+    // passed to `audit_leaf` as a row of `audit_events`: on Citus the query runs against the
+    // shard, whose row type is the shard's own.)
     let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");
     sqlx::query("SELECT audit_append('probe.ok', NULL, NULL, 'success', '{}')")
         .execute(tx.conn())
         .await
         .expect("the app role appends through audit_append");
+    tx.commit().await.expect("commit");
+    let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");
     let hashed: bool = sqlx::query_scalar(
-        "SELECT hash = sha256('\\x00'::bytea || audit_leaf(e)) FROM audit_events e WHERE action = 'probe.ok'",
+        "SELECT hash = sha256('\\x00'::bytea || audit_leaf(ROW(e.*)::audit_events)) FROM audit_events e
+          WHERE tenant_id = current_tenant() AND action = 'probe.ok'",
     )
     .fetch_one(tx.conn())
     .await
@@ -225,8 +232,11 @@ async fn the_audit_stand_down_switches_work_only_for_the_platform_role() {
     // is not the platform role: the switch must not open the append-only trigger for it.
     let mut su = app.superuser_connection().await;
     let role = format!("rg_audit_probe_{}", uuid::Uuid::now_v7().simple());
+    // On Citus the role must be able to log in: Citus opens its connections to the workers as
+    // the current role (docs/citus.md); it still has no password, and is dropped below.
+    let login = if app.on_citus() { "LOGIN" } else { "NOLOGIN" };
     su.execute(sqlx::AssertSqlSafe(format!(
-        "CREATE ROLE {role} NOLOGIN; GRANT USAGE ON SCHEMA public TO {role};
+        "CREATE ROLE {role} {login}; GRANT USAGE ON SCHEMA public TO {role};
          GRANT SELECT, DELETE ON audit_events TO {role}"
     )))
     .await
@@ -261,7 +271,11 @@ async fn tamper(app: &TestApp, sql: &str) -> Result<(), sqlx::Error> {
     let mut su = app.superuser_connection().await;
     let mut tx = su.begin().await?;
     tx.execute("SET LOCAL session_replication_role = replica").await?;
-    tx.execute(sqlx::AssertSqlSafe(sql.to_string())).await?;
+    // One statement per message: Citus replays a message's whole text on the shards, and
+    // refuses several statements there. (No case has a `;` inside a literal.)
+    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        tx.execute(sqlx::AssertSqlSafe(statement.to_string())).await?;
+    }
     tx.commit().await?;
     su.close().await
 }
@@ -284,38 +298,60 @@ async fn tamper_and_verify(app: &TestApp, tenant: &TestTenant, sql: &str) -> Tre
     tree_report(app, tenant).await
 }
 
+/// The tenant's events' seqs in tree order (all sealed): element k - 1 is event k's.
+async fn event_seqs(app: &TestApp, tenant: &TestTenant) -> Vec<i64> {
+    let mut su = app.superuser_connection().await;
+    sqlx::query_scalar("SELECT seq FROM audit_tree_leaves WHERE tenant_id = $1 ORDER BY leaf_index")
+        .bind(tenant.id)
+        .fetch_all(&mut su)
+        .await
+        .expect("leaves")
+}
+
+/// `sql` with `#k` replaced by event k's seq (from `event_seqs`), highest k first (#1 is not a
+/// prefix of #10 then).
+fn with_seqs(sql: &str, seqs: &[i64]) -> String {
+    let mut out = sql.to_string();
+    for (k, seq) in seqs.iter().enumerate().rev() {
+        out = out.replace(&format!("#{}", k + 1), &seq.to_string());
+    }
+    out
+}
+
 #[tokio::test]
 async fn the_verifier_finds_a_modified_deleted_inserted_or_reordered_event() {
-    // Each test database numbers events from 1: the tenant's creation is event 1, the login 2,
-    // the contacts 3 to 6. Tampering comes after sealing: the tree holds all six.
+    // The tenant's creation is event #1, the login #2, the contacts #3 to #6; `#k` in a case
+    // stands for the seq of event k (on PostgreSQL each test database numbers them 1 to 6; on
+    // Citus each node numbers from a range of its own). Tampering comes after sealing: the tree
+    // holds all six.
     let cases = [
-        ("modified", "UPDATE audit_events SET details = '{\"forged\": true}' WHERE seq = 3", Some(3), "modified"),
-        ("deleted", "DELETE FROM audit_events WHERE seq = 3", Some(3), "deleted"),
+        ("modified", "UPDATE audit_events SET details = '{\"forged\": true}' WHERE seq = #3", Some(3), "modified"),
+        ("deleted", "DELETE FROM audit_events WHERE seq = #3", Some(3), "deleted"),
         (
             "inserted",
             "INSERT INTO audit_events SELECT tenant_id, 1000, gen_random_uuid(), occurred_at, actor_type, actor_id,
                     actor_role, client_ip, user_agent, request_id, 'contact.delete', resource_type, resource_id, outcome,
                     details, prev_hash, hash, xid
-               FROM audit_events WHERE seq = 2",
+               FROM audit_events WHERE seq = #2",
             Some(1000),
             "inserted",
         ),
         (
             "reordered",
-            "UPDATE audit_events SET seq = 1000 WHERE seq = 3; UPDATE audit_events SET seq = 3 WHERE seq = 4;
-             UPDATE audit_events SET seq = 4 WHERE seq = 1000",
+            "UPDATE audit_events SET seq = 1000 WHERE seq = #3; UPDATE audit_events SET seq = #3 WHERE seq = #4;
+             UPDATE audit_events SET seq = #4 WHERE seq = 1000",
             Some(3),
             "modified, or swapped",
         ),
-        ("deleted at the end", "DELETE FROM audit_events WHERE seq = 6", Some(6), "deleted"),
+        ("deleted at the end", "DELETE FROM audit_events WHERE seq = #6", Some(6), "deleted"),
         // Re-hashing the forged event's leaf as well: the leaves agree with the events again,
         // and only the roots the service signed (with a key the database never saw) tell.
         (
             "rewritten with its leaf",
-            "UPDATE audit_events SET details = '{\"forged\": true}' WHERE seq = 3;
-             UPDATE audit_tree_nodes n SET hash = sha256('\\x00'::bytea || audit_leaf(e))
+            "UPDATE audit_events SET details = '{\"forged\": true}' WHERE seq = #3;
+             UPDATE audit_tree_nodes n SET hash = sha256('\\x00'::bytea || audit_leaf(ROW(e.*)::audit_events))
                FROM audit_events e JOIN audit_tree_leaves l ON l.tenant_id = e.tenant_id AND l.seq = e.seq
-              WHERE e.seq = 3 AND n.tenant_id = e.tenant_id AND n.level = 0 AND n.idx = l.leaf_index",
+              WHERE e.seq = #3 AND n.tenant_id = e.tenant_id AND n.level = 0 AND n.idx = l.leaf_index",
             None,
             "signed head records",
         ),
@@ -342,9 +378,12 @@ async fn the_verifier_finds_a_modified_deleted_inserted_or_reordered_event() {
         assert!(before.valid && before.size == 6 && before.events_checked == 6, "{what}: {before:?}");
         let over_http = verify(&app, &token, "alpha").await;
         assert_eq!(over_http["valid"], true, "{what}: {over_http}");
-        let report = tamper_and_verify(&app, &t, sql).await;
+        let seqs = event_seqs(&app, &t).await;
+        let report = tamper_and_verify(&app, &t, &with_seqs(sql, &seqs)).await;
         assert!(!report.valid, "{what}: not detected");
         let first = report.problems.first().expect("a problem");
+        // `broken_at`: event k, or a seq of the case's own making (1000, the inserted one).
+        let broken_at = broken_at.map(|k: i64| if k == 1000 { k } else { seqs[k as usize - 1] });
         assert_eq!(first.seq, broken_at, "{what}: {:?}", report.problems);
         assert!(report.problems.iter().any(|p| p.reason.contains(reason)), "{what}: {:?}", report.problems);
         // The API's verify says the same.
@@ -364,8 +403,7 @@ async fn an_event_changed_before_it_was_sealed_is_named() {
     let token = app.owner_token(&t).await;
     let before = tree_report(&app, &t).await.size;
     // An open transaction that took its id first holds the horizon below the next event's.
-    let mut holder = app.superuser_connection().await;
-    holder.execute("BEGIN; SELECT pg_current_xact_id()").await.expect("hold the horizon");
+    let holders = app.hold_the_audit_horizon().await;
     let made = app
         .call_as(&token, "alpha", Method::POST, "/v1/contacts", Some(json!({"name": "Ada", "email": "ada@x.io"})))
         .await;
@@ -389,7 +427,9 @@ async fn an_event_changed_before_it_was_sealed_is_named() {
     tamper(&app, &format!("UPDATE audit_events SET details = '{{\"forged\": true}}' WHERE seq = {seq}"))
         .await
         .expect("tamper");
-    holder.execute("COMMIT").await.expect("release the horizon");
+    for mut holder in holders {
+        holder.execute("COMMIT").await.expect("release the horizon");
+    }
     let report = tree_report(&app, &t).await;
     assert_eq!(report.size, before + 1, "sealed after all: {report:?}");
     assert!(!report.valid, "the forged event went unnoticed: {report:?}");
@@ -439,16 +479,26 @@ async fn interleaved_commits_are_sealed_in_a_consistent_order_with_nothing_skipp
     // Seal now, by hand (as the service's sealer does): T1 is open, so nothing at or past its
     // transaction id may be sealed — T2's event waits too, though it is committed.
     // -1: the service's own sealer held the tenant at that moment (bound the same way): ask again.
+    // On Citus the service's sealer seals one tenant per statement, which Citus runs on the
+    // worker holding the tenant's shard (`Database::seal_many`, sql/V27).
     let mut c3 = app.app_connection().await;
     let mut attempt: (Option<i64>, i32) = (None, -1);
     for _ in 0..100 {
-        let mut s = TenantTx::begin_on(&mut c3, t.id).await.expect("sealer");
-        attempt = sqlx::query_as("SELECT size, sealed FROM audit_seal_many($1, 1000)")
-            .bind(vec![t.id.0])
-            .fetch_one(s.conn())
-            .await
-            .expect("seal");
-        s.commit().await.expect("commit");
+        if app.on_citus() {
+            attempt = sqlx::query_as("SELECT size, sealed FROM audit_seal_tenant($1, 1000)")
+                .bind(t.id.0)
+                .fetch_one(&mut c3)
+                .await
+                .expect("seal");
+        } else {
+            let mut s = TenantTx::begin_on(&mut c3, t.id).await.expect("sealer");
+            attempt = sqlx::query_as("SELECT size, sealed FROM audit_seal_many($1, 1000)")
+                .bind(vec![t.id.0])
+                .fetch_one(s.conn())
+                .await
+                .expect("seal");
+            s.commit().await.expect("commit");
+        }
         if attempt.1 != -1 {
             break;
         }
@@ -526,7 +576,17 @@ async fn export_streams_every_event_as_jsonl_and_csv() {
     let text = jsonl.body.as_str().map(str::to_string).unwrap_or_else(|| jsonl.body.to_string());
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
     assert_eq!(lines.len(), 7);
-    assert_eq!(lines.iter().map(|e| e["seq"].as_i64().unwrap_or(0)).collect::<Vec<_>>(), (1..=7).collect::<Vec<_>>());
+    // Every event, in seq order (1 to 7 on PostgreSQL; on Citus each node numbers from a
+    // range of its own).
+    let seqs: Vec<i64> = {
+        let mut su = app.superuser_connection().await;
+        sqlx::query_scalar("SELECT seq FROM audit_events WHERE tenant_id = $1 ORDER BY seq")
+            .bind(t.id)
+            .fetch_all(&mut su)
+            .await
+            .expect("seqs")
+    };
+    assert_eq!(lines.iter().map(|e| e["seq"].as_i64().unwrap_or(0)).collect::<Vec<_>>(), seqs);
     let csv = app.call_as(&token, "alpha", Method::GET, "/v1/audit-events/export?format=csv", None).await;
     let text = csv.body.as_str().unwrap_or_default().to_string();
     assert!(text.starts_with("seq,id,occurred_at"), "{text}");
@@ -542,12 +602,13 @@ async fn the_cli_verifier_names_the_broken_event() {
     app.owner_token(&t).await;
     let mut su = app.superuser_connection().await;
     wait_until_sealed(&mut su).await;
-    tamper(&app, "UPDATE audit_events SET action = 'x' WHERE seq = 2").await.expect("tamper");
+    let seqs = event_seqs(&app, &t).await;
+    tamper(&app, &with_seqs("UPDATE audit_events SET action = 'x' WHERE seq = #2", &seqs)).await.expect("tamper");
     // The library path `rowguard audit verify` takes, as the platform role.
     let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform");
     let mut tx = platform.tenant_tx(t.id).await.expect("tx");
     let report = rowguard::audit::tree::verify(tx.conn(), t.id, None).await.expect("verify");
-    assert_eq!(report.problems.first().and_then(|p| p.seq), Some(2), "{report:?}");
+    assert_eq!(report.problems.first().and_then(|p| p.seq), Some(seqs[1]), "{report:?}");
 }
 
 #[tokio::test]
@@ -563,6 +624,7 @@ async fn a_retention_purge_is_recorded_in_the_chain_and_the_rest_still_verifies(
     // always kept). Their leaves stay in the tree, the events go.
     let sealed_before = tree_report(&app, &t).await;
     assert_eq!(sealed_before.size, 5, "{sealed_before:?}");
+    let seqs = event_seqs(&app, &t).await;
     let mut platform = PlatformConn::connect(&app.superuser_url()).await.expect("platform");
     let purged = rowguard::audit::retention_purge(&mut platform, t.id, chrono::Utc::now()).await.expect("purge");
     assert_eq!(purged, 4);
@@ -570,15 +632,15 @@ async fn a_retention_purge_is_recorded_in_the_chain_and_the_rest_still_verifies(
     assert_eq!(report["valid"], true, "{report}");
     let cut = events(&app, &token, "alpha", "?action=audit.retention_purge").await;
     assert_eq!(cut.len(), 1);
-    assert_eq!(cut[0]["details"]["purged_through_seq"], 4);
+    assert_eq!(cut[0]["details"]["purged_through_seq"], seqs[3]);
     let tree = tree_report(&app, &t).await;
     assert!(tree.valid, "{tree:?}");
     assert_eq!((tree.size, tree.purged, tree.events_checked), (6, 4, 2), "{tree:?}");
     // The cut covers the purged prefix only: an event deleted past it is named.
-    tamper(&app, "DELETE FROM audit_events WHERE seq = 5").await.expect("tamper");
+    tamper(&app, &with_seqs("DELETE FROM audit_events WHERE seq = #5", &seqs)).await.expect("tamper");
     let tree = tree_report(&app, &t).await;
     assert!(!tree.valid, "{tree:?}");
-    assert_eq!(tree.problems.first().and_then(|p| p.seq), Some(5), "{tree:?}");
+    assert_eq!(tree.problems.first().and_then(|p| p.seq), Some(seqs[4]), "{tree:?}");
     // The app role still cannot delete anything, retention or not.
     let mut conn = app.app_connection().await;
     let mut tx = TenantTx::begin_on(&mut conn, t.id).await.expect("begin");

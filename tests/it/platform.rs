@@ -29,6 +29,7 @@ async fn instance(app: &TestApp, configure: impl FnOnce(&mut rowguard::config::C
         router: rowguard::http::router(ctx.clone(), rowguard::startup::limits(&config)),
         db_name: app.db_name.clone(),
         ctx,
+        _citus_database: None,
     }
 }
 
@@ -642,6 +643,7 @@ async fn without_a_platform_login_the_platform_api_answers_503() {
         router: rowguard::http::router(ctx.clone(), rowguard::startup::limits(&config)),
         db_name: app.db_name.clone(),
         ctx,
+        _citus_database: None,
     };
     let login = json!({"email": "ops@rowguard.test", "password": "whatever-password"});
     let r = bare.call(Method::POST, "/platform/v1/auth/login", &[], Some(login)).await;

@@ -35,6 +35,11 @@ impl UserStates {
     pub fn forget(&self, change: UserChange) {
         self.0.forget(change);
     }
+
+    /// `user` changed: forget it here and tell the other instances (`UserStateCache::changed`).
+    pub async fn changed(&self, tenant: crate::domain::TenantId, user: crate::domain::UserId) {
+        self.0.changed(tenant, user).await;
+    }
 }
 
 /// The authentication step (`gate`, after resolution): the principal set in the context, or

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::TenantScope;
-use crate::db::user_changes::UserChange;
 use crate::db::users;
 use crate::domain::{Email, NewPassword, Permission, Role, UserId, UserStatus};
 use crate::http::ApiContext;
@@ -151,7 +150,7 @@ pub async fn update_user(
 ) -> Result<Json<User>, ApiError> {
     principal.require(Permission::ManageUsers)?;
     let user = users::update(&scope, principal.role, id, patch.role, patch.status).await?;
-    ctx.users.forget(UserChange::One(scope.tenant_id(), id));
+    ctx.users.changed(scope.tenant_id(), id).await;
     Ok(Json(user))
 }
 
@@ -168,6 +167,6 @@ pub async fn delete_user(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Permission::ManageUsers)?;
     users::delete(&scope, principal.role, id).await?;
-    ctx.users.forget(UserChange::One(scope.tenant_id(), id));
+    ctx.users.changed(scope.tenant_id(), id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -131,6 +131,16 @@ pub async fn adopt(
     } else {
         tx.rollback().await?;
     }
+    // On Citus the adopted table joins the tenant tables' colocation group, distributed by
+    // tenant_id as `migrate` distributes them (the same catalog-driven, idempotent step): left
+    // on the coordinator, its audit trigger would write the tenant's log from there, and
+    // Citus refuses that transaction's next statement on the tenant's shards as another role.
+    if applied && crate::backend::Backend::detect(&mut *admin).await? == crate::backend::Backend::Citus {
+        admin.execute(AssertSqlSafe(format!("SET ROLE {OWNER_ROLE}"))).await?;
+        let distributed = crate::migrate::citus::distribute(&mut *admin).await;
+        admin.execute("RESET ROLE").await?;
+        distributed?;
+    }
     Ok(Adopted { plan, applied, not_served })
 }
 

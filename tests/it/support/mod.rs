@@ -118,6 +118,7 @@ fn citus_cluster(url: &str) -> TestCluster {
             out
         }
     };
+    drop_stale_citus_databases(url);
     let app_password = random_secret();
     let platform_password = random_secret();
     let dir = std::env::temp_dir().join(format!("rowguard-test-{}", std::process::id()));
@@ -294,6 +295,80 @@ pub struct TestApp {
     pub db_name: String,
     /// The state behind the router (its caches and limiters), for tests that look inside.
     pub ctx: rowguard::http::ApiContext,
+    /// On Citus, the test's database, dropped with the app that created it (None for another
+    /// instance over the same database).
+    pub _citus_database: Option<CitusDatabase>,
+}
+
+/// A test's database on the Citus cluster, dropped on every node when the test's app goes.
+/// Each database there keeps a Citus maintenance daemon per node and connections between the
+/// nodes: the suite's 200-odd databases, left behind, exhausted the cluster's connections
+/// ("sorry, too many clients already") within one run. (The embedded cluster is thrown away
+/// with its directory instead.)
+pub struct CitusDatabase(String);
+
+impl Drop for CitusDatabase {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on: a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(drop_citus_databases(&[name])).ok()
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop the test database {} on the Citus cluster", self.0);
+        }
+    }
+}
+
+/// Test databases a run left behind on the Citus cluster (a run stopped before its apps were
+/// dropped): those named for a time (`t_{uuid v7}`) more than two hours ago, older than any run
+/// of the suite, so a run going on beside this one keeps its own.
+fn drop_stale_citus_databases(url: &str) {
+    let url = url.to_string();
+    let reaped = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        rt.block_on(async {
+            let mut coordinator = PgConnection::connect(&url).await?;
+            let names: Vec<String> =
+                sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 't\\_%'")
+                    .fetch_all(&mut coordinator)
+                    .await?;
+            let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+            coordinator.execute("SET citus.enable_create_database_propagation = on").await?;
+            for name in names {
+                let created = name
+                    .strip_prefix("t_")
+                    .and_then(|id| uuid::Uuid::parse_str(id).ok())
+                    .and_then(|id| id.get_timestamp())
+                    .map(|t| {
+                        let (secs, nanos) = t.to_unix();
+                        std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+                    });
+                if created.is_some_and(|created| created < cutoff) {
+                    coordinator.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await?;
+                }
+            }
+            coordinator.close().await
+        })
+        .ok()
+    })
+    .join();
+    if !matches!(reaped, Ok(Some(()))) {
+        eprintln!("could not drop stale test databases on the Citus cluster");
+    }
+}
+
+/// Drop `names` on every node of the Citus cluster (Citus propagates DROP DATABASE when told
+/// to), closing whatever still connects to them.
+async fn drop_citus_databases(names: &[String]) -> Result<(), sqlx::Error> {
+    let mut coordinator = PgConnection::connect(&(cluster().superuser_url)("postgres")).await?;
+    coordinator.execute("SET citus.enable_create_database_propagation = on").await?;
+    for name in names {
+        coordinator.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await?;
+    }
+    coordinator.close().await
 }
 
 pub struct TestTenant {
@@ -364,7 +439,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
             .await
             .expect("context");
     let router = rowguard::http::router(ctx.clone(), rowguard::startup::limits(&config));
-    TestApp { router, db_name, ctx }
+    let citus_database = citus_url().is_some().then(|| CitusDatabase(db_name.clone()));
+    TestApp { router, db_name, ctx, _citus_database: citus_database }
 }
 
 impl TestApp {
@@ -389,6 +465,39 @@ impl TestApp {
     /// A connection as the cluster superuser, for setting up what tests need to look at.
     pub async fn superuser_connection(&self) -> PgConnection {
         PgConnection::connect(&self.superuser_url()).await.expect("superuser connection")
+    }
+
+    /// Whether this test runs against the Citus cluster (`ROWGUARD_TEST_CITUS_URL`).
+    pub fn on_citus(&self) -> bool {
+        citus_url().is_some()
+    }
+
+    /// Open transactions that have taken a transaction id, holding the audit sealer's horizon
+    /// back for every tenant until they end (COMMIT each). On PostgreSQL one: the horizon is
+    /// the server's. On Citus one on every node: there the horizon is the one of the node
+    /// holding the tenant's shard (sql/V27), and the node's own transactions hold it.
+    pub async fn hold_the_audit_horizon(&self) -> Vec<PgConnection> {
+        let mut nodes = vec![PgConnectOptions::from_str(&self.superuser_url()).expect("options")];
+        if self.on_citus() {
+            let mut su = self.superuser_connection().await;
+            let workers: Vec<(String, i32)> = sqlx::query_as(
+                "SELECT nodename::text, nodeport FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary'",
+            )
+            .fetch_all(&mut su)
+            .await
+            .expect("workers");
+            let coordinator = nodes[0].clone();
+            for (host, port) in workers {
+                nodes.push(coordinator.clone().host(&host).port(u16::try_from(port).expect("port")));
+            }
+        }
+        let mut holders = Vec::new();
+        for node in nodes {
+            let mut holder = PgConnection::connect_with(&node).await.expect("holder");
+            holder.execute("BEGIN; SELECT pg_current_xact_id()").await.expect("hold the horizon");
+            holders.push(holder);
+        }
+        holders
     }
 
     /// What a `rowguard` command needs to run against this test's database (`cli_env_for`).
@@ -523,7 +632,7 @@ impl TestApp {
         configure(&mut config);
         let ctx = rowguard::startup::build_context(&config, &self.app_url()).await.expect("context");
         let router = rowguard::http::router(ctx.clone(), rowguard::startup::limits(&config));
-        TestApp { router, db_name: self.db_name.clone(), ctx }
+        TestApp { router, db_name: self.db_name.clone(), ctx, _citus_database: None }
     }
 
     /// Serve this app's router over a real socket on loopback, as `rowguard serve` does, with
