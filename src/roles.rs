@@ -40,7 +40,7 @@ pub const AUDIT_DEFINER_FUNCTIONS: &[&str] = &[
     "audit_unsealed_backlog()",
     "audit_seal_many(uuid[],integer)",
     "audit_record_heads(uuid[],bigint[],text[])",
-    // The same for one tenant, which Citus runs on the worker holding its shards (sql/V27).
+    // The same for one tenant, which Citus runs on the worker holding its shards (sql/V26).
     "audit_seal_tenant(uuid,integer)",
     "audit_record_head_tenant(uuid,bigint,text)",
 ];

@@ -85,7 +85,7 @@ impl Database {
         let mut trees = Vec::with_capacity(tenants.len());
         for &tenant in tenants {
             // Unchecked: checked macros would describe the call on plain PostgreSQL, where the
-            // function exists too (sql/V27) but is not used; the row type is named here.
+            // function exists too (sql/V26) but is not used; the row type is named here.
             let sealed: Result<(i64, Vec<u8>, i32, i64), sqlx::Error> =
                 sqlx::query_as("SELECT size, root, sealed, signed_size FROM audit_seal_tenant($1, $2)")
                     .bind(tenant.0)

@@ -167,7 +167,7 @@ impl PlatformConn {
 
     /// Retention (`audit::retention_purge`) on Citus: one statement outside a transaction
     /// block, so that Citus runs it on the worker holding the tenant's shards, where the
-    /// sealer's lock is (sql/V27, `migrate::citus::DELEGATED_FUNCTIONS`). None on plain
+    /// sealer's lock is (sql/V26, `migrate::citus::DELEGATED_FUNCTIONS`). None on plain
     /// PostgreSQL, where the caller purges in a tenant transaction.
     pub async fn retention_purge_on_citus(
         &mut self,

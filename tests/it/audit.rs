@@ -480,7 +480,7 @@ async fn interleaved_commits_are_sealed_in_a_consistent_order_with_nothing_skipp
     // transaction id may be sealed — T2's event waits too, though it is committed.
     // -1: the service's own sealer held the tenant at that moment (bound the same way): ask again.
     // On Citus the service's sealer seals one tenant per statement, which Citus runs on the
-    // worker holding the tenant's shard (`Database::seal_many`, sql/V27).
+    // worker holding the tenant's shard (`Database::seal_many`, sql/V26).
     let mut c3 = app.app_connection().await;
     let mut attempt: (Option<i64>, i32) = (None, -1);
     for _ in 0..100 {

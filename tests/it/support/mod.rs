@@ -475,7 +475,7 @@ impl TestApp {
     /// Open transactions that have taken a transaction id, holding the audit sealer's horizon
     /// back for every tenant until they end (COMMIT each). On PostgreSQL one: the horizon is
     /// the server's. On Citus one on every node: there the horizon is the one of the node
-    /// holding the tenant's shard (sql/V27), and the node's own transactions hold it.
+    /// holding the tenant's shard (sql/V26), and the node's own transactions hold it.
     pub async fn hold_the_audit_horizon(&self) -> Vec<PgConnection> {
         let mut nodes = vec![PgConnectOptions::from_str(&self.superuser_url()).expect("options")];
         if self.on_citus() {
