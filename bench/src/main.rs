@@ -6,6 +6,7 @@ mod ab;
 mod audit_export;
 mod audit_tree;
 mod ceiling;
+mod external;
 mod fixture;
 mod load;
 mod ops;
@@ -88,6 +89,13 @@ pub struct Args {
     /// Database pool size of the service under test.
     #[arg(long, default_value_t = 16)]
     pool_size: u32,
+    /// Benchmark against this server instead of a throwaway cluster of the harness's own: a
+    /// superuser URL of its maintenance database (plain PostgreSQL, or a Citus coordinator whose
+    /// workers it lists). The harness makes and migrates a database `rowguard_bench` there and
+    /// sets the service roles' passwords: use a server kept for benchmarks. `--durable` does not
+    /// apply; the server's own settings are printed.
+    #[arg(long, env = "ROWGUARD_BENCH_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 impl Args {
@@ -109,6 +117,14 @@ fn main() -> anyhow::Result<()> {
         service_bin.display()
     );
     let _ = std::fs::remove_dir_all(&args.dir);
+    if let Some(url) = &args.database_url {
+        std::fs::create_dir_all(&args.dir)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        return runtime.block_on(async {
+            let db = external::prepare(url).await?;
+            run(&args, &service_bin, &db.admin_url, &db.app_url, Some(db.flavour)).await
+        });
+    }
     // On the main thread: the embedded server is tied to the thread that starts it.
     let durability = if args.durable { Durability::Durable } else { Durability::Throwaway };
     let mut cluster = EmbeddedCluster::start(&args.dir, durability).context("starting PostgreSQL")?;
@@ -117,15 +133,24 @@ fn main() -> anyhow::Result<()> {
     // One worker thread for the harness (like pgbench's default -j 1): the service and
     // PostgreSQL get the rest of this 2-core machine.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let result = runtime.block_on(run(&args, &service_bin, &admin_url, &app_url));
+    let result = runtime.block_on(run(&args, &service_bin, &admin_url, &app_url, None));
     drop(runtime);
     cluster.stop();
     result
 }
 
-async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_url: &str) -> anyhow::Result<()> {
-    let app_password = cluster_app_password(app_url);
-    migrate::create_roles_and_database(admin_url, &app_password).await?;
+/// `external`: the server's kind when it is not the harness's own cluster (whose database and
+/// roles are then made here).
+async fn run(
+    args: &Args,
+    service_bin: &std::path::Path,
+    admin_url: &str,
+    app_url: &str,
+    external: Option<external::Flavour>,
+) -> anyhow::Result<()> {
+    if external.is_none() {
+        migrate::create_roles_and_database(admin_url, &cluster_app_password(app_url)).await?;
+    }
     migrate::migrate(admin_url).await?;
     fixture::adopt_bench_items(admin_url).await?;
     println!("# rowguard-bench");
@@ -137,7 +162,11 @@ async fn run(args: &Args, service_bin: &std::path::Path, admin_url: &str, app_ur
         args.connections,
         args.duration,
         args.warmup,
-        if args.durable { "durable PostgreSQL" } else { "PostgreSQL with fsync=off, synchronous_commit=off" }
+        match external {
+            Some(flavour) => format!("{flavour} at --database-url ({})", external::durability(admin_url).await?),
+            None if args.durable => "durable PostgreSQL".to_string(),
+            None => "PostgreSQL with fsync=off, synchronous_commit=off".to_string(),
+        }
     );
 
     let fixture = std::sync::Arc::new(fixture::provision(admin_url, args.tenants, args.contacts).await?);
