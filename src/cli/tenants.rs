@@ -9,6 +9,7 @@ use rowguard::domain::{Email, NewPassword, Slug, TenantStatus};
 use rowguard::platform::transfer::Progress;
 use rowguard::platform::{NewTenant, PlatformConn, TenantChange};
 use rowguard::startup::DatabaseSetup;
+use sqlx::Connection;
 
 #[derive(Subcommand)]
 pub(crate) enum TenantsCommand {
@@ -50,6 +51,13 @@ pub(crate) enum TenantsCommand {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Citus: give a big tenant a shard of its own (every tenant table, online), and with
+    /// `--to-node HOST:PORT` move it to that worker; `tenants list` shows where each lives.
+    Isolate {
+        slug: String,
+        #[arg(long)]
+        to_node: Option<String>,
+    },
     /// Read an export into a NEW tenant (new id, all references kept, audit chain re-based).
     Import {
         file: std::path::PathBuf,
@@ -77,17 +85,39 @@ pub(crate) async fn run(command: TenantsCommand, setup: &mut DatabaseSetup) -> a
         TenantsCommand::List { json } => {
             let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
             let tenants = platform.list_tenants().await?;
+            // On Citus, where each tenant lives (its shard and worker).
+            let mut admin = sqlx::PgConnection::connect(setup.admin_url()?).await?;
+            let placements = rowguard::platform::placement::placements(&mut admin).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&tenants)?);
+                let rows: Vec<serde_json::Value> = tenants
+                    .iter()
+                    .map(|t| {
+                        let mut row = serde_json::to_value(t).unwrap_or_default();
+                        if let Some(p) = placements.as_ref().and_then(|p| p.get(&t.id)) {
+                            row["placement"] = serde_json::to_value(p).unwrap_or_default();
+                        }
+                        row
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:<24} {:<10} {:<10} {:<36} NAME", "SLUG", "STATUS", "PLAN", "ID");
-                for t in tenants {
-                    println!("{:<24} {:<10} {:<10} {:<36} {}", t.slug, t.status, t.plan, t.id, t.name);
+                let node = |t: &rowguard::platform::TenantSummary| {
+                    placements
+                        .as_ref()
+                        .and_then(|p| p.get(&t.id))
+                        .map(|p| format!("{:<22} ", format!("{}{}", p.node, if p.isolated { " (own)" } else { "" })))
+                };
+                let header = if placements.is_some() { format!("{:<22} ", "NODE") } else { String::new() };
+                println!("{:<24} {:<10} {:<10} {:<36} {header}NAME", "SLUG", "STATUS", "PLAN", "ID");
+                for t in &tenants {
+                    let at = node(t).unwrap_or_default();
+                    println!("{:<24} {:<10} {:<10} {:<36} {at}{}", t.slug, t.status, t.plan, t.id, t.name);
                 }
             }
             Ok(())
         }
         TenantsCommand::Show { slug } => tenants_show(setup, &slug).await,
+        TenantsCommand::Isolate { slug, to_node } => tenants_isolate(setup, &slug, to_node.as_deref()).await,
         TenantsCommand::Suspend { slug } => tenants_set_status(setup, &slug, TenantStatus::Suspended).await,
         TenantsCommand::Resume { slug } => tenants_set_status(setup, &slug, TenantStatus::Active).await,
         TenantsCommand::Delete { slug } => tenants_delete(setup, &slug, false).await,
@@ -122,6 +152,32 @@ pub(crate) async fn run(command: TenantsCommand, setup: &mut DatabaseSetup) -> a
             Ok(())
         }
     }
+}
+
+async fn tenants_isolate(setup: &DatabaseSetup, slug: &str, to_node: Option<&str>) -> anyhow::Result<()> {
+    let slug = Slug::parse(slug)?;
+    let to = match to_node {
+        Some(node) => {
+            let (host, port) = node.rsplit_once(':').context("--to-node takes HOST:PORT")?;
+            Some((host, port.parse::<u16>().context("--to-node takes HOST:PORT")?))
+        }
+        None => None,
+    };
+    let mut platform = PlatformConn::connect(setup.admin_url()?).await?;
+    let tenant = platform.tenant_id_by_slug(&slug).await?.with_context(|| format!("no tenant {slug}"))?;
+    let mut admin = sqlx::PgConnection::connect(setup.admin_url()?).await?;
+    let mut watch = sqlx::PgConnection::connect(setup.admin_url()?).await?;
+    let mut progress = |line: &str| println!("{slug}: {line}");
+    let done = rowguard::platform::placement::isolate(&mut admin, &mut watch, tenant, to, &mut progress).await?;
+    println!(
+        "{slug}: shard {} on {} → shard {} on {}{}",
+        done.before.shard,
+        done.before.node,
+        done.after.shard,
+        done.after.node,
+        if done.after.isolated { " (its own)" } else { "" }
+    );
+    Ok(())
 }
 
 async fn tenants_show(setup: &DatabaseSetup, slug: &str) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@
 
 pub mod jobs;
 pub mod operators;
+pub mod placement;
 pub mod purge;
 pub mod row_counts;
 pub mod transfer;

@@ -29,6 +29,7 @@ mod logs;
 mod metrics;
 mod openapi;
 mod permissions;
+mod placement;
 mod platform;
 mod rate_limits;
 mod request_shape;

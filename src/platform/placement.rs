@@ -1,0 +1,151 @@
+//! Where each tenant's rows live on Citus, and giving a big tenant a shard of its own
+//! (`rowguard tenants isolate`). Every tenant table is distributed by `tenant_id` in one
+//! colocation group (`migrate::citus`), so one tenant's rows of every table sit in the shards of
+//! one hash range, on one worker: `users` stands for the group. Isolating splits that range so
+//! the tenant's hash value is a range of its own (`isolate_tenant_to_new_shard … CASCADE`, every
+//! colocated table at once); moving puts that shard group on another worker
+//! (`citus_move_shard_placement`). Both copy online with logical replication (Citus's `auto`
+//! transfer mode: every tenant table has a primary key) and block writes only for the final
+//! switch-over. They need the admin connection (the tables' owner or a superuser).
+
+use std::collections::BTreeMap;
+
+use sqlx::PgConnection;
+
+use crate::backend::Backend;
+use crate::domain::TenantId;
+
+/// The table that stands for the colocation group.
+const ANCHOR: &str = "users";
+
+/// Where one tenant lives.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Placement {
+    pub shard: i64,
+    /// `host:port` of the worker holding the shard group.
+    pub node: String,
+    /// The shard holds this tenant's hash value only.
+    pub isolated: bool,
+}
+
+/// Every tenant's placement, read from Citus's metadata; None when the database is not Citus.
+pub async fn placements(conn: &mut PgConnection) -> Result<Option<BTreeMap<TenantId, Placement>>, sqlx::Error> {
+    if Backend::detect(conn).await? != Backend::Citus {
+        return Ok(None);
+    }
+    let rows: Vec<(TenantId, i64, String, bool)> = sqlx::query_as(
+        "SELECT t.id, s.shardid, n.nodename || ':' || n.nodeport, s.shardminvalue = s.shardmaxvalue
+           FROM tenants t
+           JOIN pg_dist_shard s ON s.shardid = get_shard_id_for_distribution_column($1::regclass, t.id)
+           JOIN pg_dist_placement p ON p.shardid = s.shardid
+           JOIN pg_dist_node n ON n.groupid = p.groupid",
+    )
+    .bind(ANCHOR)
+    .fetch_all(conn)
+    .await?;
+    Ok(Some(rows.into_iter().map(|(t, shard, node, isolated)| (t, Placement { shard, node, isolated })).collect()))
+}
+
+async fn placement_of(conn: &mut PgConnection, tenant: TenantId) -> Result<Placement, sqlx::Error> {
+    let (shard, node, isolated): (i64, String, bool) = sqlx::query_as(
+        "SELECT s.shardid, n.nodename || ':' || n.nodeport, s.shardminvalue = s.shardmaxvalue
+           FROM pg_dist_shard s
+           JOIN pg_dist_placement p ON p.shardid = s.shardid
+           JOIN pg_dist_node n ON n.groupid = p.groupid
+          WHERE s.shardid = get_shard_id_for_distribution_column($1::regclass, $2)",
+    )
+    .bind(ANCHOR)
+    .bind(tenant)
+    .fetch_one(conn)
+    .await?;
+    Ok(Placement { shard, node, isolated })
+}
+
+/// What isolating (and moving) did.
+#[derive(Debug, Clone)]
+pub struct Isolated {
+    pub before: Placement,
+    pub after: Placement,
+}
+
+/// Give `tenant` a shard group of its own (unless it has one), then, if `to` names another
+/// worker (`host:port`), move that group there. `progress` hears each step. `watch` is a second
+/// admin connection that reports the copy's progress while a move runs.
+pub async fn isolate(
+    conn: &mut PgConnection,
+    watch: &mut PgConnection,
+    tenant: TenantId,
+    to: Option<(&str, u16)>,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Isolated> {
+    anyhow::ensure!(
+        Backend::detect(conn).await? == Backend::Citus,
+        "tenants isolate needs Citus: on one PostgreSQL every tenant already shares the one node"
+    );
+    let before = placement_of(conn, tenant).await?;
+    if before.isolated {
+        progress(&format!("already alone in shard {} on {}", before.shard, before.node));
+    } else {
+        progress(&format!("splitting shard {} on {} (every tenant table, online)…", before.shard, before.node));
+        let started = std::time::Instant::now();
+        let shard: i64 = sqlx::query_scalar("SELECT isolate_tenant_to_new_shard($1::regclass, $2, 'CASCADE')")
+            .bind(ANCHOR)
+            .bind(tenant)
+            .fetch_one(&mut *conn)
+            .await?;
+        progress(&format!("isolated into shard {shard} in {:.1} s", started.elapsed().as_secs_f64()));
+    }
+    let mut after = placement_of(conn, tenant).await?;
+    if let Some((host, port)) = to {
+        let target = format!("{host}:{port}");
+        let known: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM pg_dist_node WHERE nodename = $1 AND nodeport = $2 AND isactive AND shouldhaveshards)",
+        )
+        .bind(host)
+        .bind(i32::from(port))
+        .fetch_one(&mut *conn)
+        .await?;
+        anyhow::ensure!(known, "{target} is not an active worker of this cluster (see pg_dist_node)");
+        if after.node == target {
+            progress(&format!("shard {} is already on {target}", after.shard));
+        } else {
+            let (from_host, from_port) = after.node.rsplit_once(':').unwrap_or((after.node.as_str(), "5432"));
+            let from_port: i32 = from_port.parse().unwrap_or(5432);
+            progress(&format!("moving shard {} from {} to {target} (online)…", after.shard, after.node));
+            let started = std::time::Instant::now();
+            {
+                let moving =
+                    sqlx::query("SELECT citus_move_shard_placement($1, $2, $3, $4, $5, shard_transfer_mode => 'auto')")
+                        .bind(after.shard)
+                        .bind(from_host)
+                        .bind(from_port)
+                        .bind(host)
+                        .bind(i32::from(port))
+                        .execute(&mut *conn);
+                tokio::pin!(moving);
+                let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        done = &mut moving => { done?; break; }
+                        _ = ticks.tick() => {
+                            let copied: Option<(i64, i64)> = sqlx::query_as(
+                                "SELECT coalesce(sum(target_shard_size), 0)::bigint, coalesce(sum(source_shard_size), 0)::bigint
+                                   FROM get_rebalance_progress()",
+                            )
+                            .fetch_optional(&mut *watch)
+                            .await
+                            .ok()
+                            .flatten();
+                            if let Some((copied, total)) = copied.filter(|(_, total)| *total > 0) {
+                                progress(&format!("  copied {} of {} KiB", copied / 1024, total / 1024));
+                            }
+                        }
+                    }
+                }
+            }
+            progress(&format!("moved in {:.1} s", started.elapsed().as_secs_f64()));
+            after = placement_of(conn, tenant).await?;
+        }
+    }
+    Ok(Isolated { before, after })
+}
