@@ -51,7 +51,7 @@ pub(crate) enum TenantsCommand {
         #[arg(long)]
         out: std::path::PathBuf,
     },
-    /// Citus: give a big tenant a shard of its own (every tenant table, online), and with
+    /// Citus: give a big tenant a shard of its own (every tenant table; its writes wait during the copy), and with
     /// `--to-node HOST:PORT` move it to that worker; `tenants list` shows where each lives.
     Isolate {
         slug: String,

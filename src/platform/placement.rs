@@ -4,9 +4,13 @@
 //! one hash range, on one worker: `users` stands for the group. Isolating splits that range so
 //! the tenant's hash value is a range of its own (`isolate_tenant_to_new_shard … CASCADE`, every
 //! colocated table at once); moving puts that shard group on another worker
-//! (`citus_move_shard_placement`). Both copy online with logical replication (Citus's `auto`
-//! transfer mode: every tenant table has a primary key) and block writes only for the final
-//! switch-over. They need the admin connection (the tables' owner or a superuser).
+//! (`citus_move_shard_placement`). Both copy with Citus's `block_writes` transfer mode: the
+//! tenant's writes (and only the moving shard group's tenants') wait while the rows are copied,
+//! reads go on. Not `auto` (logical replication): PostgreSQL's apply worker refuses to replicate
+//! into a table with row-level security enabled ("cannot replicate into relation with row-level
+//! security enabled"), and every tenant table forces it, so a split under write load never
+//! caught up (seen on the dev cluster: the changes made during the copy could not be applied).
+//! Both need the admin connection (the tables' owner or a superuser).
 
 use std::collections::BTreeMap;
 
@@ -86,13 +90,18 @@ pub async fn isolate(
     if before.isolated {
         progress(&format!("already alone in shard {} on {}", before.shard, before.node));
     } else {
-        progress(&format!("splitting shard {} on {} (every tenant table, online)…", before.shard, before.node));
+        progress(&format!(
+            "splitting shard {} on {} (every tenant table; its writes wait during the copy)…",
+            before.shard, before.node
+        ));
         let started = std::time::Instant::now();
-        let shard: i64 = sqlx::query_scalar("SELECT isolate_tenant_to_new_shard($1::regclass, $2, 'CASCADE')")
-            .bind(ANCHOR)
-            .bind(tenant)
-            .fetch_one(&mut *conn)
-            .await?;
+        let shard: i64 = sqlx::query_scalar(
+            "SELECT isolate_tenant_to_new_shard($1::regclass, $2, 'CASCADE', shard_transfer_mode => 'block_writes')",
+        )
+        .bind(ANCHOR)
+        .bind(tenant)
+        .fetch_one(&mut *conn)
+        .await?;
         progress(&format!("isolated into shard {shard} in {:.1} s", started.elapsed().as_secs_f64()));
     }
     let mut after = placement_of(conn, tenant).await?;
@@ -111,17 +120,21 @@ pub async fn isolate(
         } else {
             let (from_host, from_port) = after.node.rsplit_once(':').unwrap_or((after.node.as_str(), "5432"));
             let from_port: i32 = from_port.parse().unwrap_or(5432);
-            progress(&format!("moving shard {} from {} to {target} (online)…", after.shard, after.node));
+            progress(&format!(
+                "moving shard {} from {} to {target} (its writes wait during the copy)…",
+                after.shard, after.node
+            ));
             let started = std::time::Instant::now();
             {
-                let moving =
-                    sqlx::query("SELECT citus_move_shard_placement($1, $2, $3, $4, $5, shard_transfer_mode => 'auto')")
-                        .bind(after.shard)
-                        .bind(from_host)
-                        .bind(from_port)
-                        .bind(host)
-                        .bind(i32::from(port))
-                        .execute(&mut *conn);
+                let moving = sqlx::query(
+                    "SELECT citus_move_shard_placement($1, $2, $3, $4, $5, shard_transfer_mode => 'block_writes')",
+                )
+                .bind(after.shard)
+                .bind(from_host)
+                .bind(from_port)
+                .bind(host)
+                .bind(i32::from(port))
+                .execute(&mut *conn);
                 tokio::pin!(moving);
                 let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
                 loop {
