@@ -118,8 +118,13 @@ pub async fn isolate(
         if after.node == target {
             progress(&format!("shard {} is already on {target}", after.shard));
         } else {
-            let (from_host, from_port) = after.node.rsplit_once(':').unwrap_or((after.node.as_str(), "5432"));
-            let from_port: i32 = from_port.parse().unwrap_or(5432);
+            // `node` is `nodename:nodeport` as read from pg_dist_node above; a form that does not
+            // split back is refused rather than guessed at.
+            let (from_host, from_port) = after
+                .node
+                .rsplit_once(':')
+                .and_then(|(host, port)| Some((host, port.parse::<i32>().ok()?)))
+                .ok_or_else(|| anyhow::anyhow!("cannot read the worker {:?} as HOST:PORT", after.node))?;
             progress(&format!(
                 "moving shard {} from {} to {target} (its writes wait during the copy)…",
                 after.shard, after.node
