@@ -8,6 +8,7 @@
 #                                         (needs postgresql-server-dev-NN, libzstd-dev, liblz4-dev, libkrb5-dev, libssl-dev)
 #   scripts/citus-dev.sh start [DIR]      initialise (first time) and start the three nodes under
 #                                         DIR (default /tmp/rowguard-citus), ports 9700-9702
+#                                         (CITUS_DEV_PORT=N: ports N to N+2, for a second cluster)
 #   scripts/citus-dev.sh stop [DIR]       stop them (data kept; `rm -rf DIR` to start afresh)
 #   scripts/citus-dev.sh url              the superuser URL of the coordinator, for
 #                                         ROWGUARD_TEST_CITUS_URL (tests) or migrations
@@ -17,7 +18,8 @@
 # `trust` on 127.0.0.1 only: a development cluster, never one to expose.
 set -euo pipefail
 
-PORTS=(9700 9701 9702)
+base=${CITUS_DEV_PORT:-9700}
+PORTS=("$base" $((base + 1)) $((base + 2)))
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -n "${pg_bin:-}" ] || pg_bin=$(dirname "$(command -v initdb)")
 as_pg=()
@@ -80,13 +82,13 @@ CONF
   done
   if [ ${#fresh[@]} -gt 0 ]; then
     for port in "${PORTS[@]}"; do psql_at "$port" -d postgres -c "CREATE EXTENSION IF NOT EXISTS citus"; done
-    psql_at 9700 -d postgres -c "SELECT citus_set_coordinator_host('127.0.0.1', 9700)" >/dev/null
+    psql_at "$base" -d postgres -c "SELECT citus_set_coordinator_host('127.0.0.1', $base)" >/dev/null
     for port in "${PORTS[@]:1}"; do
-      psql_at 9700 -d postgres -c "SELECT citus_add_node('127.0.0.1', $port)" >/dev/null
+      psql_at "$base" -d postgres -c "SELECT citus_add_node('127.0.0.1', $port)" >/dev/null
     done
   fi
-  echo "citus: coordinator 127.0.0.1:9700, workers 9701 and 9702 (data under $dir)"
-  psql_at 9700 -d postgres -At -c "SELECT 'nodes: ' || string_agg(nodename || ':' || nodeport, ', ' ORDER BY nodeport) FROM pg_dist_node"
+  echo "citus: coordinator 127.0.0.1:$base, workers $((base + 1)) and $((base + 2)) (data under $dir)"
+  psql_at "$base" -d postgres -At -c "SELECT 'nodes: ' || string_agg(nodename || ':' || nodeport, ', ' ORDER BY nodeport) FROM pg_dist_node"
 }
 
 stop() {
@@ -101,6 +103,6 @@ case "${1:-}" in
   build) build "${2:-}" ;;
   start) start "${2:-}" ;;
   stop) stop "${2:-}" ;;
-  url) echo "postgres://postgres@127.0.0.1:9700/postgres" ;;
-  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  url) echo "postgres://postgres@127.0.0.1:$base/postgres" ;;
+  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
