@@ -29,6 +29,10 @@ pub struct TenantTx<'c> {
     tenant: TenantId,
     /// Counted in the pool's demand while the transaction holds a pooled connection.
     _demand: Option<DemandGuard>,
+    /// Check deferred keys before COMMIT (`check_deferred_keys_at_commit`).
+    check_deferred: bool,
+    /// The transaction runs on Citus (`check_deferred_keys_at_commit`).
+    citus: bool,
 }
 
 /// Where a tenant transaction runs.
@@ -53,7 +57,8 @@ impl TenantTx<'static> {
         // Should any part of the message fail, the lease is dropped, not reused: the
         // connection goes, and with it whatever the message left open.
         sqlx::raw_sql(AssertSqlSafe(statement)).execute(lease.conn()?).await?;
-        Ok(TenantTx { link: Link::Pooled(Some(lease)), tenant, _demand: Some(demand) })
+        let citus = db.backend() == crate::backend::Backend::Citus;
+        Ok(TenantTx { link: Link::Pooled(Some(lease)), tenant, _demand: Some(demand), check_deferred: false, citus })
     }
 }
 
@@ -131,11 +136,24 @@ impl<'c> TenantTx<'c> {
     pub async fn begin_on(conn: &'c mut PgConnection, tenant: TenantId) -> Result<TenantTx<'c>, sqlx::Error> {
         use sqlx::Connection;
         let tx = conn.begin_with(AssertSqlSafe(begin_statement(tenant, None))).await?;
-        Ok(TenantTx { link: Link::Dedicated(tx), tenant, _demand: None })
+        Ok(TenantTx { link: Link::Dedicated(tx), tenant, _demand: None, check_deferred: false, citus: false })
     }
 
     pub fn tenant(&self) -> TenantId {
         self.tenant
+    }
+
+    /// For a write that a key declared `DEFERRABLE INITIALLY DEFERRED` may refuse at COMMIT (an
+    /// adopted table's row, or a built-in row such a table references): on Citus, COMMIT
+    /// reports that only as "could not commit transaction for shard …" (the worker's own error
+    /// arrives as a warning), so `commit` then runs the deferred checks first, on the tenant's
+    /// worker inside this transaction (`check_deferred_keys`, a call delegated by tenant:
+    /// migrate::citus), where they fail as a statement naming the key. Nothing changes on
+    /// PostgreSQL, whose COMMIT names the key itself. Not for every transaction: Citus refuses
+    /// the call on shards a definer of another role wrote in the same transaction.
+    /// (A dedicated connection's transaction — the CLI, the importer — is left as it is.)
+    pub fn check_deferred_keys_at_commit(&mut self) {
+        self.check_deferred = self.citus;
     }
 
     /// End a pooled transaction by closing its connection, without ROLLBACK: for a session
@@ -161,7 +179,14 @@ impl<'c> TenantTx<'c> {
                 let Some(mut lease) = lease.take() else { return Ok(()) };
                 // Failed (a key checked at commit), the server has ended the transaction, but
                 // the connection is not reused all the same: dropped with the lease.
-                sqlx::raw_sql("COMMIT").execute(lease.conn()?).await?;
+                // The deferred checks (`check_deferred_keys_at_commit`) in the same message:
+                // no extra round trip. A uuid rendered as text carries no SQL.
+                if self.check_deferred {
+                    let statement = format!("SELECT check_deferred_keys('{}'); COMMIT", self.tenant.0);
+                    sqlx::raw_sql(AssertSqlSafe(statement)).execute(lease.conn()?).await?;
+                } else {
+                    sqlx::raw_sql("COMMIT").execute(lease.conn()?).await?;
+                }
                 lease.done();
                 Ok(())
             }

@@ -86,6 +86,8 @@ pub async fn delete(scope: &TenantScope, acting: Role, id: UserId) -> Result<(),
         return Err(MembershipError::LastOwner);
     }
     sqlx::query!("DELETE FROM users WHERE tenant_id = $1 AND id = $2", tenant.0, id.0).execute(tx.conn()).await?;
+    // An adopted table may hold a deferred key to the user (Django's tables do).
+    tx.check_deferred_keys_at_commit();
     tx.commit().await?;
     Ok(())
 }

@@ -224,20 +224,25 @@ impl ApiError {
 /// table's name with `_{shard id}` appended (`users_email_unique_102008`). So without the field
 /// the quoted name is taken from the message and a trailing `_{digits}` is removed. Empty when
 /// neither says (a server whose `lc_messages` is not English, behind Citus).
-fn violated_constraint(field: Option<&str>, message: &str) -> String {
-    if let Some(name) = field {
-        return name.to_string();
+pub(crate) fn violated_constraint(field: Option<&str>, message: &str) -> String {
+    match field {
+        Some(name) => name.to_string(),
+        None => quoted_in_message(message, "constraint \"").unwrap_or_default(),
     }
-    let Some((_, rest)) = message.split_once("constraint \"") else {
-        return String::new();
-    };
+}
+
+/// The name quoted after `lead` in a PostgreSQL error message (`constraint "`, `column "`,
+/// `on table "`, the last one when it recurs), without a Citus shard's `_{digits}` suffix:
+/// for errors a Citus worker passes on without their fields (`violated_constraint`).
+pub(crate) fn quoted_in_message(message: &str, lead: &str) -> Option<String> {
+    let (_, rest) = message.rsplit_once(lead)?;
     let quoted = rest.split_once('"').map_or(rest, |(name, _)| name);
-    match quoted.rsplit_once('_') {
+    Some(match quoted.rsplit_once('_') {
         Some((base, shard)) if !base.is_empty() && !shard.is_empty() && shard.bytes().all(|b| b.is_ascii_digit()) => {
             base.to_string()
         }
         _ => quoted.to_string(),
-    }
+    })
 }
 
 impl From<crate::auth::password::HashError> for ApiError {

@@ -301,6 +301,27 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Er
             .execute(&mut *tx)
             .await?;
         }
+        // `TenantScope::check_deferred_keys`: called inside a tenant transaction, so delegated
+        // with `force_delegation` (Citus sends it over the transaction's own connection to the
+        // tenant's worker, where the deferred checks are pending). SECURITY INVOKER: it runs as
+        // the app role, under the tenant's settings, and reads nothing.
+        tx.execute(
+            "CREATE OR REPLACE FUNCTION public.check_deferred_keys(p_tenant uuid) RETURNS void
+                 LANGUAGE plpgsql SET search_path = pg_catalog
+                 AS $$ BEGIN SET CONSTRAINTS ALL IMMEDIATE; END $$",
+        )
+        .await?;
+        tx.execute(
+            "SELECT create_distributed_function('public.check_deferred_keys(uuid)'::regprocedure,
+                                                distribution_arg_name => 'p_tenant', colocate_with => 'audit_events',
+                                                force_delegation => true)",
+        )
+        .await?;
+        tx.execute(AssertSqlSafe(format!(
+            "GRANT EXECUTE ON FUNCTION public.check_deferred_keys(uuid) TO {}",
+            crate::roles::APP_ROLE
+        )))
+        .await?;
     }
     let functions: Vec<String> = sqlx::query_scalar(
         "SELECT p.oid::regprocedure::text FROM pg_proc p
@@ -335,6 +356,65 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Er
     }
     tx.commit().await?;
     Ok(report)
+}
+
+/// Operator migrations on Citus (`rowguard migrate --dir`): the pending files in one
+/// transaction as the owner, like refinery's grouped run on PostgreSQL, and recorded in the same
+/// history table in refinery's form — but statement by statement, each new table placed as
+/// `distribute` places tables before the next statement runs. An operator's table names the
+/// built-in ones (`FOREIGN KEY (tenant_id, contact_id) REFERENCES contacts`), and Citus refuses
+/// a key from a table it has not distributed to one it has; so a `CREATE TABLE` runs with DDL
+/// propagation off (the new table is a plain coordinator table for that statement, its keys
+/// checked by PostgreSQL alone) and is distributed by tenant_id, colocated, or made a
+/// reference table straight after — the files stay the plain SQL an operator writes for
+/// PostgreSQL. Every other statement runs with propagation on, so indexes and columns added to
+/// distributed tables reach their shards. Statements are told apart by `statements::split`.
+pub async fn apply_operator_migrations(
+    conn: &mut PgConnection,
+    pending: &[&super::operator::OperatorMigration],
+) -> Result<Vec<String>, super::operator::OperatorMigrationError> {
+    use super::operator::OperatorMigrationError;
+    let mut tx = conn.begin().await?;
+    tx.execute(AssertSqlSafe(format!("SET LOCAL ROLE {}", crate::roles::OWNER_ROLE))).await?;
+    // refinery's history table, as its runner creates it (`version` an int4: no int8-versions).
+    tx.execute(AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {OPERATOR_HISTORY} (version int4 PRIMARY KEY, name varchar(255), \
+         applied_on varchar(255), checksum varchar(255))"
+    )))
+    .await?;
+    let mut names = Vec::new();
+    for m in pending {
+        let sql = m.migration.sql().unwrap_or_default();
+        let failed = |source| OperatorMigrationError::ApplyStatement { file: m.file.clone(), source };
+        // One statement per message: Citus replays a message's whole text on the shards.
+        for range in super::statements::split(sql) {
+            let statement = &sql[range];
+            if super::statements::creates_table(statement) {
+                tx.execute("SET LOCAL citus.enable_ddl_propagation = off").await?;
+                tx.execute(AssertSqlSafe(statement.to_string())).await.map_err(failed)?;
+                tx.execute("SET LOCAL citus.enable_ddl_propagation = on").await?;
+                distribute(&mut tx).await.map_err(failed)?;
+            } else {
+                tx.execute(AssertSqlSafe(statement.to_string())).await.map_err(failed)?;
+            }
+        }
+        // refinery's row: applied_on in RFC 3339, the checksum as decimal text.
+        let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {OPERATOR_HISTORY} (version, name, applied_on, checksum) VALUES ($1, $2, $3, $4)"
+        )))
+        .bind(m.migration.version())
+        .bind(m.migration.name())
+        .bind(applied_on)
+        .bind(m.migration.checksum().to_string())
+        .execute(&mut *tx)
+        .await?;
+        names.push(m.migration.to_string());
+    }
+    // Functions the files created, and tables made by statements other than CREATE TABLE.
+    distribute(&mut tx).await?;
+    tx.commit().await?;
+    Ok(names)
 }
 
 /// Whether `audit_events` is distributed (by tenant_id, as every tenant table is once the plan

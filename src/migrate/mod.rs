@@ -5,6 +5,7 @@
 pub mod adopt;
 pub mod citus;
 pub mod operator;
+pub mod statements;
 pub mod status;
 
 use std::str::FromStr;

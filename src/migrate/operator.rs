@@ -9,6 +9,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use super::{BootstrapError, LOCK_SPACE, MIGRATIONS, connect_tokio_postgres};
+use crate::backend::Backend;
 use crate::roles::OWNER_ROLE;
 
 /// The operator folder's refinery history table, beside `rowguard_schema_history` and
@@ -53,6 +54,8 @@ pub enum OperatorMigrationError {
     OutOfOrder { file: PathBuf, version: i32, newest: i32 },
     #[error("applying operator migrations from {dir}: {source}")]
     Apply { dir: PathBuf, source: refinery::Error },
+    #[error("applying {file} (nothing of this run was applied): {source}")]
+    ApplyStatement { file: PathBuf, source: sqlx::Error },
     #[error(transparent)]
     Bootstrap(#[from] BootstrapError),
 }
@@ -186,8 +189,8 @@ async fn read_history(conn: &mut PgConnection) -> Result<Vec<HistoryRow>, sqlx::
 /// `tenants` and `contacts`, and use `current_tenant()`. Returns the names applied.
 ///
 /// Never as the app role: the objects belong to the owner, who alone may later enable RLS on
-/// them (`tables adopt`). On Citus the new tables are not distributed here; the next
-/// `rowguard migrate` (`citus::distribute`, catalog-driven) does that.
+/// them (`tables adopt`). On Citus the files run statement by statement and each new table is
+/// placed as it is created (`citus::apply_operator_migrations`).
 pub async fn apply(admin_url: &str, dir: &Path) -> Result<Vec<String>, OperatorMigrationError> {
     let migrations = load(dir)?;
     let mut admin = PgConnection::connect_with(&PgConnectOptions::from_str(admin_url)?).await?;
@@ -195,7 +198,10 @@ pub async fn apply(admin_url: &str, dir: &Path) -> Result<Vec<String>, OperatorM
     let applied = read_history(&mut admin).await?;
     let pending = check_against_history(dir, &migrations, &applied)?;
     let mut names = Vec::new();
-    if !pending.is_empty() {
+    if !pending.is_empty() && Backend::detect(&mut admin).await? == Backend::Citus {
+        names = super::citus::apply_operator_migrations(&mut admin, &pending).await?;
+        sqlx::query!("SELECT pg_notify($1, 'migrate')", crate::data::CHANGED_CHANNEL).execute(&mut admin).await?;
+    } else if !pending.is_empty() {
         let mut client = connect_tokio_postgres(admin_url).await?;
         client.batch_execute(&format!("SET ROLE {OWNER_ROLE}")).await?;
         let all: Vec<refinery::Migration> = migrations.iter().map(|m| m.migration.clone()).collect();

@@ -301,7 +301,7 @@ async fn verify_names_the_table_and_the_rule_after_each_deliberate_break() {
     let mut failures = Vec::new();
     for case in BREAKS {
         let app = spawn_app().await;
-        let mut conn = app.superuser_connection().await;
+        let mut conn = app.tampering_connection().await;
         let role = format!("rg_verify_{}", uuid::Uuid::now_v7().simple());
         if case.role {
             conn.execute(AssertSqlSafe(format!("CREATE ROLE {role} NOLOGIN"))).await.expect("create the case's role");

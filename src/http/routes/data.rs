@@ -113,6 +113,7 @@ pub async fn create_row(
         return Err(ApiError::validation_of(format!("{} is required", missing.name)));
     }
     let mut tx = scope.begin().await?;
+    tx.check_deferred_keys_at_commit();
     let row: String = sqlx::query_scalar(AssertSqlSafe(sql::insert(table, &columns)))
         .bind(scope.tenant_id().0)
         .bind(record(&body))
@@ -137,6 +138,7 @@ pub async fn update_row(
     let key = key_named(table, &id)?;
     let columns = checked_columns(table, &body)?;
     let mut tx = scope.begin().await?;
+    tx.check_deferred_keys_at_commit();
     let statement = if columns.is_empty() { sql::get(table, key) } else { sql::update(table, key, &columns) };
     let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(statement)).bind(scope.tenant_id().0).bind(&id);
     if !columns.is_empty() {
@@ -159,6 +161,7 @@ pub async fn delete_row(
     require_write(&principal, table)?;
     let key = key_named(table, &id)?;
     let mut tx = scope.begin().await?;
+    tx.check_deferred_keys_at_commit();
     let deleted = sqlx::query(AssertSqlSafe(sql::delete(table, key)))
         .bind(scope.tenant_id().0)
         .bind(&id)
@@ -383,7 +386,8 @@ fn statement_error(ctx: &ApiContext, table: &Table, e: sqlx::Error) -> ApiError 
 /// key) is checked there, not at the statement.
 fn write_error(ctx: &ApiContext, table: &Table, e: sqlx::Error, deleting: bool) -> ApiError {
     let sqlx::Error::Database(db) = &e else { return ApiError::from(e) };
-    let constraint = db.constraint().unwrap_or("").to_string();
+    // Citus passes a worker's error on without its fields: names then come from the message.
+    let constraint = crate::http::error::violated_constraint(db.constraint(), db.message());
     let listed = |cols: &[String]| cols.join(", ");
     match db.code().as_deref() {
         Some("23505") => {
@@ -411,7 +415,10 @@ fn write_error(ctx: &ApiContext, table: &Table, e: sqlx::Error, deleting: bool) 
                 ErrorCode::RowInUse,
                 format!(
                     "rows of {} still reference this row (foreign key {constraint}); delete or change them first",
-                    db.table().unwrap_or("another table")
+                    db.table()
+                        .map(str::to_string)
+                        .or_else(|| crate::http::error::quoted_in_message(db.message(), "on table \""))
+                        .unwrap_or_else(|| "another table".into())
                 ),
             ),
         },
@@ -419,8 +426,9 @@ fn write_error(ctx: &ApiContext, table: &Table, e: sqlx::Error, deleting: bool) 
             let column = db
                 .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                 .and_then(|pg| pg.column())
-                .unwrap_or("a column")
-                .to_string();
+                .map(str::to_string)
+                .or_else(|| crate::http::error::quoted_in_message(db.message(), "column \""))
+                .unwrap_or_else(|| "a column".into());
             ApiError::validation_of(format!("{column} must not be null"))
         }
         Some("23514") => ApiError::new(

@@ -105,10 +105,17 @@ pub async fn adopt(
     dry_run: bool,
 ) -> Result<Adopted, AdoptError> {
     let table = table.strip_prefix("public.").unwrap_or(table);
+    let backend = crate::backend::Backend::detect(&mut *admin).await?;
     let mut tx = admin.begin().await?;
     sqlx::query!("SELECT pg_advisory_xact_lock($1, $2)", LOCK_SPACE, MIGRATIONS).execute(&mut *tx).await?;
     // Expressions deparse the same way for everyone, and every name below resolves in public.
     tx.execute(AssertSqlSafe(format!("SET LOCAL search_path = public; SET LOCAL ROLE {OWNER_ROLE}"))).await?;
+    if backend == crate::backend::Backend::Citus {
+        // A table from `migrate --dir` is distributed already, and Citus refuses a trigger on a
+        // distributed table without this: the audit trigger writes only its own tenant's
+        // colocated shards, on the node it runs on (as `citus::distribute` argues).
+        tx.execute("SET LOCAL citus.enable_unsafe_triggers = on").await?;
+    }
     let plan = plan(&mut tx, table, read, write).await?;
     let applied = !dry_run && !plan.is_empty();
     if applied {
@@ -135,7 +142,7 @@ pub async fn adopt(
     // tenant_id as `migrate` distributes them (the same catalog-driven, idempotent step): left
     // on the coordinator, its audit trigger would write the tenant's log from there, and
     // Citus refuses that transaction's next statement on the tenant's shards as another role.
-    if applied && crate::backend::Backend::detect(&mut *admin).await? == crate::backend::Backend::Citus {
+    if applied && backend == crate::backend::Backend::Citus {
         admin.execute(AssertSqlSafe(format!("SET ROLE {OWNER_ROLE}"))).await?;
         let distributed = crate::migrate::citus::distribute(&mut *admin).await;
         admin.execute("RESET ROLE").await?;

@@ -467,6 +467,17 @@ impl TestApp {
         PgConnection::connect(&self.superuser_url()).await.expect("superuser connection")
     }
 
+    /// A superuser connection for breaking things on purpose: on Citus it may also add or drop
+    /// triggers of distributed tables (`citus.enable_unsafe_triggers`), as an operator there
+    /// must set it to.
+    pub async fn tampering_connection(&self) -> PgConnection {
+        let mut conn = self.superuser_connection().await;
+        if self.on_citus() {
+            conn.execute("SET citus.enable_unsafe_triggers = on").await.expect("allow trigger changes");
+        }
+        conn
+    }
+
     /// Whether this test runs against the Citus cluster (`ROWGUARD_TEST_CITUS_URL`).
     pub fn on_citus(&self) -> bool {
         citus_url().is_some()
