@@ -43,8 +43,11 @@ pub async fn record_in(scope: &TenantScope, event: AccessEvent<'_>) -> Result<()
 /// Append `event` inside an open tenant transaction.
 pub async fn append(tx: &mut TenantTx<'_>, actor: &Actor, event: AccessEvent<'_>) -> Result<(), sqlx::Error> {
     let actor_type = if actor.user.is_some() { "user" } else { "anonymous" };
+    // Through `audit_append_for`, which names the tenant: on Citus that is where the call runs
+    // (sql/V27); on PostgreSQL it is `audit_append`.
     sqlx::query!(
-        "SELECT audit_append($1, $2, $3, $4, $5, $6)",
+        "SELECT audit_append_for($1, $2, $3, $4, $5, $6, $7)",
+        tx.tenant().0,
         event.action,
         event.resource_type,
         event.resource_id,

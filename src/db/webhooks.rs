@@ -230,7 +230,8 @@ pub async fn redeliver(tx: &mut TenantTx<'_>, webhook: Uuid, delivery: i64) -> R
             .await?;
             // The outbox is not audited row by row; a person asking to send again is recorded.
             sqlx::query!(
-                "SELECT audit_append('webhook.redeliver', 'webhook', $1, 'success', $2)",
+                "SELECT audit_append_for($1, 'webhook.redeliver', 'webhook', $2, 'success', $3)",
+                tx.tenant().0,
                 webhook.to_string(),
                 serde_json::json!({"delivery": delivery})
             )

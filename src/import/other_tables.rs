@@ -155,9 +155,14 @@ pub(super) async fn prepare_other_tables(
                 ));
             }
             None => {
+                let citus = crate::backend::Backend::detect(platform.conn()).await? == crate::backend::Backend::Citus;
                 let mut tx = platform.conn().begin().await?;
                 tx.execute(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {}", crate::roles::OWNER_ROLE))).await?;
-                tx.execute(sqlx::AssertSqlSafe(plan.migration.clone())).await?;
+                if citus {
+                    crate::migrate::citus::run_placing_tables(&mut tx, &plan.migration).await?;
+                } else {
+                    tx.execute(sqlx::AssertSqlSafe(plan.migration.clone())).await?;
+                }
                 tx.commit().await?;
             }
         }
@@ -256,8 +261,12 @@ pub(super) async fn fill_other_tables(
                 format!("{differing} of {} rows differ from the source once stored; the first: {what}", rows.len()),
             ));
         }
-        for sql in schema::sequence_sql(table) {
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).execute(tx.conn()).await?;
+        for (highest, advance) in schema::sequence_sql(table) {
+            let highest: Option<i64> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(highest)).bind(tenant).fetch_one(tx.conn()).await?;
+            if let Some(highest) = highest {
+                sqlx::query(sqlx::AssertSqlSafe(advance)).bind(highest).execute(tx.conn()).await?;
+            }
         }
         let count_sql = format!("SELECT count(*) FROM public.{} WHERE tenant_id = $1", source::quote_ident(name));
         let got: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql)).bind(tenant).fetch_one(tx.conn()).await?;

@@ -526,8 +526,12 @@ pub fn unmapped_sql(table: &Table, resources: &BTreeMap<String, (String, &'stati
 }
 
 /// Move each identity column's sequence past the highest id this tenant brought: the sequence
-/// is every tenant's, so it only ever moves forward.
-pub fn sequence_sql(table: &Table) -> Vec<String> {
+/// is every tenant's, so it only ever moves forward. Per column, two statements: the tenant's
+/// highest id (`$1` the tenant), then the move (`$1` that id). Two, not one: on Citus a
+/// statement reading one tenant's rows is sent whole to the worker holding them, and `setval`
+/// there would move that worker's own range of the sequence (Citus gives each worker one), not
+/// the coordinator's, from which the service's inserts draw.
+pub fn sequence_sql(table: &Table) -> Vec<(String, String)> {
     table
         .columns
         .iter()
@@ -536,11 +540,12 @@ pub fn sequence_sql(table: &Table) -> Vec<String> {
             let (t, col) = (quote(&table.name), quote(&c.name));
             let target = format!("public.{t}").replace('\'', "''");
             let column = c.name.replace('\'', "''");
-            format!(
-                "SELECT setval(s, greatest(m, coalesce(pg_sequence_last_value(s), 0)))
-                   FROM (SELECT pg_get_serial_sequence('{target}', '{column}')::regclass AS s,
-                                (SELECT max({col}) FROM public.{t} WHERE tenant_id = $1) AS m) x
-                  WHERE m IS NOT NULL"
+            (
+                format!("SELECT max({col})::bigint FROM public.{t} WHERE tenant_id = $1"),
+                format!(
+                    "SELECT setval(s, greatest($1, coalesce(pg_sequence_last_value(s), 0)))
+                       FROM (SELECT pg_get_serial_sequence('{target}', '{column}')::regclass AS s) x"
+                ),
             )
         })
         .collect()

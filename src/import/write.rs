@@ -55,7 +55,8 @@ pub(super) async fn record(tx: &mut TenantTx<'_>, head: &TenantHead, report: &Te
         "domains": head.domains.iter().map(|(d, _)| d).collect::<Vec<_>>(),
     });
     sqlx::query!(
-        "SELECT audit_append('tenant.import', 'tenant', $1, 'success', $2, 'operator')",
+        "SELECT audit_append_for($1, 'tenant.import', 'tenant', $2, 'success', $3, 'operator')",
+        tx.tenant().0,
         head.id.to_string(),
         details
     )

@@ -301,7 +301,7 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Er
             .execute(&mut *tx)
             .await?;
         }
-        // `TenantScope::check_deferred_keys`: called inside a tenant transaction, so delegated
+        // `TenantTx::check_deferred_keys_at_commit`: called inside a tenant transaction, so delegated
         // with `force_delegation` (Citus sends it over the transaction's own connection to the
         // tenant's worker, where the deferred checks are pending). SECURITY INVOKER: it runs as
         // the app role, under the tenant's settings, and reads nothing.
@@ -322,6 +322,18 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Er
             crate::roles::APP_ROLE
         )))
         .await?;
+        // `audit_append_for` and `audit_import_for` (sql/V27), force-delegated: run on the tenant's worker even inside
+        // a transaction block, over the connection the transaction uses there, so the audit
+        // role's write and the caller's statements around it stay on one connection.
+        for function in ["audit_append_for(uuid,text,text,text,text,jsonb,text)", "audit_import_for(uuid,jsonb)"] {
+            sqlx::query(
+                "SELECT create_distributed_function($1::regprocedure, distribution_arg_name => 'p_tenant',
+                                                    colocate_with => 'audit_events', force_delegation => true)",
+            )
+            .bind(function)
+            .execute(&mut *tx)
+            .await?;
+        }
     }
     let functions: Vec<String> = sqlx::query_scalar(
         "SELECT p.oid::regprocedure::text FROM pg_proc p
@@ -386,18 +398,7 @@ pub async fn apply_operator_migrations(
     for m in pending {
         let sql = m.migration.sql().unwrap_or_default();
         let failed = |source| OperatorMigrationError::ApplyStatement { file: m.file.clone(), source };
-        // One statement per message: Citus replays a message's whole text on the shards.
-        for range in super::statements::split(sql) {
-            let statement = &sql[range];
-            if super::statements::creates_table(statement) {
-                tx.execute("SET LOCAL citus.enable_ddl_propagation = off").await?;
-                tx.execute(AssertSqlSafe(statement.to_string())).await.map_err(failed)?;
-                tx.execute("SET LOCAL citus.enable_ddl_propagation = on").await?;
-                distribute(&mut tx).await.map_err(failed)?;
-            } else {
-                tx.execute(AssertSqlSafe(statement.to_string())).await.map_err(failed)?;
-            }
-        }
+        run_placing_tables(&mut tx, sql).await.map_err(failed)?;
         // refinery's row: applied_on in RFC 3339, the checksum as decimal text.
         let applied_on = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         sqlx::query(AssertSqlSafe(format!(
@@ -415,6 +416,75 @@ pub async fn apply_operator_migrations(
     distribute(&mut tx).await?;
     tx.commit().await?;
     Ok(names)
+}
+
+/// Run `sql` (statements an operator wrote for PostgreSQL, or the importer's generated
+/// migration) on Citus, inside the caller's transaction, placing each table it creates before
+/// the next statement runs (`apply_operator_migrations` says why). One statement per message:
+/// Citus replays a message's whole text on the shards. A statement adding a foreign key that
+/// includes tenant_id with `ON DELETE SET NULL` / `SET DEFAULT`, which Citus refuses, is run
+/// again with the key added as `distribute` adds such keys back (`citus_compatible_definition`:
+/// NO ACTION, reported as a warning naming the key); PostgreSQL keeps the action.
+pub async fn run_placing_tables(tx: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+    for range in super::statements::split(sql) {
+        let statement = &sql[range];
+        if super::statements::creates_table(statement) {
+            tx.execute("SET LOCAL citus.enable_ddl_propagation = off").await?;
+            tx.execute(AssertSqlSafe(statement.to_string())).await?;
+            tx.execute("SET LOCAL citus.enable_ddl_propagation = on").await?;
+            let report = distribute(&mut *tx).await?;
+            for key in report.relaxed_foreign_keys {
+                tracing::warn!(key, "on Citus this foreign key's ON DELETE SET NULL / SET DEFAULT became NO ACTION");
+            }
+            continue;
+        }
+        tx.execute("SAVEPOINT rowguard_statement").await?;
+        match tx.execute(AssertSqlSafe(statement.to_string())).await {
+            Ok(_) => {}
+            Err(e) if refuses_delete_action(&e) => {
+                tx.execute("ROLLBACK TO SAVEPOINT rowguard_statement").await?;
+                relax_foreign_keys_of(&mut *tx, statement).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        tx.execute("RELEASE SAVEPOINT rowguard_statement").await?;
+    }
+    Ok(())
+}
+
+/// Citus's refusal of `ON DELETE SET NULL` / `SET DEFAULT` on a key including the distribution
+/// column.
+fn refuses_delete_action(e: &sqlx::Error) -> bool {
+    let Some(db) = e.as_database_error() else { return false };
+    let detail = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|pg| pg.detail()).unwrap_or("");
+    db.code().as_deref() == Some("0A000") && detail.contains("SET NULL or SET DEFAULT is not supported")
+}
+
+/// Run `statement` with DDL propagation off (its keys land on the coordinator's table only),
+/// then take each foreign key it added off again and add it back propagated, in the form Citus
+/// accepts.
+async fn relax_foreign_keys_of(tx: &mut PgConnection, statement: &str) -> Result<(), sqlx::Error> {
+    const KEYS: &str =
+        "SELECT con.oid::int8, con.conrelid::regclass::text, con.conname::text, pg_get_constraintdef(con.oid)
+                          FROM pg_constraint con
+                         WHERE con.contype = 'f' AND con.connamespace = 'public'::regnamespace";
+    let before: Vec<(i64, String, String, String)> = sqlx::query_as(KEYS).fetch_all(&mut *tx).await?;
+    tx.execute("SET LOCAL citus.enable_ddl_propagation = off").await?;
+    tx.execute(AssertSqlSafe(statement.to_string())).await?;
+    let after: Vec<(i64, String, String, String)> = sqlx::query_as(KEYS).fetch_all(&mut *tx).await?;
+    let added: Vec<_> = after.into_iter().filter(|k| !before.iter().any(|b| b.0 == k.0)).collect();
+    for (_, table, name, _) in &added {
+        tx.execute(AssertSqlSafe(format!("ALTER TABLE {table} DROP CONSTRAINT {}", quote(name)))).await?;
+    }
+    tx.execute("SET LOCAL citus.enable_ddl_propagation = on").await?;
+    for (_, table, name, definition) in &added {
+        let (definition, relaxed) = citus_compatible_definition(definition);
+        tx.execute(AssertSqlSafe(format!("ALTER TABLE {table} ADD CONSTRAINT {} {definition}", quote(name)))).await?;
+        if relaxed {
+            tracing::warn!(key = %format!("{table}.{name}"), "on Citus this foreign key's ON DELETE SET NULL / SET DEFAULT became NO ACTION");
+        }
+    }
+    Ok(())
 }
 
 /// Whether `audit_events` is distributed (by tenant_id, as every tenant table is once the plan

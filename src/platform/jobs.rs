@@ -85,9 +85,14 @@ impl PlatformConn {
         let moved = sqlx::query(sql).bind(tenant.0).bind(id).execute(tx.conn()).await?.rows_affected();
         if moved > 0 {
             let details = serde_json::json!({"items": moved, "id": id, "all_dead": id.is_none()});
-            sqlx::query!("SELECT audit_append($1, 'outbox', NULL, 'success', $2, 'operator')", action, details)
-                .execute(tx.conn())
-                .await?;
+            sqlx::query!(
+                "SELECT audit_append_for($1, $2, 'outbox', NULL, 'success', $3, 'operator')",
+                tx.tenant().0,
+                action,
+                details
+            )
+            .execute(tx.conn())
+            .await?;
         }
         tx.commit().await?;
         Ok(moved)

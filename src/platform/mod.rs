@@ -330,7 +330,8 @@ impl PlatformConn {
             "after": {"status": changed.status, "plan": changed.plan, "name": changed.name},
         });
         sqlx::query!(
-            "SELECT audit_append($1, 'tenant', $2, 'success', $3, 'operator')",
+            "SELECT audit_append_for($1, $2, 'tenant', $3, 'success', $4, 'operator')",
+            tx.tenant().0,
             action,
             changed.id.to_string(),
             details
@@ -393,7 +394,8 @@ impl PlatformConn {
         let before = rate_limit_of(before_per_second, before_burst);
         let details = serde_json::json!({"before": shown(before), "after": shown(limit), "plan": current.plan});
         sqlx::query!(
-            "SELECT audit_append('tenant.rate_limit_change', 'tenant', $1, 'success', $2, 'operator')",
+            "SELECT audit_append_for($1, 'tenant.rate_limit_change', 'tenant', $2, 'success', $3, 'operator')",
+            tx.tenant().0,
             current.id.to_string(),
             details
         )
@@ -615,7 +617,8 @@ async fn domain_event(
     primary: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "SELECT audit_append($1, 'tenant', $2, 'success', $3, 'operator')",
+        "SELECT audit_append_for($1, $2, 'tenant', $3, 'success', $4, 'operator')",
+        tx.tenant().0,
         action,
         tenant.0.to_string(),
         serde_json::json!({"domain": domain.as_str(), "primary": primary})

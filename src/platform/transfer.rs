@@ -231,7 +231,8 @@ pub async fn import(
         // values are never parsed here).
         let row_sql = "($1::text::jsonb || jsonb_build_object('tenant_id', $2::uuid))";
         let result = if table == "audit_events" {
-            sqlx::query(AssertSqlSafe(format!("SELECT audit_import({row_sql})")))
+            // Naming the tenant: on Citus the call runs on the tenant's worker (sql/V27).
+            sqlx::query(AssertSqlSafe(format!("SELECT audit_import_for($2, {row_sql})")))
                 .bind(row.get())
                 .bind(tenant)
                 .execute(tx.conn())
@@ -271,7 +272,8 @@ pub async fn import(
         "rows": counts,
     });
     sqlx::query!(
-        "SELECT audit_append('tenant.import', 'tenant', $1, 'success', $2, 'operator')",
+        "SELECT audit_append_for($1, 'tenant.import', 'tenant', $2, 'success', $3, 'operator')",
+        tx.tenant().0,
         tenant.to_string(),
         details
     )

@@ -653,7 +653,8 @@ async fn export_import_and_purge_carry_adopted_tables() {
     assert_eq!((counts.get("projects"), counts.get("tasks")), (Some(&1), Some(&1)));
     let mut tx = TenantTx::begin_on(&mut conn, copy).await.expect("begin as the copy");
     let row: (i64, String, String, Value) = sqlx::query_as(
-        "SELECT p.id, p.name, p.budget::text, p.settings FROM projects p JOIN tasks t ON t.project_id = p.id",
+        "SELECT p.id, p.name, p.budget::text, p.settings FROM projects p
+           JOIN tasks t ON t.tenant_id = p.tenant_id AND t.project_id = p.id",
     )
     .fetch_one(tx.conn())
     .await

@@ -398,16 +398,15 @@ async fn a_broken_row_rolls_back_only_its_tenant() {
 async fn a_row_stored_otherwise_than_planned_fails_its_tenant_named() {
     let app = spawn_app().await;
     let source = django_source(&app).await;
-    let mut su = app.superuser_connection().await;
-    sqlx::raw_sql(
+    let mut su = app.tampering_connection().await;
+    for statement in [
         "CREATE FUNCTION public.reformat_phone() RETURNS trigger LANGUAGE plpgsql AS
-           $$ BEGIN NEW.phone := '+1 ' || NEW.phone; RETURN NEW; END $$;
-         CREATE TRIGGER reformat_phone BEFORE INSERT ON public.contacts FOR EACH ROW
-           WHEN (NEW.phone IS NOT NULL) EXECUTE FUNCTION public.reformat_phone();",
-    )
-    .execute(&mut su)
-    .await
-    .expect("a trigger that changes contacts on the way in");
+           $$ BEGIN NEW.phone := '+1 ' || NEW.phone; RETURN NEW; END $$",
+        "CREATE TRIGGER reformat_phone BEFORE INSERT ON public.contacts FOR EACH ROW
+           WHEN (NEW.phone IS NOT NULL) EXECUTE FUNCTION public.reformat_phone()",
+    ] {
+        sqlx::raw_sql(statement).execute(&mut su).await.expect("a trigger that changes contacts on the way in");
+    }
     let report = run(&app, &source, &mapping(), &options(&["alpha"], false)).await;
     assert_eq!(outcome(&report, "alpha"), Outcome::Failed, "{report:#?}");
     let alpha = report.tenants.iter().find(|t| t.schema == "alpha").expect("alpha");
@@ -566,17 +565,31 @@ async fn the_source_connection_refuses_writes() {
 }
 
 /// libpq's keyword form of a test-cluster URL: `host=<socket dir> port=… dbname=… user=… password=…`.
-fn keyword_string(url: &str) -> String {
+/// A URL over TCP (the Citus cluster's) gets the socket directory the server reports.
+async fn keyword_string(url: &str) -> String {
     use std::str::FromStr;
     let options = sqlx::postgres::PgConnectOptions::from_str(url).expect("a test-cluster URL");
-    let socket = options.get_socket().expect("the test cluster listens on a Unix socket");
+    let socket = match options.get_socket() {
+        Some(socket) => socket.clone(),
+        None => {
+            let mut conn = PgConnection::connect(url).await.expect("connect");
+            let dirs: String =
+                sqlx::query_scalar("SHOW unix_socket_directories").fetch_one(&mut conn).await.expect("socket dirs");
+            std::path::PathBuf::from(dirs.split(',').next().unwrap_or_default().trim())
+        }
+    };
     format!(
-        "host={} port={} dbname={} user={} password='{}'",
+        "host={} port={} dbname={} user={}{}",
         socket.display(),
         options.get_port(),
         options.get_database().expect("a database"),
         options.get_username(),
-        url_password(url),
+        // The Citus cluster's superuser URL has none (trust on loopback).
+        if url.split_once("://").and_then(|(_, rest)| rest.split_once('@')).is_some_and(|(u, _)| u.contains(':')) {
+            format!(" password='{}'", url_password(url))
+        } else {
+            String::new()
+        },
     )
 }
 
@@ -592,7 +605,7 @@ async fn an_empty_target_is_migrated_by_the_import_and_a_keyword_source_over_a_s
     let dir = scratch_dir("import-fresh");
     let mapping_file = dir.join("mapping.toml");
     std::fs::write(&mapping_file, EXAMPLE).expect("write the mapping");
-    let keywords = keyword_string(&source.url);
+    let keywords = keyword_string(&source.url).await;
     assert!(keywords.starts_with("host=/"), "{keywords}");
     let args = |dry_run: bool| {
         let mut args =
