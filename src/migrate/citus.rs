@@ -530,7 +530,11 @@ END $$"#,
 /// * `outbox_claim` takes the claim's time once per tenant visited instead of calling
 ///   `clock_timestamp()` in the UPDATE (Citus refuses a volatile function there), and names the
 ///   tenant in the UPDATE's own WHERE as well as in the picking CTE, so that Citus routes the
-///   whole statement to the tenant's shard (without it: an UPDATE of all 32 shards per visit).
+///   whole statement to the tenant's shard (without it: an UPDATE of every shard per visit).
+///   It reads the turn's tenants once, in at most two queries, instead of one query per tenant
+///   visited: each of those reads every shard, and the claim took 21 ms instead of 9 (one tenant
+///   queued, dev cluster), which a tenant at its cap pays once per delivery. The same tenants
+///   in the same order; one that gets a sendable item during the claim waits for the next.
 const OUTBOX_CITUS_FUNCTIONS: &[&str] = &[
     r#"CREATE OR REPLACE FUNCTION outbox_emit(p_action text, p_resource text, p_resource_id text, p_details jsonb)
     RETURNS void LANGUAGE plpgsql AS $$
@@ -618,32 +622,29 @@ DECLARE
     tenants    integer := least(greatest(p_tenants, 1), 1000);
     per_tenant integer := least(greatest(p_per_tenant, 1), 100);
     max_items  integer := least(greatest(p_max, 0), 1000);
-    cur        uuid := p_after;
+    turn       uuid[] := '{}';
+    cur        uuid;
     nxt        uuid;
-    wrapped    boolean := p_after IS NULL;
-    complete   boolean := false;
     visited    integer := 0;
     got        integer := 0;
     n          integer;
     claimed_at timestamptz;
 BEGIN
-    WHILE visited < tenants AND got < max_items LOOP
-        SELECT q.tenant_id INTO nxt FROM outbox_queue q
-         WHERE q.head AND NOT q.dead AND (cur IS NULL OR q.tenant_id > cur)
-         ORDER BY q.tenant_id LIMIT 1;
-        IF nxt IS NULL THEN
-            IF wrapped THEN
-                complete := true;
-                EXIT;
-            END IF;
-            wrapped := true;
-            cur := NULL;
-            CONTINUE;
-        END IF;
-        IF wrapped AND p_after IS NOT NULL AND nxt > p_after THEN
-            complete := true;
-            EXIT;
-        END IF;
+    -- The turn: tenants with a chain head queued after p_after, then from the start round to it.
+    FOR nxt IN SELECT q.tenant_id FROM outbox_queue q
+                WHERE q.head AND NOT q.dead AND (p_after IS NULL OR q.tenant_id > p_after)
+                GROUP BY q.tenant_id ORDER BY q.tenant_id LIMIT tenants LOOP
+        turn := turn || nxt;
+    END LOOP;
+    IF p_after IS NOT NULL AND cardinality(turn) < tenants THEN
+        FOR nxt IN SELECT q.tenant_id FROM outbox_queue q
+                    WHERE q.head AND NOT q.dead AND q.tenant_id <= p_after
+                    GROUP BY q.tenant_id ORDER BY q.tenant_id LIMIT tenants - cardinality(turn) LOOP
+            turn := turn || nxt;
+        END LOOP;
+    END IF;
+    FOREACH nxt IN ARRAY turn LOOP
+        EXIT WHEN visited >= tenants OR got >= max_items;
         cur := nxt;
         visited := visited + 1;
         CONTINUE WHEN nxt = ANY (coalesce(p_busy, '{}'));
@@ -661,8 +662,9 @@ BEGIN
         GET DIAGNOSTICS n = ROW_COUNT;
         got := got + n;
     END LOOP;
+    -- -1: the turn went all the way round; 0: it stopped at a limit.
     IF cur IS NOT NULL THEN
-        RETURN QUERY SELECT cur, CASE WHEN complete THEN -1 ELSE 0 END::bigint;
+        RETURN QUERY SELECT cur, CASE WHEN visited < tenants AND got < max_items THEN -1 ELSE 0 END::bigint;
     END IF;
 END $$"#,
 ];
