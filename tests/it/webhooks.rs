@@ -560,7 +560,12 @@ async fn enqueue(
         // refuses on a table with row-level security: multi-row VALUES instead, in batches.
         for start in (1..=n).step_by(2000) {
             let rows: Vec<String> = (start..=(start + 1999).min(n))
-                .map(|i| format!("($1, $2, gen_random_uuid(), 'contact.updated', 'contact/{i}', {})", payload(&i.to_string())))
+                .map(|i| {
+                    format!(
+                        "($1, $2, gen_random_uuid(), 'contact.updated', 'contact/{i}', {})",
+                        payload(&i.to_string())
+                    )
+                })
                 .collect();
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO outbox (tenant_id, webhook_id, message_id, event_type, resource_key, payload) VALUES {}",
