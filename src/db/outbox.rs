@@ -154,27 +154,44 @@ impl Database {
         };
         let duration_ms = i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX);
         let error = attempt.error.as_deref().map(|e| e.chars().take(500).collect::<String>());
-        sqlx::query!(
-            "WITH moved AS (
-                 UPDATE outbox SET attempts = attempts + 1, status = $3,
-                        next_attempt_at = coalesce($4, next_attempt_at),
-                        last_status = $5, last_error = $6,
-                        finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END
-                  WHERE tenant_id = $1 AND id = $2 AND status = 'pending'
-                  RETURNING tenant_id, id, webhook_id, attempts)
-             INSERT INTO webhook_deliveries (tenant_id, webhook_id, outbox_id, attempt, started_at, duration_ms, status_code, error)
-             SELECT tenant_id, webhook_id, id, attempts, $7, $8, $5, $6 FROM moved",
+        let status = attempt.status.map(i32::from);
+        // Two statements, not `WITH moved AS (UPDATE …) INSERT … SELECT … FROM moved`: Citus
+        // runs such an INSERT … SELECT through the coordinator, which then draws the log's
+        // identity from its sequence as the app role, and is refused (it has no grant on it).
+        // `finished_at` is now(), or NULL while pending, by adding NULL: Citus refuses `now()`
+        // inside a CASE in an UPDATE (it evaluates such functions before sending the statement).
+        let moved = sqlx::query!(
+            "UPDATE outbox SET attempts = attempts + 1, status = $3,
+                    next_attempt_at = coalesce($4, next_attempt_at),
+                    last_status = $5, last_error = $6,
+                    finished_at = now() + CASE WHEN $3 = 'pending' THEN NULL ELSE interval '0' END
+              WHERE tenant_id = $1 AND id = $2 AND status = 'pending'
+              RETURNING webhook_id, attempts",
             tenant.0,
             item.id,
             after.status(),
             next,
-            attempt.status.map(i32::from),
-            error,
-            attempt.started_at,
-            duration_ms
+            status,
+            error
         )
-        .execute(tx.conn())
+        .fetch_optional(tx.conn())
         .await?;
+        if let Some(moved) = moved {
+            sqlx::query!(
+                "INSERT INTO webhook_deliveries (tenant_id, webhook_id, outbox_id, attempt, started_at, duration_ms, status_code, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                tenant.0,
+                moved.webhook_id,
+                item.id,
+                moved.attempts,
+                attempt.started_at,
+                duration_ms,
+                status,
+                error
+            )
+            .execute(tx.conn())
+            .await?;
+        }
         tx.commit().await
     }
 

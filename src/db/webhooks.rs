@@ -46,6 +46,13 @@ const COLUMNS: &str = "id, url, events, description, enabled,
      CASE WHEN previous_secret_until > now() THEN previous_secret_until END AS previous_secret_expires_at,
      created_at, updated_at";
 
+/// A write's `RETURNING *` read back through `COLUMNS`: Citus refuses a function that is not
+/// IMMUTABLE (`now()` above) in a RETURNING clause, and a CTE's outer SELECT may call it (the
+/// same row on PostgreSQL).
+fn returning_columns(write: &str) -> String {
+    format!("WITH w AS ({write} RETURNING *) SELECT {COLUMNS} FROM w")
+}
+
 /// Subscriptions a tenant may have.
 pub const MAX_PER_TENANT: i64 = 50;
 
@@ -79,9 +86,8 @@ pub async fn create(
     secret: &str,
 ) -> Result<Webhook, sqlx::Error> {
     let tenant = tx.tenant().0;
-    let sql = format!(
-        "INSERT INTO webhooks (tenant_id, id, url, events, description, secret) VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING {COLUMNS}"
+    let sql = returning_columns(
+        "INSERT INTO webhooks (tenant_id, id, url, events, description, secret) VALUES ($1, $2, $3, $4, $5, $6)",
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(tenant)
@@ -114,12 +120,11 @@ pub async fn update(tx: &mut TenantTx<'_>, id: Uuid, change: Change) -> Result<O
         Some(d) => (true, d),
         None => (false, None),
     };
-    let sql = format!(
+    let sql = returning_columns(
         "UPDATE webhooks SET url = coalesce($3, url), events = coalesce($4, events),
                 description = CASE WHEN $5 THEN $6 ELSE description END,
                 enabled = coalesce($7, enabled), updated_at = now()
-          WHERE tenant_id = $1 AND id = $2
-         RETURNING {COLUMNS}"
+          WHERE tenant_id = $1 AND id = $2",
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(tenant)
@@ -149,11 +154,10 @@ pub async fn rotate(
     overlap: std::time::Duration,
 ) -> Result<Option<Webhook>, sqlx::Error> {
     let tenant = tx.tenant().0;
-    let sql = format!(
+    let sql = returning_columns(
         "UPDATE webhooks SET previous_secret = secret, previous_secret_until = now() + make_interval(secs => $4),
                 secret = $3, updated_at = now()
-          WHERE tenant_id = $1 AND id = $2
-         RETURNING {COLUMNS}"
+          WHERE tenant_id = $1 AND id = $2",
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(tenant)
