@@ -96,12 +96,27 @@ impl Database {
     }
 
     /// How many audit events the database has inserted (every instance's), from its
-    /// statistics: cheap, and readable without any privilege on the audit tables.
+    /// statistics: cheap, and readable without any privilege on the audit tables. On Citus the
+    /// rows land in the workers' shards, whose statistics are the workers': summed over every
+    /// shard (one statement reaching each shard, per scrape).
     pub async fn audit_events_inserted(&self) -> Result<i64, sqlx::Error> {
         let mut lease = self.pool.acquire().await?;
-        let n = sqlx::query_scalar!(r#"SELECT pg_stat_get_tuples_inserted('audit_events'::regclass) AS "inserted!""#)
-            .fetch_one(lease.conn()?)
-            .await?;
+        let n = match self.backend {
+            Backend::Postgres => {
+                sqlx::query_scalar!(r#"SELECT pg_stat_get_tuples_inserted('audit_events'::regclass) AS "inserted!""#)
+                    .fetch_one(lease.conn()?)
+                    .await?
+            }
+            Backend::Citus => {
+                sqlx::query_scalar(
+                    "SELECT coalesce(sum(result::bigint), 0)::int8
+                       FROM run_command_on_shards('audit_events', $$SELECT pg_stat_get_tuples_inserted('%s'::regclass)$$)
+                      WHERE success",
+                )
+                .fetch_one(lease.conn()?)
+                .await?
+            }
+        };
         lease.done();
         Ok(n)
     }

@@ -84,13 +84,18 @@ impl Database {
     ) -> anyhow::Result<Vec<SealedTree>> {
         let mut trees = Vec::with_capacity(tenants.len());
         for &tenant in tenants {
+            // The seal and its signed head in one transaction, as on PostgreSQL: apart, an audit
+            // verify between the two would find leaves no signed head covers. Both calls are
+            // force-delegated (migrate::citus), so inside the transaction Citus still runs them
+            // on the worker holding the tenant's shards, over one connection.
+            let mut tx = self.background.begin().await?;
             // Unchecked: checked macros would describe the call on plain PostgreSQL, where the
             // function exists too (sql/V26) but is not used; the row type is named here.
             let sealed: Result<(i64, Vec<u8>, i32, i64), sqlx::Error> =
                 sqlx::query_as("SELECT size, root, sealed, signed_size FROM audit_seal_tenant($1, $2)")
                     .bind(tenant.0)
                     .bind(max)
-                    .fetch_one(&self.background)
+                    .fetch_one(&mut *tx)
                     .await;
             let (size, root, sealed, signed_size) = match sealed {
                 Ok(row) => row,
@@ -106,10 +111,11 @@ impl Database {
                     .bind(tenant.0)
                     .bind(size)
                     .bind(note)
-                    .fetch_one(&self.background)
+                    .fetch_one(&mut *tx)
                     .await?;
                 anyhow::ensure!(kept, "the database did not keep the signed head of tenant {tenant} at {size}");
             }
+            tx.commit().await?;
             trees.push(SealedTree { tenant_id: tenant, size: Some(size), root: Some(root), sealed });
         }
         Ok(trees)

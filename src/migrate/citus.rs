@@ -294,10 +294,12 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Er
         for function in OUTBOX_CITUS_FUNCTIONS {
             tx.execute(*function).await?;
         }
+        // `force_delegation`: the sealer calls the seal and the head's recording in one
+        // transaction (`db::sealing`), and only so does Citus still run them on the worker.
         for (function, argument) in DELEGATED_FUNCTIONS {
             sqlx::query(
                 "SELECT create_distributed_function($1::regprocedure, distribution_arg_name => $2,
-                                                    colocate_with => 'audit_events')",
+                                                    colocate_with => 'audit_events', force_delegation => true)",
             )
             .bind(function)
             .bind(argument)
@@ -323,6 +325,25 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Er
         tx.execute(AssertSqlSafe(format!(
             "GRANT EXECUTE ON FUNCTION public.check_deferred_keys(uuid) TO {}",
             crate::roles::APP_ROLE
+        )))
+        .await?;
+        // The purge's hold on the tenant's sealer (`platform::purge`): the sealer's advisory lock
+        // is the worker's on Citus, so the purge takes it there, inside its transaction.
+        tx.execute(
+            "CREATE OR REPLACE FUNCTION public.audit_seal_lock_tenant(p_tenant uuid) RETURNS void
+                 LANGUAGE sql SET search_path = pg_catalog
+                 AS $$ SELECT pg_advisory_xact_lock(hashtextextended('rowguard.audit.seal/' || p_tenant::text, 0)) $$",
+        )
+        .await?;
+        tx.execute(
+            "SELECT create_distributed_function('public.audit_seal_lock_tenant(uuid)'::regprocedure,
+                                                distribution_arg_name => 'p_tenant', colocate_with => 'audit_events',
+                                                force_delegation => true)",
+        )
+        .await?;
+        tx.execute(AssertSqlSafe(format!(
+            "GRANT EXECUTE ON FUNCTION public.audit_seal_lock_tenant(uuid) TO {}",
+            crate::roles::PLATFORM_ROLE
         )))
         .await?;
         // `audit_append_for` and `audit_import_for` (sql/V27), force-delegated: run on the tenant's worker even inside

@@ -25,6 +25,11 @@ pub async fn purge_tenant_rows(tx: &mut TenantTx<'_>) -> Result<Vec<(String, u64
     sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended('rowguard.audit.seal/' || $1::text, 0))", tenant as _)
         .execute(tx.conn())
         .await?;
+    // On Citus the sealer runs on the worker holding the tenant's shards, and its lock is that
+    // node's: taken there too, inside this transaction (a call delegated by tenant).
+    if crate::backend::Backend::detect(tx.conn()).await? == crate::backend::Backend::Citus {
+        sqlx::query("SELECT audit_seal_lock_tenant($1)").bind(tenant.0).execute(tx.conn()).await?;
+    }
     let mut report = Vec::new();
     for table in tables_children_first(tx).await? {
         let sql = format!("DELETE FROM {table} WHERE tenant_id = $1");

@@ -605,7 +605,10 @@ async fn signup_is_off_by_default() {
 
 #[tokio::test]
 async fn signup_when_on_creates_a_trial_tenant_and_refuses_reserved_and_invalid_slugs() {
-    let app = instance(&spawn_app().await, |config| config.signup = true).await;
+    // The first instance is kept: dropping it drops the test's database (on PostgreSQL the drop
+    // failed quietly while the second instance was connected; Citus's FORCE succeeds).
+    let first = spawn_app().await;
+    let app = instance(&first, |config| config.signup = true).await;
     for slug in ["www", "api", "admin", "platform", "app", "docs", "static", "mail", "WWW", "-x", "a.b", ""] {
         let r = app.call(Method::POST, "/platform/v1/signup", &[], Some(new_tenant(slug))).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{slug:?}: {}", r.body);

@@ -318,13 +318,41 @@ async fn verify_names_the_table_and_the_rule_after_each_deliberate_break() {
             .await
             .expect("give the case's role the app role's table grants");
         }
-        conn.execute(AssertSqlSafe(case.sql.replace("{role}", &role)))
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        // One statement per message (on Citus a message's whole text is replayed on the shards).
+        let sql = case.sql.replace("{role}", &role);
+        for range in rowguard::migrate::statements::split(&sql) {
+            let statement = sql[range].to_string();
+            match conn.execute(AssertSqlSafe(statement.clone())).await {
+                Ok(_) => {}
+                // Some breaks Citus will not carry to the shards (a policy with a subquery; a
+                // unique index, so a foreign key, without tenant_id — Citus enforces that much
+                // of invariant 1 itself); verify reads the coordinator's catalog, so there the
+                // break is made on the coordinator alone.
+                Err(_) if app.on_citus() => {
+                    conn.execute("SET citus.enable_ddl_propagation = off").await.expect("propagation off");
+                    conn.execute(AssertSqlSafe(statement)).await.unwrap_or_else(|e| panic!("{}: {e}", case.name));
+                    conn.execute("SET citus.enable_ddl_propagation = on").await.expect("propagation on");
+                }
+                Err(e) => panic!("{}: {e}", case.name),
+            }
+        }
         let findings = if case.role { verify_for_role(&mut conn, &role).await } else { verify(&mut conn).await }
             .unwrap_or_else(|e| panic!("{}: verify: {e}", case.name));
-        let expected: BTreeSet<(String, Rule)> =
+        let mut expected: BTreeSet<(String, Rule)> =
             case.expect.iter().map(|(object, rule)| (object.replace("{role}", &role), *rule)).collect();
+        // A member of the owner role may do what it may: where the owner role owns the database
+        // (as `rowguard migrate` makes it, and the Citus tests' databases are made), that
+        // includes creating schemas, and in `public`.
+        let owner_owns_database: bool = sqlx::query_scalar(
+            "SELECT pg_get_userbyid(datdba) = 'rowguard_owner' FROM pg_database WHERE datname = current_database()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("database owner");
+        if owner_owns_database && case.sql.contains("GRANT rowguard_owner TO") {
+            expected.insert(("database".to_string(), Rule::AppRoleExcessPrivilege));
+            expected.insert(("schema public".to_string(), Rule::AppRoleExcessPrivilege));
+        }
         if found(&findings) != expected {
             failures.push(format!("{}:\n  expected {expected:?}\n  got {findings:#?}", case.name));
         }

@@ -419,6 +419,11 @@ pub async fn spawn_installed_app() -> TestApp {
 
 /// As `spawn_app`, with some settings changed from the test defaults.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    // `ROWGUARD_TEST_LOG=rowguard=debug`: the services' logs on the test's output (shown for a
+    // failing test), to see what a 500 was.
+    if let Ok(filter) = std::env::var("ROWGUARD_TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
     let cluster = cluster();
     let db_name = format!("t_{}", uuid::Uuid::now_v7().simple());
     if citus_url().is_some() {
