@@ -160,6 +160,12 @@ pub struct Config {
     #[arg(long, env = "ROWGUARD_WEBHOOK_RETRY_BASE_MS", default_value_t = 10_000, global = true)]
     pub webhook_retry_base_ms: u64,
 
+    /// How often, in milliseconds, an idle worker looks for due deliveries (a worker with
+    /// deliveries in flight looks again as each ends). Each look is a query; on Citus one that
+    /// reaches every shard, so a fleet of instances may want it longer.
+    #[arg(long, env = "ROWGUARD_WORKER_POLL_MS", default_value_t = 200, global = true)]
+    pub worker_poll_ms: u64,
+
     /// Let webhooks target http:// URLs and loopback or private addresses. Default: only in
     /// development (the embedded PostgreSQL, i.e. no DATABASE_URL); elsewhere a target must be
     /// https:// and resolve to public addresses only, checked again at every delivery (SSRF).
@@ -241,6 +247,7 @@ impl Config {
             webhook_timeout_ms: 10_000,
             webhook_max_attempts: 10,
             webhook_retry_base_ms: 10_000,
+            worker_poll_ms: 200,
             webhook_allow_local: None,
         }
     }

@@ -37,6 +37,8 @@ pub struct WorkerSettings {
     pub max_attempts: u32,
     pub retry_base: Duration,
     pub allow_local: bool,
+    /// How often an idle worker looks for work.
+    pub poll: Duration,
 }
 
 impl WorkerSettings {
@@ -47,6 +49,7 @@ impl WorkerSettings {
             max_attempts: config.webhook_max_attempts.max(1),
             retry_base: Duration::from_millis(config.webhook_retry_base_ms),
             allow_local: config.webhooks_allow_local(),
+            poll: Duration::from_millis(config.worker_poll_ms.max(1)),
         }
     }
 
@@ -64,8 +67,6 @@ impl WorkerSettings {
 }
 
 const RETRY_CAP: Duration = Duration::from_secs(3600);
-/// How often an idle worker looks for work.
-const POLL: Duration = Duration::from_millis(200);
 /// How long shutting down waits for deliveries in flight.
 const DRAIN: Duration = Duration::from_secs(30);
 /// Tenants one claim visits at most.
@@ -186,7 +187,7 @@ async fn run(db: Database, settings: WorkerSettings, metrics: Arc<Metrics>, mut 
             // tenant may have more) or after the poll interval, whichever comes first.
             tokio::select! {
                 _ = in_flight.join_next(), if !in_flight.is_empty() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(settings.poll) => {}
                 _ = stopped.changed() => {}
             }
             continue;

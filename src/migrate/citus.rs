@@ -306,49 +306,21 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Er
             .execute(&mut *tx)
             .await?;
         }
-        // `TenantTx::check_deferred_keys_at_commit`: called inside a tenant transaction, so delegated
-        // with `force_delegation` (Citus sends it over the transaction's own connection to the
-        // tenant's worker, where the deferred checks are pending). SECURITY INVOKER: it runs as
-        // the app role, under the tenant's settings, and reads nothing.
-        tx.execute(
-            "CREATE OR REPLACE FUNCTION public.check_deferred_keys(p_tenant uuid) RETURNS void
-                 LANGUAGE plpgsql SET search_path = pg_catalog
-                 AS $$ BEGIN SET CONSTRAINTS ALL IMMEDIATE; END $$",
-        )
-        .await?;
-        tx.execute(
-            "SELECT create_distributed_function('public.check_deferred_keys(uuid)'::regprocedure,
-                                                distribution_arg_name => 'p_tenant', colocate_with => 'audit_events',
-                                                force_delegation => true)",
-        )
-        .await?;
-        tx.execute(AssertSqlSafe(format!(
-            "GRANT EXECUTE ON FUNCTION public.check_deferred_keys(uuid) TO {}",
-            crate::roles::APP_ROLE
-        )))
-        .await?;
-        // The purge's hold on the tenant's sealer (`platform::purge`): the sealer's advisory lock
-        // is the worker's on Citus, so the purge takes it there, inside its transaction.
-        tx.execute(
-            "CREATE OR REPLACE FUNCTION public.audit_seal_lock_tenant(p_tenant uuid) RETURNS void
-                 LANGUAGE sql SET search_path = pg_catalog
-                 AS $$ SELECT pg_advisory_xact_lock(hashtextextended('rowguard.audit.seal/' || p_tenant::text, 0)) $$",
-        )
-        .await?;
-        tx.execute(
-            "SELECT create_distributed_function('public.audit_seal_lock_tenant(uuid)'::regprocedure,
-                                                distribution_arg_name => 'p_tenant', colocate_with => 'audit_events',
-                                                force_delegation => true)",
-        )
-        .await?;
-        tx.execute(AssertSqlSafe(format!(
-            "GRANT EXECUTE ON FUNCTION public.audit_seal_lock_tenant(uuid) TO {}",
-            crate::roles::PLATFORM_ROLE
-        )))
-        .await?;
-        // `audit_append_for` and `audit_import_for` (sql/V27), force-delegated: run on the tenant's worker even inside
-        // a transaction block, over the connection the transaction uses there, so the audit
-        // role's write and the caller's statements around it stay on one connection.
+        for (definition, function, grantee) in TENANT_WORKER_HELPERS {
+            tx.execute(*definition).await?;
+            sqlx::query(
+                "SELECT create_distributed_function($1::regprocedure, distribution_arg_name => 'p_tenant',
+                                                    colocate_with => 'audit_events', force_delegation => true)",
+            )
+            .bind(function)
+            .execute(&mut *tx)
+            .await?;
+            tx.execute(AssertSqlSafe(format!("GRANT EXECUTE ON FUNCTION public.{function} TO {grantee}"))).await?;
+        }
+        // `audit_append_for` and `audit_import_for` (sql/V27), force-delegated: run on the
+        // tenant's worker even inside a transaction block, over the connection the transaction
+        // uses there, so the audit role's write and the caller's statements around it stay on
+        // one connection.
         for function in ["audit_append_for(uuid,text,text,text,text,jsonb,text)", "audit_import_for(uuid,jsonb)"] {
             sqlx::query(
                 "SELECT create_distributed_function($1::regprocedure, distribution_arg_name => 'p_tenant',
@@ -530,6 +502,30 @@ pub const DELEGATED_FUNCTIONS: &[(&str, &str)] = &[
     ("audit_seal_tenant(uuid,integer)", "p_tenant"),
     ("audit_record_head_tenant(uuid,bigint,text)", "p_tenant"),
     ("audit_retention_purge_tenant(uuid,timestamp with time zone)", "p_tenant"),
+];
+
+/// Citus-only helpers called inside a transaction and run on the tenant's worker, over that
+/// transaction's own connection there (`force_delegation`, keyed by `p_tenant`): (definition,
+/// signature, who may call it). SECURITY INVOKER, pinned search_path.
+const TENANT_WORKER_HELPERS: &[(&str, &str, &str)] = &[
+    // `TenantTx::check_deferred_keys_at_commit`: the deferred checks are pending on the worker,
+    // run there as the app role under the tenant's settings; reads nothing.
+    (
+        "CREATE OR REPLACE FUNCTION public.check_deferred_keys(p_tenant uuid) RETURNS void
+             LANGUAGE plpgsql SET search_path = pg_catalog
+             AS $$ BEGIN SET CONSTRAINTS ALL IMMEDIATE; END $$",
+        "check_deferred_keys(uuid)",
+        crate::roles::APP_ROLE,
+    ),
+    // The purge's hold on the tenant's sealer (`platform::purge`): the sealer's advisory lock is
+    // the worker's on Citus, so the purge takes it there, inside its transaction.
+    (
+        "CREATE OR REPLACE FUNCTION public.audit_seal_lock_tenant(p_tenant uuid) RETURNS void
+             LANGUAGE sql SET search_path = pg_catalog
+             AS $$ SELECT pg_advisory_xact_lock(hashtextextended('rowguard.audit.seal/' || p_tenant::text, 0)) $$",
+        "audit_seal_lock_tenant(uuid)",
+        crate::roles::PLATFORM_ROLE,
+    ),
 ];
 
 /// The audit log on Citus (sql/V21's Merkle log, sealed after commit in the order of the

@@ -165,5 +165,21 @@ pub async fn isolate(
             after = placement_of(conn, tenant).await?;
         }
     }
+    // An operator's change to where the tenant's rows live goes into the tenant's audit log
+    // (not a change of its data: no row changed), once something moved.
+    if (before.shard, &before.node) != (after.shard, &after.node) {
+        let details = serde_json::json!({
+            "from": {"shard": before.shard, "node": before.node},
+            "to": {"shard": after.shard, "node": after.node, "isolated": after.isolated},
+        });
+        let mut tx = crate::db::TenantTx::begin_on(conn, tenant).await?;
+        sqlx::query("SELECT audit_append_for($1, 'tenant.isolate', 'tenant', $2, 'success', $3, 'operator')")
+            .bind(tenant.0)
+            .bind(tenant.to_string())
+            .bind(details)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+    }
     Ok(Isolated { before, after })
 }

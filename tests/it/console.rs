@@ -912,6 +912,9 @@ async fn a_failed_verify_reads_as_a_sentence_linking_the_event() {
     assert_eq!(events.body["items"][0]["id"], event_id.as_str());
     let seq = events.body["items"][0]["seq"].as_i64().expect("seq");
     let mut su = app.superuser_connection().await;
+    // Verify re-hashes sealed events: the tampered one must be in the tree first (on a loaded
+    // Citus cluster the sealer can be seconds behind).
+    crate::support::wait_until_sealed(&mut su).await;
     let mut tx = su.begin().await.expect("begin");
     tx.execute("SET LOCAL session_replication_role = replica").await.expect("replica");
     tx.execute(sqlx::AssertSqlSafe(format!(

@@ -129,6 +129,18 @@ async fn a_tenant_isolated_and_moved_under_load_keeps_every_acknowledged_write()
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body["items"].as_array().expect("items").is_empty(), "globex sees none of acme's: {}", r.body);
 
+    // The operator's move is in acme's audit log, naming where it went.
+    let isolated: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT details FROM audit_events WHERE tenant_id = $1 AND action = 'tenant.isolate' AND actor_type = 'operator'",
+    )
+    .bind(acme.id)
+    .fetch_all(&mut su)
+    .await
+    .expect("the isolate event");
+    assert_eq!(isolated.len(), 1, "{isolated:?}");
+    assert_eq!(isolated[0]["to"]["node"], to.as_str(), "{isolated:?}");
+    assert_eq!(isolated[0]["to"]["shard"], acme_after["shard"], "{isolated:?}");
+
     // The audit log, written on both nodes, is sealed and still verifies across the move.
     wait_until_sealed(&mut su).await;
     let mut conn = app.app_connection().await;
