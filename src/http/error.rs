@@ -227,16 +227,20 @@ impl ApiError {
 pub(crate) fn violated_constraint(field: Option<&str>, message: &str) -> String {
     match field {
         Some(name) => name.to_string(),
-        None => quoted_in_message(message, "constraint \"").unwrap_or_default(),
+        None => quoted_in_message(message, "constraint \"", true).unwrap_or_default(),
     }
 }
 
 /// The name quoted after `lead` in a PostgreSQL error message (`constraint "`, `column "`,
-/// `on table "`, the last one when it recurs), without a Citus shard's `_{digits}` suffix:
-/// for errors a Citus worker passes on without their fields (`violated_constraint`).
-pub(crate) fn quoted_in_message(message: &str, lead: &str) -> Option<String> {
+/// `on table "`, the last one when it recurs): for errors a Citus worker passes on without
+/// their fields (`violated_constraint`). `shard`: the name is a table's or a constraint's, to
+/// which Citus appends the shard's `_{digits}`, removed here (a column's name is left whole).
+pub(crate) fn quoted_in_message(message: &str, lead: &str, shard: bool) -> Option<String> {
     let (_, rest) = message.rsplit_once(lead)?;
     let quoted = rest.split_once('"').map_or(rest, |(name, _)| name);
+    if !shard {
+        return Some(quoted.to_string());
+    }
     Some(match quoted.rsplit_once('_') {
         Some((base, shard)) if !base.is_empty() && !shard.is_empty() && shard.bytes().all(|b| b.is_ascii_digit()) => {
             base.to_string()

@@ -315,6 +315,7 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Er
             .bind(function)
             .execute(&mut *tx)
             .await?;
+            tx.execute(AssertSqlSafe(format!("REVOKE EXECUTE ON FUNCTION public.{function} FROM PUBLIC"))).await?;
             tx.execute(AssertSqlSafe(format!("GRANT EXECUTE ON FUNCTION public.{function} TO {grantee}"))).await?;
         }
         // `audit_append_for` and `audit_import_for` (sql/V27), force-delegated: run on the
@@ -424,6 +425,13 @@ pub async fn apply_operator_migrations(
 pub async fn run_placing_tables(tx: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
     for range in super::statements::split(sql) {
         let statement = &sql[range];
+        if super::statements::controls_the_session(statement) {
+            return Err(sqlx::Error::Protocol(format!(
+                "a migration may not end the transaction or change the role it runs as (the files run in one \
+                 transaction, as the owner role): remove `{}`",
+                statement.trim()
+            )));
+        }
         if super::statements::creates_table(statement) {
             tx.execute("SET LOCAL citus.enable_ddl_propagation = off").await?;
             tx.execute(AssertSqlSafe(statement.to_string())).await?;
@@ -437,7 +445,9 @@ pub async fn run_placing_tables(tx: &mut PgConnection, sql: &str) -> Result<(), 
         tx.execute("SAVEPOINT rowguard_statement").await?;
         match tx.execute(AssertSqlSafe(statement.to_string())).await {
             Ok(_) => {}
-            Err(e) if refuses_delete_action(&e) => {
+            // Only a statement that adds one foreign key and nothing else: it is run again with
+            // propagation off, which must not leave any other change on the coordinator alone.
+            Err(e) if refuses_delete_action(&e) && super::statements::adds_only_a_foreign_key(statement) => {
                 tx.execute("ROLLBACK TO SAVEPOINT rowguard_statement").await?;
                 relax_foreign_keys_of(&mut *tx, statement).await?;
             }

@@ -45,9 +45,9 @@ pub fn split(sql: &str) -> Vec<Range<usize>> {
             b if is_word(b) && (i == 0 || !is_word(bytes[i - 1])) => {
                 let end = bytes[i..].iter().position(|&b| !is_word(b)).map_or(bytes.len(), |n| i + n);
                 let word = &sql[i..end];
-                if word.eq_ignore_ascii_case("ATOMIC") && previous_word.eq_ignore_ascii_case("BEGIN") {
-                    atomic += 1;
-                } else if atomic > 0 && word.eq_ignore_ascii_case("CASE") {
+                let opens = (word.eq_ignore_ascii_case("ATOMIC") && previous_word.eq_ignore_ascii_case("BEGIN"))
+                    || (atomic > 0 && word.eq_ignore_ascii_case("CASE"));
+                if opens {
                     atomic += 1;
                 } else if atomic > 0 && word.eq_ignore_ascii_case("END") {
                     atomic -= 1;
@@ -66,14 +66,55 @@ pub fn split(sql: &str) -> Vec<Range<usize>> {
 /// before the next statement may name it: `CREATE [UNLOGGED] TABLE`, not `CREATE TEMP TABLE`
 /// and not `… PARTITION OF …` (Citus places a partition like its parent by itself).
 pub fn creates_table(statement: &str) -> bool {
-    let words: Vec<String> = code_words(statement).take(3).map(str::to_ascii_uppercase).collect();
+    let words: Vec<String> = code_words(statement).map(str::to_ascii_uppercase).collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let creates = matches!(words[..], ["CREATE", "TABLE", ..] | ["CREATE", "UNLOGGED", "TABLE", ..]);
-    creates && !statement.to_ascii_uppercase().contains("PARTITION OF")
+    creates && !words.windows(2).any(|w| w == ["PARTITION", "OF"])
 }
 
-/// The words of a statement's code, after any leading comments.
-fn code_words(statement: &str) -> impl Iterator<Item = &str> {
+/// Whether the statement is `ALTER TABLE … ADD [CONSTRAINT name] FOREIGN KEY …` and nothing
+/// else (no second subcommand: no comma outside parentheses).
+pub fn adds_only_a_foreign_key(statement: &str) -> bool {
+    let words: Vec<String> = code_words(statement).take(12).map(str::to_ascii_uppercase).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let Some(add) = words.iter().position(|w| *w == "ADD") else { return false };
+    let foreign = match words.get(add + 1) {
+        Some(&"CONSTRAINT") => add + 3,
+        _ => add + 1,
+    };
+    let mut depth = 0i32;
+    let one_subcommand = code(statement).bytes().all(|b| {
+        match b {
+            b'(' => depth += 1,
+            b')' => depth -= 1,
+            b',' if depth == 0 => return false,
+            _ => {}
+        }
+        true
+    });
+    matches!(words[..], ["ALTER", "TABLE", ..])
+        && words.get(foreign..foreign + 2) == Some(&["FOREIGN", "KEY"][..])
+        && one_subcommand
+}
+
+/// The first word of a statement that ends or changes the transaction, or changes who runs the
+/// rest (`COMMIT`, `SET ROLE`, …): refused in an operator's migration on Citus, which runs the
+/// files in one transaction as the owner role (`SET LOCAL ROLE`).
+pub fn controls_the_session(statement: &str) -> bool {
+    let words: Vec<String> = code_words(statement).take(3).map(str::to_ascii_uppercase).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    matches!(
+        words[..],
+        ["BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE" | "PREPARE", ..]
+            | ["SET" | "RESET", "ROLE", ..]
+            | ["SET", "SESSION", "AUTHORIZATION"]
+            | ["SET", "LOCAL", "ROLE"]
+            | ["RESET", "SESSION", ..]
+    )
+}
+
+/// A statement's text after any leading comments.
+fn code(statement: &str) -> &str {
     let mut rest = statement.trim_start();
     loop {
         if let Some(after) = rest.strip_prefix("--") {
@@ -81,10 +122,14 @@ fn code_words(statement: &str) -> impl Iterator<Item = &str> {
         } else if rest.starts_with("/*") {
             rest = rest[skip_block_comment(rest.as_bytes(), 0).min(rest.len())..].trim_start();
         } else {
-            break;
+            return rest;
         }
     }
-    rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty())
+}
+
+/// The words of a statement's code, after any leading comments.
+fn code_words(statement: &str) -> impl Iterator<Item = &str> {
+    code(statement).split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty())
 }
 
 fn push(sql: &str, range: Range<usize>, out: &mut Vec<Range<usize>>) {
@@ -191,5 +236,36 @@ mod tests {
         assert!(!creates_table("CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1)"));
         assert!(!creates_table("CREATE INDEX ON t (x)"));
         assert!(!creates_table("ALTER TABLE t ADD COLUMN y int"));
+        assert!(!creates_table("CREATE TABLE p2 PARTITION\nOF p FOR VALUES IN (2)"));
+    }
+
+    #[test]
+    fn only_a_lone_foreign_key_counts_as_one() {
+        assert!(adds_only_a_foreign_key(
+            "ALTER TABLE public.t ADD FOREIGN KEY (tenant_id, x) REFERENCES u (tenant_id, id) ON DELETE SET NULL (x)"
+        ));
+        assert!(adds_only_a_foreign_key("alter table t add constraint k foreign key (tenant_id, x) references u"));
+        assert!(adds_only_a_foreign_key(
+            "-- keys last, so in any order\nALTER TABLE t ADD FOREIGN KEY (tenant_id, x) REFERENCES u"
+        ));
+        assert!(!adds_only_a_foreign_key(
+            "ALTER TABLE t ADD COLUMN x uuid, ADD FOREIGN KEY (tenant_id, x) REFERENCES u"
+        ));
+        assert!(!adds_only_a_foreign_key("ALTER TABLE t ENABLE ROW LEVEL SECURITY"));
+        assert!(!adds_only_a_foreign_key("CREATE INDEX ON t (x)"));
+    }
+
+    #[test]
+    fn transaction_control_and_role_changes_are_told_apart() {
+        for s in
+            ["COMMIT", "end", "ROLLBACK", "BEGIN", "SET ROLE postgres", "RESET ROLE", "SET SESSION AUTHORIZATION x"]
+        {
+            assert!(controls_the_session(s), "{s}");
+        }
+        for s in
+            ["CREATE TABLE t (x int)", "SET search_path = public", "SELECT 1", "CREATE FUNCTION f() BEGIN ATOMIC END"]
+        {
+            assert!(!controls_the_session(s), "{s}");
+        }
     }
 }

@@ -107,6 +107,11 @@ async fn all_tables_dry_run_names_differences_and_writes_a_migration_that_keeps_
         let refused =
             sqlx::query("SELECT check_deferred_keys($1)").bind(t2.id).execute(&mut *tx).await.expect_err("checked");
         tx.rollback().await.expect("rollback");
+        // And COMMIT itself refuses it too, in Citus's words.
+        let mut tx = su.begin().await.expect("begin");
+        sqlx::query(insert).bind(t2.id).bind(contact).execute(&mut *tx).await.expect("deferred until commit");
+        let at_commit = tx.commit().await.expect_err("another tenant's contact, at COMMIT");
+        assert!(at_commit.to_string().contains("could not commit"), "{at_commit}");
         refused
     } else {
         tx.commit().await.expect_err("another tenant's contact")

@@ -417,7 +417,7 @@ fn write_error(ctx: &ApiContext, table: &Table, e: sqlx::Error, deleting: bool) 
                     "rows of {} still reference this row (foreign key {constraint}); delete or change them first",
                     db.table()
                         .map(str::to_string)
-                        .or_else(|| crate::http::error::quoted_in_message(db.message(), "on table \""))
+                        .or_else(|| crate::http::error::quoted_in_message(db.message(), "on table \"", true))
                         .unwrap_or_else(|| "another table".into())
                 ),
             ),
@@ -427,7 +427,7 @@ fn write_error(ctx: &ApiContext, table: &Table, e: sqlx::Error, deleting: bool) 
                 .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                 .and_then(|pg| pg.column())
                 .map(str::to_string)
-                .or_else(|| crate::http::error::quoted_in_message(db.message(), "column \""))
+                .or_else(|| crate::http::error::quoted_in_message(db.message(), "column \"", false))
                 .unwrap_or_else(|| "a column".into());
             ApiError::validation_of(format!("{column} must not be null"))
         }
