@@ -176,7 +176,7 @@ impl From<sqlx::Error> for ApiError {
                     ErrorCode::RowInUse,
                     format!(
                         "rows of {} still reference this row (foreign key {constraint}); delete or change them first",
-                        db.table().unwrap_or("another table")
+                        referencing_table(db.table(), db.message())
                     ),
                 )
             }
@@ -228,6 +228,17 @@ pub(crate) fn violated_constraint(field: Option<&str>, message: &str) -> String 
     match field {
         Some(name) => name.to_string(),
         None => quoted_in_message(message, "constraint \"", true).unwrap_or_default(),
+    }
+}
+
+/// The table whose rows still reference a deleted row, from an error's table field, or else
+/// from its message (`update or delete on table "a" violates foreign key constraint "c" on
+/// table "b"`: the last quoted table, `b`), without the shard suffix a Citus worker's message
+/// carries; "another table" when neither says.
+fn referencing_table(field: Option<&str>, message: &str) -> String {
+    match field {
+        Some(table) => table.to_string(),
+        None => quoted_in_message(message, "on table \"", true).unwrap_or_else(|| "another table".to_string()),
     }
 }
 
@@ -372,7 +383,16 @@ pub async fn problem_documents<F: Future<Output = Response>>(request_id: HeaderV
 
 #[cfg(test)]
 mod tests {
-    use super::violated_constraint;
+    use super::{referencing_table, violated_constraint};
+
+    #[test]
+    fn the_referencing_table_comes_from_the_field_or_from_a_citus_workers_message() {
+        assert_eq!(referencing_table(Some("deals"), ""), "deals");
+        let citus = "update or delete on table \"contacts_102010\" violates foreign key constraint \
+                     \"deals_tenant_id_contact_id_fkey_102012\" on table \"deals_102012\"";
+        assert_eq!(referencing_table(None, citus), "deals");
+        assert_eq!(referencing_table(None, "la clé étrangère est violée"), "another table");
+    }
 
     #[test]
     fn the_constraint_comes_from_the_field_or_from_a_citus_workers_message() {
