@@ -184,7 +184,12 @@ async fn run(
     }
     if args.wrk {
         let (connections, duration) = (args.connections, args.duration());
-        let result = wrk::compare(svc.addr, app_url, &fixture, &args.dir, connections, duration, args.wrk_rounds).await;
+        let pid_file = args.dir.join("pgdata").join("postmaster.pid");
+        let watched =
+            wrk::Watched { service_pid: svc.pid(), pid_file: external.is_none().then_some(pid_file.as_path()) };
+        let result =
+            wrk::compare(svc.addr, &watched, app_url, &fixture, &args.dir, connections, duration, args.wrk_rounds)
+                .await;
         svc.stop().await;
         return result;
     }

@@ -106,12 +106,13 @@ impl Service {
 /// utime + stime of `pid` in seconds (fields 14 and 15 of /proc/<pid>/stat, after the
 /// parenthesised command name, which may itself hold spaces); 0 when unreadable.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    stat(pid).map_or(0.0, |(_, ticks)| ticks_to_seconds(ticks))
+    stat(pid).map_or(0.0, |s| ticks_to_seconds(s.ticks))
 }
 
-/// The CPU time of a PostgreSQL server so far: the postmaster named in `pid_file` and every
-/// process it started (backends, background workers), seconds. A backend that exited is no
-/// longer counted, so read it around a window in which the connections stay open.
+/// The CPU time of a PostgreSQL server so far: the postmaster named in `pid_file`, every
+/// process it started that is still running (backends, background workers), and those that
+/// ended (the postmaster waits for its children, so theirs is in its `cutime`/`cstime`),
+/// seconds. So a window over which clients connected and left (pgbench) counts them too.
 pub fn server_cpu_seconds(pid_file: &Path) -> f64 {
     let Some(postmaster) =
         std::fs::read_to_string(pid_file).ok().and_then(|s| s.lines().next()?.trim().parse::<u32>().ok())
@@ -121,22 +122,36 @@ pub fn server_cpu_seconds(pid_file: &Path) -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
     let ticks: u64 = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| stat(pid).filter(|(ppid, _)| pid == postmaster || *ppid == postmaster))
-        .map(|(_, ticks)| ticks)
+        .filter_map(|pid| match stat(pid)? {
+            s if pid == postmaster => Some(s.ticks + s.ended_children_ticks),
+            s if s.ppid == postmaster => Some(s.ticks),
+            _ => None,
+        })
         .sum();
     ticks_to_seconds(ticks)
 }
 
-/// (parent pid, utime + stime in clock ticks): fields 4, 14 and 15 of /proc/<pid>/stat,
+struct Stat {
+    ppid: u32,
+    /// utime + stime, clock ticks.
+    ticks: u64,
+    /// cutime + cstime: the children it has waited for, clock ticks.
+    ended_children_ticks: u64,
+}
+
+/// Fields 4 (ppid), 14 and 15 (utime, stime), 16 and 17 (cutime, cstime) of /proc/<pid>/stat,
 /// read after the parenthesised command name, which may itself hold spaces.
-fn stat(pid: u32) -> Option<(u32, u64)> {
+fn stat(pid: u32) -> Option<Stat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state): ppid (4) is at 1, utime (14) and stime (15) at 11, 12.
-    let ppid = fields.get(1)?.parse().ok()?;
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some((ppid, ticks))
+    // `rest` starts at field 3 (state): field n is at n - 3.
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some(Stat {
+        ppid: u32::try_from(field(4)?).ok()?,
+        ticks: field(14)? + field(15)?,
+        ended_children_ticks: field(16)? + field(17)?,
+    })
 }
 
 fn ticks_to_seconds(ticks: u64) -> f64 {

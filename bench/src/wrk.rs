@@ -16,8 +16,8 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use crate::ab::median;
-use crate::ceiling;
 use crate::fixture::Fixture;
+use crate::{ceiling, service};
 
 /// Requests prepared for wrk to cycle through.
 const PREPARED: usize = 4000;
@@ -100,9 +100,86 @@ fn parse(text: &str) -> Option<WrkRun> {
     Some(WrkRun { rps, p99_ms, errors: non_2xx + socket })
 }
 
-/// `rounds` of wrk against the running service and pgbench's naive form, alternating order.
+/// Where the two cores went during one measured run, in CPU seconds: the service, the
+/// PostgreSQL server (the postmaster and its children; None when the server is not the
+/// harness's own), the load generator (wrk or pgbench: this process's children that ended
+/// meanwhile, from getrusage), and the machine's idle time (/proc/stat, all cores).
+#[derive(Clone, Copy, Default)]
+struct Spent {
+    service: f64,
+    server: Option<f64>,
+    generator: f64,
+    idle: f64,
+    wall: f64,
+}
+
+/// What to read the CPU figures from: the service's pid and the server's postmaster.pid.
+pub struct Watched<'a> {
+    pub service_pid: u32,
+    pub pid_file: Option<&'a Path>,
+}
+
+impl Watched<'_> {
+    fn now(&self) -> Spent {
+        Spent {
+            service: service::cpu_seconds(self.service_pid),
+            server: self.pid_file.filter(|f| f.exists()).map(service::server_cpu_seconds),
+            generator: children_cpu_seconds(),
+            idle: idle_seconds(),
+            wall: 0.0,
+        }
+    }
+
+    /// `work` measured: what it returned, and the CPU spent meanwhile.
+    async fn around<T>(&self, work: impl std::future::Future<Output = T>) -> (T, Spent) {
+        let (before, started) = (self.now(), std::time::Instant::now());
+        let out = work.await;
+        let after = self.now();
+        let spent = Spent {
+            service: after.service - before.service,
+            server: after.server.zip(before.server).map(|(a, b)| a - b),
+            generator: after.generator - before.generator,
+            idle: after.idle - before.idle,
+            wall: started.elapsed().as_secs_f64(),
+        };
+        (out, spent)
+    }
+}
+
+/// User + system time of this process's children that have ended and been waited for.
+fn children_cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| seconds(u.user_time()) + seconds(u.system_time()))
+}
+
+/// Idle (and I/O-wait) time of all cores so far, seconds, from the first line of /proc/stat.
+fn idle_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return 0.0 };
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .map(|cpu| cpu.split_whitespace().skip(4).take(2).filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
+    if per_second <= 0 { 0.0 } else { ticks as f64 / per_second as f64 }
+}
+
+/// One side's CPU per request (or transaction), µs: (service, server, generator, busy share).
+fn per_request(spent: &Spent, rate: f64, cores: f64) -> (f64, Option<f64>, f64, f64) {
+    let requests = rate * spent.wall;
+    let us = |s: f64| if requests > 0.0 { s * 1e6 / requests } else { 0.0 };
+    let busy = if spent.wall > 0.0 { 1.0 - spent.idle / (spent.wall * cores) } else { 0.0 };
+    (us(spent.service), spent.server.map(us), us(spent.generator), busy.clamp(0.0, 1.0))
+}
+
+/// `rounds` of wrk against the running service and pgbench's naive form, alternating order;
+/// with each round, where the CPU went per request on each side, and what the service could
+/// spend per request if it were to match pgbench's rate on the same busy cores.
+#[allow(clippy::too_many_arguments)]
 pub async fn compare(
     addr: std::net::SocketAddr,
+    watched: &Watched<'_>,
     app_url: &str,
     fixture: &Arc<Fixture>,
     dir: &Path,
@@ -115,20 +192,26 @@ pub async fn compare(
         "{:<7} {:>12} {:>9} {:>8} {:>14} {:>7}",
         "round", "wrk req/s", "p99 ms", "errors", "pgbench tx/s", "ratio"
     );
+    let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
     let (mut ratios, mut rps, mut tps, mut p99s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut cpu_lines = Vec::new();
     let mut errors = 0;
     // Warm-up: caches filled, connections open.
     run(addr, fixture, dir, connections, Duration::from_secs(2)).await?;
     for round in 0..rounds.max(1) {
-        let (w, p) = if round % 2 == 0 {
-            let w = run(addr, fixture, dir, connections, duration).await?;
-            (w, ceiling::pgbench_naive(app_url, fixture, connections, duration).await)
+        let wrk = || watched.around(run(addr, fixture, dir, connections, duration));
+        let pgbench = || watched.around(ceiling::pgbench_naive(app_url, fixture, connections, duration));
+        let ((w, w_spent), (p, p_spent)) = if round % 2 == 0 {
+            let w = wrk().await;
+            (w, pgbench().await)
         } else {
-            let p = ceiling::pgbench_naive(app_url, fixture, connections, duration).await;
-            (run(addr, fixture, dir, connections, duration).await?, p)
+            let p = pgbench().await;
+            (wrk().await, p)
         };
+        let w = w?;
         let p = p.ok_or_else(|| anyhow::anyhow!("pgbench not found or failed: install postgresql-contrib"))?;
         println!("{:<7} {:>12.0} {:>9.2} {:>8} {:>14.0} {:>7.3}", round + 1, w.rps, w.p99_ms, w.errors, p, w.rps / p);
+        cpu_lines.push(cpu_line(round + 1, &w_spent, w.rps, &p_spent, p, cores));
         ratios.push(w.rps / p);
         rps.push(w.rps);
         tps.push(p);
@@ -144,12 +227,63 @@ pub async fn compare(
         median(tps),
         median(ratios)
     );
+    println!("\nCPU per request (wrk side) and per transaction (pgbench side), µs of one core; busy: share of all");
+    println!("cores not idle, whoever used them. Budget: what the service could spend per request for wrk's side");
+    println!("to match pgbench's rate with the CPU its three processes got, given the database's and wrk's cost.");
+    println!(
+        "{:<7} {:>8} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>6} {:>8}",
+        "round", "service", "db", "wrk", "total", "busy", "db", "pgbench", "total", "busy", "budget"
+    );
+    for line in cpu_lines {
+        println!("{line}");
+    }
     Ok(())
+}
+
+fn cpu_line(round: usize, w_spent: &Spent, w_rps: f64, p_spent: &Spent, p_tps: f64, cores: f64) -> String {
+    let (svc, w_db, wrk, w_busy) = per_request(w_spent, w_rps, cores);
+    let (_, p_db, pgbench, p_busy) = per_request(p_spent, p_tps, cores);
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    let w_total = w_db.map(|db| svc + db + wrk);
+    let p_total = p_db.map(|db| db + pgbench);
+    // The three processes used `w_total × w_rps` CPU per second; at pgbench's rate each request
+    // may use that divided by `p_tps`, and the database's and wrk's shares come first.
+    let budget = w_total.zip(w_db).filter(|_| p_tps > 0.0).map(|(total, db)| total * w_rps / p_tps - db - wrk);
+    format!(
+        "{:<7} {:>8.1} {:>7} {:>6.1} {:>7} {:>5.0}% {:>8} {:>8.1} {:>7} {:>5.0}% {:>8}",
+        round,
+        svc,
+        opt(w_db),
+        wrk,
+        opt(w_total),
+        w_busy * 100.0,
+        opt(p_db),
+        pgbench,
+        opt(p_total),
+        p_busy * 100.0,
+        opt(budget)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_is_what_parity_leaves_the_service() {
+        let wrk_side = Spent { service: 0.3, server: Some(0.4), generator: 0.08, idle: 0.2, wall: 1.0 };
+        let pgbench_side = Spent { service: 0.0, server: Some(0.5), generator: 0.15, idle: 0.0, wall: 1.0 };
+        // At the same rate the budget is what the service spent.
+        let line = cpu_line(1, &wrk_side, 10_000.0, &pgbench_side, 10_000.0, 2.0);
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols, ["1", "30.0", "40.0", "8.0", "78.0", "90%", "50.0", "15.0", "65.0", "100%", "30.0"]);
+        // pgbench 20% faster: the same CPU spread over 12,000 requests, the database and wrk first.
+        let line = cpu_line(1, &wrk_side, 10_000.0, &pgbench_side, 12_000.0, 2.0);
+        assert_eq!(line.split_whitespace().last(), Some("17.0"));
+        // Another server's CPU cannot be read: no database figure, no budget.
+        let remote = Spent { server: None, ..wrk_side };
+        assert_eq!(cpu_line(1, &remote, 10_000.0, &remote, 10_000.0, 2.0).split_whitespace().last(), Some("-"));
+    }
 
     #[test]
     fn wrk_output_is_read() {
