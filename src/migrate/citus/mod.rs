@@ -371,8 +371,60 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<CitusReport, sqlx::Er
     for owner in &owners {
         tx.execute(AssertSqlSafe(format!("REVOKE CREATE ON SCHEMA public FROM {}", quote(owner)))).await?;
     }
+    plan_afresh_where_the_shards_are(&mut tx).await?;
     tx.commit().await?;
     Ok(report)
+}
+
+/// The setting every function that Citus runs on a worker, next to a tenant's shards, carries:
+/// the trigger functions of Citus tables and the delegated functions (a distribution argument).
+/// It holds for everything such a function calls, however deep.
+pub const WORKER_FUNCTION_SETTING: &str = "plan_cache_mode=force_custom_plan";
+
+/// Give every function Citus runs beside a tenant's shards `plan_cache_mode =
+/// force_custom_plan` (`WORKER_FUNCTION_SETTING`): the statements they run are planned for
+/// each execution instead of reusing a generic plan.
+///
+/// Why: Citus 13.2.1, 13.2.2, 14.0.0 and 14.0.1 (since its #8371, "Don't use local plan cache
+/// for multi shard queries") never find the local plan they cached for a reused plan whose shard
+/// is pruned at execution (a statement keyed by a PL/pgSQL variable, such as the audit
+/// trigger's `INSERT INTO audit_events … VALUES (ev.tenant_id, …)`) and executed on the local
+/// shard: every execution plans the shard query again and appends the plan to the generic
+/// plan's `CachedPlan` memory context, which lives as long as the backend (fixed by Citus PR
+/// #8824, after those releases). Measured on the dev cluster (Citus 13.2.2): about 180 kB per audited
+/// row in the worker backend (the seal-key trigger's `SELECT … FROM audit_events`, the
+/// event's INSERT, the queue's INSERT), kept after COMMIT; the coordinator's connections to
+/// the workers are cached, so a bulk load (the benchmark's fixture) grew a worker backend past
+/// 3 GB and the kernel killed it. A custom plan is made and dropped per execution, Citus never
+/// caches a local plan for it, and nothing accumulates. The cost: the coordinator-side
+/// (distributed) planning of each statement again; the local plan for the shard was being made
+/// on every execution anyway. The fixture loaded faster with it (the leak's allocations cost
+/// more), and on a Citus with #8824 the setting can go.
+///
+/// Run by every `distribute`, last: a `CREATE OR REPLACE FUNCTION` (a later migration, or the
+/// Citus variants above) drops the setting, and a function distributed by then carries an
+/// `ALTER FUNCTION` to every node. Only functions missing it are altered.
+async fn plan_afresh_where_the_shards_are(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let functions: Vec<String> = sqlx::query_scalar(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p
+          WHERE p.pronamespace = 'public'::regnamespace
+            AND (EXISTS (SELECT FROM pg_trigger t JOIN pg_dist_partition d ON d.logicalrelid = t.tgrelid
+                          WHERE t.tgfoid = p.oid AND NOT t.tgisinternal)
+                 OR EXISTS (SELECT FROM pg_dist_object o
+                             WHERE o.classid = 'pg_proc'::regclass AND o.objid = p.oid
+                               AND o.distribution_argument_index IS NOT NULL))
+            AND NOT coalesce($1 = ANY (p.proconfig), false)
+          ORDER BY 1",
+    )
+    .bind(WORKER_FUNCTION_SETTING)
+    .fetch_all(&mut *tx)
+    .await?;
+    for function in functions {
+        // A signature as the catalog prints it (`regprocedure`), not input.
+        tx.execute(AssertSqlSafe(format!("ALTER FUNCTION public.{function} SET plan_cache_mode = force_custom_plan")))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Whether `audit_events` is distributed (by tenant_id, as every tenant table is once the plan
