@@ -30,6 +30,7 @@ mod metrics;
 mod openapi;
 mod permissions;
 mod placement;
+mod plan_memory;
 mod platform;
 mod rate_limits;
 mod request_shape;
