@@ -420,9 +420,10 @@ async fn plan_afresh_where_the_shards_are(tx: &mut PgConnection) -> Result<(), s
     .fetch_all(&mut *tx)
     .await?;
     for function in functions {
-        // A signature as the catalog prints it (`regprocedure`), not input.
-        tx.execute(AssertSqlSafe(format!("ALTER FUNCTION public.{function} SET plan_cache_mode = force_custom_plan")))
-            .await?;
+        // A signature as the catalog prints it (`regprocedure`), not input: printed so that it
+        // names this function under the current search_path (schema-qualified when `public` is
+        // not on it), so it is used as printed.
+        tx.execute(AssertSqlSafe(format!("ALTER FUNCTION {function} SET plan_cache_mode = force_custom_plan"))).await?;
     }
     Ok(())
 }
